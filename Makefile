@@ -1,0 +1,43 @@
+# netspec: `make demo` sets up and runs the main job; `make test` sets up and runs every check.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# The torch build this machine keeps on disk; elsewhere `make TORCH=torch` takes PyPI's latest.
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest bench update-fixtures clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/netspec compile specs/lenet5.net
+	$(BIN)/netspec compile specs/resnet18.net
+
+lint: $(STAMP)
+	$(BIN)/ruff check netspec cli.py tests benchmarks
+	$(BIN)/ruff format --check netspec cli.py tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy netspec
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_compile.py
+
+update-fixtures: $(STAMP)
+	$(BIN)/python -m tests.golden --update
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

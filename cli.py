@@ -1,0 +1,141 @@
+"""The `netspec` command line. Heavy libraries (torch, onnx) are imported only by
+the commands that need them, so `netspec compile` stays fast.
+
+Exit codes: 0 ok, 1 a mistake in a spec or an input file, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from netspec.compiler import Compiled, UsageError, compile
+from netspec.diagnostics import Diagnostic, Sources, SpecError, render_all
+from netspec.limits import Limits
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    if hint:
+        err_console.print(f"    {hint}", markup=False)
+    sys.exit(code)
+
+
+@contextmanager
+def reported(sources: Sources | None = None) -> Iterator[None]:
+    """Turn every expected failure into a message and an exit code, never a traceback."""
+    try:
+        yield
+    except SpecError as e:
+        texts = sources or Sources()
+        for d in e.diagnostics:
+            _load_source(texts, d)
+        err_console.print(render_all(e.diagnostics, texts), markup=False)
+        sys.exit(1)
+    except UsageError as e:
+        _fail(str(e), 2, e.hint)
+
+
+def _load_source(sources: Sources, diag: Diagnostic) -> None:
+    for span in (diag.span, *(n.span for n in diag.notes if n.span)):
+        if span.file not in sources.texts and Path(span.file).is_file():
+            try:
+                sources.texts[span.file] = Path(span.file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+
+
+def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--set NAME=VALUE`: numbers, true/false, or words."""
+    out: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set epochs=3")
+        out[name] = _scalar(raw)
+    return out
+
+
+def _scalar(raw: str) -> Any:
+    if raw in ("true", "false"):
+        return raw == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            continue
+    return raw
+
+
+def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    defaults = Limits()
+    for field in reversed(list(Limits.model_fields)):
+        flag = "--" + field.replace("_", "-")
+        f = click.option(flag, type=click.IntRange(min=1), default=getattr(defaults, field),
+                         show_default=True, help=f"limit: {field.replace('_', ' ')}")(f)
+    return f
+
+
+def load(spec: Path, network: str | None, sets: tuple[str, ...], allow_outside: bool = False,
+         **limits: int) -> Compiled:
+    compiled = compile(spec, network, limits=Limits(**limits), allow_outside=allow_outside,
+                       **parse_set(sets))
+    if compiled.warnings:
+        err_console.print(render_all(compiled.warnings, compiled.program.sources), markup=False)
+    return compiled
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netspec", prog_name="netspec")
+def main() -> None:
+    """netspec: declarative convolutional networks, checked before they run."""
+
+
+@main.command("compile")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--network", "-n", help="which network of the spec (when it has several)")
+@click.option("--json", "as_json", is_flag=True, help="print the layers and totals as JSON")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="override a constant, a symbolic size or a training value")
+@click.option("--emit", type=click.Choice(["table", "python"]), default="table",
+              help="what to print: the layer table, or a standalone PyTorch module")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="also export the (untrained) network to this ONNX file")
+@click.option("--allow-outside", is_flag=True, help="let `use` read files outside the spec's "
+              "directory")
+@limit_options
+def compile_cmd(spec: Path, network: str | None, as_json: bool, sets: tuple[str, ...],
+                emit: str, output: Path | None, allow_outside: bool, **limits: int) -> None:
+    """Check SPEC and show every layer: shape, receptive field, parameters, multiply-adds."""
+    with reported():
+        compiled = load(spec, network, sets, allow_outside, **limits)
+        if emit == "python":
+            from netspec.lower.emit import emit_python
+
+            click.echo(emit_python(compiled), nl=False)
+        elif as_json:
+            click.echo(json.dumps(compiled.to_json(), indent=2))
+        else:
+            from netspec.report import table, totals_text
+
+            out_console.print(table(compiled))
+            out_console.print()
+            out_console.print(totals_text(compiled), markup=False)
+        if output is not None:
+            from netspec.export.onnx_export import export_compiled
+
+            export_compiled(compiled, output, log=lambda m: err_console.print(m, markup=False))
+
+
+if __name__ == "__main__":
+    main()

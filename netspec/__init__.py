@@ -1,0 +1,16 @@
+"""netspec: a compiler for declarative convolutional-network specs.
+
+>>> import netspec
+>>> net = netspec.compile("network tiny(x: 1x8x8) {\\n conv 4 3x3 | relu | dense 2\\n}")
+>>> net.totals.trainable_params
+298
+"""
+
+from __future__ import annotations
+
+from netspec.compiler import Compiled, UsageError, compile, compile_text
+from netspec.diagnostics import Diagnostic, SpecError
+
+__version__ = "0.1.0"
+
+__all__ = ["Compiled", "Diagnostic", "SpecError", "UsageError", "compile", "compile_text"]

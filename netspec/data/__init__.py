@@ -1,0 +1,35 @@
+"""Datasets as numpy arrays: IDX files, MNIST (fetched, verified, cached), .npz, image folders.
+
+This layer imports numpy but never torch, so checking a spec stays light.
+"""
+
+from __future__ import annotations
+
+from netspec.data.errors import DataError
+from netspec.data.idx import IdxPair, load_idx_pair, read_idx, write_idx
+from netspec.data.mnist import (
+    DEFAULT_MIRRORS,
+    ImageFolder,
+    LabeledArrays,
+    MnistData,
+    default_cache_dir,
+    load_image_folder,
+    load_mnist,
+    load_npz,
+)
+
+__all__ = [
+    "DEFAULT_MIRRORS",
+    "DataError",
+    "IdxPair",
+    "ImageFolder",
+    "LabeledArrays",
+    "MnistData",
+    "default_cache_dir",
+    "load_idx_pair",
+    "load_image_folder",
+    "load_mnist",
+    "load_npz",
+    "read_idx",
+    "write_idx",
+]

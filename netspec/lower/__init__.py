@@ -1,0 +1,1 @@
+"""Lowering: turn checked netspec IR into PyTorch modules."""

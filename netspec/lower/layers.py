@@ -1,0 +1,350 @@
+"""Layers that PyTorch lacks, used when lowering a spec to ``torch.nn`` modules.
+
+Most come from LeNet-5 (LeCun et al., 1998). Each is built only from operators that the
+TorchScript ONNX exporter (``dynamo=False``, opset 17) maps to standard ONNX ops, so a lowered
+network runs unchanged in ONNX Runtime: no ``F.unfold``, no in-place scatter, no Python loop
+whose length depends on the data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Pair = int | tuple[int, int]
+
+
+def _pair(value: Pair) -> tuple[int, int]:
+    """Accept ``3`` or ``(3, 5)``, the way ``nn.Conv2d`` does."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution along one axis (padding counted on both sides)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _uniform_(tensor: Tensor, fan_in: int) -> None:
+    """PyTorch's conv default init, in place: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    This is exactly what ``kaiming_uniform_(a=sqrt(5))`` gives (gain sqrt(1/3) times
+    sqrt(3/fan_in)), written out because our weights are not laid out as (out, in, ...)
+    and ``kaiming_uniform_`` would infer the wrong fan-in from their shape.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        tensor.uniform_(-bound, bound)
+
+
+def _as_float(tensor: Tensor) -> Tensor:
+    """A detached copy of constant data from a spec, as floats (integer masks are common)."""
+    copy = tensor.detach().clone()
+    return copy if copy.is_floating_point() else copy.to(torch.get_default_dtype())
+
+
+class LocallyConnected2d(nn.Module):
+    """A convolution whose kernels are not shared: one kernel per output position.
+
+    Patches are gathered with one strided slice per kernel offset (kh*kw slices, not one per
+    output position) and contracted with all the kernels in one einsum. ``weight`` is
+    ``(out_h*out_w, out_channels, in_channels*kh*kw)``, position-major in row order, its last
+    axis ordered like a conv weight's ``(in_channels, kh, kw)``; ``bias`` is
+    ``(out_channels, out_h, out_w)``. The input size is fixed because the weights are.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        in_size: Pair,
+        kernel: Pair,
+        stride: Pair = (1, 1),
+        padding: Pair = (0, 0),
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_size, self.kernel = _pair(in_size), _pair(kernel)
+        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.out_size = (
+            _conv_out(self.in_size[0], self.kernel[0], self.stride[0], self.padding[0]),
+            _conv_out(self.in_size[1], self.kernel[1], self.stride[1], self.padding[1]),
+        )
+        if min(self.out_size) < 1:
+            raise ValueError(f"kernel {self.kernel} does not fit input {self.in_size} padded")
+        (kh, kw), (oh, ow) = self.kernel, self.out_size
+        self.fan_in = in_channels * kh * kw
+        self.weight = nn.Parameter(torch.empty(oh * ow, out_channels, self.fan_in))
+        self.bias: nn.Parameter | None = (
+            nn.Parameter(torch.empty(out_channels, oh, ow)) if bias else None
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise like ``nn.Conv2d`` with fan-in ``in_channels*kh*kw``."""
+        _uniform_(self.weight, self.fan_in)
+        if self.bias is not None:
+            _uniform_(self.bias, self.fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # The exporter pins the spatial size in the graph, so only eager calls need the check.
+        if not torch.onnx.is_in_onnx_export() and tuple(x.shape[-2:]) != self.in_size:
+            raise ValueError(f"expected input size {self.in_size}, got {tuple(x.shape[-2:])}")
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        oh, ow = self.out_size
+        x = F.pad(x, (pw, pw, ph, ph))  # (B, C, H + 2ph, W + 2pw)
+        span_h, span_w = sh * (oh - 1) + 1, sw * (ow - 1) + 1
+        taps = [
+            x[:, :, i : i + span_h : sh, j : j + span_w : sw]  # (B, C, oh, ow)
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        patches = torch.stack(taps, dim=2).flatten(1, 2).flatten(2)  # (B, C*kh*kw, oh*ow)
+        y = torch.einsum("bfl,lof->bol", patches, self.weight)  # (B, O, oh*ow)
+        y = y.reshape(-1, self.out_channels, oh, ow)  # (B, O, oh, ow)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, in_size={self.in_size}, "
+            f"kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+def _check_table(table: list[list[int]], in_channels: int, out_channels: int) -> None:
+    """Reject a connection table that cannot describe ``out_channels`` maps over the inputs."""
+    if len(table) != out_channels:
+        raise ValueError(f"table has {len(table)} rows, expected one per output ({out_channels})")
+    for o, row in enumerate(table):
+        if not row:
+            raise ValueError(f"output map {o} is connected to no input map")
+        if len(set(row)) != len(row):
+            raise ValueError(f"output map {o} lists an input map twice: {row}")
+        if not all(0 <= c < in_channels for c in row):
+            raise ValueError(f"output map {o} lists an input outside 0..{in_channels - 1}: {row}")
+
+
+def _dense_index(table: tuple[tuple[int, ...], ...], in_channels: int) -> Tensor:
+    """For each dense (out, in) slot, its row in the packed weight; ``n`` (a zero row) if absent."""
+    slots = [o * in_channels + c for o, row in enumerate(table) for c in row]
+    index = torch.full((len(table) * in_channels,), len(slots), dtype=torch.long)
+    index[slots] = torch.arange(len(slots))
+    return index  # (out*in,)
+
+
+class TableConv2d(nn.Module):
+    """A convolution where output map ``o`` sees only the input maps listed in ``table[o]``.
+
+    LeNet-5's C3 uses this to break symmetry and save parameters. Only connected kernels are
+    parameters: ``weight`` is ``(n_connections, kh, kw)``, packed in table order (row by row,
+    each row in the order listed). The dense ``(out, in, kh, kw)`` weight is gathered from it
+    plus a zero row at forward time, so unconnected kernels are exactly zero, through training.
+    Each kernel is initialised with the true fan-in of its output map, ``len(table[o])*kh*kw``.
+    """
+
+    index: Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: Pair,
+        table: list[list[int]],
+        stride: Pair = (1, 1),
+        padding: Pair = (0, 0),
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_table(table, in_channels, out_channels)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel, self.stride, self.padding = _pair(kernel), _pair(stride), _pair(padding)
+        self.table = tuple(tuple(row) for row in table)
+        n_connections = sum(len(row) for row in table)
+        self.weight = nn.Parameter(torch.empty(n_connections, *self.kernel))
+        self.bias: nn.Parameter | None = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.register_buffer("index", _dense_index(self.table, in_channels), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise like ``nn.Conv2d``, but with each output map's own fan-in."""
+        kh, kw = self.kernel
+        start = 0
+        for o, row in enumerate(self.table):
+            fan_in = len(row) * kh * kw
+            _uniform_(self.weight[start : start + len(row)], fan_in)
+            if self.bias is not None:
+                _uniform_(self.bias[o : o + 1], fan_in)
+            start += len(row)
+
+    def dense_weight(self) -> Tensor:
+        """The full ``(out, in, kh, kw)`` kernel bank, zero where the table has no connection."""
+        kh, kw = self.kernel
+        packed = self.weight.flatten(1)  # (n, kh*kw)
+        padded = torch.cat([packed, packed.new_zeros(1, kh * kw)])  # (n + 1, kh*kw)
+        dense = torch.index_select(padded, 0, self.index)  # (out*in, kh*kw)
+        return dense.view(self.out_channels, self.in_channels, kh, kw)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.dense_weight()
+        return F.conv2d(x, w, self.bias, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel={self.kernel}, "
+            f"connections={self.weight.shape[0]}, stride={self.stride}, "
+            f"padding={self.padding}, bias={self.bias is not None}"
+        )
+
+
+class Subsample2d(nn.Module):
+    """LeNet's trainable subsampling: each window's sum, times a per-map weight, plus a bias.
+
+    Two parameters per map, ``weight`` and ``bias``, both ``(channels,)``. ``stride`` defaults
+    to the kernel, giving non-overlapping windows as in LeNet-5's S2 and S4.
+    """
+
+    def __init__(self, channels: int, kernel: Pair = (2, 2), stride: Pair | None = None) -> None:
+        super().__init__()
+        self.channels = channels
+        self.kernel = _pair(kernel)
+        self.stride = self.kernel if stride is None else _pair(stride)
+        self.weight = nn.Parameter(torch.empty(channels))
+        self.bias = nn.Parameter(torch.empty(channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise like a conv with fan-in ``kh*kw`` (one shared coefficient per window)."""
+        fan_in = self.kernel[0] * self.kernel[1]
+        _uniform_(self.weight, fan_in)
+        _uniform_(self.bias, fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        kh, kw = self.kernel
+        sums = F.avg_pool2d(x, self.kernel, self.stride) * (kh * kw)  # (B, C, H', W')
+        return sums * self.weight.view(-1, 1, 1) + self.bias.view(-1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, kernel={self.kernel}, stride={self.stride}"
+
+
+class ScaledTanh(nn.Module):
+    """LeNet's squashing function ``a * tanh(s * x)``; the defaults make f(±1) = ±1."""
+
+    def __init__(self, a: float = 1.7159, s: float = 2.0 / 3.0) -> None:
+        super().__init__()
+        self.a, self.s = a, s
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.a * torch.tanh(self.s * x)
+
+    def extra_repr(self) -> str:
+        return f"a={self.a}, s={self.s}"
+
+
+class EuclideanRBF(nn.Module):
+    """LeNet-5's output layer: ``y_j = sum_i (x_i - w_ji)^2``, the squared distance to class j.
+
+    The prototypes are a buffer: saved with the model, moved with it, never trained. The
+    distance is expanded as ``|x|^2 - 2 x.w + |w|^2`` so it is two matmul-like ops in ONNX.
+    """
+
+    prototypes: Tensor
+
+    def __init__(self, in_features: int, prototypes: Tensor) -> None:
+        super().__init__()
+        if prototypes.dim() != 2 or prototypes.shape[1] != in_features:
+            raise ValueError(
+                f"prototypes must be (n_classes, {in_features}), got {tuple(prototypes.shape)}"
+            )
+        self.in_features, self.out_features = in_features, prototypes.shape[0]
+        self.register_buffer("prototypes", _as_float(prototypes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.prototypes  # (N, F)
+        cross = x @ w.t()  # (B, N)
+        return x.pow(2).sum(1, keepdim=True) - 2 * cross + w.pow(2).sum(1)  # (B, N)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+# A 5x7 font for the digits 0-9, one string of rows per digit ("1" is ink).
+_DIGITS_5X7 = (
+    "01110 10001 10011 10101 11001 10001 01110",
+    "00100 01100 00100 00100 00100 00100 01110",
+    "01110 10001 00001 00010 00100 01000 11111",
+    "11111 00010 00100 00010 00001 10001 01110",
+    "00010 00110 01010 10010 11111 00010 00010",
+    "11111 10000 11110 00001 00001 10001 01110",
+    "00110 01000 10000 11110 10001 10001 01110",
+    "11111 00001 00010 00100 01000 01000 01000",
+    "01110 10001 10001 01110 10001 10001 01110",
+    "01110 10001 10001 01111 00001 00010 01100",
+)
+
+
+def _glyph(rows: str, height: int, width: int) -> Tensor:
+    """A 5x7 glyph as a ±1 bitmap (ink +1, paper -1), scaled into a 1-pixel paper margin."""
+    bits = torch.tensor([[float(ch) for ch in row] for row in rows.split()])  # (7, 5)
+    inner = F.interpolate(bits[None, None], size=(height - 2, width - 2), mode="nearest")
+    return F.pad(inner[0, 0] * 2 - 1, (1, 1, 1, 1), value=-1.0)  # (height, width)
+
+
+def lenet5_prototypes(n_classes: int = 10, height: int = 12, width: int = 7) -> Tensor:
+    """Fixed ±1 prototypes for :class:`EuclideanRBF`, one flattened bitmap per class.
+
+    Classes 0-9 get stylized digit bitmaps (a 5x7 font scaled nearest-neighbour into the
+    frame, standing in for LeNet-5's hand-drawn 7x12 ones); classes from 10 on get a ±1
+    pattern drawn from ``torch.Generator`` seed 0. Both are deterministic.
+
+    >>> lenet5_prototypes().shape
+    torch.Size([10, 84])
+    """
+    if n_classes < 1 or height < 3 or width < 3:
+        raise ValueError(f"need n_classes >= 1 and a frame of at least 3x3, got {n_classes}")
+    digits = [_glyph(rows, height, width).flatten() for rows in _DIGITS_5X7[:n_classes]]
+    generator = torch.Generator().manual_seed(0)
+    n_extra = max(n_classes - len(_DIGITS_5X7), 0)
+    extra = torch.randint(0, 2, (n_extra, height * width), generator=generator) * 2.0 - 1.0
+    return torch.cat([torch.stack(digits), extra])  # (n_classes, height*width)
+
+
+class FixedConv2d(nn.Module):
+    """Fixed kernels from the spec (edge detectors, masks), applied to every input map.
+
+    ``kernels`` ``(n, kh, kw)`` is a buffer, so no optimizer sees it. The result has
+    ``in_channels * n`` maps, input-major: input map c under kernel k is output ``c*n + k``.
+    It is a grouped cross-correlation (like ``F.conv2d``), one group per input map.
+    """
+
+    kernels: Tensor
+
+    def __init__(
+        self,
+        kernels: Tensor,
+        in_channels: int,
+        padding: Pair = (0, 0),
+        stride: Pair = (1, 1),
+    ) -> None:
+        super().__init__()
+        if kernels.dim() != 3:
+            raise ValueError(f"kernels must be (n, kh, kw), got {tuple(kernels.shape)}")
+        self.in_channels = in_channels
+        self.out_channels = in_channels * kernels.shape[0]
+        self.padding, self.stride = _pair(padding), _pair(stride)
+        self.register_buffer("kernels", _as_float(kernels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.kernels.repeat(self.in_channels, 1, 1).unsqueeze(1)  # (C*n, 1, kh, kw)
+        return F.conv2d(x, w, stride=self.stride, padding=self.padding, groups=self.in_channels)
+
+    def extra_repr(self) -> str:
+        n, kh, kw = self.kernels.shape
+        return (
+            f"{n} kernels {kh}x{kw}, in_channels={self.in_channels}, "
+            f"padding={self.padding}, stride={self.stride}"
+        )

@@ -1,0 +1,246 @@
+"""Dense stages, the RBF output, normalization, dropout, activations, and merges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from netspec.ir import OpParams, Shape
+from netspec.ops.registry import (
+    Cost,
+    Init,
+    OpDef,
+    Pos,
+    ShapeRule,
+    ShapeError,
+    fmt_shape,
+    macs_of,
+    numel,
+    register,
+    rf_merge,
+    rf_whole,
+    spatial,
+    window_out,
+    window_rf,
+)
+
+
+class NoParams(OpParams):
+    pass
+
+
+def _same_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
+    return ins[0]
+
+
+def _flat_size(shape: Shape, op: str) -> int:
+    n = numel(shape)
+    if n is None:
+        raise ShapeError(
+            f"{op} needs a fixed input size, got {fmt_shape(shape)}",
+            hint="bind the symbolic size with --set, or pool globally before it",
+        )
+    return n
+
+
+# ---- dense stages -------------------------------------------------------------------
+
+
+class DenseParams(OpParams):
+    units: Pos
+    bias: bool = True
+    init: Init = "default"
+
+
+def _vector_shape(field: str, op: str) -> ShapeRule:
+    """Shape rule of a stage that flattens its input into `field` units."""
+
+    def rule(p: OpParams, ins: Sequence[Shape]) -> Shape:
+        _flat_size(ins[0], op)
+        return (int(getattr(p, field)),)
+
+    return rule
+
+
+def _dense_cost(p: DenseParams, ins: Sequence[Shape], out: Shape) -> Cost:
+    n = _flat_size(ins[0], "dense")
+    return Cost(params=n * p.units + (p.units if p.bias else 0), macs=n * p.units)
+
+
+register(OpDef(
+    name="dense", params=DenseParams, positional=("units",),
+    shape=_vector_shape("units", "dense"),
+    rf=rf_whole, cost=_dense_cost, weighted=True,
+    doc="A dense (fully connected) stage: every unit sees everything. It flattens its input.",
+))
+
+
+class RbfParams(OpParams):
+    classes: Pos
+    prototypes: Literal["lenet5", "random"] = "lenet5"
+
+
+register(OpDef(
+    name="rbf", params=RbfParams, positional=("classes",),
+    shape=_vector_shape("classes", "rbf"),
+    rf=rf_whole,
+    cost=lambda p, ins, out: Cost(fixed=_flat_size(ins[0], "rbf") * p.classes,
+                                  macs=_flat_size(ins[0], "rbf") * p.classes),
+    doc="Euclidean RBF output (LeNet-5): y_j = sum_i (x_i - w_ij)^2 with fixed prototypes; "
+        "the smallest output is the predicted class.",
+))
+
+register(OpDef(
+    name="flatten", params=NoParams,
+    shape=lambda p, ins: (_flat_size(ins[0], "flatten"),),
+    doc="Flattens feature maps into one vector.",
+))
+
+
+# ---- normalization and dropout ------------------------------------------------------
+
+
+class BatchNormParams(OpParams):
+    eps: Annotated[float, Field(gt=0)] = 1e-5
+    momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+
+register(OpDef(
+    name="batchnorm", params=BatchNormParams, shape=_same_shape,
+    cost=lambda p, ins, out: Cost(params=2 * int(ins[0][0]), macs=macs_of(out, 1)),
+    weighted=True,
+    doc="Batch normalization over each feature map (or each unit after a dense stage).",
+))
+
+
+class LrnParams(OpParams):
+    size: Pos = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+
+
+def _lrn_shape(p: LrnParams, ins: Sequence[Shape]) -> Shape:
+    spatial(ins[0], "lrn")
+    return ins[0]
+
+
+register(OpDef(
+    name="lrn", params=LrnParams, shape=_lrn_shape,
+    cost=lambda p, ins, out: Cost(macs=macs_of(out, p.size)),
+    doc="Local response normalization across neighbouring feature maps (AlexNet).",
+))
+
+
+class DropoutParams(OpParams):
+    p: Annotated[float, Field(ge=0, lt=1)] = 0.5
+
+
+register(OpDef(name="dropout", params=DropoutParams, positional=("p",), shape=_same_shape,
+               doc="Dropout: zeroes units with probability p while training."))
+
+
+# ---- activations ----------------------------------------------------------------------
+
+for _name, _doc in (
+    ("relu", "max(0, x)."),
+    ("tanh", "Hyperbolic tangent."),
+    ("sigmoid", "The logistic function."),
+    ("scaled_tanh", "LeCun's scaled tanh: 1.7159 * tanh(2x/3)."),
+    ("gelu", "Gaussian error linear unit."),
+    ("identity", "Passes its input through."),
+):
+    register(OpDef(name=_name, params=NoParams, shape=_same_shape, doc=_doc))
+
+
+class LeakyParams(OpParams):
+    slope: float = 0.01
+
+
+class EluParams(OpParams):
+    alpha: float = 1.0
+
+
+class SoftmaxParams(OpParams):
+    pass
+
+
+register(OpDef(name="leaky_relu", params=LeakyParams, positional=("slope",), shape=_same_shape,
+               doc="max(0, x) + slope * min(0, x)."))
+register(OpDef(name="elu", params=EluParams, positional=("alpha",), shape=_same_shape,
+               doc="Exponential linear unit."))
+register(OpDef(name="softmax", params=SoftmaxParams, shape=_same_shape,
+               doc="Softmax over the features (or over the feature maps, per position)."))
+
+
+# ---- merges -----------------------------------------------------------------------------
+
+
+def _add_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
+    first = ins[0]
+    for other in ins[1:]:
+        if other != first:
+            raise ShapeError(
+                f"cannot add tensors of shapes {fmt_shape(first)} and {fmt_shape(other)}",
+                hint="merged branches must have the same shape; project one of them "
+                     "(e.g. a 1x1 conv with the right stride)",
+            )
+    return first
+
+
+def _concat_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
+    rest = ins[0][1:]
+    for other in ins[1:]:
+        if other[1:] != rest or len(other) != len(ins[0]):
+            raise ShapeError(
+                f"cannot concatenate {fmt_shape(ins[0])} and {fmt_shape(other)}: "
+                "all but the feature-map axis must agree",
+                hint="give every branch the same stride and padding",
+            )
+    channels = [s[0] for s in ins]
+    if not all(isinstance(c, int) for c in channels):
+        raise ShapeError("concatenated tensors need numeric channel counts")
+    return (sum(int(c) for c in channels), *rest)
+
+
+register(OpDef(name="add", params=NoParams, shape=_add_shape, arity=None, rf=rf_merge,
+               cost=lambda p, ins, out: Cost(macs=macs_of(out, len(ins) - 1)),
+               doc="Elementwise sum of two or more tensors of one shape (residual connections)."))
+register(OpDef(name="concat", params=NoParams, shape=_concat_shape, arity=None, rf=rf_merge,
+               doc="Stacks the feature maps of two or more tensors (Inception, DenseNet)."))
+register(OpDef(name="distance", params=NoParams, shape=_add_shape, arity=2, rf=rf_merge,
+               cost=lambda p, ins, out: Cost(macs=macs_of(out, 1)),
+               doc="Elementwise absolute difference |a - b| (siamese networks)."))
+
+
+class ProjectParams(OpParams):
+    channels: Pos
+    stride: Pos = 1
+
+
+def _project_shape(p: ProjectParams, ins: Sequence[Shape]) -> Shape:
+    _, h, w = spatial(ins[0], "project")
+    return (p.channels, window_out(h, 1, p.stride, (0, 0)), window_out(w, 1, p.stride, (0, 0)))
+
+
+def project_is_identity(p: ProjectParams, in_shape: Shape) -> bool:
+    return p.stride == 1 and in_shape[0] == p.channels
+
+
+def _project_cost(p: ProjectParams, ins: Sequence[Shape], out: Shape) -> Cost:
+    if project_is_identity(p, ins[0]):
+        return Cost()
+    cin = int(ins[0][0])
+    m = macs_of(out, cin)
+    return Cost(params=cin * p.channels + 2 * p.channels, macs=m)
+
+
+register(OpDef(
+    name="project", params=ProjectParams, positional=("channels", "stride"),
+    shape=_project_shape, cost=_project_cost, weighted=True,
+    rf=lambda p, rfs: window_rf(rfs[0], (1, 1), (p.stride, p.stride), ((0, 0), (0, 0))),
+    doc="A residual shortcut: the identity when the shapes already agree, else a 1x1 "
+        "convolution with the given stride (no bias) and batch normalization.",
+))

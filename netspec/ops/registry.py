@@ -1,0 +1,207 @@
+"""The one registry of operations.
+
+Each operation is declared once, with its parameter model and its shape,
+receptive-field and cost rules. A spec can name only what is registered here;
+the PyTorch builders live in `netspec.lower.builders`, keyed by the same names,
+so that nothing before lowering imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from netspec.ir import Dim, OpParams, Shape
+
+
+class ShapeError(Exception):
+    """A shape rule's refusal; `infer` turns it into a diagnostic at the node's span."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class RF:
+    """Receptive field along (H, W): size, jump (stride product) and centre of the first unit."""
+
+    size: tuple[float, float] = (1, 1)
+    jump: tuple[float, float] = (1, 1)
+    start: tuple[float, float] = (0.5, 0.5)
+    whole: bool = False  # sees the whole input (dense layers, global pooling)
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int = 0  # trainable
+    fixed: int = 0  # constant values from the spec (fixed kernels, RBF prototypes)
+    macs: int | None = 0  # None when a symbolic size makes it unknown
+
+
+ShapeRule = Callable[[Any, Sequence[Shape]], Shape]
+RFRule = Callable[[Any, Sequence[RF]], RF]
+CostRule = Callable[[Any, Sequence[Shape], Shape], Cost]
+
+
+def _rf_same(p: Any, rfs: Sequence[RF]) -> RF:
+    return rfs[0]
+
+
+def _no_cost(p: Any, ins: Sequence[Shape], out: Shape) -> Cost:
+    return Cost()
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    params: type[OpParams]
+    shape: ShapeRule
+    doc: str
+    positional: tuple[str, ...] = ()
+    arity: int | None = 1  # number of inputs; None for merges (two or more)
+    rf: RFRule = _rf_same
+    cost: CostRule = _no_cost
+    weighted: bool = False  # has trainable parameters that `tie=` may share
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    assert opdef.name not in REGISTRY, opdef.name
+    REGISTRY[opdef.name] = opdef
+    return opdef
+
+
+# ---- parameter types shared by several operations --------------------------------
+
+
+def _pair(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, tuple) and len(v) == 1:
+        return (v[0], v[0])
+    return v
+
+
+def _pad(v: Any) -> Any:
+    return v if isinstance(v, str) else _pair(v)
+
+
+Pos = Annotated[int, Field(gt=0, strict=True)]
+NonNeg = Annotated[int, Field(ge=0, strict=True)]
+Pair = Annotated[tuple[Pos, Pos], BeforeValidator(_pair)]
+PadPair = Annotated[tuple[NonNeg, NonNeg], BeforeValidator(_pair)]
+Padding = Annotated[Literal["same", "valid"] | PadPair, BeforeValidator(_pad)]
+Init = Literal["default", "lecun", "kaiming", "xavier"]
+Matrix = tuple[tuple[float, ...], ...]
+
+
+# ---- arithmetic on sizes that may be symbolic -------------------------------------
+
+
+def numel(shape: Shape) -> int | None:
+    total = 1
+    for d in shape:
+        if not isinstance(d, int):
+            return None
+        total *= d
+    return total
+
+
+def _sym(d: Dim) -> str:
+    return d if isinstance(d, str) and d.isidentifier() else f"({d})"
+
+
+def window_out(size: Dim, kernel: int, stride: int, pad: tuple[int, int], dilation: int = 1,
+               ceil: bool = False) -> Dim:
+    """Output length of a sliding window: floor((n + pads - d(k-1) - 1) / s) + 1."""
+    reach = dilation * (kernel - 1) + 1
+    if isinstance(size, str):
+        if stride == 1 and sum(pad) == reach - 1:
+            return size
+        if stride == 1:
+            return f"{_sym(size)}{sum(pad) - reach + 1:+d}"
+        return f"({_sym(size)}{sum(pad) - reach:+d})//{stride}+1"
+    span = size + sum(pad) - reach
+    if span < 0:
+        raise ShapeError(
+            f"the window ({kernel} wide, reach {reach}) is larger than the input ({size})",
+            hint="use a smaller kernel, padding, or a larger input",
+        )
+    out = -(-span // stride) + 1 if ceil else span // stride + 1
+    if ceil and (out - 1) * stride >= size + pad[0]:
+        out -= 1  # the last window must start inside the input (PyTorch's rule)
+    return out
+
+
+def same_pad(kernel: int, dilation: int, stride: int) -> tuple[int, int]:
+    if stride != 1:
+        raise ShapeError("pad=same needs stride 1", hint="give an explicit pad= instead")
+    reach = dilation * (kernel - 1)
+    if reach % 2:
+        raise ShapeError(
+            f"pad=same needs an odd kernel (this one is {kernel})",
+            hint="give an explicit pad= instead",
+        )
+    return (reach // 2, reach // 2)
+
+
+def resolve_pad(pad: Any, kernel: tuple[int, int], dilation: tuple[int, int],
+                stride: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Per-axis (low, high) padding from `same`, `valid` or explicit numbers."""
+    if pad == "same":
+        return (same_pad(kernel[0], dilation[0], stride[0]),
+                same_pad(kernel[1], dilation[1], stride[1]))
+    if pad == "valid":
+        return ((0, 0), (0, 0))
+    return ((pad[0], pad[0]), (pad[1], pad[1]))
+
+
+def spatial(shape: Shape, op: str) -> tuple[Dim, Dim, Dim]:
+    if len(shape) != 3:
+        raise ShapeError(
+            f"{op} needs feature maps (C x H x W), got {fmt_shape(shape)}",
+            hint="a dense stage flattens; spatial operations must come before it",
+        )
+    return shape[0], shape[1], shape[2]
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def window_rf(rf: RF, kernel: tuple[int, int], stride: tuple[int, int],
+              pad: tuple[tuple[int, int], tuple[int, int]], dilation: tuple[int, int] = (1, 1)
+              ) -> RF:
+    """The classic recurrence: r += (k-1)·d·j; start += ((k-1)·d/2 - pad)·j; j *= s."""
+    if rf.whole:
+        return rf
+    size = tuple(rf.size[i] + (kernel[i] - 1) * dilation[i] * rf.jump[i] for i in range(2))
+    start = tuple(
+        rf.start[i] + ((kernel[i] - 1) * dilation[i] / 2 - pad[i][0]) * rf.jump[i]
+        for i in range(2)
+    )
+    jump = tuple(rf.jump[i] * stride[i] for i in range(2))
+    return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+
+
+def rf_whole(p: Any, rfs: Sequence[RF]) -> RF:
+    return RF(size=rfs[0].size, jump=rfs[0].jump, start=rfs[0].start, whole=True)
+
+
+def rf_merge(p: Any, rfs: Sequence[RF]) -> RF:
+    if any(r.whole for r in rfs):
+        return next(r for r in rfs if r.whole)
+    size = (max(r.size[0] for r in rfs), max(r.size[1] for r in rfs))
+    return RF(size=size, jump=rfs[0].jump, start=rfs[0].start)
+
+
+def macs_of(out: Shape, per_output: int) -> int | None:
+    n = numel(out)
+    return None if n is None else n * per_output

@@ -1,0 +1,278 @@
+"""Operations with a local receptive field: convolution (shared weights), locally
+connected layers (unshared), pooling and LeNet's trainable subsampling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import model_validator
+
+from netspec.ir import OpParams, Shape
+from netspec.ops.registry import (
+    RF,
+    Cost,
+    Init,
+    Matrix,
+    OpDef,
+    Padding,
+    Pair,
+    Pos,
+    ShapeError,
+    macs_of,
+    register,
+    resolve_pad,
+    spatial,
+    window_out,
+    window_rf,
+)
+
+
+class ConvParams(OpParams):
+    channels: Pos | None = None
+    kernel: Pair | None = None
+    stride: Pair = (1, 1)
+    pad: Padding = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: Pos = 1
+    bias: bool = True
+    connect: tuple[tuple[int, ...], ...] | None = None
+    fixed: tuple[Matrix, ...] | None = None
+    init: Init = "default"
+
+    @model_validator(mode="after")
+    def _kernel_or_fixed(self) -> ConvParams:
+        if self.fixed is not None:
+            sizes = {(len(k), len(k[0]) if k else 0) for k in self.fixed}
+            if len(sizes) != 1 or any(len(r) != len(k[0]) for k in self.fixed for r in k):
+                raise ValueError("fixed kernels must all be rectangular and of one size")
+            if self.channels is not None or self.connect is not None or self.groups != 1:
+                raise ValueError("fixed kernels set the channels: leave out channels, connect "
+                                 "and groups")
+            return self
+        if self.channels is None or self.kernel is None:
+            raise ValueError("conv needs a number of feature maps and a kernel size, "
+                             "e.g. 'conv 6 5x5'")
+        if self.connect is not None and self.groups != 1:
+            raise ValueError("connect= and groups= cannot be combined")
+        return self
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        if self.fixed is not None:
+            return (len(self.fixed[0]), len(self.fixed[0][0]))
+        assert self.kernel is not None
+        return self.kernel
+
+    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return resolve_pad(self.pad, self.kernel_size, self.dilation, self.stride)
+
+
+def _check_table(p: ConvParams, cin: int) -> None:
+    assert p.connect is not None and p.channels is not None
+    if len(p.connect) != p.channels:
+        raise ShapeError(
+            f"the connection table has {len(p.connect)} rows but the layer has "
+            f"{p.channels} feature maps",
+            hint="a table has one row per output map, listing the input maps it sees",
+        )
+    for row, maps in enumerate(p.connect):
+        bad = [m for m in maps if not 0 <= m < cin or m != int(m)]
+        if bad or not maps:
+            raise ShapeError(
+                f"row {row} of the connection table names input maps {list(maps)}; "
+                f"the input has maps 0..{cin - 1}",
+            )
+        if len(set(maps)) != len(maps):
+            raise ShapeError(f"row {row} of the connection table repeats an input map")
+
+
+def _window_hw(p: ConvParams, shape: Shape, op: str) -> tuple[int | str, int | str]:
+    _, h, w = spatial(shape, op)
+    (ph, pw), k = p.pads(), p.kernel_size
+    return (
+        window_out(h, k[0], p.stride[0], ph, p.dilation[0]),
+        window_out(w, k[1], p.stride[1], pw, p.dilation[1]),
+    )
+
+
+def conv_in_per_out(p: ConvParams, cin: int) -> float:
+    """Average number of input maps each output map sees."""
+    if p.connect is not None:
+        return sum(len(r) for r in p.connect) / len(p.connect)
+    return cin / p.groups
+
+
+def _conv_shape(p: ConvParams, ins: Sequence[Shape]) -> Shape:
+    cin = ins[0][0] if ins[0] else 0
+    if not isinstance(cin, int):
+        raise ShapeError("the number of input feature maps must be a number")
+    h, w = _window_hw(p, ins[0], "conv")
+    if p.fixed is not None:
+        return (cin * len(p.fixed), h, w)
+    assert p.channels is not None
+    if p.connect is not None:
+        _check_table(p, cin)
+    elif cin % p.groups or p.channels % p.groups:
+        raise ShapeError(
+            f"groups={p.groups} must divide both the input maps ({cin}) and the output "
+            f"maps ({p.channels})"
+        )
+    return (p.channels, h, w)
+
+
+def _conv_rf(p: ConvParams, rfs: Sequence[RF]) -> RF:
+    return window_rf(rfs[0], p.kernel_size, p.stride, p.pads(), p.dilation)
+
+
+def _conv_cost(p: ConvParams, ins: Sequence[Shape], out: Shape) -> Cost:
+    kh, kw = p.kernel_size
+    cin = int(ins[0][0])
+    if p.fixed is not None:
+        return Cost(fixed=len(p.fixed) * kh * kw, macs=macs_of(out, kh * kw))
+    assert p.channels is not None
+    if p.connect is not None:
+        links = sum(len(r) for r in p.connect)
+        weights = links * kh * kw
+        macs = macs_of(out[1:], weights)
+    else:
+        weights = p.channels * (cin // p.groups) * kh * kw
+        macs = macs_of(out, (cin // p.groups) * kh * kw)
+    return Cost(params=weights + (p.channels if p.bias else 0), macs=macs)
+
+
+register(OpDef(
+    name="conv",
+    params=ConvParams,
+    positional=("channels", "kernel"),
+    shape=_conv_shape,
+    rf=_conv_rf,
+    cost=_conv_cost,
+    weighted=True,
+    doc="Convolution: a local receptive field whose weights are shared across positions. "
+        "`connect=TABLE` keeps only the listed input maps per output map; "
+        "`fixed=[k1, k2]` applies constant kernels to every input map.",
+))
+
+
+class LocalParams(OpParams):
+    channels: Pos
+    kernel: Pair
+    stride: Pair = (1, 1)
+    pad: Padding = (0, 0)
+    bias: bool = True
+    init: Init = "default"
+
+    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return resolve_pad(self.pad, self.kernel, (1, 1), self.stride)
+
+
+def _local_shape(p: LocalParams, ins: Sequence[Shape]) -> Shape:
+    _, h, w = spatial(ins[0], "local")
+    if not isinstance(h, int) or not isinstance(w, int):
+        raise ShapeError("a locally connected layer needs a fixed input size: it has one "
+                         "kernel per position", hint="give the input a numeric size")
+    (ph, pw) = p.pads()
+    return (p.channels, window_out(h, p.kernel[0], p.stride[0], ph),
+            window_out(w, p.kernel[1], p.stride[1], pw))
+
+
+def _local_cost(p: LocalParams, ins: Sequence[Shape], out: Shape) -> Cost:
+    per_out = int(ins[0][0]) * p.kernel[0] * p.kernel[1]
+    positions = int(out[1]) * int(out[2])
+    weights = positions * p.channels * per_out
+    bias = positions * p.channels if p.bias else 0
+    return Cost(params=weights + bias, macs=macs_of(out, per_out))
+
+
+register(OpDef(
+    name="local",
+    params=LocalParams,
+    positional=("channels", "kernel"),
+    shape=_local_shape,
+    rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride, p.pads()),
+    cost=_local_cost,
+    weighted=True,
+    doc="Locally connected layer: a local receptive field, but one kernel per output "
+        "position (weights NOT shared).",
+))
+
+
+class PoolParams(OpParams):
+    kernel: Pair | Literal["global"]
+    stride: Pair | None = None
+    pad: Padding = (0, 0)
+    ceil: bool = False
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        assert self.kernel != "global"
+        return self.stride or self.kernel
+
+    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        assert self.kernel != "global"
+        return resolve_pad(self.pad, self.kernel, (1, 1), self.strides)
+
+
+def _pool_shape(p: PoolParams, ins: Sequence[Shape]) -> Shape:
+    c, h, w = spatial(ins[0], "pooling")
+    if p.kernel == "global":
+        return (c, 1, 1)
+    (ph, pw), s = p.pads(), p.strides
+    if max(ph) * 2 > p.kernel[0] or max(pw) * 2 > p.kernel[1]:
+        raise ShapeError("pooling padding must be at most half the window")
+    return (c, window_out(h, p.kernel[0], s[0], ph, ceil=p.ceil),
+            window_out(w, p.kernel[1], s[1], pw, ceil=p.ceil))
+
+
+def _pool_rf(p: PoolParams, rfs: Sequence[RF]) -> RF:
+    if p.kernel == "global":
+        return RF(size=rfs[0].size, jump=rfs[0].jump, start=rfs[0].start, whole=True)
+    return window_rf(rfs[0], p.kernel, p.strides, p.pads())
+
+
+def _pool_cost(p: PoolParams, ins: Sequence[Shape], out: Shape) -> Cost:
+    return Cost(macs=0)
+
+
+for _name, _doc in (
+    ("maxpool", "Max pooling over a window; `maxpool global` pools each map to one value."),
+    ("avgpool", "Average pooling over a window; `avgpool global` averages each map."),
+):
+    register(OpDef(name=_name, params=PoolParams, positional=("kernel",), shape=_pool_shape,
+                   rf=_pool_rf, cost=_pool_cost, doc=_doc))
+
+
+class LpPoolParams(PoolParams):
+    p: float = 2.0
+
+
+register(OpDef(
+    name="lppool", params=LpPoolParams, positional=("kernel",), shape=_pool_shape, rf=_pool_rf,
+    doc="Power-average pooling: (sum x^p)^(1/p) over a window (p=2 by default).",
+))
+
+
+class SubsampleParams(OpParams):
+    kernel: Pair
+    stride: Pair | None = None
+    init: Init = "default"
+
+
+def _subsample_shape(p: SubsampleParams, ins: Sequence[Shape]) -> Shape:
+    c, h, w = spatial(ins[0], "subsample")
+    s = p.stride or p.kernel
+    return (c, window_out(h, p.kernel[0], s[0], (0, 0)), window_out(w, p.kernel[1], s[1], (0, 0)))
+
+
+register(OpDef(
+    name="subsample",
+    params=SubsampleParams,
+    positional=("kernel",),
+    shape=_subsample_shape,
+    rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride or p.kernel, ((0, 0), (0, 0))),
+    cost=lambda p, ins, out: Cost(params=2 * int(out[0]), macs=macs_of(out, 1)),
+    weighted=True,
+    doc="LeNet's trainable subsampling: the sum over each window, times a coefficient, "
+        "plus a bias, both learned per feature map.",
+))

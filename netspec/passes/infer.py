@@ -1,0 +1,140 @@
+"""infer: shapes, receptive fields, parameters, multiply-adds and memory of every
+node, before anything is allocated.
+
+Parameters shared by several nodes are counted once, on the node that owns them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netspec.diagnostics import Collector, Diagnostic, Span
+from netspec.ir import Graph, Node, Shape
+from netspec.ops import REGISTRY, RF, Cost, ShapeError
+from netspec.ops.registry import fmt_shape, numel
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What is known of one node once its inputs' shapes are."""
+
+    name: str
+    op: str
+    shape: Shape
+    rf: RF
+    params: int  # trainable, 0 where the node uses another node's parameters
+    fixed: int
+    macs: int | None
+    shared_with: str | None
+    span: Span
+    in_shapes: tuple[Shape, ...] = ()
+
+    @property
+    def activations(self) -> int | None:
+        return numel(self.shape)
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int  # trainable + fixed
+    trainable_params: int
+    fixed_params: int
+    macs: int | None
+    activations: int | None  # elements per sample, inputs and every layer's output
+    layers: int
+
+    @property
+    def memory_per_sample(self) -> int | None:
+        """Bytes of float32 activations one sample keeps for the backward pass."""
+        return None if self.activations is None else 4 * self.activations
+
+
+@dataclass(frozen=True)
+class Inferred:
+    graph: Graph
+    layers: tuple[Layer, ...]
+    totals: Totals
+
+    def layer(self, name: str) -> Layer:
+        return next(layer for layer in self.layers if layer.name == name)
+
+
+def _input_rf() -> RF:
+    return RF()
+
+
+def _diag(node: Node, e: ShapeError, in_shapes: list[Shape]) -> Diagnostic:
+    ins = ", ".join(fmt_shape(s) for s in in_shapes)
+    diag = Diagnostic("E301", f"{node.op} '{node.name}': {e.message}", node.span, hint=e.hint)
+    diag = diag.with_note(f"its input is {ins}")
+    for site in reversed(node.origin):
+        diag = diag.with_note("expanded from here", site)
+    return diag
+
+
+def _check_share(node: Node, owner: Layer | None, in_shapes: list[Shape], cost: Cost
+                 ) -> Diagnostic | None:
+    if owner is None:
+        return Diagnostic("E302", f"'{node.name}' shares weights with '{node.shares}', which "
+                          "comes later or has no weights", node.span)
+    same_inputs = [s[:1] for s in owner.in_shapes] == [s[:1] for s in in_shapes]
+    if owner.op != node.op or owner.params != cost.params or not same_inputs:
+        return Diagnostic(
+            "E303", f"'{node.name}' cannot share the weights of '{owner.name}': their weights "
+            "differ in shape", node.span,
+            hint=f"'{owner.name}' is {owner.op} with {owner.params:,} parameters on "
+                 f"{', '.join(fmt_shape(s) for s in owner.in_shapes)}",
+        ).with_note("the layer whose weights are shared", owner.span)
+    return None
+
+
+def infer(graph: Graph) -> Inferred:
+    """Annotate every node; report every shape error (a failed node silences its dependents)."""
+    errors = Collector()
+    shapes: dict[str, Shape] = {i.name: i.shape for i in graph.inputs}
+    rfs: dict[str, RF] = {i.name: _input_rf() for i in graph.inputs}
+    layers: dict[str, Layer] = {}
+    failed: set[str] = set()
+    for node in graph.nodes:
+        if any(i in failed for i in node.inputs):
+            failed.add(node.name)
+            continue
+        opdef = REGISTRY[node.op]
+        in_shapes = [shapes[i] for i in node.inputs]
+        try:
+            shape = opdef.shape(node.params, in_shapes)
+            cost = opdef.cost(node.params, in_shapes, shape)
+        except ShapeError as e:
+            errors.add(_diag(node, e, in_shapes))
+            failed.add(node.name)
+            continue
+        if node.shares is not None:
+            problem = _check_share(node, layers.get(node.shares), in_shapes, cost)
+            if problem is not None:
+                errors.add(problem)
+            cost = Cost(params=0, fixed=0, macs=cost.macs)
+        shapes[node.name] = shape
+        rfs[node.name] = opdef.rf(node.params, [rfs[i] for i in node.inputs])
+        layers[node.name] = Layer(node.name, node.op, shape, rfs[node.name], cost.params,
+                                  cost.fixed, cost.macs, node.shares, node.span, tuple(in_shapes))
+    errors.raise_if_any()
+    ordered = tuple(layers[n.name] for n in graph.nodes)
+    return Inferred(graph, ordered, _totals(graph, ordered))
+
+
+def _sum_or_none(values: list[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def _totals(graph: Graph, layers: tuple[Layer, ...]) -> Totals:
+    trainable = sum(layer.params for layer in layers)
+    fixed = sum(layer.fixed for layer in layers)
+    acts = _sum_or_none([numel(i.shape) for i in graph.inputs] + [la.activations for la in layers])
+    return Totals(
+        params=trainable + fixed,
+        trainable_params=trainable,
+        fixed_params=fixed,
+        macs=_sum_or_none([layer.macs for layer in layers]),
+        activations=acts,
+        layers=len(layers),
+    )

@@ -1,0 +1,124 @@
+"""What `netspec compile` shows: one row per layer, then totals; or the same as JSON."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from netspec.ops.registry import fmt_shape
+from netspec.passes.infer import Layer
+
+if TYPE_CHECKING:
+    from netspec.compiler import Compiled
+
+
+def _count(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def _human(n: int | None, unit: str = "") -> str:
+    if n is None:
+        return "?"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.2f}{suffix}{unit}"
+    return f"{n}{unit}"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "? (symbolic size)"
+    for scale, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:.2f} {suffix}"
+    return f"{n} B"
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
+
+
+def rf_text(layer: Layer) -> str:
+    if layer.rf.whole:
+        return "all"
+    h, w = (_num(s) for s in layer.rf.size)
+    jh, jw = (_num(j) for j in layer.rf.jump)
+    size = f"{h}" if h == w else f"{h}x{w}"
+    jump = f"{jh}" if jh == jw else f"{jh}x{jw}"
+    return f"{size} /{jump}"
+
+
+def _params_text(layer: Layer) -> str:
+    if layer.shared_with is not None:
+        return f"shared ({layer.shared_with})"
+    text = _count(layer.params) if layer.params else "-"
+    if layer.fixed:
+        text += f" +{layer.fixed:,} fixed"
+    return text
+
+
+def table(compiled: Compiled) -> Table:
+    graph = compiled.graph
+    ins = ", ".join(f"{i.name}: {fmt_shape(i.shape)}" for i in graph.inputs)
+    t = Table(title=f"network {graph.name}({ins})", title_justify="left", box=None,
+              header_style="bold", pad_edge=False)
+    for col, justify in (("layer", "left"), ("op", "left"), ("output", "left"),
+                         ("receptive field", "right"), ("params", "right"),
+                         ("MACs", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for layer in compiled.layers:
+        t.add_row(layer.name, layer.op, fmt_shape(layer.shape), rf_text(layer),
+                  _params_text(layer), _human(layer.macs))
+    return t
+
+
+def totals_text(compiled: Compiled) -> str:
+    tot = compiled.totals
+    lines = [
+        f"layers        {tot.layers:,}",
+        f"parameters    {tot.trainable_params:,} trainable"
+        + (f", {tot.fixed_params:,} fixed" if tot.fixed_params else ""),
+        f"multiply-adds {_count(tot.macs)} per sample ({_human(tot.macs)})",
+        f"memory        {_bytes(tot.memory_per_sample)} of activations per sample (float32), "
+        f"{_bytes(4 * tot.params)} of weights",
+        f"outputs       {', '.join(compiled.graph.outputs)}",
+    ]
+    return "\n".join(lines)
+
+
+def _layer_json(layer: Layer) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "op": layer.op,
+        "shape": list(layer.shape),
+        "receptive_field": {
+            "size": [_num(s) for s in layer.rf.size],
+            "jump": [_num(j) for j in layer.rf.jump],
+            "start": [_num(s) for s in layer.rf.start],
+            "whole_input": layer.rf.whole,
+        },
+        "params": layer.params,
+        "fixed_params": layer.fixed,
+        "shared_with": layer.shared_with,
+        "macs": layer.macs,
+        "line": layer.span.line,
+    }
+
+
+def to_json(compiled: Compiled) -> dict[str, Any]:
+    tot = compiled.totals
+    return {
+        "network": compiled.graph.name,
+        "inputs": {i.name: list(i.shape) for i in compiled.graph.inputs},
+        "outputs": list(compiled.graph.outputs),
+        "layers": [_layer_json(layer) for layer in compiled.layers],
+        "totals": {
+            "params": tot.params,
+            "trainable_params": tot.trainable_params,
+            "fixed_params": tot.fixed_params,
+            "macs": tot.macs,
+            "activations_per_sample": tot.activations,
+            "memory_per_sample_bytes": tot.memory_per_sample,
+        },
+    }

@@ -1,0 +1,207 @@
+"""The abstract syntax tree: frozen Pydantic models, each with the Span it came from.
+
+The tree says what was written, nothing more: names are not yet resolved and
+arithmetic is not yet evaluated. Spans are left out of equality.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from netspec.diagnostics import UNKNOWN, Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    span: Span = Field(default=UNKNOWN, repr=False)
+
+
+# ---- values -----------------------------------------------------------------
+
+
+class Num(Node):
+    value: int | float
+
+
+class Name(Node):
+    name: str
+
+
+class BinOp(Node):
+    op: Literal["+", "-", "*", "//", "/", "%"]
+    left: Expr
+    right: Expr
+
+
+class Neg(Node):
+    operand: Expr
+
+
+class Size(Node):
+    """`5x5`, `1x7`: a kernel or window size, one number per spatial axis."""
+
+    dims: tuple[int, ...]
+
+
+class Quantity(Node):
+    """`15deg`, `2px`, `10%`."""
+
+    value: float
+    unit: Literal["deg", "px", "%"]
+
+
+class Matrix(Node):
+    rows: tuple[tuple[float, ...], ...]
+
+
+class ListValue(Node):
+    items: tuple[Value, ...]
+
+
+class Range(Node):
+    low: Value
+    high: Value
+
+
+Expr = Num | Name | BinOp | Neg
+Value = Num | Name | BinOp | Neg | Size | Quantity | Matrix | ListValue | Range
+
+
+class Arg(Node):
+    """A positional (`name` is None) or keyword argument."""
+
+    name: str | None = None
+    value: Value
+
+
+# ---- stages and statements ----------------------------------------------------
+
+
+class Op(Node):
+    """`conv 6 5x5 stride=2 as c1`: an operation (or a reference) written with spaces."""
+
+    name: str
+    name_span: Span = Field(default=UNKNOWN, repr=False)
+    args: tuple[Arg, ...] = ()
+    alias: str | None = None
+
+
+class Call(Node):
+    """`basic(128, stride=2)`, `add(a, b)`, `tower(left)`: a block, merge or shared call."""
+
+    name: str
+    name_span: Span = Field(default=UNKNOWN, repr=False)
+    args: tuple[Arg, ...] = ()
+    alias: str | None = None
+
+
+class Group(Node):
+    """`concat { ... }`: branches that all read the same input, then merged."""
+
+    name: str
+    name_span: Span = Field(default=UNKNOWN, repr=False)
+    branches: tuple[Chain, ...]
+    alias: str | None = None
+
+
+class Repeat(Node):
+    count: Expr
+    stage: Stage
+
+
+Stage = Op | Call | Group | Repeat
+
+
+class Chain(Node):
+    stages: tuple[Stage, ...]
+
+
+class ChainStmt(Node):
+    chain: Chain
+
+
+class Assign(Node):
+    target: str
+    chain: Chain
+
+
+class Shared(Node):
+    """`shared tower = {...}`: one instance, applied wherever it is called."""
+
+    name: str
+    body: tuple[Statement, ...]
+
+
+class Output(Node):
+    names: tuple[Name, ...]
+
+
+Statement = ChainStmt | Assign | Shared | Output
+
+
+# ---- top level ------------------------------------------------------------------
+
+
+class Param(Node):
+    name: str
+    default: Value | None = None
+
+
+class Block(Node):
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Statement, ...]
+
+
+class Input(Node):
+    name: str
+    shape: tuple[int | str, ...]
+
+
+class Network(Node):
+    name: str
+    inputs: tuple[Input, ...]
+    body: tuple[Statement, ...]
+
+
+class Const(Node):
+    name: str
+    value: Value
+
+
+class Table(Node):
+    name: str
+    matrix: Matrix
+
+
+class Kernel(Node):
+    name: str
+    matrix: Matrix
+
+
+class Use(Node):
+    path: str
+
+
+class Train(Node):
+    network: str
+    dataset: str
+    dataset_span: Span = Field(default=UNKNOWN, repr=False)
+    settings: tuple[Op, ...]
+    augment: tuple[Op, ...] = ()
+
+
+Item = Use | Const | Table | Kernel | Block | Network | Train
+
+
+class Module(Node):
+    """One parsed file."""
+
+    file: str
+    items: tuple[Item, ...]
+
+
+for _model in (BinOp, Neg, ListValue, Range, Arg, Group, Repeat, Chain, Shared, Module):
+    _model.model_rebuild()

@@ -1,0 +1,391 @@
+"""Text to AST: the Lark LALR parser, a Transformer that builds the AST, and
+syntax errors turned into located diagnostics."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from netspec.diagnostics import Diagnostic, Span, SpecError, did_you_mean
+from netspec.syntax import ast
+
+KEYWORDS = ("use", "const", "table", "kernel", "block", "network", "train", "shared", "output")
+
+
+def grammar_text() -> str:
+    """The grammar ships inside the wheel; in a source checkout it sits beside the package."""
+    packaged = resources.files("netspec") / "grammar" / "netspec.lark"
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).parents[2] / "grammar" / "netspec.lark").read_text(encoding="utf-8")
+
+
+@cache
+def lark_parser() -> Lark:
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(file: str, meta: Any) -> Span:
+    if getattr(meta, "empty", False):
+        return Span(file, 0, 0, 0, 0)
+    return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(file: str, tok: Token, trim: int = 0) -> Span:
+    end_col = (tok.end_column or tok.column or 1) - trim
+    return Span(file, tok.line or 0, tok.column or 0, tok.end_line or 0, end_col)
+
+
+class _Alias(str):
+    """Marks the `as NAME` child of a stage."""
+
+
+class _Augment(tuple[ast.Op, ...]):
+    """Marks the `augment { ... }` child of a train section."""
+
+
+def _number(text: str) -> int | float:
+    return int(text) if re.fullmatch(r"\d+", text) else float(text)
+
+
+@v_args(meta=True)
+class _Builder(Transformer[Token, ast.Module]):
+    """Builds AST nodes; never raises (checks belong to later passes)."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+
+    def _s(self, meta: Any) -> Span:
+        return _span(self.file, meta)
+
+    def _value(self, child: Any) -> Any:
+        if isinstance(child, Token):
+            span = _tok_span(self.file, child)
+            if child.type == "SIZE":
+                return ast.Size(dims=tuple(int(d) for d in child.split("x")), span=span)
+            if child.type == "QUANTITY":
+                m = re.fullmatch(r"([\d.]+)(deg|px|%)", str(child))
+                assert m is not None
+                return ast.Quantity(value=float(m[1]), unit=m[2], span=span)  # type: ignore[arg-type]
+        return child
+
+    # -- top level
+    def start(self, meta: Any, items: list[Any]) -> ast.Module:
+        return ast.Module(file=self.file, items=tuple(items), span=self._s(meta))
+
+    def use(self, meta: Any, c: list[Token]) -> ast.Use:
+        return ast.Use(path=str(c[0])[1:-1], span=self._s(meta))
+
+    def const(self, meta: Any, c: list[Any]) -> ast.Const:
+        return ast.Const(name=str(c[0]), value=self._value(c[1]), span=self._s(meta))
+
+    def table(self, meta: Any, c: list[Any]) -> ast.Table:
+        return ast.Table(name=str(c[0]), matrix=c[1], span=self._s(meta))
+
+    def kernel(self, meta: Any, c: list[Any]) -> ast.Kernel:
+        return ast.Kernel(name=str(c[0]), matrix=c[1], span=self._s(meta))
+
+    def matrix(self, meta: Any, rows: list[tuple[float, ...]]) -> ast.Matrix:
+        return ast.Matrix(rows=tuple(rows), span=self._s(meta))
+
+    def mrow(self, meta: Any, nums: list[float]) -> tuple[float, ...]:
+        return tuple(nums)
+
+    def mnum(self, meta: Any, c: list[Token]) -> int | float:
+        return -_number(c[1]) if len(c) == 2 else _number(c[0])
+
+    # -- networks and blocks
+    def network(self, meta: Any, c: list[Any]) -> ast.Network:
+        name = str(c[0]).rstrip("(")
+        return ast.Network(name=name, inputs=c[1], body=c[2], span=self._s(meta))
+
+    def inputs(self, meta: Any, c: list[ast.Input]) -> tuple[ast.Input, ...]:
+        return tuple(c)
+
+    def input(self, meta: Any, c: list[Token]) -> ast.Input:
+        dims = tuple(int(d) if d.isdigit() else d for d in str(c[1]).split("x"))
+        return ast.Input(name=str(c[0]), shape=dims, span=self._s(meta))
+
+    def block(self, meta: Any, c: list[Any]) -> ast.Block:
+        params = c[1] if c[1] is not None else ()
+        return ast.Block(name=str(c[0]).rstrip("("), params=params, body=c[2], span=self._s(meta))
+
+    def params(self, meta: Any, c: list[ast.Param]) -> tuple[ast.Param, ...]:
+        return tuple(c)
+
+    def param(self, meta: Any, c: list[Any]) -> ast.Param:
+        default = self._value(c[1]) if c[1] is not None else None
+        return ast.Param(name=str(c[0]), default=default, span=self._s(meta))
+
+    def body(self, meta: Any, c: list[Any]) -> tuple[Any, ...]:
+        return tuple(c)
+
+    def chain_stmt(self, meta: Any, c: list[ast.Chain]) -> ast.ChainStmt:
+        return ast.ChainStmt(chain=c[0], span=self._s(meta))
+
+    def assign(self, meta: Any, c: list[Any]) -> ast.Assign:
+        return ast.Assign(target=str(c[0]), chain=c[1], span=self._s(meta))
+
+    def shared(self, meta: Any, c: list[Any]) -> ast.Shared:
+        body = c[1]
+        if isinstance(body, ast.Chain):
+            body = (ast.ChainStmt(chain=body, span=body.span),)
+        return ast.Shared(name=str(c[0]), body=body, span=self._s(meta))
+
+    def output(self, meta: Any, c: list[Token]) -> ast.Output:
+        names = tuple(ast.Name(name=str(t), span=_tok_span(self.file, t)) for t in c)
+        return ast.Output(names=names, span=self._s(meta))
+
+    def chain(self, meta: Any, c: list[Any]) -> ast.Chain:
+        return ast.Chain(stages=tuple(c), span=self._s(meta))
+
+    def _split_alias(self, c: list[Any]) -> tuple[list[Any], str | None]:
+        if c and isinstance(c[-1], _Alias):
+            return c[:-1], str(c[-1])
+        if c and c[-1] is None:
+            return c[:-1], None
+        return c, None
+
+    def op(self, meta: Any, c: list[Any]) -> ast.Op:
+        rest, alias = self._split_alias(c)
+        name_tok = rest[0]
+        return ast.Op(
+            name=str(name_tok),
+            name_span=_tok_span(self.file, name_tok),
+            args=tuple(rest[1:]),
+            alias=alias,
+            span=self._s(meta),
+        )
+
+    def call(self, meta: Any, c: list[Any]) -> ast.Call:
+        rest, alias = self._split_alias(c)
+        name_tok = rest[0]
+        args = rest[1] if len(rest) > 1 and rest[1] is not None else ()
+        return ast.Call(
+            name=str(name_tok)[:-1],
+            name_span=_tok_span(self.file, name_tok, trim=1),
+            args=args,
+            alias=alias,
+            span=self._s(meta),
+        )
+
+    def group(self, meta: Any, c: list[Any]) -> ast.Group:
+        rest, alias = self._split_alias(c)
+        return ast.Group(
+            name=str(rest[0]),
+            name_span=_tok_span(self.file, rest[0]),
+            branches=rest[1],
+            alias=alias,
+            span=self._s(meta),
+        )
+
+    def branches(self, meta: Any, c: list[ast.Chain]) -> tuple[ast.Chain, ...]:
+        return tuple(c)
+
+    def repeat(self, meta: Any, c: list[Any]) -> ast.Repeat:
+        return ast.Repeat(count=c[0], stage=c[1], span=self._s(meta))
+
+    def alias(self, meta: Any, c: list[Token]) -> _Alias:
+        return _Alias(str(c[0]))
+
+    # -- arguments and values
+    def arg(self, meta: Any, c: list[Any]) -> ast.Arg:
+        if isinstance(c[0], ast.Arg):
+            return c[0]
+        return ast.Arg(value=self._value(c[0]), span=self._s(meta))
+
+    carg = arg
+
+    def kwarg(self, meta: Any, c: list[Any]) -> ast.Arg:
+        return ast.Arg(name=str(c[0]), value=self._value(c[1]), span=self._s(meta))
+
+    def callargs(self, meta: Any, c: list[ast.Arg]) -> tuple[ast.Arg, ...]:
+        return tuple(c)
+
+    def range(self, meta: Any, c: list[Any]) -> ast.Range:
+        low, high = (self._value(x) for x in c)
+        return ast.Range(low=low, high=high, span=self._s(meta))
+
+    def list(self, meta: Any, c: list[Any]) -> ast.ListValue:
+        items = tuple(self._value(x) for x in c if x is not None)
+        return ast.ListValue(items=items, span=self._s(meta))
+
+    def _bin(self, op: str, meta: Any, c: list[Any]) -> ast.BinOp:
+        left, right = c[0], c[-1]
+        return ast.BinOp(op=op, left=left, right=right, span=self._s(meta))  # type: ignore[arg-type]
+
+    def add(self, meta: Any, c: list[Any]) -> ast.BinOp:
+        return self._bin("+", meta, c)
+
+    def sub(self, meta: Any, c: list[Any]) -> ast.BinOp:
+        return self._bin("-", meta, c)
+
+    def mul(self, meta: Any, c: list[Any]) -> ast.BinOp:
+        return self._bin("*", meta, c)
+
+    def floordiv(self, meta: Any, c: list[Any]) -> ast.BinOp:
+        return self._bin("//", meta, c)
+
+    def truediv(self, meta: Any, c: list[Any]) -> ast.BinOp:
+        return self._bin("/", meta, c)
+
+    def mod(self, meta: Any, c: list[Any]) -> ast.BinOp:
+        return self._bin("%", meta, c)
+
+    def neg(self, meta: Any, c: list[Any]) -> ast.Neg:
+        return ast.Neg(operand=c[-1], span=self._s(meta))
+
+    def num(self, meta: Any, c: list[Token]) -> ast.Num:
+        return ast.Num(value=_number(c[0]), span=self._s(meta))
+
+    def name(self, meta: Any, c: list[Token]) -> ast.Name:
+        return ast.Name(name=str(c[0]), span=self._s(meta))
+
+    # -- training
+    def train(self, meta: Any, c: list[Any]) -> ast.Train:
+        settings = [s for s in c[2] if isinstance(s, ast.Op)]
+        augment = next((s for s in c[2] if isinstance(s, _Augment)), ())
+        return ast.Train(
+            network=str(c[0]),
+            dataset=str(c[1]),
+            dataset_span=_tok_span(self.file, c[1]),
+            settings=tuple(settings),
+            augment=tuple(augment),
+            span=self._s(meta),
+        )
+
+    def settings(self, meta: Any, c: list[Any]) -> list[Any]:
+        return c
+
+    def augment(self, meta: Any, c: list[Any]) -> _Augment:
+        return _Augment(c[0])
+
+    def augments(self, meta: Any, c: list[ast.Op]) -> list[ast.Op]:
+        return c
+
+
+# ---- syntax errors -------------------------------------------------------------
+
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "CALLNAME": "a call such as 'basic('",
+    "NUMBER": "a number",
+    "SIZE": "a size such as 3x3",
+    "SHAPE": "a shape such as 1x28x28",
+    "QUANTITY": "a quantity such as 15deg",
+    "STRING": 'a quoted path such as "blocks.net"',
+    "_NL": "the end of the line",
+    "_PIPE": "'|'",
+    "$END": "the end of the file",
+    "NEG": "'-'",
+}
+
+
+def _describe_expected(parser: Lark, names: set[str]) -> str:
+    words: list[str] = []
+    for name in sorted(names):
+        if name in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            continue
+        words.append(f"'{pattern.value}'" if pattern.type == "str" else name.lower())
+    words = sorted(set(words))
+    if len(words) > 6:
+        words = [*words[:6], "..."]
+    return ", ".join(words)
+
+
+def _token_words(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type in ("_NL", "_PIPE") and "\n" in str(tok):
+        return "end of line"
+    return f"'{tok}'"
+
+
+def _open_brace(text: str, file: str) -> Span | None:
+    """The innermost `{` still open at the end of the text (comments skipped)."""
+    stack: list[tuple[int, int]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        for col, ch in enumerate(line.split("#", 1)[0], start=1):
+            if ch == "{":
+                stack.append((lineno, col))
+            elif ch == "}" and stack:
+                stack.pop()
+    if not stack:
+        return None
+    line, col = stack[-1]
+    return Span(file, line, col, line, col + 1)
+
+
+def _eof_span(text: str, file: str) -> Span:
+    lines = text.splitlines() or [""]
+    return Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+
+
+def _unexpected_token(e: UnexpectedToken, text: str, file: str) -> Diagnostic:
+    parser = lark_parser()
+    tok = e.token
+    expected = _describe_expected(parser, set(e.expected))
+    if tok.type == "$END":
+        diag = Diagnostic("E002", "unexpected end of file", _eof_span(text, file))
+        brace = _open_brace(text, file)
+        if brace is not None:
+            line = text.splitlines()[brace.line - 1].strip()
+            diag = diag.with_note(f"this '{{' is never closed: {line}", brace)
+        return Diagnostic(diag.code, diag.message, diag.span, hint=f"expected {expected}", notes=diag.notes)
+    span = _tok_span(file, tok)
+    if tok.type in ("_NL", "_PIPE") and "\n" in str(tok):
+        line = tok.line or 1
+        end = len(text.splitlines()[line - 1]) + 1 if text.splitlines() else 1
+        span = Span(file, line, end, line, end + 1)
+    hint = f"expected {expected}"
+    if tok.type == "NAME" and str(tok) not in KEYWORDS and not e.expected & {"NAME", "CALLNAME"}:
+        close = did_you_mean(str(tok), KEYWORDS)
+        hint = close or hint
+    message = f"unexpected {_token_words(tok)}"
+    before = text[: tok.start_pos].rstrip() if tok.start_pos is not None else ""
+    if before.endswith("|"):
+        hint = "a chain cannot end with '|': add a stage after it, or remove the '|'"
+    if str(tok) in KEYWORDS and "NAME" in e.expected:
+        message = f"'{tok}' is a keyword and cannot be used as a name"
+    return Diagnostic("E002", message, span, hint=hint)
+
+
+def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    if isinstance(e, UnexpectedToken):
+        return _unexpected_token(e, text, file)
+    assert isinstance(e, UnexpectedCharacters)
+    char = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+    span = Span(file, e.line, e.column, e.line, e.column + 1)
+    hint = None
+    if char == "\t":
+        hint = "tabs are allowed only as indentation"
+    elif char in "{}()[]":
+        hint = f"'{char}' is not expected here: check the brackets on this line"
+    else:
+        hint = "names use letters, digits and '_'; sizes are written like 5x5"
+    return Diagnostic("E001", f"unexpected character {char!r}", span, hint=hint)
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse one file's text; raise SpecError with a located diagnostic on a syntax error."""
+    try:
+        tree = lark_parser().parse(text)
+    except UnexpectedInput as e:
+        raise SpecError([syntax_diagnostic(e, text, file)]) from None
+    module = _Builder(file).transform(tree)
+    return module
+
+
+__all__ = ["grammar_text", "parse"]
