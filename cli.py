@@ -81,15 +81,26 @@ def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     defaults = Limits()
     for field in reversed(list(Limits.model_fields)):
         flag = "--" + field.replace("_", "-")
-        f = click.option(flag, type=click.IntRange(min=1), default=getattr(defaults, field),
-                         show_default=True, help=f"limit: {field.replace('_', ' ')}")(f)
+        f = click.option(
+            flag,
+            type=click.IntRange(min=1),
+            default=getattr(defaults, field),
+            show_default=True,
+            help=f"limit: {field.replace('_', ' ')}",
+        )(f)
     return f
 
 
-def load(spec: Path, network: str | None, sets: tuple[str, ...], allow_outside: bool = False,
-         **limits: int) -> Compiled:
-    compiled = compile(spec, network, limits=Limits(**limits), allow_outside=allow_outside,
-                       **parse_set(sets))
+def load(
+    spec: Path,
+    network: str | None,
+    sets: tuple[str, ...],
+    allow_outside: bool = False,
+    **limits: int,
+) -> Compiled:
+    compiled = compile(
+        spec, network, limits=Limits(**limits), allow_outside=allow_outside, **parse_set(sets)
+    )
     if compiled.warnings:
         err_console.print(render_all(compiled.warnings, compiled.program.sources), markup=False)
     return compiled
@@ -105,17 +116,39 @@ def main() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--network", "-n", help="which network of the spec (when it has several)")
 @click.option("--json", "as_json", is_flag=True, help="print the layers and totals as JSON")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-              help="override a constant, a symbolic size or a training value")
-@click.option("--emit", type=click.Choice(["table", "python"]), default="table",
-              help="what to print: the layer table, or a standalone PyTorch module")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="also export the (untrained) network to this ONNX file")
-@click.option("--allow-outside", is_flag=True, help="let `use` read files outside the spec's "
-              "directory")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="override a constant, a symbolic size or a training value",
+)
+@click.option(
+    "--emit",
+    type=click.Choice(["table", "python"]),
+    default="table",
+    help="what to print: the layer table, or a standalone PyTorch module",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also export the (untrained) network to this ONNX file",
+)
+@click.option(
+    "--allow-outside", is_flag=True, help="let `use` read files outside the spec's directory"
+)
 @limit_options
-def compile_cmd(spec: Path, network: str | None, as_json: bool, sets: tuple[str, ...],
-                emit: str, output: Path | None, allow_outside: bool, **limits: int) -> None:
+def compile_cmd(
+    spec: Path,
+    network: str | None,
+    as_json: bool,
+    sets: tuple[str, ...],
+    emit: str,
+    output: Path | None,
+    allow_outside: bool,
+    **limits: int,
+) -> None:
     """Check SPEC and show every layer: shape, receptive field, parameters, multiply-adds."""
     with reported():
         compiled = load(spec, network, sets, allow_outside, **limits)

@@ -21,7 +21,7 @@ from netspec.passes.values import Evaluator
 from netspec.trainspec import TRAIN_KEYS, TrainConfig, train_config
 
 if TYPE_CHECKING:
-    import torch
+    import torch  # noqa: TID251 (a type only: torch is imported when lowering)
 
 
 class UsageError(Exception):
@@ -69,11 +69,17 @@ class Compiled:
         return to_torch(self)
 
 
-def _split_overrides(program: Program, overrides: Mapping[str, Any]
-                     ) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
+def _split_overrides(
+    program: Program, overrides: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
     consts, symbols, train = {}, {}, {}
-    symbolic = {d for net in program.networks.values() for i in net.inputs for d in i.shape
-                if isinstance(d, str)}
+    symbolic = {
+        d
+        for net in program.networks.values()
+        for i in net.inputs
+        for d in i.shape
+        if isinstance(d, str)
+    }
     for key, value in overrides.items():
         if key in program.consts:
             consts[key] = value
@@ -85,8 +91,10 @@ def _split_overrides(program: Program, overrides: Mapping[str, Any]
             train[key] = value
         else:
             known = [*program.consts, *symbolic, *TRAIN_KEYS]
-            raise UsageError(f"--set {key}: no constant, symbolic size or training setting "
-                             f"is called '{key}'", hint=did_you_mean(key, known))
+            raise UsageError(
+                f"--set {key}: no constant, symbolic size or training setting is called '{key}'",
+                hint=did_you_mean(key, known),
+            )
     return consts, symbols, train
 
 
@@ -97,7 +105,10 @@ def _globals(program: Program, overrides: Mapping[str, Any]) -> dict[str, Any]:
     for name, kernel in program.kernels.items():
         values[name] = kernel.matrix.rows
     for name, const in program.consts.items():
-        values[name] = overrides[name] if name in overrides else Evaluator(values).value(const.value)
+        if name in overrides:
+            values[name] = overrides[name]
+        else:
+            values[name] = Evaluator(values).value(const.value)
     return values
 
 
@@ -105,21 +116,33 @@ def _pick_network(program: Program, network: str | None) -> str:
     names = list(program.networks)
     if network is not None:
         if network not in program.networks:
-            raise UsageError(f"no network named '{network}' (this spec defines: "
-                             f"{', '.join(names) or 'none'})", hint=did_you_mean(network, names))
+            raise UsageError(
+                f"no network named '{network}' (this spec defines: {', '.join(names) or 'none'})",
+                hint=did_you_mean(network, names),
+            )
         return network
     if not names:
-        raise UsageError("this spec defines no network", hint="a library of blocks is used "
-                         "from another spec with `use`")
+        raise UsageError(
+            "this spec defines no network",
+            hint="a library of blocks is used from another spec with `use`",
+        )
     if len(names) > 1:
-        raise UsageError(f"this spec defines several networks ({', '.join(names)})",
-                         hint="choose one with --network NAME")
+        raise UsageError(
+            f"this spec defines several networks ({', '.join(names)})",
+            hint="choose one with --network NAME",
+        )
     return names[0]
 
 
-def compile_text(text: str, file: str = "<string>", network: str | None = None, *,
-                 limits: Limits | None = None, allow_outside: bool = False,
-                 **overrides: Any) -> Compiled:
+def compile_text(
+    text: str,
+    file: str = "<string>",
+    network: str | None = None,
+    *,
+    limits: Limits | None = None,
+    allow_outside: bool = False,
+    **overrides: Any,
+) -> Compiled:
     limits = limits or Limits()
     program = resolve(text, file, limits, allow_outside)
     consts, symbols, train_overrides = _split_overrides(program, overrides)
@@ -132,8 +155,14 @@ def compile_text(text: str, file: str = "<string>", network: str | None = None, 
     return Compiled(program, graph, inferred, config, [*expander.warnings.items, *lints])
 
 
-def compile(source: str | Path, network: str | None = None, *, limits: Limits | None = None,
-            allow_outside: bool = False, **overrides: Any) -> Compiled:
+def compile(
+    source: str | Path,
+    network: str | None = None,
+    *,
+    limits: Limits | None = None,
+    allow_outside: bool = False,
+    **overrides: Any,
+) -> Compiled:
     """Compile a spec given as a path or as text; raise SpecError on any mistake in it.
 
     Keyword overrides set constants, symbolic sizes (`H=64`) and training values
@@ -145,10 +174,12 @@ def compile(source: str | Path, network: str | None = None, *, limits: Limits | 
         if not path.is_file():
             raise UsageError(f"no such spec file: {path}")
         text = read_spec(path, limits)
-        return compile_text(text, str(path), network, limits=limits,
-                            allow_outside=allow_outside, **overrides)
-    return compile_text(source, "<string>", network, limits=limits, allow_outside=allow_outside,
-                        **overrides)
+        return compile_text(
+            text, str(path), network, limits=limits, allow_outside=allow_outside, **overrides
+        )
+    return compile_text(
+        source, "<string>", network, limits=limits, allow_outside=allow_outside, **overrides
+    )
 
 
 __all__ = ["Compiled", "SpecError", "UsageError", "compile", "compile_text"]

@@ -61,15 +61,31 @@ def _params_text(layer: Layer) -> str:
 def table(compiled: Compiled) -> Table:
     graph = compiled.graph
     ins = ", ".join(f"{i.name}: {fmt_shape(i.shape)}" for i in graph.inputs)
-    t = Table(title=f"network {graph.name}({ins})", title_justify="left", box=None,
-              header_style="bold", pad_edge=False)
-    for col, justify in (("layer", "left"), ("op", "left"), ("output", "left"),
-                         ("receptive field", "right"), ("params", "right"),
-                         ("MACs", "right")):
+    t = Table(
+        title=f"network {graph.name}({ins})",
+        title_justify="left",
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+    )
+    for col, justify in (
+        ("layer", "left"),
+        ("op", "left"),
+        ("output", "left"),
+        ("receptive field", "right"),
+        ("params", "right"),
+        ("MACs", "right"),
+    ):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for layer in compiled.layers:
-        t.add_row(layer.name, layer.op, fmt_shape(layer.shape), rf_text(layer),
-                  _params_text(layer), _human(layer.macs))
+        t.add_row(
+            layer.name,
+            layer.op,
+            fmt_shape(layer.shape),
+            rf_text(layer),
+            _params_text(layer),
+            _human(layer.macs),
+        )
     return t
 
 

@@ -1,18 +1,18 @@
 """The `train` section: parsed here, validated with Pydantic, used by `netspec train`.
 
-    train lenet on mnist {
-        normalize mean=0.1307 std=0.3081
-        augment {
-            rotate 15deg
-            scale 0.9..1.1
-            elastic alpha=34 sigma=4
-        }
-        loss cross_entropy smoothing=0.1
-        optimizer sgd lr=0.05 momentum=0.9 nesterov
-        schedule onecycle
-        epochs 10
-        batch 128
+train lenet on mnist {
+    normalize mean=0.1307 std=0.3081
+    augment {
+        rotate 15deg
+        scale 0.9..1.1
+        elastic alpha=34 sigma=4
     }
+    loss cross_entropy smoothing=0.1
+    optimizer sgd lr=0.05 momentum=0.9 nesterov
+    schedule onecycle
+    epochs 10
+    batch 128
+}
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ class Augment(_Model):
 
     @property
     def enabled(self) -> bool:
-        return any(v is not None for v in (self.rotate, self.scale, self.shift, self.shear,
-                                           self.elastic_alpha))
+        return any(
+            v is not None
+            for v in (self.rotate, self.scale, self.shift, self.shear, self.elastic_alpha)
+        )
 
 
 class Loss(_Model):
@@ -101,10 +103,16 @@ _SECTIONS: dict[str, tuple[type[_Model] | None, tuple[str, ...]]] = {
 }
 # --set keys for training values, and where each lands
 TRAIN_KEYS: dict[str, tuple[str, ...]] = {
-    "epochs": ("epochs",), "batch": ("batch",), "clip": ("clip",), "seed": ("seed",),
-    "lr": ("optimizer", "lr"), "momentum": ("optimizer", "momentum"),
-    "weight_decay": ("optimizer", "weight_decay"), "optimizer": ("optimizer", "name"),
-    "schedule": ("schedule", "name"), "loss": ("loss", "name"),
+    "epochs": ("epochs",),
+    "batch": ("batch",),
+    "clip": ("clip",),
+    "seed": ("seed",),
+    "lr": ("optimizer", "lr"),
+    "momentum": ("optimizer", "momentum"),
+    "weight_decay": ("optimizer", "weight_decay"),
+    "optimizer": ("optimizer", "name"),
+    "schedule": ("schedule", "name"),
+    "loss": ("loss", "name"),
     "smoothing": ("loss", "smoothing"),
 }
 
@@ -119,8 +127,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _setting_args(op: ast.Op, positional: tuple[str, ...], model: type[_Model] | None
-                  ) -> tuple[dict[str, Any], dict[str, Span]]:
+def _setting_args(
+    op: ast.Op, positional: tuple[str, ...], model: type[_Model] | None
+) -> tuple[dict[str, Any], dict[str, Span]]:
     ev = Evaluator({})
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
@@ -133,8 +142,16 @@ def _setting_args(op: ast.Op, positional: tuple[str, ...], model: type[_Model] |
         elif arg.name is None:
             key = next(pos, "")
             if not key:
-                raise SpecError([Diagnostic("E501", f"too many values for '{op.name}'", arg.span,
-                                            hint="give the others by name, e.g. lr=0.1")])
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            "E501",
+                            f"too many values for '{op.name}'",
+                            arg.span,
+                            hint="give the others by name, e.g. lr=0.1",
+                        )
+                    ]
+                )
         else:
             key = arg.name
         values[key], spans[key] = _plain(value), arg.span
@@ -142,7 +159,10 @@ def _setting_args(op: ast.Op, positional: tuple[str, ...], model: type[_Model] |
 
 
 _AUGMENTS: dict[str, tuple[str, ...]] = {
-    "rotate": ("rotate",), "scale": ("scale",), "shift": ("shift",), "shear": ("shear",),
+    "rotate": ("rotate",),
+    "scale": ("scale",),
+    "shift": ("shift",),
+    "shear": ("shear",),
     "elastic": ("elastic_alpha", "elastic_sigma"),
 }
 
@@ -153,8 +173,12 @@ def _augment(ops: tuple[ast.Op, ...], errors: Collector) -> tuple[dict[str, Any]
     for op in ops:
         fields = _AUGMENTS.get(op.name)
         if fields is None:
-            errors.error("E502", f"unknown augmentation '{op.name}'", op.name_span,
-                         hint=did_you_mean(op.name, _AUGMENTS) or f"known: {', '.join(_AUGMENTS)}")
+            errors.error(
+                "E502",
+                f"unknown augmentation '{op.name}'",
+                op.name_span,
+                hint=did_you_mean(op.name, _AUGMENTS) or f"known: {', '.join(_AUGMENTS)}",
+            )
             continue
         named = {"alpha": "elastic_alpha", "sigma": "elastic_sigma"}
         ev = Evaluator({})
@@ -181,8 +205,12 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
     spans: dict[tuple[str, ...], Span] = {}
     for op in train.settings:
         if op.name not in _SECTIONS:
-            errors.error("E504", f"unknown training setting '{op.name}'", op.name_span,
-                         hint=did_you_mean(op.name, [*_SECTIONS, "augment"]))
+            errors.error(
+                "E504",
+                f"unknown training setting '{op.name}'",
+                op.name_span,
+                hint=did_you_mean(op.name, [*_SECTIONS, "augment"]),
+            )
             continue
         model, positional = _SECTIONS[op.name]
         values, where = _setting_args(op, positional, model)
@@ -204,6 +232,10 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
         for err in e.errors():
             loc = tuple(str(p) for p in err["loc"])
             span = spans.get(loc[:2]) or spans.get(loc[:1]) or train.span
-            errors.error("E505", f"invalid {'.'.join(loc)}: {describe(err.get('input'))} "
-                         f"({str(err['msg'])[0].lower()}{str(err['msg'])[1:]})", span)
+            errors.error(
+                "E505",
+                f"invalid {'.'.join(loc)}: {describe(err.get('input'))} "
+                f"({str(err['msg'])[0].lower()}{str(err['msg'])[1:]})",
+                span,
+            )
         raise SpecError(errors.items) from None

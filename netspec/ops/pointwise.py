@@ -13,8 +13,8 @@ from netspec.ops.registry import (
     Init,
     OpDef,
     Pos,
-    ShapeRule,
     ShapeError,
+    ShapeRule,
     fmt_shape,
     macs_of,
     numel,
@@ -69,12 +69,18 @@ def _dense_cost(p: DenseParams, ins: Sequence[Shape], out: Shape) -> Cost:
     return Cost(params=n * p.units + (p.units if p.bias else 0), macs=n * p.units)
 
 
-register(OpDef(
-    name="dense", params=DenseParams, positional=("units",),
-    shape=_vector_shape("units", "dense"),
-    rf=rf_whole, cost=_dense_cost, weighted=True,
-    doc="A dense (fully connected) stage: every unit sees everything. It flattens its input.",
-))
+register(
+    OpDef(
+        name="dense",
+        params=DenseParams,
+        positional=("units",),
+        shape=_vector_shape("units", "dense"),
+        rf=rf_whole,
+        cost=_dense_cost,
+        weighted=True,
+        doc="A dense (fully connected) stage: every unit sees everything. It flattens its input.",
+    )
+)
 
 
 class RbfParams(OpParams):
@@ -82,21 +88,29 @@ class RbfParams(OpParams):
     prototypes: Literal["lenet5", "random"] = "lenet5"
 
 
-register(OpDef(
-    name="rbf", params=RbfParams, positional=("classes",),
-    shape=_vector_shape("classes", "rbf"),
-    rf=rf_whole,
-    cost=lambda p, ins, out: Cost(fixed=_flat_size(ins[0], "rbf") * p.classes,
-                                  macs=_flat_size(ins[0], "rbf") * p.classes),
-    doc="Euclidean RBF output (LeNet-5): y_j = sum_i (x_i - w_ij)^2 with fixed prototypes; "
+register(
+    OpDef(
+        name="rbf",
+        params=RbfParams,
+        positional=("classes",),
+        shape=_vector_shape("classes", "rbf"),
+        rf=rf_whole,
+        cost=lambda p, ins, out: Cost(
+            fixed=_flat_size(ins[0], "rbf") * p.classes, macs=_flat_size(ins[0], "rbf") * p.classes
+        ),
+        doc="Euclidean RBF output (LeNet-5): y_j = sum_i (x_i - w_ij)^2 with fixed prototypes; "
         "the smallest output is the predicted class.",
-))
+    )
+)
 
-register(OpDef(
-    name="flatten", params=NoParams,
-    shape=lambda p, ins: (_flat_size(ins[0], "flatten"),),
-    doc="Flattens feature maps into one vector.",
-))
+register(
+    OpDef(
+        name="flatten",
+        params=NoParams,
+        shape=lambda p, ins: (_flat_size(ins[0], "flatten"),),
+        doc="Flattens feature maps into one vector.",
+    )
+)
 
 
 # ---- normalization and dropout ------------------------------------------------------
@@ -107,12 +121,16 @@ class BatchNormParams(OpParams):
     momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
-register(OpDef(
-    name="batchnorm", params=BatchNormParams, shape=_same_shape,
-    cost=lambda p, ins, out: Cost(params=2 * int(ins[0][0]), macs=macs_of(out, 1)),
-    weighted=True,
-    doc="Batch normalization over each feature map (or each unit after a dense stage).",
-))
+register(
+    OpDef(
+        name="batchnorm",
+        params=BatchNormParams,
+        shape=_same_shape,
+        cost=lambda p, ins, out: Cost(params=2 * int(ins[0][0]), macs=macs_of(out, 1)),
+        weighted=True,
+        doc="Batch normalization over each feature map (or each unit after a dense stage).",
+    )
+)
 
 
 class LrnParams(OpParams):
@@ -127,19 +145,30 @@ def _lrn_shape(p: LrnParams, ins: Sequence[Shape]) -> Shape:
     return ins[0]
 
 
-register(OpDef(
-    name="lrn", params=LrnParams, shape=_lrn_shape,
-    cost=lambda p, ins, out: Cost(macs=macs_of(out, p.size)),
-    doc="Local response normalization across neighbouring feature maps (AlexNet).",
-))
+register(
+    OpDef(
+        name="lrn",
+        params=LrnParams,
+        shape=_lrn_shape,
+        cost=lambda p, ins, out: Cost(macs=macs_of(out, p.size)),
+        doc="Local response normalization across neighbouring feature maps (AlexNet).",
+    )
+)
 
 
 class DropoutParams(OpParams):
     p: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
 
-register(OpDef(name="dropout", params=DropoutParams, positional=("p",), shape=_same_shape,
-               doc="Dropout: zeroes units with probability p while training."))
+register(
+    OpDef(
+        name="dropout",
+        params=DropoutParams,
+        positional=("p",),
+        shape=_same_shape,
+        doc="Dropout: zeroes units with probability p while training.",
+    )
+)
 
 
 # ---- activations ----------------------------------------------------------------------
@@ -167,12 +196,32 @@ class SoftmaxParams(OpParams):
     pass
 
 
-register(OpDef(name="leaky_relu", params=LeakyParams, positional=("slope",), shape=_same_shape,
-               doc="max(0, x) + slope * min(0, x)."))
-register(OpDef(name="elu", params=EluParams, positional=("alpha",), shape=_same_shape,
-               doc="Exponential linear unit."))
-register(OpDef(name="softmax", params=SoftmaxParams, shape=_same_shape,
-               doc="Softmax over the features (or over the feature maps, per position)."))
+register(
+    OpDef(
+        name="leaky_relu",
+        params=LeakyParams,
+        positional=("slope",),
+        shape=_same_shape,
+        doc="max(0, x) + slope * min(0, x).",
+    )
+)
+register(
+    OpDef(
+        name="elu",
+        params=EluParams,
+        positional=("alpha",),
+        shape=_same_shape,
+        doc="Exponential linear unit.",
+    )
+)
+register(
+    OpDef(
+        name="softmax",
+        params=SoftmaxParams,
+        shape=_same_shape,
+        doc="Softmax over the features (or over the feature maps, per position).",
+    )
+)
 
 
 # ---- merges -----------------------------------------------------------------------------
@@ -185,7 +234,7 @@ def _add_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
             raise ShapeError(
                 f"cannot add tensors of shapes {fmt_shape(first)} and {fmt_shape(other)}",
                 hint="merged branches must have the same shape; project one of them "
-                     "(e.g. a 1x1 conv with the right stride)",
+                "(e.g. a 1x1 conv with the right stride)",
             )
     return first
 
@@ -205,14 +254,38 @@ def _concat_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
     return (sum(int(c) for c in channels), *rest)
 
 
-register(OpDef(name="add", params=NoParams, shape=_add_shape, arity=None, rf=rf_merge,
-               cost=lambda p, ins, out: Cost(macs=macs_of(out, len(ins) - 1)),
-               doc="Elementwise sum of two or more tensors of one shape (residual connections)."))
-register(OpDef(name="concat", params=NoParams, shape=_concat_shape, arity=None, rf=rf_merge,
-               doc="Stacks the feature maps of two or more tensors (Inception, DenseNet)."))
-register(OpDef(name="distance", params=NoParams, shape=_add_shape, arity=2, rf=rf_merge,
-               cost=lambda p, ins, out: Cost(macs=macs_of(out, 1)),
-               doc="Elementwise absolute difference |a - b| (siamese networks)."))
+register(
+    OpDef(
+        name="add",
+        params=NoParams,
+        shape=_add_shape,
+        arity=None,
+        rf=rf_merge,
+        cost=lambda p, ins, out: Cost(macs=macs_of(out, len(ins) - 1)),
+        doc="Elementwise sum of two or more tensors of one shape (residual connections).",
+    )
+)
+register(
+    OpDef(
+        name="concat",
+        params=NoParams,
+        shape=_concat_shape,
+        arity=None,
+        rf=rf_merge,
+        doc="Stacks the feature maps of two or more tensors (Inception, DenseNet).",
+    )
+)
+register(
+    OpDef(
+        name="distance",
+        params=NoParams,
+        shape=_add_shape,
+        arity=2,
+        rf=rf_merge,
+        cost=lambda p, ins, out: Cost(macs=macs_of(out, 1)),
+        doc="Elementwise absolute difference |a - b| (siamese networks).",
+    )
+)
 
 
 class ProjectParams(OpParams):
@@ -237,10 +310,16 @@ def _project_cost(p: ProjectParams, ins: Sequence[Shape], out: Shape) -> Cost:
     return Cost(params=cin * p.channels + 2 * p.channels, macs=m)
 
 
-register(OpDef(
-    name="project", params=ProjectParams, positional=("channels", "stride"),
-    shape=_project_shape, cost=_project_cost, weighted=True,
-    rf=lambda p, rfs: window_rf(rfs[0], (1, 1), (p.stride, p.stride), ((0, 0), (0, 0))),
-    doc="A residual shortcut: the identity when the shapes already agree, else a 1x1 "
+register(
+    OpDef(
+        name="project",
+        params=ProjectParams,
+        positional=("channels", "stride"),
+        shape=_project_shape,
+        cost=_project_cost,
+        weighted=True,
+        rf=lambda p, rfs: window_rf(rfs[0], (1, 1), (p.stride, p.stride), ((0, 0), (0, 0))),
+        doc="A residual shortcut: the identity when the shapes already agree, else a 1x1 "
         "convolution with the given stride (no bias) and batch normalization.",
-))
+    )
+)

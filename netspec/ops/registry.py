@@ -118,8 +118,9 @@ def _sym(d: Dim) -> str:
     return d if isinstance(d, str) and d.isidentifier() else f"({d})"
 
 
-def window_out(size: Dim, kernel: int, stride: int, pad: tuple[int, int], dilation: int = 1,
-               ceil: bool = False) -> Dim:
+def window_out(
+    size: Dim, kernel: int, stride: int, pad: tuple[int, int], dilation: int = 1, ceil: bool = False
+) -> Dim:
     """Output length of a sliding window: floor((n + pads - d(k-1) - 1) / s) + 1."""
     reach = dilation * (kernel - 1) + 1
     if isinstance(size, str):
@@ -152,12 +153,15 @@ def same_pad(kernel: int, dilation: int, stride: int) -> tuple[int, int]:
     return (reach // 2, reach // 2)
 
 
-def resolve_pad(pad: Any, kernel: tuple[int, int], dilation: tuple[int, int],
-                stride: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+def resolve_pad(
+    pad: Any, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Per-axis (low, high) padding from `same`, `valid` or explicit numbers."""
     if pad == "same":
-        return (same_pad(kernel[0], dilation[0], stride[0]),
-                same_pad(kernel[1], dilation[1], stride[1]))
+        return (
+            same_pad(kernel[0], dilation[0], stride[0]),
+            same_pad(kernel[1], dilation[1], stride[1]),
+        )
     if pad == "valid":
         return ((0, 0), (0, 0))
     return ((pad[0], pad[0]), (pad[1], pad[1]))
@@ -176,16 +180,19 @@ def fmt_shape(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def window_rf(rf: RF, kernel: tuple[int, int], stride: tuple[int, int],
-              pad: tuple[tuple[int, int], tuple[int, int]], dilation: tuple[int, int] = (1, 1)
-              ) -> RF:
+def window_rf(
+    rf: RF,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[tuple[int, int], tuple[int, int]],
+    dilation: tuple[int, int] = (1, 1),
+) -> RF:
     """The classic recurrence: r += (k-1)·d·j; start += ((k-1)·d/2 - pad)·j; j *= s."""
     if rf.whole:
         return rf
     size = tuple(rf.size[i] + (kernel[i] - 1) * dilation[i] * rf.jump[i] for i in range(2))
     start = tuple(
-        rf.start[i] + ((kernel[i] - 1) * dilation[i] / 2 - pad[i][0]) * rf.jump[i]
-        for i in range(2)
+        rf.start[i] + ((kernel[i] - 1) * dilation[i] / 2 - pad[i][0]) * rf.jump[i] for i in range(2)
     )
     jump = tuple(rf.jump[i] * stride[i] for i in range(2))
     return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))

@@ -47,12 +47,14 @@ class ConvParams(OpParams):
             if len(sizes) != 1 or any(len(r) != len(k[0]) for k in self.fixed for r in k):
                 raise ValueError("fixed kernels must all be rectangular and of one size")
             if self.channels is not None or self.connect is not None or self.groups != 1:
-                raise ValueError("fixed kernels set the channels: leave out channels, connect "
-                                 "and groups")
+                raise ValueError(
+                    "fixed kernels set the channels: leave out channels, connect and groups"
+                )
             return self
         if self.channels is None or self.kernel is None:
-            raise ValueError("conv needs a number of feature maps and a kernel size, "
-                             "e.g. 'conv 6 5x5'")
+            raise ValueError(
+                "conv needs a number of feature maps and a kernel size, e.g. 'conv 6 5x5'"
+            )
         if self.connect is not None and self.groups != 1:
             raise ValueError("connect= and groups= cannot be combined")
         return self
@@ -141,18 +143,20 @@ def _conv_cost(p: ConvParams, ins: Sequence[Shape], out: Shape) -> Cost:
     return Cost(params=weights + (p.channels if p.bias else 0), macs=macs)
 
 
-register(OpDef(
-    name="conv",
-    params=ConvParams,
-    positional=("channels", "kernel"),
-    shape=_conv_shape,
-    rf=_conv_rf,
-    cost=_conv_cost,
-    weighted=True,
-    doc="Convolution: a local receptive field whose weights are shared across positions. "
+register(
+    OpDef(
+        name="conv",
+        params=ConvParams,
+        positional=("channels", "kernel"),
+        shape=_conv_shape,
+        rf=_conv_rf,
+        cost=_conv_cost,
+        weighted=True,
+        doc="Convolution: a local receptive field whose weights are shared across positions. "
         "`connect=TABLE` keeps only the listed input maps per output map; "
         "`fixed=[k1, k2]` applies constant kernels to every input map.",
-))
+    )
+)
 
 
 class LocalParams(OpParams):
@@ -170,11 +174,16 @@ class LocalParams(OpParams):
 def _local_shape(p: LocalParams, ins: Sequence[Shape]) -> Shape:
     _, h, w = spatial(ins[0], "local")
     if not isinstance(h, int) or not isinstance(w, int):
-        raise ShapeError("a locally connected layer needs a fixed input size: it has one "
-                         "kernel per position", hint="give the input a numeric size")
+        raise ShapeError(
+            "a locally connected layer needs a fixed input size: it has one kernel per position",
+            hint="give the input a numeric size",
+        )
     (ph, pw) = p.pads()
-    return (p.channels, window_out(h, p.kernel[0], p.stride[0], ph),
-            window_out(w, p.kernel[1], p.stride[1], pw))
+    return (
+        p.channels,
+        window_out(h, p.kernel[0], p.stride[0], ph),
+        window_out(w, p.kernel[1], p.stride[1], pw),
+    )
 
 
 def _local_cost(p: LocalParams, ins: Sequence[Shape], out: Shape) -> Cost:
@@ -185,17 +194,19 @@ def _local_cost(p: LocalParams, ins: Sequence[Shape], out: Shape) -> Cost:
     return Cost(params=weights + bias, macs=macs_of(out, per_out))
 
 
-register(OpDef(
-    name="local",
-    params=LocalParams,
-    positional=("channels", "kernel"),
-    shape=_local_shape,
-    rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride, p.pads()),
-    cost=_local_cost,
-    weighted=True,
-    doc="Locally connected layer: a local receptive field, but one kernel per output "
+register(
+    OpDef(
+        name="local",
+        params=LocalParams,
+        positional=("channels", "kernel"),
+        shape=_local_shape,
+        rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride, p.pads()),
+        cost=_local_cost,
+        weighted=True,
+        doc="Locally connected layer: a local receptive field, but one kernel per output "
         "position (weights NOT shared).",
-))
+    )
+)
 
 
 class PoolParams(OpParams):
@@ -221,8 +232,11 @@ def _pool_shape(p: PoolParams, ins: Sequence[Shape]) -> Shape:
     (ph, pw), s = p.pads(), p.strides
     if max(ph) * 2 > p.kernel[0] or max(pw) * 2 > p.kernel[1]:
         raise ShapeError("pooling padding must be at most half the window")
-    return (c, window_out(h, p.kernel[0], s[0], ph, ceil=p.ceil),
-            window_out(w, p.kernel[1], s[1], pw, ceil=p.ceil))
+    return (
+        c,
+        window_out(h, p.kernel[0], s[0], ph, ceil=p.ceil),
+        window_out(w, p.kernel[1], s[1], pw, ceil=p.ceil),
+    )
 
 
 def _pool_rf(p: PoolParams, rfs: Sequence[RF]) -> RF:
@@ -239,18 +253,33 @@ for _name, _doc in (
     ("maxpool", "Max pooling over a window; `maxpool global` pools each map to one value."),
     ("avgpool", "Average pooling over a window; `avgpool global` averages each map."),
 ):
-    register(OpDef(name=_name, params=PoolParams, positional=("kernel",), shape=_pool_shape,
-                   rf=_pool_rf, cost=_pool_cost, doc=_doc))
+    register(
+        OpDef(
+            name=_name,
+            params=PoolParams,
+            positional=("kernel",),
+            shape=_pool_shape,
+            rf=_pool_rf,
+            cost=_pool_cost,
+            doc=_doc,
+        )
+    )
 
 
 class LpPoolParams(PoolParams):
     p: float = 2.0
 
 
-register(OpDef(
-    name="lppool", params=LpPoolParams, positional=("kernel",), shape=_pool_shape, rf=_pool_rf,
-    doc="Power-average pooling: (sum x^p)^(1/p) over a window (p=2 by default).",
-))
+register(
+    OpDef(
+        name="lppool",
+        params=LpPoolParams,
+        positional=("kernel",),
+        shape=_pool_shape,
+        rf=_pool_rf,
+        doc="Power-average pooling: (sum x^p)^(1/p) over a window (p=2 by default).",
+    )
+)
 
 
 class SubsampleParams(OpParams):
@@ -265,14 +294,16 @@ def _subsample_shape(p: SubsampleParams, ins: Sequence[Shape]) -> Shape:
     return (c, window_out(h, p.kernel[0], s[0], (0, 0)), window_out(w, p.kernel[1], s[1], (0, 0)))
 
 
-register(OpDef(
-    name="subsample",
-    params=SubsampleParams,
-    positional=("kernel",),
-    shape=_subsample_shape,
-    rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride or p.kernel, ((0, 0), (0, 0))),
-    cost=lambda p, ins, out: Cost(params=2 * int(out[0]), macs=macs_of(out, 1)),
-    weighted=True,
-    doc="LeNet's trainable subsampling: the sum over each window, times a coefficient, "
+register(
+    OpDef(
+        name="subsample",
+        params=SubsampleParams,
+        positional=("kernel",),
+        shape=_subsample_shape,
+        rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride or p.kernel, ((0, 0), (0, 0))),
+        cost=lambda p, ins, out: Cost(params=2 * int(out[0]), macs=macs_of(out, 1)),
+        weighted=True,
+        doc="LeNet's trainable subsampling: the sum over each window, times a coefficient, "
         "plus a bias, both learned per feature map.",
-))
+    )
+)

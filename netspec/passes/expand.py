@@ -53,8 +53,9 @@ class _Scope:
         self.counters[base] = self.counters.get(base, 0) + 1
         return f"{base}{self.counters[base]}"
 
-    def child(self, prefix: str, values: dict[str, Any], site: Span, block: str | None = None
-              ) -> _Scope:
+    def child(
+        self, prefix: str, values: dict[str, Any], site: Span, block: str | None = None
+    ) -> _Scope:
         stack = (*self.stack, block) if block else self.stack
         return _Scope(prefix, values, origin=(*self.origin, site), stack=stack)
 
@@ -79,8 +80,9 @@ class Expander:
 
     # ---- statements ------------------------------------------------------------------
 
-    def body(self, stmts: tuple[ast.Statement, ...], scope: _Scope, cursor: str
-             ) -> tuple[str, tuple[str, ...] | None]:
+    def body(
+        self, stmts: tuple[ast.Statement, ...], scope: _Scope, cursor: str
+    ) -> tuple[str, tuple[str, ...] | None]:
         last, outputs = cursor, None
         branches = _referenced(stmts)
         for st in stmts:
@@ -103,22 +105,46 @@ class Expander:
 
     def _fresh_tensor(self, name: str, span: Span, scope: _Scope) -> None:
         if name in scope.tensors or name in scope.shared:
-            raise SpecError([Diagnostic("E210", f"'{name}' is already defined in this scope",
-                                        span, hint="choose another name")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E210",
+                        f"'{name}' is already defined in this scope",
+                        span,
+                        hint="choose another name",
+                    )
+                ]
+            )
         if name in REGISTRY or name in self.program.blocks:
-            raise SpecError([Diagnostic(
-                "E210", f"'{name}' names an operation or block; it cannot also name a tensor",
-                span, hint="choose another name")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E210",
+                        f"'{name}' names an operation or block; it cannot also name a tensor",
+                        span,
+                        hint="choose another name",
+                    )
+                ]
+            )
 
     def _lint_unused(self, scope: _Scope) -> None:
         for name, span in scope.assigned.items():
             if not self.tensor_uses.get(scope.tensors[name]):
-                self.warnings.add(Diagnostic("W301", f"'{name}' is computed but never used",
-                                             span, severity="warning"))
+                self.warnings.add(
+                    Diagnostic(
+                        "W301", f"'{name}' is computed but never used", span, severity="warning"
+                    )
+                )
         for name, sd in scope.shared.items():
             if sd.owners is None:
-                self.warnings.add(Diagnostic("W302", f"shared '{name}' is never applied",
-                                             sd.definition.span, severity="warning"))
+                self.warnings.add(
+                    Diagnostic(
+                        "W302",
+                        f"shared '{name}' is never applied",
+                        sd.definition.span,
+                        severity="warning",
+                    )
+                )
 
     def chain(self, chain: ast.Chain, scope: _Scope, src: str, name: str | None) -> str:
         n = len(chain.stages)
@@ -143,14 +169,16 @@ class Expander:
             scope.tensors[stage.alias] = out
         return out
 
-    def named_stage(self, stage: ast.Op | ast.Call, scope: _Scope, src: str, label: str | None
-                    ) -> str:
+    def named_stage(
+        self, stage: ast.Op | ast.Call, scope: _Scope, src: str, label: str | None
+    ) -> str:
         name = stage.name
         if name in scope.tensors and isinstance(stage, ast.Op) and not stage.args:
             return self._tensor(name, stage.name_span, scope)
         if name in scope.tensors:
-            raise SpecError([Diagnostic("E211", f"'{name}' is a tensor, not an operation",
-                                        stage.name_span)])
+            raise SpecError(
+                [Diagnostic("E211", f"'{name}' is a tensor, not an operation", stage.name_span)]
+            )
         if name in scope.shared:
             return self.apply_shared(scope.shared[name], stage, scope, src, label)
         if name in self.program.blocks:
@@ -158,23 +186,46 @@ class Expander:
         opdef = REGISTRY.get(name)
         if opdef is None:
             candidates = [*REGISTRY, *self.program.blocks, *scope.shared, *scope.tensors]
-            raise SpecError([Diagnostic("E202", f"unknown operation '{name}'", stage.name_span,
-                                        hint=did_you_mean(name, candidates))])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E202",
+                        f"unknown operation '{name}'",
+                        stage.name_span,
+                        hint=did_you_mean(name, candidates),
+                    )
+                ]
+            )
         if opdef.arity != 1:
             return self.merge(opdef, stage, scope, label)
         return self.op(opdef, stage, scope, src, label)
 
     def _need(self, src: str, span: Span) -> str:
         if not src:
-            raise SpecError([Diagnostic(
-                "E212", "this stage has no input: the network has several inputs", span,
-                hint="start the chain with the input it reads, e.g. 'left | conv 6 5x5'")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E212",
+                        "this stage has no input: the network has several inputs",
+                        span,
+                        hint="start the chain with the input it reads, e.g. 'left | conv 6 5x5'",
+                    )
+                ]
+            )
         return src
 
     def _tensor(self, name: str, span: Span, scope: _Scope) -> str:
         if name not in scope.tensors:
-            raise SpecError([Diagnostic("E203", f"unknown tensor '{name}'", span,
-                                        hint=did_you_mean(name, scope.tensors))])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E203",
+                        f"unknown tensor '{name}'",
+                        span,
+                        hint=did_you_mean(name, scope.tensors),
+                    )
+                ]
+            )
         node = scope.tensors[name]
         self.tensor_uses[node] = self.tensor_uses.get(node, 0) + 1
         return node
@@ -183,28 +234,44 @@ class Expander:
         self.tensor_uses[src] = self.tensor_uses.get(src, 0) + 1
         return src
 
-    def op(self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope, src: str,
-           label: str | None) -> str:
+    def op(
+        self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope, src: str, label: str | None
+    ) -> str:
         src = self._need(src, stage.span)
         kwargs, spans = self._op_args(opdef, stage, scope)
         tie = kwargs.pop("tie", None)
         params = self._validate(opdef, kwargs, spans, stage)
         shares = self._tie(tie, spans.get("tie", stage.span), scope) if tie is not None else None
-        return self.emit(scope, scope.label(label, opdef.name), opdef.name, params,
-                         (self._use(src),), stage.span, shares)
+        return self.emit(
+            scope,
+            scope.label(label, opdef.name),
+            opdef.name,
+            params,
+            (self._use(src),),
+            stage.span,
+            shares,
+        )
 
-    def _op_args(self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope
-                 ) -> tuple[dict[str, Any], dict[str, Span]]:
+    def _op_args(
+        self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope
+    ) -> tuple[dict[str, Any], dict[str, Span]]:
         ev = Evaluator(scope.values)
         kwargs: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         positional = [a for a in stage.args if a.name is None]
         if len(positional) > len(opdef.positional):
             names = ", ".join(opdef.positional) or "none"
-            raise SpecError([Diagnostic(
-                "E213", f"'{opdef.name}' takes {len(opdef.positional)} positional argument(s) "
-                f"({names}), got {len(positional)}", positional[len(opdef.positional)].span,
-                hint="give the others by name, e.g. stride=2")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E213",
+                        f"'{opdef.name}' takes {len(opdef.positional)} positional argument(s) "
+                        f"({names}), got {len(positional)}",
+                        positional[len(opdef.positional)].span,
+                        hint="give the others by name, e.g. stride=2",
+                    )
+                ]
+            )
         for key, arg in zip(opdef.positional, positional, strict=False):
             kwargs[key], spans[key] = ev.value(arg.value), arg.span
         for arg in stage.args:
@@ -216,8 +283,13 @@ class Expander:
         self.used.update(n for n in scope.values if n in _names_in(stage.args))
         return kwargs, spans
 
-    def _validate(self, opdef: OpDef, kwargs: dict[str, Any], spans: Mapping[str, Span],
-                  stage: ast.Op | ast.Call) -> OpParams:
+    def _validate(
+        self,
+        opdef: OpDef,
+        kwargs: dict[str, Any],
+        spans: Mapping[str, Span],
+        stage: ast.Op | ast.Call,
+    ) -> OpParams:
         try:
             return opdef.params.model_validate(kwargs)
         except ValidationError as e:
@@ -228,75 +300,142 @@ class Expander:
 
     def _tie(self, tie: Any, span: Span, scope: _Scope) -> str:
         if not isinstance(tie, Word) or tie not in scope.tensors:
-            raise SpecError([Diagnostic(
-                "E215", f"tie= names the layer whose weights to share; {describe(tie)} is not "
-                "a layer here", span, hint=did_you_mean(str(tie), scope.tensors))])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E215",
+                        f"tie= names the layer whose weights to share; {describe(tie)} is not "
+                        "a layer here",
+                        span,
+                        hint=did_you_mean(str(tie), scope.tensors),
+                    )
+                ]
+            )
         return self._tensor(tie, span, scope)
 
-    def merge(self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope, label: str | None
-              ) -> str:
+    def merge(
+        self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope, label: str | None
+    ) -> str:
         if isinstance(stage, ast.Op):
-            raise SpecError([Diagnostic(
-                "E206", f"'{opdef.name}' merges tensors", stage.span,
-                hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E206",
+                        f"'{opdef.name}' merges tensors",
+                        stage.span,
+                        hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
+                    )
+                ]
+            )
         inputs = []
         for arg in stage.args:
             if arg.name is not None or not isinstance(arg.value, ast.Name):
-                raise SpecError([Diagnostic("E216", f"'{opdef.name}' takes tensor names",
-                                            arg.span)])
+                raise SpecError(
+                    [Diagnostic("E216", f"'{opdef.name}' takes tensor names", arg.span)]
+                )
             inputs.append(self._tensor(arg.value.name, arg.value.span, scope))
         self._arity(opdef, len(inputs), stage.span)
-        return self.emit(scope, scope.label(label, opdef.name), opdef.name, opdef.params(),
-                         tuple(inputs), stage.span)
+        return self.emit(
+            scope,
+            scope.label(label, opdef.name),
+            opdef.name,
+            opdef.params(),
+            tuple(inputs),
+            stage.span,
+        )
 
     def _arity(self, opdef: OpDef, n: int, span: Span) -> None:
         want = opdef.arity or 2
         if n < want or (opdef.arity is not None and n != want):
             exactly = "exactly" if opdef.arity else "at least"
-            raise SpecError([Diagnostic(
-                "E217", f"'{opdef.name}' needs {exactly} {want} inputs, got {n}", span)])
+            raise SpecError(
+                [Diagnostic("E217", f"'{opdef.name}' needs {exactly} {want} inputs, got {n}", span)]
+            )
 
     def group(self, stage: ast.Group, scope: _Scope, src: str, label: str | None) -> str:
         opdef = REGISTRY.get(stage.name)
         if opdef is None or opdef.arity == 1:
-            raise SpecError([Diagnostic(
-                "E218", f"'{stage.name}' cannot take branches", stage.name_span,
-                hint="branches are merged by 'add', 'concat' or 'distance'")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E218",
+                        f"'{stage.name}' cannot take branches",
+                        stage.name_span,
+                        hint="branches are merged by 'add', 'concat' or 'distance'",
+                    )
+                ]
+            )
         self._arity(opdef, len(stage.branches), stage.span)
         src = self._need(src, stage.span)
         name = scope.label(label, opdef.name)
         outs = []
         for i, branch in enumerate(stage.branches):
-            inner = _Scope(f"{scope.prefix}{name}.{i}.", scope.values, dict(scope.tensors),
-                           scope.shared, origin=scope.origin, stack=scope.stack)
+            inner = _Scope(
+                f"{scope.prefix}{name}.{i}.",
+                scope.values,
+                dict(scope.tensors),
+                scope.shared,
+                origin=scope.origin,
+                stack=scope.stack,
+            )
             outs.append(self.chain(branch, inner, src, None))
         return self.emit(scope, name, opdef.name, opdef.params(), tuple(outs), stage.span)
 
     def repeat(self, stage: ast.Repeat, scope: _Scope, src: str, label: str | None) -> str:
         count = Evaluator(scope.values).value(stage.count)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise SpecError([Diagnostic("E219", f"repeat needs a whole number, got "
-                                        f"{describe(count)}", stage.count.span)])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E219",
+                        f"repeat needs a whole number, got {describe(count)}",
+                        stage.count.span,
+                    )
+                ]
+            )
         if count > self.limits.max_repeat:
-            raise SpecError([Diagnostic(
-                "E401", f"repeat {count:,} is over the limit of {self.limits.max_repeat:,}",
-                stage.count.span, hint="raise it with --max-repeat")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E401",
+                        f"repeat {count:,} is over the limit of {self.limits.max_repeat:,}",
+                        stage.count.span,
+                        hint="raise it with --max-repeat",
+                    )
+                ]
+            )
         for i in range(count):
             src = self.stage(stage.stage, scope, src, f"{label}.{i}" if label else None)
         return src
 
     # ---- blocks and shared sub-networks ---------------------------------------------------
 
-    def block_call(self, block: ast.Block, stage: ast.Op | ast.Call, scope: _Scope, src: str,
-                   label: str | None) -> str:
+    def block_call(
+        self, block: ast.Block, stage: ast.Op | ast.Call, scope: _Scope, src: str, label: str | None
+    ) -> str:
         self.used.add(block.name)
         if block.name in scope.stack:
-            raise SpecError([Diagnostic("E207", f"block '{block.name}' calls itself", stage.span,
-                                        hint="blocks cannot be recursive; use repeat")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E207",
+                        f"block '{block.name}' calls itself",
+                        stage.span,
+                        hint="blocks cannot be recursive; use repeat",
+                    )
+                ]
+            )
         if len(scope.stack) >= self.limits.max_depth:
-            raise SpecError([Diagnostic(
-                "E402", f"blocks nest deeper than the limit of {self.limits.max_depth}",
-                stage.span, hint="raise it with --max-depth")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E402",
+                        f"blocks nest deeper than the limit of {self.limits.max_depth}",
+                        stage.span,
+                        hint="raise it with --max-depth",
+                    )
+                ]
+            )
         values = self._bind(block, stage, scope)
         name = scope.label(label, block.name)
         inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, block.name)
@@ -311,19 +450,32 @@ class Expander:
         given: dict[str, Any] = {}
         positional = [a for a in stage.args if a.name is None]
         if len(positional) > len(block.params):
-            raise SpecError([Diagnostic(
-                "E213", f"block '{block.name}' takes {len(block.params)} argument(s), got "
-                f"{len(positional)}", positional[len(block.params)].span)
-                .with_note("the block is defined here", block.span)])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E213",
+                        f"block '{block.name}' takes {len(block.params)} argument(s), got "
+                        f"{len(positional)}",
+                        positional[len(block.params)].span,
+                    ).with_note("the block is defined here", block.span)
+                ]
+            )
         for p, arg in zip(block.params, positional, strict=False):
             given[p.name] = ev.value(arg.value)
         for arg in stage.args:
             if arg.name is None:
                 continue
             if arg.name not in params:
-                raise SpecError([Diagnostic(
-                    "E221", f"block '{block.name}' has no parameter '{arg.name}'", arg.span,
-                    hint=did_you_mean(arg.name, params))])
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            "E221",
+                            f"block '{block.name}' has no parameter '{arg.name}'",
+                            arg.span,
+                            hint=did_you_mean(arg.name, params),
+                        )
+                    ]
+                )
             if arg.name in given:
                 raise SpecError([Diagnostic("E214", f"'{arg.name}' is given twice", arg.span)])
             given[arg.name] = ev.value(arg.value)
@@ -334,24 +486,34 @@ class Expander:
             elif p.default is not None:
                 values[p.name] = Evaluator(values).value(p.default)
             else:
-                raise SpecError([Diagnostic(
-                    "E222", f"block '{block.name}' needs a value for '{p.name}'", stage.span)
-                    .with_note("the block is defined here", block.span)])
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            "E222", f"block '{block.name}' needs a value for '{p.name}'", stage.span
+                        ).with_note("the block is defined here", block.span)
+                    ]
+                )
         return values
 
-    def apply_shared(self, sd: _Shared, stage: ast.Op | ast.Call, scope: _Scope, src: str,
-                     label: str | None) -> str:
+    def apply_shared(
+        self, sd: _Shared, stage: ast.Op | ast.Call, scope: _Scope, src: str, label: str | None
+    ) -> str:
         name = sd.definition.name
         if isinstance(stage, ast.Call):
             if len(stage.args) != 1 or not isinstance(stage.args[0].value, ast.Name):
-                raise SpecError([Diagnostic(
-                    "E223", f"shared '{name}' is applied to one tensor, e.g. {name}(x)",
-                    stage.span)])
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            "E223",
+                            f"shared '{name}' is applied to one tensor, e.g. {name}(x)",
+                            stage.span,
+                        )
+                    ]
+                )
             arg = stage.args[0].value
             src = self._tensor(arg.name, arg.span, scope)
         elif stage.args:
-            raise SpecError([Diagnostic("E223", f"shared '{name}' takes no arguments",
-                                        stage.span)])
+            raise SpecError([Diagnostic("E223", f"shared '{name}' takes no arguments", stage.span)])
         label = scope.label(label, name)
         inner = sd.scope.child(f"{scope.prefix}{label}.", sd.scope.values, stage.span)
         inner.stack = scope.stack
@@ -369,16 +531,36 @@ class Expander:
 
     # ---- nodes ------------------------------------------------------------------------------
 
-    def emit(self, scope: _Scope, label: str, op: str, params: OpParams, inputs: tuple[str, ...],
-             span: Span, shares: str | None = None) -> str:
+    def emit(
+        self,
+        scope: _Scope,
+        label: str,
+        op: str,
+        params: OpParams,
+        inputs: tuple[str, ...],
+        span: Span,
+        shares: str | None = None,
+    ) -> str:
         full = scope.prefix + label
         if full in self.taken:
-            raise SpecError([Diagnostic("E224", f"two layers are named '{full}'", span)
-                             .with_note("the other one", self.taken[full])])
+            raise SpecError(
+                [
+                    Diagnostic("E224", f"two layers are named '{full}'", span).with_note(
+                        "the other one", self.taken[full]
+                    )
+                ]
+            )
         if len(self.nodes) >= self.limits.max_nodes:
-            raise SpecError([Diagnostic(
-                "E403", f"the network expands to more than {self.limits.max_nodes:,} layers",
-                span, hint="raise the limit with --max-nodes")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E403",
+                        f"the network expands to more than {self.limits.max_nodes:,} layers",
+                        span,
+                        hint="raise the limit with --max-nodes",
+                    )
+                ]
+            )
         if shares is None and REGISTRY[op].weighted and self.sharing:
             shares = self._shared_owner(full)
         self.taken[full] = span
@@ -387,7 +569,7 @@ class Expander:
 
     def _shared_owner(self, full: str) -> str | None:
         ctx = self.sharing[-1]
-        rel = full[len(ctx.base):]
+        rel = full[len(ctx.base) :]
         owners = ctx.record.owners
         assert owners is not None
         if rel in owners and owners[rel] != full:
@@ -445,28 +627,45 @@ def _names_in(args: tuple[ast.Arg, ...]) -> set[str]:
     return found
 
 
-def _param_diagnostic(opdef: OpDef, err: Any, kwargs: Mapping[str, Any],
-                      spans: Mapping[str, Span], stage: ast.Op | ast.Call,
-                      names: Mapping[str, Any]) -> Diagnostic:
+def _param_diagnostic(
+    opdef: OpDef,
+    err: Any,
+    kwargs: Mapping[str, Any],
+    spans: Mapping[str, Span],
+    stage: ast.Op | ast.Call,
+    names: Mapping[str, Any],
+) -> Diagnostic:
     loc = err.get("loc") or ()
     key = str(loc[0]) if loc else None
     span = spans.get(key, stage.span) if key else stage.span
     given = kwargs.get(key) if key else None
     fields = list(opdef.params.model_fields)
     if err["type"] == "extra_forbidden":
-        return Diagnostic("E225", f"'{opdef.name}' has no parameter '{key}'", span,
-                          hint=did_you_mean(str(key), fields) or f"it takes: {', '.join(fields)}")
+        return Diagnostic(
+            "E225",
+            f"'{opdef.name}' has no parameter '{key}'",
+            span,
+            hint=did_you_mean(str(key), fields) or f"it takes: {', '.join(fields)}",
+        )
     if isinstance(given, Word):
-        return Diagnostic("E201", f"unknown name '{given}'", span,
-                          hint=did_you_mean(given, names) or _expected(opdef, key))
+        return Diagnostic(
+            "E201",
+            f"unknown name '{given}'",
+            span,
+            hint=did_you_mean(given, names) or _expected(opdef, key),
+        )
     msg = str(err["msg"]).removeprefix("Value error, ")
     if key is None:
         return Diagnostic("E226", msg, span)
     hint = _expected(opdef, key)
     if isinstance(given, float) and err["type"].startswith("int"):
         hint = "use // for whole-number division"
-    return Diagnostic("E226", f"invalid {key} for '{opdef.name}': {describe(given)} "
-                      f"({msg[0].lower()}{msg[1:]})", span, hint=hint)
+    return Diagnostic(
+        "E226",
+        f"invalid {key} for '{opdef.name}': {describe(given)} ({msg[0].lower()}{msg[1:]})",
+        span,
+        hint=hint,
+    )
 
 
 def _expected(opdef: OpDef, key: str | None) -> str | None:
@@ -477,8 +676,13 @@ def _expected(opdef: OpDef, key: str | None) -> str | None:
     return f"{key} expects {text}" if "Literal" in text else None
 
 
-def expand(program: Program, network: ast.Network, limits: Limits, globals_: dict[str, Any],
-           symbols: Mapping[str, int]) -> tuple[Graph, Expander]:
+def expand(
+    program: Program,
+    network: ast.Network,
+    limits: Limits,
+    globals_: dict[str, Any],
+    symbols: Mapping[str, int],
+) -> tuple[Graph, Expander]:
     """Expand one network of the program into a flat graph."""
     ex = Expander(program, limits, globals_)
     scope = _Scope("", dict(globals_))
@@ -494,8 +698,15 @@ def expand(program: Program, network: ast.Network, limits: Limits, globals_: dic
         ex.tensor_uses[cursor] = 0
     last, outputs = ex.body(network.body, scope, cursor)
     if not ex.nodes and not outputs:
-        raise SpecError([Diagnostic("E227", f"network '{network.name}' has no layers",
-                                    network.span)])
-    graph = Graph(network.name, tuple(inputs), tuple(ex.nodes), outputs or (last,), network.span,
-                  dict(symbols))
+        raise SpecError(
+            [Diagnostic("E227", f"network '{network.name}' has no layers", network.span)]
+        )
+    graph = Graph(
+        network.name,
+        tuple(inputs),
+        tuple(ex.nodes),
+        outputs or (last,),
+        network.span,
+        dict(symbols),
+    )
     return graph, ex

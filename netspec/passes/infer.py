@@ -72,18 +72,25 @@ def _diag(node: Node, e: ShapeError, in_shapes: list[Shape]) -> Diagnostic:
     return diag
 
 
-def _check_share(node: Node, owner: Layer | None, in_shapes: list[Shape], cost: Cost
-                 ) -> Diagnostic | None:
+def _check_share(
+    node: Node, owner: Layer | None, in_shapes: list[Shape], cost: Cost
+) -> Diagnostic | None:
     if owner is None:
-        return Diagnostic("E302", f"'{node.name}' shares weights with '{node.shares}', which "
-                          "comes later or has no weights", node.span)
+        return Diagnostic(
+            "E302",
+            f"'{node.name}' shares weights with '{node.shares}', which "
+            "comes later or has no weights",
+            node.span,
+        )
     same_inputs = [s[:1] for s in owner.in_shapes] == [s[:1] for s in in_shapes]
     if owner.op != node.op or owner.params != cost.params or not same_inputs:
         return Diagnostic(
-            "E303", f"'{node.name}' cannot share the weights of '{owner.name}': their weights "
-            "differ in shape", node.span,
+            "E303",
+            f"'{node.name}' cannot share the weights of '{owner.name}': their weights "
+            "differ in shape",
+            node.span,
             hint=f"'{owner.name}' is {owner.op} with {owner.params:,} parameters on "
-                 f"{', '.join(fmt_shape(s) for s in owner.in_shapes)}",
+            f"{', '.join(fmt_shape(s) for s in owner.in_shapes)}",
         ).with_note("the layer whose weights are shared", owner.span)
     return None
 
@@ -115,8 +122,18 @@ def infer(graph: Graph) -> Inferred:
             cost = Cost(params=0, fixed=0, macs=cost.macs)
         shapes[node.name] = shape
         rfs[node.name] = opdef.rf(node.params, [rfs[i] for i in node.inputs])
-        layers[node.name] = Layer(node.name, node.op, shape, rfs[node.name], cost.params,
-                                  cost.fixed, cost.macs, node.shares, node.span, tuple(in_shapes))
+        layers[node.name] = Layer(
+            node.name,
+            node.op,
+            shape,
+            rfs[node.name],
+            cost.params,
+            cost.fixed,
+            cost.macs,
+            node.shares,
+            node.span,
+            tuple(in_shapes),
+        )
     errors.raise_if_any()
     ordered = tuple(layers[n.name] for n in graph.nodes)
     return Inferred(graph, ordered, _totals(graph, ordered))

@@ -35,7 +35,7 @@ class Program:
     def definition(self, name: str) -> Definition | None:
         for table in (self.consts, self.tables, self.kernels, self.blocks, self.networks):
             if name in table:
-                return table[name]  # type: ignore[return-value]
+                return table[name]
         return None
 
 
@@ -44,16 +44,25 @@ def _read(path: Path, span: Span | None, limits: Limits) -> str:
     try:
         size = path.stat().st_size
     except OSError as e:
-        raise SpecError([Diagnostic("E101", f"cannot read '{path}': {e.strerror}", where)]) from None
+        message = f"cannot read '{path}': {e.strerror}"
+        raise SpecError([Diagnostic("E101", message, where)]) from None
     if size > limits.max_file_bytes:
-        raise SpecError([Diagnostic(
-            "E102", f"'{path}' is {size:,} bytes; the limit is {limits.max_file_bytes:,}", where,
-            hint="raise it with --max-file-bytes if the file is really meant to be this large")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E102",
+                    f"'{path}' is {size:,} bytes; the limit is {limits.max_file_bytes:,}",
+                    where,
+                    hint="raise it with --max-file-bytes if it is meant to be this large",
+                )
+            ]
+        )
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise SpecError([Diagnostic("E101", f"cannot read '{path}' as UTF-8 text: {e}",
-                                    where)]) from None
+        raise SpecError(
+            [Diagnostic("E101", f"cannot read '{path}' as UTF-8 text: {e}", where)]
+        ) from None
 
 
 class _Loader:
@@ -80,11 +89,17 @@ class _Loader:
             chain = " -> ".join(p.name for p in (*stack, target))
             self.errors.error("E104", f"'use' cycle: {chain}", item.span)
             return
-        if (self.root_dir is not None and not self.allow_outside
-                and not target.is_relative_to(self.root_dir)):
+        if (
+            self.root_dir is not None
+            and not self.allow_outside
+            and not target.is_relative_to(self.root_dir)
+        ):
             self.errors.error(
-                "E103", f"'{item.path}' is outside the spec's directory ({self.root_dir})",
-                item.span, hint="pass --allow-outside to use files from elsewhere")
+                "E103",
+                f"'{item.path}' is outside the spec's directory ({self.root_dir})",
+                item.span,
+                hint="pass --allow-outside to use files from elsewhere",
+            )
             return
         if target in self.loaded:
             return
@@ -98,13 +113,20 @@ class _Loader:
             return
         assert not isinstance(item, ast.Use)
         if item.name in REGISTRY:
-            self.errors.error("E105", f"'{item.name}' is the name of an operation", item.span,
-                              hint="choose another name")
+            self.errors.error(
+                "E105",
+                f"'{item.name}' is the name of an operation",
+                item.span,
+                hint="choose another name",
+            )
             return
         first = self.program.definition(item.name)
         if first is not None:
-            self.errors.add(Diagnostic("E106", f"'{item.name}' is defined twice", item.span)
-                            .with_note("first defined here", first.span))
+            self.errors.add(
+                Diagnostic("E106", f"'{item.name}' is defined twice", item.span).with_note(
+                    "first defined here", first.span
+                )
+            )
             return
         if isinstance(item, ast.Const):
             self.program.consts[item.name] = item
@@ -119,21 +141,30 @@ class _Loader:
 
     def _unique(self, table: dict[str, ast.Train], key: str, item: ast.Train, what: str) -> None:
         if key in table:
-            self.errors.add(Diagnostic("E106", f"{what} '{key}' is given twice", item.span)
-                            .with_note("first given here", table[key].span))
+            self.errors.add(
+                Diagnostic("E106", f"{what} '{key}' is given twice", item.span).with_note(
+                    "first given here", table[key].span
+                )
+            )
         table[key] = item
 
     def _table(self, item: ast.Table) -> None:
         if any(v != int(v) or v < 0 for row in item.matrix.rows for v in row):
-            self.errors.error("E107", f"table '{item.name}' must list feature-map numbers "
-                              "(whole numbers from 0)", item.matrix.span)
+            self.errors.error(
+                "E107",
+                f"table '{item.name}' must list feature-map numbers (whole numbers from 0)",
+                item.matrix.span,
+            )
         self.program.tables[item.name] = item
 
     def _kernel(self, item: ast.Kernel) -> None:
         widths = {len(r) for r in item.matrix.rows}
         if len(widths) != 1:
-            self.errors.error("E108", f"kernel '{item.name}' is not rectangular: its rows have "
-                              f"{sorted(widths)} entries", item.matrix.span)
+            self.errors.error(
+                "E108",
+                f"kernel '{item.name}' is not rectangular: its rows have {sorted(widths)} entries",
+                item.matrix.span,
+            )
         self.program.kernels[item.name] = item
 
 

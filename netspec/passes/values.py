@@ -69,8 +69,9 @@ class Evaluator:
             hint = did_you_mean(value, self.names)
             raise SpecError([Diagnostic("E201", f"unknown name '{value}'", node.span, hint=hint)])
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError([Diagnostic(
-                "E205", f"arithmetic needs numbers, got {describe(value)}", node.span)])
+            raise SpecError(
+                [Diagnostic("E205", f"arithmetic needs numbers, got {describe(value)}", node.span)]
+            )
         return value
 
     def value(self, node: ast.Value) -> Any:

@@ -73,7 +73,7 @@ class _Builder(Transformer[Token, ast.Module]):
             if child.type == "QUANTITY":
                 m = re.fullmatch(r"([\d.]+)(deg|px|%)", str(child))
                 assert m is not None
-                return ast.Quantity(value=float(m[1]), unit=m[2], span=span)  # type: ignore[arg-type]
+                return ast.Quantity(value=float(m[1]), unit=m[2], span=span)
         return child
 
     # -- top level
@@ -209,17 +209,17 @@ class _Builder(Transformer[Token, ast.Module]):
     def callargs(self, meta: Any, c: list[ast.Arg]) -> tuple[ast.Arg, ...]:
         return tuple(c)
 
-    def range(self, meta: Any, c: list[Any]) -> ast.Range:
+    def vrange(self, meta: Any, c: list[Any]) -> ast.Range:
         low, high = (self._value(x) for x in c)
         return ast.Range(low=low, high=high, span=self._s(meta))
 
-    def list(self, meta: Any, c: list[Any]) -> ast.ListValue:
+    def vlist(self, meta: Any, c: list[Any]) -> ast.ListValue:
         items = tuple(self._value(x) for x in c if x is not None)
         return ast.ListValue(items=items, span=self._s(meta))
 
     def _bin(self, op: str, meta: Any, c: list[Any]) -> ast.BinOp:
         left, right = c[0], c[-1]
-        return ast.BinOp(op=op, left=left, right=right, span=self._s(meta))  # type: ignore[arg-type]
+        return ast.BinOp(op=op, left=left, right=right, span=self._s(meta))
 
     def add(self, meta: Any, c: list[Any]) -> ast.BinOp:
         return self._bin("+", meta, c)
@@ -316,8 +316,8 @@ def _token_words(tok: Token) -> str:
 def _open_brace(text: str, file: str) -> Span | None:
     """The innermost `{` still open at the end of the text (comments skipped)."""
     stack: list[tuple[int, int]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        for col, ch in enumerate(line.split("#", 1)[0], start=1):
+    for lineno, source_line in enumerate(text.splitlines(), start=1):
+        for col, ch in enumerate(source_line.split("#", 1)[0], start=1):
             if ch == "{":
                 stack.append((lineno, col))
             elif ch == "}" and stack:
@@ -341,9 +341,11 @@ def _unexpected_token(e: UnexpectedToken, text: str, file: str) -> Diagnostic:
         diag = Diagnostic("E002", "unexpected end of file", _eof_span(text, file))
         brace = _open_brace(text, file)
         if brace is not None:
-            line = text.splitlines()[brace.line - 1].strip()
-            diag = diag.with_note(f"this '{{' is never closed: {line}", brace)
-        return Diagnostic(diag.code, diag.message, diag.span, hint=f"expected {expected}", notes=diag.notes)
+            opened = text.splitlines()[brace.line - 1].strip()
+            diag = diag.with_note(f"this '{{' is never closed: {opened}", brace)
+        return Diagnostic(
+            diag.code, diag.message, diag.span, hint=f"expected {expected}", notes=diag.notes
+        )
     span = _tok_span(file, tok)
     if tok.type in ("_NL", "_PIPE") and "\n" in str(tok):
         line = tok.line or 1
@@ -366,7 +368,8 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     if isinstance(e, UnexpectedToken):
         return _unexpected_token(e, text, file)
     assert isinstance(e, UnexpectedCharacters)
-    char = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+    pos = e.pos_in_stream or 0
+    char = text[pos] if pos < len(text) else ""
     span = Span(file, e.line, e.column, e.line, e.column + 1)
     hint = None
     if char == "\t":
