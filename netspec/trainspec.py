@@ -22,7 +22,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from netspec.diagnostics import Collector, Diagnostic, Span, SpecError, did_you_mean
+from netspec.diagnostics import (
+    Collector,
+    Diagnostic,
+    Span,
+    SpecError,
+    did_you_mean,
+    literal_options,
+    requirement,
+)
 from netspec.passes.values import Evaluator, Interval, Quantity, Word, describe
 from netspec.syntax import ast
 
@@ -229,13 +237,16 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
+        by_field: dict[tuple[str, ...], list[Any]] = {}
         for err in e.errors():
-            loc = tuple(str(p) for p in err["loc"])
-            span = spans.get(loc[:2]) or spans.get(loc[:1]) or train.span
+            by_field.setdefault(tuple(str(p) for p in err["loc"])[:2], []).append(err)
+        for loc, errs in by_field.items():
+            given = errs[0].get("input")
+            options = literal_options(errs)
             errors.error(
                 "E505",
-                f"invalid {'.'.join(loc)}: {describe(err.get('input'))} "
-                f"({str(err['msg'])[0].lower()}{str(err['msg'])[1:]})",
-                span,
+                f"{' '.join(loc)} must be {requirement(errs)}, got {describe(given)}",
+                spans.get(loc) or spans.get(loc[:1]) or train.span,
+                hint=did_you_mean(given, options) if options and isinstance(given, str) else None,
             )
         raise SpecError(errors.items) from None

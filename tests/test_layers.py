@@ -13,13 +13,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netspec.lower.layers import (
+    Add,
+    Concat,
+    Distance,
     EuclideanRBF,
     FixedConv2d,
+    GlobalLPPool2d,
     LocallyConnected2d,
     ScaledTanh,
     Subsample2d,
     TableConv2d,
     lenet5_prototypes,
+    random_prototypes,
 )
 
 # LeNet-5's C3 connection table (LeCun et al. 1998, Table I), one row per output map.
@@ -243,6 +248,41 @@ def test_fixed_conv_orders_outputs_input_major() -> None:
     assert corners.tolist() == [1.0, 10.0, 2.0, 20.0]  # (c0 k0, c0 k1, c1 k0, c1 k1)
 
 
+def test_table_conv_with_a_full_table_and_dilation_is_a_dilated_conv() -> None:
+    torch.manual_seed(0)
+    layer = TableConv2d(2, 3, 3, [[0, 1]] * 3, padding=(2, 2), dilation=(2, 2))
+    x = torch.randn(1, 2, 7, 7)
+    want = F.conv2d(x, layer.dense_weight(), layer.bias, padding=2, dilation=2)
+    torch.testing.assert_close(layer(x), want)
+
+
+def test_fixed_conv_dilation_spreads_the_kernel() -> None:
+    layer = FixedConv2d(torch.ones(1, 2, 2), in_channels=1, dilation=(2, 2))
+    x = torch.arange(9.0).view(1, 1, 3, 3)
+    assert layer(x).flatten().tolist() == [0.0 + 2 + 6 + 8]
+
+
+def test_global_lp_pool_is_the_p_norm_of_each_map() -> None:
+    x = torch.randn(2, 3, 5, 4).abs()
+    want = x.pow(3).sum((2, 3), keepdim=True).pow(1 / 3)
+    torch.testing.assert_close(GlobalLPPool2d(3.0)(x), want)
+    torch.testing.assert_close(GlobalLPPool2d(2.0)(x), nn.LPPool2d(2.0, (5, 4))(x))
+
+
+def test_merges() -> None:
+    a, b, c = torch.randn(3, 2, 4, 3, 3)
+    torch.testing.assert_close(Add()(a, b, c), a + b + c)
+    assert Concat()(a, b).shape == (2, 8, 3, 3)
+    torch.testing.assert_close(Distance()(a, b), (a - b).abs())
+
+
+def test_random_prototypes_are_deterministic_signs() -> None:
+    p = random_prototypes(5, 30)
+    assert p.shape == (5, 30) and set(p.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(p, random_prototypes(5, 30))
+    assert not torch.equal(p, random_prototypes(5, 30, seed=1))
+
+
 def _onnx_cases() -> list[object]:
     """One pytest case per layer: the layer and its input shape without the batch axis."""
     edges = torch.tensor(
@@ -260,6 +300,7 @@ def _onnx_cases() -> list[object]:
             pytest.param(Subsample2d(6), (6, 28, 28), id="subsample"),
             pytest.param(ScaledTanh(), (4, 5, 5), id="scaled_tanh"),
             pytest.param(EuclideanRBF(84, lenet5_prototypes()), (84,), id="rbf"),
+            pytest.param(GlobalLPPool2d(2.0), (3, 5, 5), id="global_lppool"),
             pytest.param(
                 FixedConv2d(edges, 3, padding=(1, 1), stride=(2, 2)), (3, 9, 9), id="fixed"
             ),

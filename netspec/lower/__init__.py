@@ -1,1 +1,53 @@
-"""Lowering: turn checked netspec IR into PyTorch modules."""
+"""Lowering: a checked spec becomes a trainable `torch.nn.Module` (or its Python source).
+
+`to_torch(compiled)` builds the module; `netspec.lower.emit.emit_python` writes the same
+network as a standalone PyTorch file. Both read one description per node, made by the
+builders in `netspec.lower.builders`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from netspec.ir import Shape
+from netspec.lower.builders import BUILDERS, Lowered
+from netspec.lower.init import init_weights
+from netspec.lower.module import Network, assemble
+
+if TYPE_CHECKING:
+    from netspec.compiler import Compiled
+
+
+def lowerings(compiled: Compiled) -> dict[str, Lowered]:
+    """Each node's lowering, from its parameters and its inferred input and output shapes."""
+    graph = compiled.graph
+    shapes: dict[str, Shape] = {i.name: i.shape for i in graph.inputs}
+    shapes.update((layer.name, layer.shape) for layer in compiled.layers)
+    out: dict[str, Lowered] = {}
+    for node in graph.nodes:
+        builder = BUILDERS.get(node.op)
+        if builder is None:
+            raise NotImplementedError(f"operation '{node.op}' has no PyTorch builder")
+        out[node.name] = builder(node.params, [shapes[i] for i in node.inputs], shapes[node.name])
+    return out
+
+
+def to_torch(compiled: Compiled) -> Network:
+    """The compiled network as a module: PyTorch's initialization unless the spec says `init=`."""
+    graph = compiled.graph
+    lowered = lowerings(compiled)
+    modules: dict[str, nn.Module] = {}
+    for node in graph.nodes:
+        if node.shares is not None:
+            modules[node.name] = modules[node.shares]
+            continue
+        module = lowered[node.name].build()
+        init_weights(module, lowered[node.name].init)
+        modules[node.name] = module
+    flattens = {name for name, low in lowered.items() if low.flatten}
+    return assemble(graph, modules, flattens)
+
+
+__all__ = ["BUILDERS", "Network", "lowerings", "to_torch"]

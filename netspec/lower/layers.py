@@ -157,11 +157,13 @@ class TableConv2d(nn.Module):
         stride: Pair = (1, 1),
         padding: Pair = (0, 0),
         bias: bool = True,
+        dilation: Pair = (1, 1),
     ) -> None:
         super().__init__()
         _check_table(table, in_channels, out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel, self.stride, self.padding = _pair(kernel), _pair(stride), _pair(padding)
+        self.dilation = _pair(dilation)
         self.table = tuple(tuple(row) for row in table)
         n_connections = sum(len(row) for row in table)
         self.weight = nn.Parameter(torch.empty(n_connections, *self.kernel))
@@ -190,13 +192,13 @@ class TableConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.dense_weight()
-        return F.conv2d(x, w, self.bias, stride=self.stride, padding=self.padding)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel={self.kernel}, "
             f"connections={self.weight.shape[0]}, stride={self.stride}, "
-            f"padding={self.padding}, bias={self.bias is not None}"
+            f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}"
         )
 
 
@@ -307,10 +309,18 @@ def lenet5_prototypes(n_classes: int = 10, height: int = 12, width: int = 7) -> 
     if n_classes < 1 or height < 3 or width < 3:
         raise ValueError(f"need n_classes >= 1 and a frame of at least 3x3, got {n_classes}")
     digits = [_glyph(rows, height, width).flatten() for rows in _DIGITS_5X7[:n_classes]]
-    generator = torch.Generator().manual_seed(0)
-    n_extra = max(n_classes - len(_DIGITS_5X7), 0)
-    extra = torch.randint(0, 2, (n_extra, height * width), generator=generator) * 2.0 - 1.0
+    extra = random_prototypes(max(n_classes - len(_DIGITS_5X7), 0), height * width)
     return torch.cat([torch.stack(digits), extra])  # (n_classes, height*width)
+
+
+def random_prototypes(n_classes: int, features: int, seed: int = 0) -> Tensor:
+    """Fixed ±1 prototypes of any length, drawn from ``torch.Generator`` ``seed``: deterministic.
+
+    >>> random_prototypes(3, 5).shape
+    torch.Size([3, 5])
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, (n_classes, features), generator=generator) * 2.0 - 1.0
 
 
 class FixedConv2d(nn.Module):
@@ -329,22 +339,64 @@ class FixedConv2d(nn.Module):
         in_channels: int,
         padding: Pair = (0, 0),
         stride: Pair = (1, 1),
+        dilation: Pair = (1, 1),
     ) -> None:
         super().__init__()
         if kernels.dim() != 3:
             raise ValueError(f"kernels must be (n, kh, kw), got {tuple(kernels.shape)}")
         self.in_channels = in_channels
         self.out_channels = in_channels * kernels.shape[0]
-        self.padding, self.stride = _pair(padding), _pair(stride)
+        self.padding, self.stride, self.dilation = _pair(padding), _pair(stride), _pair(dilation)
         self.register_buffer("kernels", _as_float(kernels))
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.kernels.repeat(self.in_channels, 1, 1).unsqueeze(1)  # (C*n, 1, kh, kw)
-        return F.conv2d(x, w, stride=self.stride, padding=self.padding, groups=self.in_channels)
+        return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.in_channels)
 
     def extra_repr(self) -> str:
         n, kh, kw = self.kernels.shape
         return (
             f"{n} kernels {kh}x{kw}, in_channels={self.in_channels}, "
-            f"padding={self.padding}, stride={self.stride}"
+            f"padding={self.padding}, stride={self.stride}, dilation={self.dilation}"
         )
+
+
+class GlobalLPPool2d(nn.Module):
+    """Power-average pooling of each whole map to one value: ``(sum x^p)^(1/p)``, any size."""
+
+    def __init__(self, norm_type: float = 2.0) -> None:
+        super().__init__()
+        self.norm_type = norm_type
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.norm_type
+        return x.pow(p).sum((2, 3), keepdim=True).pow(1.0 / p)  # (B, C, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"norm_type={self.norm_type}"
+
+
+# ---- merges: modules so that hooks, names and spans cover them like any other layer ----------
+
+
+class Add(nn.Module):
+    """Elementwise sum of two or more tensors of one shape (a residual connection)."""
+
+    def forward(self, x: Tensor, *others: Tensor) -> Tensor:
+        for y in others:
+            x = x + y
+        return x
+
+
+class Concat(nn.Module):
+    """Stacks feature maps (or features): ``torch.cat`` along dim 1."""
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return torch.cat(xs, 1)
+
+
+class Distance(nn.Module):
+    """Elementwise absolute difference ``|a - b|`` (the siamese head's input)."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return (a - b).abs()

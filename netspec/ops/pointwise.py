@@ -306,7 +306,7 @@ def _project_cost(p: ProjectParams, ins: Sequence[Shape], out: Shape) -> Cost:
     if project_is_identity(p, ins[0]):
         return Cost()
     cin = int(ins[0][0])
-    m = macs_of(out, cin)
+    m = macs_of(out, cin + 1)  # the 1x1 convolution, then one per element for its batchnorm
     return Cost(params=cin * p.channels + 2 * p.channels, macs=m)
 
 

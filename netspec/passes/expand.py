@@ -18,15 +18,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from netspec.diagnostics import Collector, Diagnostic, Span, SpecError, did_you_mean
+from netspec.diagnostics import (
+    Collector,
+    Diagnostic,
+    Span,
+    SpecError,
+    did_you_mean,
+    spec_error,
+)
 from netspec.ir import Graph, GraphInput, Node, OpParams
 from netspec.limits import Limits
 from netspec.ops import REGISTRY, OpDef
+from netspec.passes.arguments import names_in, op_arguments, plural, validate
 from netspec.passes.resolve import Program
 from netspec.passes.values import Evaluator, Word, describe
 from netspec.syntax import ast
+
+FAILED = "<failed>"  # the result of a statement that had an error
+
+
+class _Skip(Exception):
+    """A stage reads the result of a statement that already failed: say nothing more."""
 
 
 @dataclass
@@ -46,6 +58,7 @@ class _Scope:
     origin: tuple[Span, ...] = ()
     stack: tuple[str, ...] = ()
     assigned: dict[str, Span] = field(default_factory=dict)
+    sites: tuple[tuple[str, Span], ...] = ()  # (what, where) of each enclosing call
 
     def label(self, label: str | None, base: str) -> str:
         if label is not None:
@@ -54,10 +67,11 @@ class _Scope:
         return f"{base}{self.counters[base]}"
 
     def child(
-        self, prefix: str, values: dict[str, Any], site: Span, block: str | None = None
+        self, prefix: str, values: dict[str, Any], site: Span, what: str, block: str | None = None
     ) -> _Scope:
         stack = (*self.stack, block) if block else self.stack
-        return _Scope(prefix, values, origin=(*self.origin, site), stack=stack)
+        sites = (*self.sites, (what, site))
+        return _Scope(prefix, values, origin=(*self.origin, site), stack=stack, sites=sites)
 
 
 @dataclass
@@ -77,6 +91,8 @@ class Expander:
         self.tensor_uses: dict[str, int] = {}
         self.sharing: list[_ShareContext] = []
         self.warnings = Collector()
+        self.errors = Collector()
+        self.seen: set[tuple[str, str, str]] = set()
 
     # ---- statements ------------------------------------------------------------------
 
@@ -86,50 +102,65 @@ class Expander:
         last, outputs = cursor, None
         branches = _referenced(stmts)
         for st in stmts:
-            if isinstance(st, ast.ChainStmt):
-                cursor = last = self.chain(st.chain, scope, cursor, None)
-            elif isinstance(st, ast.Assign):
-                self._fresh_tensor(st.target, st.span, scope)
-                last = self.chain(st.chain, scope, cursor, st.target)
-                scope.tensors[st.target] = last
-                scope.assigned[st.target] = st.span
-                if st.target not in branches:
-                    cursor = last
-            elif isinstance(st, ast.Shared):
-                self._fresh_tensor(st.name, st.span, scope)
-                scope.shared[st.name] = _Shared(st, scope)
-            else:
-                outputs = tuple(self._tensor(n.name, n.span, scope) for n in st.names)
+            try:
+                if isinstance(st, ast.ChainStmt):
+                    cursor = last = self.chain(st.chain, scope, cursor, None)
+                elif isinstance(st, ast.Assign):
+                    self._fresh_tensor(st.target, st.span, scope)
+                    last = self.chain(st.chain, scope, cursor, st.target)
+                    scope.tensors[st.target] = last
+                    scope.assigned[st.target] = st.span
+                    if st.target not in branches:
+                        cursor = last
+                elif isinstance(st, ast.Shared):
+                    self._fresh_tensor(st.name, st.span, scope)
+                    scope.shared[st.name] = _Shared(st, scope)
+                else:
+                    outputs = tuple(self._tensor(n.name, n.span, scope) for n in st.names)
+            except (SpecError, _Skip) as e:
+                # Go on as if the line were not there (names are checked without shapes), but
+                # say nothing of lines that read the result it would have named.
+                self._record(e, scope)
+                if isinstance(st, ast.Assign):
+                    scope.tensors.setdefault(st.target, FAILED)
         self._lint_unused(scope)
         return last, outputs
 
+    def _record(self, e: SpecError | _Skip, scope: _Scope) -> None:
+        """Keep a statement's errors and go on with the next statement (up to the cap).
+        An error inside a block names the call sites that led there."""
+        if isinstance(e, _Skip):
+            return
+        if len(self.errors.items) >= self.errors.cap:
+            raise e
+        for d in e.diagnostics:
+            key = (d.code, d.message, d.span.where)
+            if key in self.seen:
+                continue  # the same mistake in a block called again
+            self.seen.add(key)
+            for what, site in reversed(scope.sites):
+                d = d.with_note(what, site)
+            self.errors.add(d)
+
     def _fresh_tensor(self, name: str, span: Span, scope: _Scope) -> None:
         if name in scope.tensors or name in scope.shared:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E210",
-                        f"'{name}' is already defined in this scope",
-                        span,
-                        hint="choose another name",
-                    )
-                ]
+            raise spec_error(
+                "E210",
+                f"'{name}' is already defined in this scope",
+                span,
+                hint="choose another name",
             )
         if name in REGISTRY or name in self.program.blocks:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E210",
-                        f"'{name}' names an operation or block; it cannot also name a tensor",
-                        span,
-                        hint="choose another name",
-                    )
-                ]
+            raise spec_error(
+                "E210",
+                f"'{name}' names an operation or block; it cannot also name a tensor",
+                span,
+                hint="choose another name",
             )
 
     def _lint_unused(self, scope: _Scope) -> None:
         for name, span in scope.assigned.items():
-            if not self.tensor_uses.get(scope.tensors[name]):
+            if scope.tensors[name] != FAILED and not self.tensor_uses.get(scope.tensors[name]):
                 self.warnings.add(
                     Diagnostic(
                         "W301", f"'{name}' is computed but never used", span, severity="warning"
@@ -147,10 +178,24 @@ class Expander:
                 )
 
     def chain(self, chain: ast.Chain, scope: _Scope, src: str, name: str | None) -> str:
-        n = len(chain.stages)
-        for i, stage in enumerate(chain.stages):
-            label = name if (name and n == 1) else (f"{name}.{i}" if name else None)
-            src = self.stage(stage, scope, src, label)
+        stages = chain.stages
+        head = stages[0]
+        if isinstance(head, ast.Op) and not head.args and head.name in scope.tensors:
+            # `x = a | conv ...` reads tensor `a`: the reference is not a stage of x.
+            src, stages = self._tensor(head.name, head.name_span, scope), stages[1:]
+        if name is None:
+            for stage in stages:
+                src = self.stage(stage, scope, src, None)
+            return src
+        if len(stages) == 1 and not isinstance(stages[0], ast.Repeat):
+            return self.stage(stages[0], scope, src, name)
+        index = 0  # x = a | repeat 3 b  names x.0, x.1, x.2, x.3, like one nn.Sequential
+        for stage in stages:
+            reps = self._count(stage, scope) if isinstance(stage, ast.Repeat) else 1
+            inner = stage.stage if isinstance(stage, ast.Repeat) else stage
+            for _ in range(reps):
+                src = self.stage(inner, scope, src, f"{name}.{index}")
+                index += 1
         return src
 
     # ---- stages ------------------------------------------------------------------------
@@ -176,9 +221,7 @@ class Expander:
         if name in scope.tensors and isinstance(stage, ast.Op) and not stage.args:
             return self._tensor(name, stage.name_span, scope)
         if name in scope.tensors:
-            raise SpecError(
-                [Diagnostic("E211", f"'{name}' is a tensor, not an operation", stage.name_span)]
-            )
+            raise spec_error("E211", f"'{name}' is a tensor, not an operation", stage.name_span)
         if name in scope.shared:
             return self.apply_shared(scope.shared[name], stage, scope, src, label)
         if name in self.program.blocks:
@@ -186,47 +229,36 @@ class Expander:
         opdef = REGISTRY.get(name)
         if opdef is None:
             candidates = [*REGISTRY, *self.program.blocks, *scope.shared, *scope.tensors]
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E202",
-                        f"unknown operation '{name}'",
-                        stage.name_span,
-                        hint=did_you_mean(name, candidates),
-                    )
-                ]
+            raise spec_error(
+                "E202",
+                f"unknown operation '{name}'",
+                stage.name_span,
+                hint=did_you_mean(name, candidates),
             )
         if opdef.arity != 1:
             return self.merge(opdef, stage, scope, label)
         return self.op(opdef, stage, scope, src, label)
 
     def _need(self, src: str, span: Span) -> str:
+        if src == FAILED:
+            raise _Skip
         if not src:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E212",
-                        "this stage has no input: the network has several inputs",
-                        span,
-                        hint="start the chain with the input it reads, e.g. 'left | conv 6 5x5'",
-                    )
-                ]
+            raise spec_error(
+                "E212",
+                "this stage has no input: the network has several inputs",
+                span,
+                hint="start the chain with the input it reads, e.g. 'left | conv 6 5x5'",
             )
         return src
 
     def _tensor(self, name: str, span: Span, scope: _Scope) -> str:
         if name not in scope.tensors:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E203",
-                        f"unknown tensor '{name}'",
-                        span,
-                        hint=did_you_mean(name, scope.tensors),
-                    )
-                ]
+            raise spec_error(
+                "E203", f"unknown tensor '{name}'", span, hint=did_you_mean(name, scope.tensors)
             )
         node = scope.tensors[name]
+        if node == FAILED:
+            raise _Skip
         self.tensor_uses[node] = self.tensor_uses.get(node, 0) + 1
         return node
 
@@ -238,9 +270,10 @@ class Expander:
         self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope, src: str, label: str | None
     ) -> str:
         src = self._need(src, stage.span)
-        kwargs, spans = self._op_args(opdef, stage, scope)
+        kwargs, spans = op_arguments(opdef, stage, scope.values)
         tie = kwargs.pop("tie", None)
-        params = self._validate(opdef, kwargs, spans, stage)
+        params = validate(opdef, kwargs, spans, stage, self.globals)
+        self.used.update(n for n in scope.values if n in names_in(stage.args))
         shares = self._tie(tie, spans.get("tie", stage.span), scope) if tie is not None else None
         return self.emit(
             scope,
@@ -252,64 +285,13 @@ class Expander:
             shares,
         )
 
-    def _op_args(
-        self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope
-    ) -> tuple[dict[str, Any], dict[str, Span]]:
-        ev = Evaluator(scope.values)
-        kwargs: dict[str, Any] = {}
-        spans: dict[str, Span] = {}
-        positional = [a for a in stage.args if a.name is None]
-        if len(positional) > len(opdef.positional):
-            names = ", ".join(opdef.positional) or "none"
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E213",
-                        f"'{opdef.name}' takes {len(opdef.positional)} positional argument(s) "
-                        f"({names}), got {len(positional)}",
-                        positional[len(opdef.positional)].span,
-                        hint="give the others by name, e.g. stride=2",
-                    )
-                ]
-            )
-        for key, arg in zip(opdef.positional, positional, strict=False):
-            kwargs[key], spans[key] = ev.value(arg.value), arg.span
-        for arg in stage.args:
-            if arg.name is None:
-                continue
-            if arg.name in kwargs:
-                raise SpecError([Diagnostic("E214", f"'{arg.name}' is given twice", arg.span)])
-            kwargs[arg.name], spans[arg.name] = ev.value(arg.value), arg.span
-        self.used.update(n for n in scope.values if n in _names_in(stage.args))
-        return kwargs, spans
-
-    def _validate(
-        self,
-        opdef: OpDef,
-        kwargs: dict[str, Any],
-        spans: Mapping[str, Span],
-        stage: ast.Op | ast.Call,
-    ) -> OpParams:
-        try:
-            return opdef.params.model_validate(kwargs)
-        except ValidationError as e:
-            errors = Collector()
-            for err in e.errors():
-                errors.add(_param_diagnostic(opdef, err, kwargs, spans, stage, self.globals))
-            raise SpecError(errors.items) from None
-
     def _tie(self, tie: Any, span: Span, scope: _Scope) -> str:
         if not isinstance(tie, Word) or tie not in scope.tensors:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E215",
-                        f"tie= names the layer whose weights to share; {describe(tie)} is not "
-                        "a layer here",
-                        span,
-                        hint=did_you_mean(str(tie), scope.tensors),
-                    )
-                ]
+            raise spec_error(
+                "E215",
+                f"tie= names the layer whose weights to share; {describe(tie)} is not a layer here",
+                span,
+                hint=did_you_mean(str(tie), scope.tensors),
             )
         return self._tensor(tie, span, scope)
 
@@ -317,22 +299,16 @@ class Expander:
         self, opdef: OpDef, stage: ast.Op | ast.Call, scope: _Scope, label: str | None
     ) -> str:
         if isinstance(stage, ast.Op):
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E206",
-                        f"'{opdef.name}' merges tensors",
-                        stage.span,
-                        hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
-                    )
-                ]
+            raise spec_error(
+                "E206",
+                f"'{opdef.name}' merges tensors",
+                stage.span,
+                hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
             )
         inputs = []
         for arg in stage.args:
             if arg.name is not None or not isinstance(arg.value, ast.Name):
-                raise SpecError(
-                    [Diagnostic("E216", f"'{opdef.name}' takes tensor names", arg.span)]
-                )
+                raise spec_error("E216", f"'{opdef.name}' takes tensor names", arg.span)
             inputs.append(self._tensor(arg.value.name, arg.value.span, scope))
         self._arity(opdef, len(inputs), stage.span)
         return self.emit(
@@ -348,22 +324,16 @@ class Expander:
         want = opdef.arity or 2
         if n < want or (opdef.arity is not None and n != want):
             exactly = "exactly" if opdef.arity else "at least"
-            raise SpecError(
-                [Diagnostic("E217", f"'{opdef.name}' needs {exactly} {want} inputs, got {n}", span)]
-            )
+            raise spec_error("E217", f"'{opdef.name}' needs {exactly} {want} inputs, got {n}", span)
 
     def group(self, stage: ast.Group, scope: _Scope, src: str, label: str | None) -> str:
         opdef = REGISTRY.get(stage.name)
         if opdef is None or opdef.arity == 1:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E218",
-                        f"'{stage.name}' cannot take branches",
-                        stage.name_span,
-                        hint="branches are merged by 'add', 'concat' or 'distance'",
-                    )
-                ]
+            raise spec_error(
+                "E218",
+                f"'{stage.name}' cannot take branches",
+                stage.name_span,
+                hint="branches are merged by 'add', 'concat' or 'distance'",
             )
         self._arity(opdef, len(stage.branches), stage.span)
         src = self._need(src, stage.span)
@@ -377,36 +347,30 @@ class Expander:
                 scope.shared,
                 origin=scope.origin,
                 stack=scope.stack,
+                sites=scope.sites,
             )
             outs.append(self.chain(branch, inner, src, None))
         return self.emit(scope, name, opdef.name, opdef.params(), tuple(outs), stage.span)
 
     def repeat(self, stage: ast.Repeat, scope: _Scope, src: str, label: str | None) -> str:
-        count = Evaluator(scope.values).value(stage.count)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E219",
-                        f"repeat needs a whole number, got {describe(count)}",
-                        stage.count.span,
-                    )
-                ]
-            )
-        if count > self.limits.max_repeat:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E401",
-                        f"repeat {count:,} is over the limit of {self.limits.max_repeat:,}",
-                        stage.count.span,
-                        hint="raise it with --max-repeat",
-                    )
-                ]
-            )
-        for i in range(count):
+        for i in range(self._count(stage, scope)):
             src = self.stage(stage.stage, scope, src, f"{label}.{i}" if label else None)
         return src
+
+    def _count(self, stage: ast.Repeat, scope: _Scope) -> int:
+        count = Evaluator(scope.values).value(stage.count)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise spec_error(
+                "E219", f"repeat needs a whole number, got {describe(count)}", stage.count.span
+            )
+        if count > self.limits.max_repeat:
+            raise spec_error(
+                "E401",
+                f"repeat {count:,} is over the limit of {self.limits.max_repeat:,}",
+                stage.count.span,
+                hint="raise it with --max-repeat",
+            )
+        return count
 
     # ---- blocks and shared sub-networks ---------------------------------------------------
 
@@ -415,33 +379,26 @@ class Expander:
     ) -> str:
         self.used.add(block.name)
         if block.name in scope.stack:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E207",
-                        f"block '{block.name}' calls itself",
-                        stage.span,
-                        hint="blocks cannot be recursive; use repeat",
-                    )
-                ]
+            raise spec_error(
+                "E207",
+                f"block '{block.name}' calls itself",
+                stage.span,
+                hint="blocks cannot be recursive; use repeat",
             )
         if len(scope.stack) >= self.limits.max_depth:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E402",
-                        f"blocks nest deeper than the limit of {self.limits.max_depth}",
-                        stage.span,
-                        hint="raise it with --max-depth",
-                    )
-                ]
+            raise spec_error(
+                "E402",
+                f"blocks nest deeper than the limit of {self.limits.max_depth}",
+                stage.span,
+                hint="raise it with --max-depth",
             )
         values = self._bind(block, stage, scope)
         name = scope.label(label, block.name)
-        inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, block.name)
+        what = f"in block '{block.name}', expanded from here"
+        inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, what, block.name)
         out, outputs = self.body(block.body, inner, self._need(src, stage.span))
         if outputs is not None and len(outputs) != 1:
-            raise SpecError([Diagnostic("E220", "a block has exactly one output", block.span)])
+            raise spec_error("E220", "a block has exactly one output", block.span)
         return outputs[0] if outputs else out
 
     def _bind(self, block: ast.Block, stage: ast.Op | ast.Call, scope: _Scope) -> dict[str, Any]:
@@ -454,8 +411,8 @@ class Expander:
                 [
                     Diagnostic(
                         "E213",
-                        f"block '{block.name}' takes {len(block.params)} argument(s), got "
-                        f"{len(positional)}",
+                        f"block '{block.name}' takes {plural(len(block.params), 'argument')}, "
+                        f"got {len(positional)}",
                         positional[len(block.params)].span,
                     ).with_note("the block is defined here", block.span)
                 ]
@@ -466,18 +423,14 @@ class Expander:
             if arg.name is None:
                 continue
             if arg.name not in params:
-                raise SpecError(
-                    [
-                        Diagnostic(
-                            "E221",
-                            f"block '{block.name}' has no parameter '{arg.name}'",
-                            arg.span,
-                            hint=did_you_mean(arg.name, params),
-                        )
-                    ]
+                raise spec_error(
+                    "E221",
+                    f"block '{block.name}' has no parameter '{arg.name}'",
+                    arg.span,
+                    hint=did_you_mean(arg.name, params),
                 )
             if arg.name in given:
-                raise SpecError([Diagnostic("E214", f"'{arg.name}' is given twice", arg.span)])
+                raise spec_error("E214", f"'{arg.name}' is given twice", arg.span)
             given[arg.name] = ev.value(arg.value)
         values = dict(self.globals)
         for p in block.params:
@@ -489,8 +442,11 @@ class Expander:
                 raise SpecError(
                     [
                         Diagnostic(
-                            "E222", f"block '{block.name}' needs a value for '{p.name}'", stage.span
-                        ).with_note("the block is defined here", block.span)
+                            "E222",
+                            f"block '{block.name}' needs a value for '{p.name}'",
+                            stage.span,
+                            hint=f"call it as {block.name}({', '.join(params)})",
+                        ).with_note(f"'{p.name}' has no default", p.span)
                     ]
                 )
         return values
@@ -501,22 +457,17 @@ class Expander:
         name = sd.definition.name
         if isinstance(stage, ast.Call):
             if len(stage.args) != 1 or not isinstance(stage.args[0].value, ast.Name):
-                raise SpecError(
-                    [
-                        Diagnostic(
-                            "E223",
-                            f"shared '{name}' is applied to one tensor, e.g. {name}(x)",
-                            stage.span,
-                        )
-                    ]
+                raise spec_error(
+                    "E223", f"shared '{name}' is applied to one tensor, e.g. {name}(x)", stage.span
                 )
             arg = stage.args[0].value
             src = self._tensor(arg.name, arg.span, scope)
         elif stage.args:
-            raise SpecError([Diagnostic("E223", f"shared '{name}' takes no arguments", stage.span)])
+            raise spec_error("E223", f"shared '{name}' takes no arguments", stage.span)
         label = scope.label(label, name)
-        inner = sd.scope.child(f"{scope.prefix}{label}.", sd.scope.values, stage.span)
-        inner.stack = scope.stack
+        what = f"in shared '{name}', applied here"
+        inner = sd.scope.child(f"{scope.prefix}{label}.", sd.scope.values, stage.span, what)
+        inner.stack, inner.sites = scope.stack, (*scope.sites, (what, stage.span))
         self.sharing.append(_ShareContext(inner.prefix, sd))
         first = sd.owners is None
         if first:
@@ -551,15 +502,11 @@ class Expander:
                 ]
             )
         if len(self.nodes) >= self.limits.max_nodes:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E403",
-                        f"the network expands to more than {self.limits.max_nodes:,} layers",
-                        span,
-                        hint="raise the limit with --max-nodes",
-                    )
-                ]
+            raise spec_error(
+                "E403",
+                f"the network expands to more than {self.limits.max_nodes:,} layers",
+                span,
+                hint="raise the limit with --max-nodes",
             )
         if shares is None and REGISTRY[op].weighted and self.sharing:
             shares = self._shared_owner(full)
@@ -604,78 +551,6 @@ def _referenced(stmts: tuple[ast.Statement, ...]) -> set[str]:
     return found
 
 
-def _names_in(args: tuple[ast.Arg, ...]) -> set[str]:
-    found: set[str] = set()
-
-    def walk(v: Any) -> None:
-        if isinstance(v, ast.Name):
-            found.add(v.name)
-        elif isinstance(v, ast.BinOp):
-            walk(v.left)
-            walk(v.right)
-        elif isinstance(v, ast.Neg):
-            walk(v.operand)
-        elif isinstance(v, ast.ListValue):
-            for item in v.items:
-                walk(item)
-        elif isinstance(v, ast.Range):
-            walk(v.low)
-            walk(v.high)
-
-    for a in args:
-        walk(a.value)
-    return found
-
-
-def _param_diagnostic(
-    opdef: OpDef,
-    err: Any,
-    kwargs: Mapping[str, Any],
-    spans: Mapping[str, Span],
-    stage: ast.Op | ast.Call,
-    names: Mapping[str, Any],
-) -> Diagnostic:
-    loc = err.get("loc") or ()
-    key = str(loc[0]) if loc else None
-    span = spans.get(key, stage.span) if key else stage.span
-    given = kwargs.get(key) if key else None
-    fields = list(opdef.params.model_fields)
-    if err["type"] == "extra_forbidden":
-        return Diagnostic(
-            "E225",
-            f"'{opdef.name}' has no parameter '{key}'",
-            span,
-            hint=did_you_mean(str(key), fields) or f"it takes: {', '.join(fields)}",
-        )
-    if isinstance(given, Word):
-        return Diagnostic(
-            "E201",
-            f"unknown name '{given}'",
-            span,
-            hint=did_you_mean(given, names) or _expected(opdef, key),
-        )
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if key is None:
-        return Diagnostic("E226", msg, span)
-    hint = _expected(opdef, key)
-    if isinstance(given, float) and err["type"].startswith("int"):
-        hint = "use // for whole-number division"
-    return Diagnostic(
-        "E226",
-        f"invalid {key} for '{opdef.name}': {describe(given)} ({msg[0].lower()}{msg[1:]})",
-        span,
-        hint=hint,
-    )
-
-
-def _expected(opdef: OpDef, key: str | None) -> str | None:
-    if key is None or key not in opdef.params.model_fields:
-        return None
-    annotation = opdef.params.model_fields[key].annotation
-    text = str(annotation).replace("typing.", "")
-    return f"{key} expects {text}" if "Literal" in text else None
-
-
 def expand(
     program: Program,
     network: ast.Network,
@@ -689,7 +564,7 @@ def expand(
     inputs = []
     for inp in network.inputs:
         if inp.name in scope.tensors:
-            raise SpecError([Diagnostic("E210", f"input '{inp.name}' is given twice", inp.span)])
+            raise spec_error("E210", f"input '{inp.name}' is given twice", inp.span)
         shape = tuple(symbols.get(d, d) if isinstance(d, str) else d for d in inp.shape)
         inputs.append(GraphInput(inp.name, shape, inp.span))
         scope.tensors[inp.name] = inp.name
@@ -697,10 +572,9 @@ def expand(
     if cursor:
         ex.tensor_uses[cursor] = 0
     last, outputs = ex.body(network.body, scope, cursor)
+    ex.errors.raise_if_any()
     if not ex.nodes and not outputs:
-        raise SpecError(
-            [Diagnostic("E227", f"network '{network.name}' has no layers", network.span)]
-        )
+        raise spec_error("E227", f"network '{network.name}' has no layers", network.span)
     graph = Graph(
         network.name,
         tuple(inputs),

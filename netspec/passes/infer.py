@@ -63,10 +63,16 @@ def _input_rf() -> RF:
     return RF()
 
 
-def _diag(node: Node, e: ShapeError, in_shapes: list[Shape]) -> Diagnostic:
-    ins = ", ".join(fmt_shape(s) for s in in_shapes)
+def _diag(
+    node: Node, e: ShapeError, in_shapes: list[Shape], made_at: dict[str, Span]
+) -> Diagnostic:
+    """A shape error at the node, naming where each of its inputs came from."""
     diag = Diagnostic("E301", f"{node.op} '{node.name}': {e.message}", node.span, hint=e.hint)
-    diag = diag.with_note(f"its input is {ins}")
+    if len(in_shapes) == 1:
+        diag = diag.with_note(f"its input is {fmt_shape(in_shapes[0])}")
+    else:
+        for name, shape in zip(node.inputs, in_shapes, strict=True):
+            diag = diag.with_note(f"'{name}' is {fmt_shape(shape)}", made_at.get(name))
     for site in reversed(node.origin):
         diag = diag.with_note("expanded from here", site)
     return diag
@@ -102,6 +108,7 @@ def infer(graph: Graph) -> Inferred:
     rfs: dict[str, RF] = {i.name: _input_rf() for i in graph.inputs}
     layers: dict[str, Layer] = {}
     failed: set[str] = set()
+    made_at = {i.name: i.span for i in graph.inputs} | {n.name: n.span for n in graph.nodes}
     for node in graph.nodes:
         if any(i in failed for i in node.inputs):
             failed.add(node.name)
@@ -112,7 +119,7 @@ def infer(graph: Graph) -> Inferred:
             shape = opdef.shape(node.params, in_shapes)
             cost = opdef.cost(node.params, in_shapes, shape)
         except ShapeError as e:
-            errors.add(_diag(node, e, in_shapes))
+            errors.add(_diag(node, e, in_shapes, made_at))
             failed.add(node.name)
             continue
         if node.shares is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netspec.diagnostics import Collector, Diagnostic, Sources, Span, SpecError
+from netspec.diagnostics import Collector, Diagnostic, Sources, Span, SpecError, display_path
 from netspec.limits import Limits
 from netspec.ops import REGISTRY
 from netspec.syntax import ast
@@ -44,14 +44,15 @@ def _read(path: Path, span: Span | None, limits: Limits) -> str:
     try:
         size = path.stat().st_size
     except OSError as e:
-        message = f"cannot read '{path}': {e.strerror}"
+        message = f"cannot read '{display_path(path)}': {e.strerror}"
         raise SpecError([Diagnostic("E101", message, where)]) from None
     if size > limits.max_file_bytes:
         raise SpecError(
             [
                 Diagnostic(
                     "E102",
-                    f"'{path}' is {size:,} bytes; the limit is {limits.max_file_bytes:,}",
+                    f"'{display_path(path)}' is {size:,} bytes; the limit is "
+                    f"{limits.max_file_bytes:,}",
                     where,
                     hint="raise it with --max-file-bytes if it is meant to be this large",
                 )
@@ -61,7 +62,7 @@ def _read(path: Path, span: Span | None, limits: Limits) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(
-            [Diagnostic("E101", f"cannot read '{path}' as UTF-8 text: {e}", where)]
+            [Diagnostic("E101", f"cannot read '{display_path(path)}' as UTF-8 text: {e}", where)]
         ) from None
 
 
@@ -96,7 +97,7 @@ class _Loader:
         ):
             self.errors.error(
                 "E103",
-                f"'{item.path}' is outside the spec's directory ({self.root_dir})",
+                f"'{item.path}' is outside the spec's directory ({display_path(self.root_dir)})",
                 item.span,
                 hint="pass --allow-outside to use files from elsewhere",
             )

@@ -1,0 +1,8 @@
+"""Export: a compiled network to a checked, verified ONNX file (fp32, fp16 or int8)."""
+
+from __future__ import annotations
+
+from netspec.export.metadata import InputInfo, ModelInfo, OutputInfo
+from netspec.export.onnx_export import ExportError, ExportReport, export_compiled
+
+__all__ = ["ExportError", "ExportReport", "InputInfo", "ModelInfo", "OutputInfo", "export_compiled"]

@@ -1,0 +1,490 @@
+"""`netspec export`, `netspec run` and `netspec bench`, as click commands for cli.py.
+
+torch, onnx and onnxruntime are imported inside the command functions only, so that
+importing this module (and `netspec compile`) stays fast. Exit codes follow cli.py:
+0 ok, 1 a mistake in a spec or an input file, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import torch
+
+    from netspec.compiler import Compiled
+    from netspec.export.metadata import ModelInfo
+    from netspec.runtime.bench import Timing
+
+CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before this
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Expected failures become one message and an exit code, never a traceback."""
+    from netspec.compiler import UsageError
+    from netspec.data import DataError
+    from netspec.diagnostics import Sources, SpecError, render_all
+    from netspec.export.onnx_export import ExportError
+    from netspec.runtime.inputs import InputError
+    from netspec.runtime.session import ModelError, ProviderError
+
+    try:
+        yield
+    except SpecError as e:
+        sources = Sources()
+        for d in e.diagnostics:
+            if d.span.file not in sources.texts and Path(d.span.file).is_file():
+                sources.texts[d.span.file] = Path(d.span.file).read_text(encoding="utf-8")
+        click.echo(render_all(e.diagnostics, sources), err=True)
+        sys.exit(1)
+    except (UsageError, ProviderError) as e:
+        _fail(str(e), 2)
+    except (ExportError, InputError, ModelError, DataError, _WeightsError) as e:
+        _fail(str(e), 1)
+
+
+class _WeightsError(Exception):
+    """A weights file that cannot be read or does not fit the spec."""
+
+
+# ---- export ---------------------------------------------------------------------------
+
+
+def find_source(source: Path) -> tuple[Path, Path | None]:
+    """(spec, weights) from a spec file, a run directory, or a `.safetensors` file in one."""
+    from netspec.compiler import UsageError
+
+    if source.is_dir():
+        spec = source / "spec.net"
+        weights = next(
+            (
+                w
+                for w in (
+                    source / "weights" / "best.safetensors",
+                    source / "weights" / "last.safetensors",
+                )
+                if w.is_file()
+            ),
+            None,
+        )
+        if not spec.is_file():
+            raise UsageError(
+                f"{source}: a directory without spec.net; expected a run directory "
+                "(runs/NAME/ with spec.net and weights/)"
+            )
+        return spec, weights
+    if source.suffix == ".safetensors":
+        candidates = [source.parent.parent / "spec.net", source.parent / "spec.net"]
+        spec_file = next((c for c in candidates if c.is_file()), None)
+        if spec_file is None:
+            raise UsageError(
+                f"{source}: no spec.net two levels up or beside it; expected "
+                "weights from a run directory (runs/NAME/weights/best.safetensors)"
+            )
+        return spec_file, source
+    if not source.is_file():
+        raise UsageError(f"{source}: no such file or directory")
+    return source, None
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a `.safetensors` file into `module` (shared tensors stored once are fine)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    try:
+        missing, unexpected = load_model(module, str(path), strict=False)
+    except (OSError, SafetensorError, RuntimeError) as e:
+        raise _WeightsError(f"{path}: cannot load into this network ({e})") from None
+    if missing or unexpected:
+        raise _WeightsError(
+            f"{path}: does not fit this network (missing: "
+            f"{', '.join(missing) or 'none'}; unexpected: "
+            f"{', '.join(unexpected) or 'none'})"
+        )
+
+
+def _batch_value(batch: str) -> str | int:
+    from netspec.compiler import UsageError
+
+    if batch == "dynamic":
+        return batch
+    if batch.isdigit() and int(batch) > 0:
+        return int(batch)
+    raise UsageError(f"--batch {batch}: expected 'dynamic' or a positive number")
+
+
+def _data(
+    path: Path | None, compiled: Compiled, limit: int | None = None
+) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.int64] | None]:
+    from netspec.export.onnx_export import input_infos
+    from netspec.runtime.inputs import load_samples
+
+    if path is None:
+        return None, None
+    x, y = load_samples(path, input_infos(compiled)[0])
+    return (x[:limit], None if y is None else y[:limit]) if limit else (x, y)
+
+
+@click.command("export")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the ONNX file to write",
+)
+@click.option("--network", "-n", help="which network of the spec (when it has several)")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="override a constant or bind a symbolic size",
+)
+@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
+@click.option(
+    "--batch", default="dynamic", show_default=True, help="'dynamic', or a fixed batch size N"
+)
+@click.option("--fp16", is_flag=True, help="weights and activations in half precision")
+@click.option("--int8", is_flag=True, help="static int8 quantization (QDQ); needs --calibrate")
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, path_type=Path),
+    help="calibration data: an IDX images file, .npy, or a directory of images",
+)
+@click.option(
+    "--samples",
+    type=click.Path(exists=True, path_type=Path),
+    help="real samples to verify on (an IDX images file with its labels file beside "
+    "it gives accuracy)",
+)
+@click.option("--no-verify", is_flag=True, help="skip the check against PyTorch")
+def export_cmd(
+    source: Path,
+    output: Path,
+    network: str | None,
+    sets: tuple[str, ...],
+    opset: int,
+    batch: str,
+    fp16: bool,
+    int8: bool,
+    calibrate: Path | None,
+    samples: Path | None,
+    no_verify: bool,
+) -> None:
+    """Export SOURCE (a spec, a run directory, or a .safetensors file) to ONNX, verified."""
+    with _reported():
+        from netspec.compiler import UsageError
+
+        if int8 and calibrate is None:
+            raise UsageError("--int8 needs --calibrate DATA (samples like the model's inputs)")
+        if fp16 and int8:
+            raise UsageError("choose one of --fp16 and --int8")
+        _export(
+            source,
+            output,
+            network,
+            sets,
+            opset,
+            _batch_value(batch),
+            fp16,
+            calibrate if int8 else None,
+            samples,
+            not no_verify,
+        )
+
+
+def _export(
+    source: Path,
+    output: Path,
+    network: str | None,
+    sets: tuple[str, ...],
+    opset: int,
+    batch: str | int,
+    fp16: bool,
+    calibrate: Path | None,
+    samples: Path | None,
+    verify: bool,
+) -> None:
+    import netspec
+    from netspec.export.onnx_export import export_compiled
+
+    spec, weights_file = find_source(source)
+    compiled = netspec.compile(spec, network, **_parse_sets(sets))
+    module = None
+    if weights_file is not None:
+        module = compiled.to_torch()
+        load_weights(module, weights_file)
+        _say(f"weights: {weights_file}")
+    calibration, calibration_labels = _data(calibrate, compiled, CALIBRATION_LIMIT)
+    x, y = _data(samples, compiled)
+    if x is None:  # no held-out samples: report agreement on the calibration set
+        x, y = calibration, calibration_labels
+    export_compiled(
+        compiled,
+        output,
+        weights=module,
+        opset=opset,
+        batch=batch,
+        fp16=fp16,
+        int8_calibration=calibration,
+        verify=verify,
+        samples=x,
+        targets=y,
+        log=_say,
+    )
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    from netspec.compiler import UsageError
+
+    out: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set H=64")
+        out[name] = int(raw) if raw.lstrip("-").isdigit() else raw
+    return out
+
+
+# ---- run ------------------------------------------------------------------------------
+
+
+def scores(output: npt.NDArray[np.float32], kind: str) -> npt.NDArray[np.float32]:
+    """Class probabilities: softmax of logits, softmax of negative RBF distances."""
+    flat = output.reshape(len(output), -1).astype(np.float64)
+    if kind == "probabilities":
+        return flat.astype(np.float32)
+    if kind == "sigmoid":
+        return (np.concatenate([1 - flat, flat], axis=1) if flat.shape[1] == 1 else flat).astype(
+            np.float32
+        )
+    z = -flat if kind == "rbf_distances" else flat
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    probs: npt.NDArray[np.float32] = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    return probs
+
+
+def top_k(
+    probs: npt.NDArray[np.float32], k: int, labels: Sequence[str] | None
+) -> list[list[dict[str, Any]]]:
+    rows = []
+    for p in probs:
+        order = np.argsort(-p, kind="stable")[:k]
+        rows.append(
+            [
+                {
+                    "class": int(c),
+                    "label": labels[c] if labels and c < len(labels) else str(int(c)),
+                    "probability": float(p[c]),
+                }
+                for c in order
+            ]
+        )
+    return rows
+
+
+@click.command("run")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top", "k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of lines")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="inputs per ONNX Runtime call",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--invert",
+    is_flag=True,
+    help="images are dark ink on light paper: invert them "
+    "(MNIST models expect a white digit on black)",
+)
+def run_cmd(
+    model: Path,
+    inputs: tuple[Path, ...],
+    k: int,
+    as_json: bool,
+    batch: int,
+    provider: str,
+    invert: bool,
+) -> None:
+    """Classify INPUTS (PNG/JPEG images, .npy, IDX files, directories) with MODEL.onnx."""
+    with _reported():
+        from netspec.compiler import UsageError
+        from netspec.export.verify import run_batched
+        from netspec.runtime.inputs import load_inputs
+        from netspec.runtime.session import open_model
+
+        opened = open_model(model, provider)
+        _say(f"provider: {opened.provider}")
+        info = opened.info
+        if len(info.inputs) != 1:
+            names = ", ".join(i.name for i in info.inputs)
+            raise UsageError(
+                f"{model}: the model takes {len(info.inputs)} inputs ({names}); "
+                "netspec run feeds models with one input"
+            )
+        loaded = load_inputs(list(inputs), info.inputs[0], invert=invert, notice=_say)
+        static = opened.session.get_inputs()[0].shape[0]
+        chunk = static if isinstance(static, int) else batch
+        outputs = _checked_run(opened, loaded.array, chunk, run_batched)
+        rows = top_k(scores(outputs, info.outputs[0].kind), k, info.labels)
+        _print_predictions(loaded.names, rows, as_json, info)
+
+
+def _checked_run(
+    opened: Any, array: npt.NDArray[np.float32], chunk: int, run_batched: Any
+) -> npt.NDArray[np.float32]:
+    from netspec.runtime.inputs import InputError
+
+    try:
+        out: npt.NDArray[np.float32] = run_batched(lambda xs: opened.run(*xs), [array], chunk)[0]
+    except Exception as e:  # ONNX Runtime's own error types for shapes it cannot take
+        want = "x".join(str(d) for d in opened.info.inputs[0].shape)
+        raise InputError(
+            f"{opened.path}: cannot run on inputs of shape "
+            f"{'x'.join(map(str, array.shape[1:]))}; expected {want} per sample "
+            f"({str(e).strip().splitlines()[0]})"
+        ) from None
+    return out
+
+
+def _print_predictions(
+    names: Sequence[str], rows: list[list[dict[str, Any]]], as_json: bool, info: ModelInfo
+) -> None:
+    if as_json:
+        click.echo(
+            json.dumps([{"input": n, "top": r} for n, r in zip(names, rows, strict=True)], indent=2)
+        )
+        return
+    for name, row in zip(names, rows, strict=True):
+        best = ", ".join(f"{c['label']} ({c['probability']:.3f})" for c in row)
+        click.echo(f"{name}: {best}")
+
+
+# ---- bench ----------------------------------------------------------------------------
+
+
+def _batches(text: str) -> list[int]:
+    from netspec.compiler import UsageError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UsageError(f"--batch {text}: expected sizes like 1,64,256")
+    return values
+
+
+@click.command("bench")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--batch",
+    "batch_text",
+    default="1,64,256",
+    show_default=True,
+    help="batch sizes, comma-separated",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="threads for both engines (default: ONNX Runtime's and PyTorch's own)",
+)
+@click.option(
+    "--vs",
+    "versus",
+    type=click.Choice(["torch"]),
+    help="also time PyTorch eager on the same weights, interleaved",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    help="timed calls per engine and batch size (default: about 1.5 s each)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def bench_cmd(
+    model: Path,
+    batch_text: str,
+    threads: int | None,
+    versus: str | None,
+    provider: str,
+    rounds: int | None,
+    as_json: bool,
+) -> None:
+    """Latency (p50/p90/p99) and throughput of MODEL per batch size, optionally vs PyTorch."""
+    with _reported():
+        from netspec.compiler import UsageError
+        from netspec.runtime.bench import bench, speedups
+        from netspec.runtime.session import open_model
+
+        batches = _batches(batch_text)
+        opened = open_model(model, provider, threads, spin=versus is None)
+        static = opened.session.get_inputs()[0].shape[0]
+        if isinstance(static, int) and any(b != static for b in batches):
+            raise UsageError(
+                f"{model}: exported with a fixed batch of {static}; use --batch {static}"
+            )
+        _say(f"provider: {opened.provider}")
+        timings = bench(opened, batches, versus == "torch", threads, rounds)
+        _print_timings(timings, speedups(timings), as_json)
+
+
+def _print_timings(timings: list[Timing], ratios: dict[int, float], as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "timings": [t.to_json() for t in timings],
+                    "speedup_vs_torch": {str(b): r for b, r in ratios.items()},
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"{'engine':<12} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'samples/s':>11}"
+    )
+    for t in timings:
+        click.echo(
+            f"{t.engine:<12} {t.batch:>5} {t.p50_ms:>9.3f} {t.p90_ms:>9.3f} "
+            f"{t.p99_ms:>9.3f} {t.throughput:>11.0f}"
+        )
+    for b, r in ratios.items():
+        click.echo(f"batch {b}: onnxruntime is {r:.2f}x PyTorch eager")

@@ -1,0 +1,251 @@
+"""One PyTorch builder per registered operation, keyed by the operation's name.
+
+A builder does not make a module: it returns a :class:`Lowered`, a small description of
+the constructor call (class, arguments) plus what the graph walk must do around it. The
+same description is evaluated by `to_torch` and written out as source by `emit_python`,
+so the two cannot drift apart. The registry itself stays free of torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from netspec.ir import Shape
+from netspec.lower.layers import (
+    Add,
+    Concat,
+    Distance,
+    EuclideanRBF,
+    FixedConv2d,
+    GlobalLPPool2d,
+    LocallyConnected2d,
+    ScaledTanh,
+    Subsample2d,
+    TableConv2d,
+    lenet5_prototypes,
+    random_prototypes,
+)
+from netspec.ops.pointwise import (
+    BatchNormParams,
+    DenseParams,
+    DropoutParams,
+    EluParams,
+    LeakyParams,
+    LrnParams,
+    ProjectParams,
+    RbfParams,
+    project_is_identity,
+)
+from netspec.ops.registry import numel
+from netspec.ops.spatial import ConvParams, LocalParams, LpPoolParams, PoolParams, SubsampleParams
+
+
+@dataclass(frozen=True)
+class Call:
+    """`fn(*args, **kwargs)`, where an argument may itself be a Call (a tensor, a sub-module)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> Any:
+        return self.fn(*(_built(a) for a in self.args), **{k: _built(v) for k, v in self.kwargs})
+
+
+def _built(value: Any) -> Any:
+    return value.build() if isinstance(value, Call) else value
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A node's module, its `init=` scheme, and whether its input is flattened first."""
+
+    call: Call
+    init: str = "default"
+    flatten: bool = False
+
+    def build(self) -> nn.Module:
+        module = self.call.build()
+        assert isinstance(module, nn.Module)
+        return module
+
+
+Builder = Callable[[Any, Sequence[Shape], Shape], Lowered]
+
+
+def _one(pair: tuple[int, int]) -> int | tuple[int, int]:
+    """`3` for `(3, 3)`: the way a person writes a square kernel, stride or padding."""
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+def _padding(pads: tuple[tuple[int, int], tuple[int, int]]) -> int | tuple[int, int]:
+    (top, bottom), (left, right) = pads
+    if top != bottom or left != right:
+        raise NotImplementedError(f"asymmetric padding {pads} has no PyTorch lowering yet")
+    return _one((top, left))
+
+
+def _opts(**given: tuple[Any, Any]) -> tuple[tuple[str, Any], ...]:
+    """Keyword arguments as (value, default) pairs; only those that differ are written."""
+    return tuple((k, v) for k, (v, default) in given.items() if v != default)
+
+
+def _conv(p: ConvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    cin = int(ins[0][0])
+    stride, padding, dilation = _one(p.stride), _padding(p.pads()), _one(p.dilation)
+    geometry = {"stride": (stride, 1), "padding": (padding, 0), "dilation": (dilation, 1)}
+    if p.fixed is not None:
+        kernels = Call(torch.tensor, ([[list(r) for r in k] for k in p.fixed],))
+        return Lowered(Call(FixedConv2d, (kernels, cin), _opts(**geometry)))
+    assert p.channels is not None and p.kernel is not None
+    kernel, bias = _one(p.kernel), {"bias": (p.bias, True)}
+    if p.connect is not None:
+        table = [list(row) for row in p.connect]
+        args = (cin, p.channels, kernel, table)
+        return Lowered(Call(TableConv2d, args, _opts(**geometry, **bias)), p.init)
+    opts = _opts(**geometry, groups=(p.groups, 1), **bias)
+    return Lowered(Call(nn.Conv2d, (cin, p.channels, kernel), opts), p.init)
+
+
+def _local(p: LocalParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    c, h, w = (int(d) for d in ins[0])
+    opts = _opts(stride=(_one(p.stride), 1), padding=(_padding(p.pads()), 0), bias=(p.bias, True))
+    args = (c, p.channels, _one((h, w)), _one(p.kernel))
+    return Lowered(Call(LocallyConnected2d, args, opts), p.init)
+
+
+def _flat_in(ins: Sequence[Shape]) -> tuple[int, bool]:
+    """Input features of a stage that flattens, and whether it must flatten first."""
+    n = numel(ins[0])
+    assert n is not None, "infer guarantees a fixed size before a dense stage"
+    return n, len(ins[0]) != 1
+
+
+def _dense(p: DenseParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    n, flatten = _flat_in(ins)
+    call = Call(nn.Linear, (n, p.units), _opts(bias=(p.bias, True)))
+    return Lowered(call, p.init, flatten)
+
+
+def _frame(features: int) -> tuple[int, int] | None:
+    """A bitmap frame (height, width >= 3) holding `features` pixels, nearest to 12x7."""
+    frames = [(h, features // h) for h in range(3, features // 3 + 1) if features % h == 0]
+    frames = [(h, w) for h, w in frames if h >= w]
+    return min(frames, key=lambda f: abs(f[0] / f[1] - 12 / 7), default=None)
+
+
+def _rbf(p: RbfParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    n, flatten = _flat_in(ins)
+    frame = _frame(n) if p.prototypes == "lenet5" else None
+    if frame is None:
+        prototypes = Call(random_prototypes, (p.classes, n))
+    else:
+        prototypes = Call(lenet5_prototypes, (p.classes, *frame))
+    return Lowered(Call(EuclideanRBF, (n, prototypes)), flatten=flatten)
+
+
+def _pool(kind: str) -> Builder:
+    window = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}[kind]
+    adaptive = {"maxpool": nn.AdaptiveMaxPool2d, "avgpool": nn.AdaptiveAvgPool2d}[kind]
+
+    def build(p: PoolParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+        if p.kernel == "global":
+            return Lowered(Call(adaptive, (1,)))
+        kernel = _one(p.kernel)
+        stride, padding = _one(p.strides), _padding(p.pads())
+        opts = _opts(stride=(stride, kernel), padding=(padding, 0), ceil_mode=(p.ceil, False))
+        return Lowered(Call(window, (kernel,), opts))
+
+    return build
+
+
+def _lppool(p: LpPoolParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    if p.kernel == "global":
+        return Lowered(Call(GlobalLPPool2d, (p.p,)))
+    kernel = _one(p.kernel)
+    opts = _opts(stride=(_one(p.strides), kernel), ceil_mode=(p.ceil, False))
+    pool = Call(nn.LPPool2d, (p.p, kernel), opts)
+    (top, bottom), (left, right) = p.pads()
+    if top == bottom == left == right == 0:
+        return Lowered(pool)
+    return Lowered(Call(nn.Sequential, (Call(nn.ZeroPad2d, ((left, right, top, bottom),)), pool)))
+
+
+def _subsample(p: SubsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    kernel = _one(p.kernel)
+    opts = _opts(stride=(None if p.stride is None else _one(p.stride), None))
+    return Lowered(Call(Subsample2d, (int(ins[0][0]), kernel), opts), p.init)
+
+
+def _batchnorm(p: BatchNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    norm = nn.BatchNorm2d if len(ins[0]) == 3 else nn.BatchNorm1d
+    opts = _opts(eps=(p.eps, 1e-5), momentum=(p.momentum, 0.1))
+    return Lowered(Call(norm, (int(ins[0][0]),), opts))
+
+
+def _lrn(p: LrnParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts = (("alpha", p.alpha), ("beta", p.beta), ("k", p.k))
+    return Lowered(Call(nn.LocalResponseNorm, (p.size,), opts))
+
+
+def _project(p: ProjectParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    if project_is_identity(p, ins[0]):
+        return Lowered(Call(nn.Identity))
+    cin = int(ins[0][0])
+    conv = Call(nn.Conv2d, (cin, p.channels, 1), _opts(stride=(p.stride, 1), bias=(False, True)))
+    return Lowered(Call(nn.Sequential, (conv, Call(nn.BatchNorm2d, (p.channels,)))))
+
+
+def _fixed(call: Call) -> Builder:
+    """A builder for an operation whose module does not depend on its parameters or shapes."""
+
+    def build(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+        return Lowered(call)
+
+    return build
+
+
+def _dropout(p: DropoutParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.Dropout, (p.p,)))
+
+
+def _leaky(p: LeakyParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.LeakyReLU, (p.slope,)))
+
+
+def _elu(p: EluParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.ELU, (), _opts(alpha=(p.alpha, 1.0))))
+
+
+BUILDERS: dict[str, Builder] = {
+    "conv": _conv,
+    "local": _local,
+    "dense": _dense,
+    "rbf": _rbf,
+    "flatten": _fixed(Call(nn.Flatten)),
+    "maxpool": _pool("maxpool"),
+    "avgpool": _pool("avgpool"),
+    "lppool": _lppool,
+    "subsample": _subsample,
+    "batchnorm": _batchnorm,
+    "lrn": _lrn,
+    "dropout": _dropout,
+    "relu": _fixed(Call(nn.ReLU)),
+    "tanh": _fixed(Call(nn.Tanh)),
+    "sigmoid": _fixed(Call(nn.Sigmoid)),
+    "scaled_tanh": _fixed(Call(ScaledTanh)),
+    "gelu": _fixed(Call(nn.GELU)),
+    "identity": _fixed(Call(nn.Identity)),
+    "leaky_relu": _leaky,
+    "elu": _elu,
+    "softmax": _fixed(Call(nn.Softmax, (), (("dim", 1),))),
+    "add": _fixed(Call(Add)),
+    "concat": _fixed(Call(Concat)),
+    "distance": _fixed(Call(Distance)),
+    "project": _project,
+}

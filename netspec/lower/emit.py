@@ -1,0 +1,252 @@
+"""`netspec compile SPEC --emit python`: the network as a standalone PyTorch file.
+
+One class whose `__init__` makes the layers under the spec's names (blocks as nested
+`nn.ModuleDict`s) and whose `forward` applies them in spec order with the shape of every
+result in a comment. It is written from the same builder descriptions that `to_torch`
+evaluates, so its `state_dict` has the same keys and loads the same weights. Layers PyTorch
+lacks are imported from `netspec.lower.layers`.
+"""
+
+from __future__ import annotations
+
+import keyword
+import pprint
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from netspec import __version__
+from netspec.diagnostics import Diagnostic, SpecError
+from netspec.ir import Node
+from netspec.lower import layers
+from netspec.lower.builders import Call, Lowered
+from netspec.ops.registry import fmt_shape
+
+if TYPE_CHECKING:
+    from netspec.compiler import Compiled
+
+_MERGES = {"add", "concat", "distance"}
+_RESERVED = {"self", "torch", "nn", "Tensor", "init_weights"}
+
+
+def _ident(name: str) -> str:
+    """A Python identifier for a tensor or class name."""
+    out = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    if not out or out[0].isdigit():
+        out = "t_" + out
+    return out + "_" if keyword.iskeyword(out) or out in _RESERVED else out
+
+
+def _class_name(network: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in _ident(network).split("_")) or "Net"
+
+
+def _access(path: str) -> str:
+    top, *rest = path.split(".")
+    head = (
+        f"self.{top}"
+        if top.isidentifier() and not keyword.iskeyword(top)
+        else (f'getattr(self, "{top}")')
+    )
+    return head + "".join(f'["{part}"]' for part in rest)
+
+
+@dataclass
+class _Writer:
+    """The parts of the file as they are written: imports, constants, lines of each method."""
+
+    compiled: Compiled
+    lowered: dict[str, Lowered]
+    imports: set[str] = field(default_factory=set)
+    constants: list[str] = field(default_factory=list)
+    init: list[str] = field(default_factory=list)
+    inits: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    made: dict[str, bool] = field(default_factory=dict)  # path -> is a container
+
+    # ---- constructor calls -------------------------------------------------------------
+
+    def fn_name(self, fn: Any) -> str:
+        if fn is torch.tensor:
+            return "torch.tensor"
+        name = str(fn.__name__)
+        if getattr(nn, name, None) is fn:
+            return f"nn.{name}"
+        if getattr(layers, name, None) is fn:
+            self.imports.add(name)
+            return name
+        raise ValueError(f"cannot write a call to {fn!r}")
+
+    def value(self, v: Any, node: Node, parent: Any) -> str:
+        if isinstance(v, Call):
+            return self.call(v, node)
+        text = repr(v)
+        if isinstance(v, list) and len(text) > 60:
+            kind = {layers.TableConv2d: "TABLE", torch.tensor: "KERNELS"}.get(parent, "VALUES")
+            name = f"{_ident(node.name).upper()}_{kind}"
+            lead = f"{name} = "
+            body = pprint.pformat(v, width=100 - len(lead), compact=True)
+            self.constants.append(lead + body.replace("\n", "\n" + " " * len(lead)))
+            return name
+        return text
+
+    def call(self, c: Call, node: Node) -> str:
+        args = [self.value(a, node, c.fn) for a in c.args]
+        args += [f"{k}={self.value(v, node, c.fn)}" for k, v in c.kwargs]
+        return f"{self.fn_name(c.fn)}({', '.join(args)})"
+
+    # ---- __init__ ------------------------------------------------------------------------
+
+    def container(self, path: str, node: Node) -> None:
+        if path in self.made:
+            if not self.made[path]:
+                raise ValueError(f"'{path}' is both a layer and a group of layers")
+            return
+        *parents, leaf = path.split(".")
+        if parents:
+            self.container(".".join(parents), node)
+        self.check_name(leaf, node, nested=bool(parents))
+        self.made[path] = True
+        self.init.append(f"{_access(path)} = nn.ModuleDict()")
+
+    def check_name(self, part: str, node: Node, nested: bool) -> None:
+        if hasattr(nn.ModuleDict if nested else nn.Module, part):
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E603",
+                        f"'{part}' cannot name a layer in PyTorch: a module already has an "
+                        f"attribute called '{part}' (in '{node.name}')",
+                        node.span,
+                        hint="rename the layer (e.g. with 'as')",
+                    )
+                ]
+            )
+
+    def layer(self, node: Node) -> None:
+        *parents, leaf = node.name.split(".")
+        if parents:
+            self.container(".".join(parents), node)
+        self.check_name(leaf, node, nested=bool(parents))
+        if node.name in self.made:
+            raise ValueError(f"'{node.name}' is both a layer and a group of layers")
+        self.made[node.name] = False
+        low = self.lowered[node.name]
+        self.init.append(f"{_access(node.name)} = {self.call(low.call, node)}")
+        if low.init != "default":
+            self.inits.append(f'init_weights({_access(node.name)}, "{low.init}")')
+
+
+def _short_names() -> Iterator[str]:
+    yield from ("y", "z")
+    k = 1
+    while True:
+        yield f"x{k}"
+        k += 1
+
+
+class _Names:
+    """Variable names for tensors: a chain reuses one name, a branch gets its own."""
+
+    def __init__(self, compiled: Compiled) -> None:
+        graph = compiled.graph
+        self.readers = Counter(i for n in graph.nodes for i in n.inputs)
+        self.keep = set(graph.outputs)
+        self.var = {i.name: _ident(i.name) for i in graph.inputs}
+        self.inputs = set(self.var.values())
+        self.live = set(self.var.values())
+
+    def result(self, node: Node) -> str:
+        dying = []
+        for name in node.inputs:
+            self.readers[name] -= 1
+            if self.readers[name] == 0 and name not in self.keep:
+                dying.append(self.var[name])
+        self.live.difference_update(dying)
+        taken = self.live | self.inputs
+        reusable = [v for v in dying if v not in self.inputs]
+        if "x" not in taken:
+            out = "x"
+        elif reusable:
+            out = reusable[0]
+        else:
+            out = next(v for v in _short_names() if v not in taken)
+        self.live.add(out)
+        self.var[node.name] = out
+        return out
+
+
+def _forward_line(node: Node, args: list[str], out: str, low: Lowered, shape: str) -> str:
+    if node.op == "add":
+        expr = " + ".join(args)
+    elif node.op == "concat":
+        expr = f"torch.cat([{', '.join(args)}], 1)"
+    elif node.op == "distance":
+        expr = f"({args[0]} - {args[1]}).abs()"
+    else:
+        arg = f"torch.flatten({args[0]}, 1)" if low.flatten else args[0]
+        expr = f"{_access(node.shares or node.name)}({arg})"
+    note = f"# {shape}" + (f", weights shared with {node.shares}" if node.shares else "")
+    line = f"{out} = {expr}"
+    return f"{line}  {note}" if len(line) + len(note) <= 90 else f"{note}\n{line}"
+
+
+def _header(compiled: Compiled, cls: str) -> list[str]:
+    t, g = compiled.totals, compiled.graph
+    ins = ", ".join(f"{i.name} {fmt_shape(i.shape)}" for i in g.inputs)
+    fixed = f"; {t.fixed_params:,} fixed" if t.fixed_params else ""
+    return [
+        f'"""{g.name}: a PyTorch module generated by netspec {__version__} from {g.span.file}.',
+        "",
+        f"{t.trainable_params:,} trainable parameters{fixed}. Input: {ins} (each with a "
+        "batch axis first).",
+        f"Use: `model = {cls}()`, then `model(...)` on batches.",
+        '"""',
+    ]
+
+
+def _demo(compiled: Compiled, cls: str) -> list[str]:
+    shapes = [i.shape for i in compiled.graph.inputs]
+    if not all(isinstance(d, int) for s in shapes for d in s):
+        return []
+    zeros = ", ".join(f"torch.zeros(1, {', '.join(str(d) for d in s)})" for s in shapes)
+    return ["", "", 'if __name__ == "__main__":', f"    print({cls}()({zeros}))"]
+
+
+def emit_python(compiled: Compiled) -> str:
+    """The compiled network as the source of one standalone PyTorch module."""
+    from netspec.lower import lowerings
+
+    graph, lowered = compiled.graph, lowerings(compiled)
+    cls = _class_name(graph.name)
+    w, names = _Writer(compiled, lowered), _Names(compiled)
+    for node in graph.nodes:
+        if node.op not in _MERGES and node.shares is None:
+            w.layer(node)
+        args = [names.var[i] for i in node.inputs]
+        shape = fmt_shape(compiled.inferred.layer(node.name).shape)
+        w.forward.append(_forward_line(node, args, names.result(node), lowered[node.name], shape))
+    outs = [names.var[o] for o in graph.outputs]
+    params = ", ".join(f"{names.var[i.name]}: Tensor" for i in graph.inputs)
+    ret = "Tensor" if len(outs) == 1 else f"tuple[{', '.join('Tensor' for _ in outs)}]"
+    if w.inits:
+        w.init += ["", "# init= from the spec", *w.inits]
+    lines = [*_header(compiled, cls), "", "from __future__ import annotations", ""]
+    lines += ["import torch", "from torch import Tensor, nn", ""]
+    if w.inits:
+        lines.append("from netspec.lower.init import init_weights")
+    if w.imports:
+        listed = "".join(f"    {name},\n" for name in sorted(w.imports))
+        lines.append(f"from netspec.lower.layers import (\n{listed})")
+    lines += ["", *(f"{c}\n" for c in w.constants), ""] if w.constants else ["", ""]
+    lines += [f"class {cls}(nn.Module):", "    def __init__(self) -> None:"]
+    lines += ["        super().__init__()", *(f"        {x}" if x else "" for x in w.init), ""]
+    lines += [f"    def forward(self, {params}) -> {ret}:"]
+    body = [part for line in w.forward for part in line.split("\n")]
+    lines += [*(f"        {x}" for x in body), f"        return {', '.join(outs)}"]
+    lines += _demo(compiled, cls)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Runtime: ONNX Runtime sessions on exported models, input files to batches, benchmarks."""

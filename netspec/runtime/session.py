@@ -1,0 +1,125 @@
+"""ONNX Runtime sessions: which execution provider runs a model, and the model's facts.
+
+`auto` prefers TensorRT, then CUDA, then the CPU, among the providers the installed
+ONNX Runtime build has (`onnxruntime-gpu` has the GPU ones; the default
+`onnxruntime` only the CPU). Asking for a provider the build lacks is a usage
+error that names the ones it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from netspec.export.metadata import MetadataError, ModelInfo, from_props
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+PROVIDERS: dict[str, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+class ProviderError(Exception):
+    """The requested execution provider is not in this ONNX Runtime build (exit 2)."""
+
+
+class ModelError(Exception):
+    """A file that is not a runnable ONNX model, or one netspec cannot feed (exit 1)."""
+
+
+def choose_providers(choice: str, available: list[str]) -> list[str]:
+    """The provider list for a session, best first, always ending with the CPU as fallback.
+
+    >>> choose_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    >>> choose_providers("auto", ["CPUExecutionProvider"])
+    ['CPUExecutionProvider']
+    """
+    if choice == "auto":
+        picked = [PROVIDERS[c] for c in AUTO_ORDER if PROVIDERS[c] in available]
+        return picked or ["CPUExecutionProvider"]
+    wanted = PROVIDERS.get(choice)
+    if wanted is None:
+        raise ProviderError(
+            f"unknown provider '{choice}'; expected one of auto, cpu, cuda, tensorrt"
+        )
+    if wanted not in available:
+        raise ProviderError(
+            f"--provider {choice}: this ONNX Runtime has no {wanted} (available: "
+            f"{', '.join(available)}); install the GPU build with `pip uninstall onnxruntime "
+            '&& pip install "netspec[gpu]"`, or use --provider auto'
+        )
+    return list(dict.fromkeys([wanted, "CPUExecutionProvider"]))
+
+
+def session_options(threads: int | None = None, spin: bool = True) -> ort.SessionOptions:
+    """All graph optimizations, sequential execution, `threads` intra-op threads (0: ORT's).
+
+    `spin=False` stops idle worker threads from spinning between calls: slower back-to-back
+    calls, but fair to another engine timed in between (PyTorch in `netspec bench`)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or 0
+    options.log_severity_level = 3  # errors only: no chatter about optional providers
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+@dataclass
+class Model:
+    """An ONNX Runtime session on a netspec export, with the facts its metadata gives."""
+
+    path: Path
+    session: ort.InferenceSession
+    info: ModelInfo
+    provider: str  # the provider that runs the model
+    input_names: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def run(self, *arrays: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+        """Run on one batch per input, in the model's input order."""
+        outputs: list[Any] = self.session.run(
+            None, dict(zip(self.input_names, arrays, strict=True))
+        )
+        return outputs
+
+
+def open_model(
+    path: Path, provider: str = "auto", threads: int | None = None, spin: bool = True
+) -> Model:
+    """Open `path` on the chosen provider; raise ModelError or ProviderError naming the file."""
+    import onnxruntime as ort
+
+    providers = choose_providers(provider, ort.get_available_providers())
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file; expected an ONNX model")
+    try:
+        options = session_options(threads, spin)
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/RuntimeException types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"{path}: not a valid ONNX model ({first}); expected a file written by `netspec export`"
+        ) from None
+    try:
+        info = from_props(session.get_modelmeta().custom_metadata_map, str(path))
+    except MetadataError as e:
+        raise ModelError(str(e)) from None
+    return Model(path, session, info, session.get_providers()[0])

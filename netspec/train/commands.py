@@ -1,0 +1,249 @@
+"""The click commands `train`, `eval` and `augment`; cli.py registers them.
+
+Torch and the training modules are imported inside the commands, so importing this
+module (as `netspec compile` does) costs nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from netspec.compiler import UsageError
+from netspec.data.errors import DataError
+from netspec.diagnostics import Sources, SpecError, render_all
+from netspec.train.errors import RunError
+
+__all__ = ["augment_cmd", "eval_cmd", "train_cmd"]
+
+_stdout = Console(highlight=False, soft_wrap=True)
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> None:
+    _stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    if hint:
+        _stderr.print(f"    {hint}", markup=False)
+    sys.exit(code)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Every expected failure becomes a message and an exit code (1 input, 2 usage)."""
+    try:
+        yield
+    except SpecError as e:
+        sources = Sources()
+        for d in e.diagnostics:
+            for span in (d.span, *(n.span for n in d.notes if n.span)):
+                path = Path(span.file)
+                if span.file not in sources.texts and path.is_file():
+                    try:
+                        sources.texts[span.file] = path.read_text(encoding="utf-8")
+                    except (OSError, UnicodeDecodeError):
+                        continue
+        _stderr.print(render_all(e.diagnostics, sources), markup=False)
+        sys.exit(1)
+    except UsageError as e:
+        _fail(str(e), 2, e.hint)
+    except (DataError, RunError) as e:
+        _fail(str(e), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted; a run resumes from its last checkpoint with --resume RUN", 130)
+
+
+def _sets(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--set NAME=VALUE`: numbers, true/false, or words (as `netspec compile` reads them)."""
+    parsed: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set epochs=3")
+        parsed[name] = _scalar(raw)
+    return parsed
+
+
+def _scalar(raw: str) -> Any:
+    if raw in ("true", "false"):
+        return raw == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            continue
+    return raw
+
+
+_path = click.Path(path_type=Path)
+_device = click.Choice(["auto", "cpu", "cuda"])
+
+
+@click.command("train")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--network", "-n", help="which network of the spec (when it has several)")
+@click.option(
+    "--data",
+    type=_path,
+    help="a folder of MNIST IDX files, train/ and test/ image "
+    "folders, or an .npz with x and y (default: the spec's dataset)",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="override the spec's epochs")
+@click.option("--batch", type=click.IntRange(min=1), help="override the spec's batch size")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="override the spec's lr")
+@click.option("--seed", type=int, help="override the spec's seed")
+@click.option("--device", type=_device, default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="mixed precision on CUDA (auto: bf16 where supported)",
+)
+@click.option(
+    "--out", type=_path, default=Path("runs"), show_default=True, help="where run directories go"
+)
+@click.option("--name", help="the run's directory name (default: the network's name)")
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="continue the run in this directory from its last checkpoint",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="processes to train with (torchrun: gloo on CPU, NCCL on GPU)",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="train on the first N samples only")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="override a constant or a training value (epochs, lr, optimizer, ...)",
+)
+@click.option("--compile", "compile_", is_flag=True, help="run the module through torch.compile")
+def train_cmd(
+    spec: Path | None,
+    network: str | None,
+    data: Path | None,
+    epochs: int | None,
+    batch: int | None,
+    lr: float | None,
+    seed: int | None,
+    device: str,
+    precision: str,
+    out: Path,
+    name: str | None,
+    resume: Path | None,
+    nproc: int,
+    limit: int | None,
+    sets: tuple[str, ...],
+    compile_: bool,
+) -> None:
+    """Train the network of SPEC on its `train` section's data; write a run directory."""
+    with _reported():
+        if spec is None and resume is None:
+            raise UsageError(
+                "missing SPEC", hint="netspec train SPEC, or netspec train --resume RUN"
+            )
+        flags = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
+        overrides = {**_sets(sets), **{k: v for k, v in flags.items() if v is not None}}
+        from netspec.train.session import train
+        from netspec.train.setup import Request
+
+        request = Request(
+            spec,
+            network,
+            data,
+            overrides,
+            limit,
+            device,
+            precision,
+            compile_,
+            out,
+            name,
+            resume,
+            nproc,
+        )
+        train(request, _stdout)
+
+
+@click.command("eval")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", type=_path, help="evaluate on this data instead of the run's")
+@click.option("--device", type=_device, default="auto", show_default=True)
+def eval_cmd(run: Path, data: Path | None, device: str) -> None:
+    """Re-evaluate RUN's best weights on the test set and redraw its plots."""
+    with _reported():
+        from netspec.train.tools import evaluate_run
+
+        evaluate_run(run, data, device, lambda m: _stdout.print(m, markup=False))
+
+
+@click.command("augment")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("augment.png"),
+    show_default=True,
+    help="the PNG to write",
+)
+@click.option("--network", "-n", help="which network of the spec (when it has several)")
+@click.option("--data", type=_path, help="images to use instead of the spec's dataset")
+@click.option(
+    "--count", type=click.IntRange(1, 64), default=8, show_default=True, help="how many test images"
+)
+@click.option(
+    "--copies",
+    type=click.IntRange(1, 32),
+    default=8,
+    show_default=True,
+    help="augmented copies of each",
+)
+@click.option("--seed", type=int, help="random seed (default: the spec's)")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="override a constant or a training value",
+)
+def augment_cmd(
+    spec: Path,
+    output: Path,
+    network: str | None,
+    data: Path | None,
+    count: int,
+    copies: int,
+    seed: int | None,
+    sets: tuple[str, ...],
+) -> None:
+    """Draw a grid of augmented test images, as the train section's `augment` makes them."""
+    with _reported():
+        from netspec.train.tools import augment_grid
+
+        augment_grid(
+            spec,
+            network,
+            _sets(sets),
+            data,
+            output,
+            count,
+            copies,
+            seed,
+            lambda m: _stdout.print(m, markup=False),
+        )
+
+
+if __name__ == "__main__":  # the processes that `netspec train --nproc N` starts (torchrun)
+    train_cmd(prog_name="netspec train")

@@ -1,0 +1,293 @@
+"""The training loop: optimizer, schedule, loss, one epoch, evaluation.
+
+Randomness is derived from (seed, epoch, rank) at the start of every epoch (the
+shuffle, the augmentation, dropout), so an epoch run after a resume is the epoch an
+uninterrupted run would have run. Under DDP each rank takes its contiguous slice of
+every global batch, and its loss is scaled so that DDP's gradient average equals the
+gradient of the global batch's mean loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from netspec.train.augment import augment
+from netspec.train.data import Tensors
+from netspec.trainspec import Loss, Optimizer, Schedule, TrainConfig
+
+RBF_J = 1.0  # LeNet-5's constant j: keeps the penalty of a distance from vanishing
+EVAL_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the loop runs: device, precision, and this process's rank among ``world``."""
+
+    device: torch.device
+    amp: torch.dtype | None = None  # bfloat16 or float16 under autocast; None: float32
+    channels_last: bool = False
+    rank: int = 0
+    world: int = 1
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+@dataclass
+class Parts:
+    """The mutable pieces of a training run, with their state for a checkpoint."""
+
+    module: nn.Module  # what the loop calls: maybe compiled or wrapped in DDP
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    acc: float
+    seconds: float = 0.0
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    acc: float
+    predictions: torch.Tensor = field(repr=False)
+
+    @property
+    def errors(self) -> int:
+        return round((1 - self.acc) * len(self.predictions))
+
+
+def steps_per_epoch(n: int, batch: int, world: int) -> int:
+    """Full batches, plus the last partial one if every rank gets a sample of it."""
+    return n // batch + (1 if n % batch >= world else 0)
+
+
+def make_optimizer(params: Iterator[nn.Parameter], opt: Optimizer) -> torch.optim.Optimizer:
+    if opt.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=opt.lr,
+            momentum=opt.momentum,
+            nesterov=opt.nesterov and opt.momentum > 0,
+            weight_decay=opt.weight_decay,
+        )
+    kind = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
+    return kind(params, lr=opt.lr, weight_decay=opt.weight_decay)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: Schedule, opt: Optimizer, epochs: int, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A schedule stepped once per batch, for ``epochs`` epochs of ``steps`` batches."""
+    sched = torch.optim.lr_scheduler
+    total = max(1, epochs * steps)
+    if schedule.name == "step":
+        return sched.StepLR(
+            optimizer, step_size=schedule.step * max(1, steps), gamma=schedule.gamma
+        )
+    if schedule.name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=total)
+    if schedule.name == "onecycle":
+        cycle = opt.name != "sgd" or opt.momentum > 0
+        return sched.OneCycleLR(optimizer, max_lr=opt.lr, total_steps=total, cycle_momentum=cycle)
+    return sched.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def make_parts(
+    module: nn.Module, trained: nn.Module, config: TrainConfig, n: int, place: Place
+) -> Parts:
+    """``trained`` owns the parameters; ``module`` is what the loop calls (maybe wrapped)."""
+    steps = steps_per_epoch(n, config.batch, place.world)
+    optimizer = make_optimizer(trained.parameters(), config.optimizer)
+    scheduler = make_scheduler(optimizer, config.schedule, config.optimizer, config.epochs, steps)
+    scaler = torch.amp.GradScaler(place.device.type, enabled=place.amp == torch.float16)
+    return Parts(module, optimizer, scheduler, scaler, steps)
+
+
+def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tensor:
+    """The summed loss of a batch.
+
+    ``rbf`` is LeNet-5's criterion: the outputs are squared distances to class
+    prototypes, and the loss is ``y_correct + log(exp(-j) + sum_i exp(-y_i))`` with j = 1,
+    which pulls the right prototype close and pushes the others away. ``mse`` compares
+    the outputs with one-hot targets (smoothed like cross-entropy's).
+    """
+    out = out.float()
+    if loss.name == "cross_entropy":
+        return F.cross_entropy(out, y, label_smoothing=loss.smoothing, reduction="sum")
+    if loss.name == "rbf":
+        j = torch.full_like(out[:, :1], -RBF_J)
+        correct = out.gather(1, y[:, None]).squeeze(1)
+        return (correct + torch.logsumexp(torch.cat([j, -out], 1), 1)).sum()
+    classes = out.shape[1]
+    target = F.one_hot(y, classes).float() * (1 - loss.smoothing) + loss.smoothing / classes
+    return F.mse_loss(out, target, reduction="none").mean(1).sum()
+
+
+def predict(out: torch.Tensor, loss: Loss) -> torch.Tensor:
+    """The predicted class: nearest prototype for ``rbf`` distances, else the top score."""
+    return out.argmin(1) if loss.name == "rbf" else out.argmax(1)
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from several integers (the same on every platform and process)."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+    return h >> 1
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> tuple[torch.Generator, torch.Generator]:
+    """Seed dropout for (seed, epoch, rank); return the epoch's order and augmentation RNG."""
+    torch.manual_seed(_mix(seed, epoch, rank, 1))
+    aug = torch.Generator().manual_seed(_mix(seed, epoch, rank, 2))
+    order_gen = torch.Generator().manual_seed(_mix(seed, epoch, 3))  # the same on every rank
+    return order_gen, aug
+
+
+def train_epoch(
+    parts: Parts,
+    data: Tensors,
+    config: TrainConfig,
+    place: Place,
+    epoch: int,
+    show: Callable[[int, float, float, int], None],
+) -> EpochResult:
+    """One pass over the (shuffled, augmented) training set; ``show(step, loss, acc, seen)``."""
+    n = len(data.train_x)
+    order_gen, aug_gen = seed_epoch(config.seed, epoch, place.rank)
+    order = torch.randperm(n, generator=order_gen).to(place.device)
+    mean, std = config.normalize.mean, config.normalize.std
+    parts.module.train()
+    total = torch.zeros(3, dtype=torch.float64, device=place.device)  # loss, correct, count
+    start = time.perf_counter()
+    for step in range(parts.steps_per_epoch):
+        batch = order[step * config.batch : (step + 1) * config.batch]
+        idx = batch.tensor_split(place.world)[place.rank]
+        x = augment(data.train_x[idx], config.augment, aug_gen)
+        x, y = place.batch((x - mean) / std), data.train_y[idx]
+        with place.autocast():
+            out = parts.module(x)
+        summed = loss_sum(out, y, config.loss)
+        parts.optimizer.zero_grad(set_to_none=True)
+        scaled: torch.Tensor = parts.scaler.scale(summed * (place.world / len(batch)))
+        scaled.backward()  # type: ignore[no-untyped-call]
+        if config.clip is not None:
+            parts.scaler.unscale_(parts.optimizer)
+            nn.utils.clip_grad_norm_(parts.module.parameters(), config.clip)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        parts.scheduler.step()
+        with torch.no_grad():
+            correct = (predict(out.detach(), config.loss) == y).sum()
+            total += torch.stack(
+                [
+                    summed.detach().double(),
+                    correct.double(),
+                    torch.tensor(len(y), device=place.device, dtype=torch.float64),
+                ]
+            )
+        if place.rank == 0 and (step % 10 == 0 or step == parts.steps_per_epoch - 1):
+            t = total.tolist()
+            show(step + 1, t[0] / max(t[2], 1), t[1] / max(t[2], 1), int(t[2]) * place.world)
+    if place.world > 1:
+        torch.distributed.all_reduce(total)
+    loss, correct, count = total.tolist()
+    return EpochResult(loss / max(count, 1), correct / max(count, 1), time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, place: Place
+) -> Evaluation:
+    """Loss, accuracy and every prediction on ``(x, y)``, without augmentation."""
+    module.eval()
+    loss = 0.0
+    preds: list[torch.Tensor] = []
+    for i in range(0, len(x), EVAL_BATCH):
+        xb = place.batch((x[i : i + EVAL_BATCH] - config.normalize.mean) / config.normalize.std)
+        with place.autocast():
+            out = module(xb)
+        loss += float(loss_sum(out, y[i : i + EVAL_BATCH], config.loss))
+        preds.append(predict(out.float(), config.loss))
+    pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long, device=y.device)
+    acc = float((pred == y).float().mean()) if len(y) else math.nan
+    return Evaluation(loss / max(len(y), 1), acc, pred)
+
+
+class Bar:
+    """A rich progress bar for one epoch at a time: step, loss, accuracy, images/s, ETA."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
+            TextColumn("{task.fields[rate]:,.0f} img/s"),
+            TimeRemainingColumn(),
+        )
+        self.progress = Progress(*columns, console=console, disable=not enabled, transient=True)
+        self.task = self.progress.add_task("", total=1, loss=0.0, acc=0.0, rate=0.0)
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> Bar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def begin(self, epoch: int, epochs: int, steps: int) -> None:
+        self.start = time.perf_counter()
+        self.progress.reset(
+            self.task,
+            total=steps,
+            description=f"epoch {epoch}/{epochs}",
+            loss=0.0,
+            acc=0.0,
+            rate=0.0,
+        )
+
+    def show(self, step: int, loss: float, acc: float, seen: int) -> None:
+        rate = seen / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.task, completed=step, loss=loss, acc=acc, rate=rate)

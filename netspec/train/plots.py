@@ -1,0 +1,141 @@
+"""The pictures of a run: learning curves, confusion matrix, misclassified test images.
+
+Matplotlib runs headless (Agg) and every figure is written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from netspec.train.run import write_atomic
+
+ERROR_GRID = (6, 10)  # rows, columns of misclassified examples
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    _pyplot().close(fig)
+
+
+def curves(path: Path, rows: Sequence[Mapping[str, float]], title: str) -> None:
+    """Loss and accuracy (train and test) per epoch, and the learning rate."""
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in rows]
+    fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.8))
+    for key, label in (("train_loss", "train"), ("test_loss", "test")):
+        loss_ax.plot(epochs, [r[key] for r in rows], marker=".", label=label)
+    for key, label in (("train_acc", "train"), ("test_acc", "test")):
+        acc_ax.plot(epochs, [100 * (1 - r[key]) for r in rows], marker=".", label=label)
+    lr_ax.plot(epochs, [r["lr"] for r in rows], marker=".")
+    loss_ax.set(title="loss", xlabel="epoch")
+    acc_ax.set(title="error rate (%)", xlabel="epoch", yscale="log")
+    lr_ax.set(title="learning rate (end of epoch)", xlabel="epoch")
+    for ax in (loss_ax, acc_ax):
+        ax.legend()
+    for ax in (loss_ax, acc_ax, lr_ax):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def confusion_matrix(
+    true: npt.NDArray[np.int64], pred: npt.NDArray[np.int64], classes: int
+) -> npt.NDArray[np.int64]:
+    """``m[t, p]``: how many samples of class t were predicted as p."""
+    m = np.zeros((classes, classes), np.int64)
+    np.add.at(m, (true, pred), 1)
+    return m
+
+
+def confusion(
+    path: Path, true: npt.NDArray[np.int64], pred: npt.NDArray[np.int64], classes: int, title: str
+) -> None:
+    plt = _pyplot()
+    m = confusion_matrix(true, pred, classes)
+    size = max(4.0, 0.5 * classes + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    shown = np.where(np.eye(classes, dtype=bool), 0, m)  # colour the mistakes
+    ax.imshow(shown, cmap="Reds")
+    if classes <= 30:
+        for t in range(classes):
+            for p in range(classes):
+                if m[t, p]:
+                    ax.text(
+                        p,
+                        t,
+                        str(m[t, p]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if t != p else "tab:blue",
+                    )
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes))
+    ax.set_title(f"{title}: {int(m.trace())}/{int(m.sum())} correct")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def errors(
+    path: Path,
+    images: npt.NDArray[np.float32],
+    true: npt.NDArray[np.int64],
+    pred: npt.NDArray[np.int64],
+    title: str,
+) -> None:
+    """A grid of the first misclassified images ``(N, C, H, W)`` in [0, 1], "true→pred"."""
+    plt = _pyplot()
+    wrong = np.flatnonzero(true != pred)[: ERROR_GRID[0] * ERROR_GRID[1]]
+    rows = max(1, -(-len(wrong) // ERROR_GRID[1]))
+    fig, axes = plt.subplots(
+        rows, ERROR_GRID[1], figsize=(ERROR_GRID[1] * 1.1, rows * 1.25), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong, strict=False):
+        image = images[i]
+        shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        ax.imshow(np.clip(shown, 0, 1), cmap="gray_r" if image.shape[0] == 1 else None)
+        ax.set_title(f"{true[i]}→{pred[i]}", fontsize=9, color="tab:red")
+    fig.suptitle(
+        f"{title}: {int((true != pred).sum())} misclassified"
+        + (f", first {len(wrong)} shown" if len(wrong) < (true != pred).sum() else "")
+    )
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def augmented_grid(
+    path: Path,
+    originals: npt.NDArray[np.float32],
+    copies: Sequence[npt.NDArray[np.float32]],
+    title: str,
+) -> None:
+    """One row per original: the image, then its augmented copies ``(N, C, H, W)`` each."""
+    plt = _pyplot()
+    n, cols = len(originals), 1 + len(copies)
+    fig, axes = plt.subplots(n, cols, figsize=(cols * 1.1, n * 1.1), squeeze=False)
+    for r in range(n):
+        for c, batch in enumerate([originals, *copies]):
+            image = batch[r]
+            shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+            axes[r, c].imshow(np.clip(shown, 0, 1), cmap="gray_r" if image.shape[0] == 1 else None)
+            axes[r, c].axis("off")
+    axes[0, 0].set_title("original", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,184 @@
+"""From a request on the command line to the things a run needs: the compiled spec, its
+resolved settings, the device, the data and the module. Shared by train, eval and augment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from netspec.compiler import Compiled, UsageError, compile, compile_text
+from netspec.data import DataError
+from netspec.train.data import Tensors, fit_to_input, read_arrays
+from netspec.train.loop import Place
+from netspec.train.run import sha256
+from netspec.trainspec import TRAIN_KEYS, TrainConfig
+
+Log = Callable[[str], None]
+Build = Callable[[Compiled], nn.Module]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `netspec train` was asked; None means "not given" (the spec or the run decides)."""
+
+    spec: Path | None = None
+    network: str | None = None
+    data: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set and --epochs, --lr, ...
+    limit: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    out: Path = Path("runs")
+    name: str | None = None
+    resume: Path | None = None
+    nproc: int = 1
+
+
+def build_module(compiled: Compiled) -> nn.Module:
+    """The network as a torch module (netspec.lower)."""
+    return compiled.to_torch()
+
+
+def compile_request(
+    spec: Path, network: str | None, overrides: Mapping[str, Any], text: str | None = None
+) -> Compiled:
+    """Compile the spec at ``spec``, or ``text`` as if it were that file (a run's copy)."""
+    if text is None:
+        return compile(spec, network, **overrides)
+    return compile_text(text, str(spec), network, **overrides)
+
+
+def train_config(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> TrainConfig:
+    """The spec's train section, or the defaults (MNIST) with the overrides applied."""
+    if compiled.train is not None:
+        return compiled.train
+    log(
+        f"the spec has no train section for '{compiled.name}': using the defaults "
+        "(dataset mnist, sgd lr=0.01, 10 epochs, batch 128)"
+    )
+    data: dict[str, Any] = {"network": compiled.name, "dataset": "mnist"}
+    for key, value in overrides.items():
+        path = TRAIN_KEYS.get(key)
+        if path is not None:
+            target = data
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"invalid {where}: {first['msg']}") from None
+
+
+def settings(compiled: Compiled, config: TrainConfig, request: Request) -> dict[str, Any]:
+    """The settings that define a run (compared on --resume), as plain JSON values."""
+    return _plain(
+        {
+            "spec_sha256": sha256(compiled.source),
+            "network": compiled.name,
+            "overrides": dict(sorted(request.overrides.items())),
+            "data": str(request.data.resolve()) if request.data is not None else None,
+            "limit": request.limit,
+            "train": config.model_dump(mode="json"),
+        }
+    )
+
+
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(value))
+    return out
+
+
+def distributed() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) without it."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
+def pick_device(name: str, log: Log, local_rank: int = 0) -> torch.device:
+    if name not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {name}: expected auto, cpu or cuda")
+    cuda = torch.cuda.is_available()
+    if name == "cuda" and not cuda:
+        raise UsageError(
+            "--device cuda: this machine has no usable CUDA device",
+            hint="use --device cpu (or auto)",
+        )
+    device = torch.device(f"cuda:{local_rank}") if (cuda and name != "cpu") else torch.device("cpu")
+    note = f" (auto: {'CUDA found' if cuda else 'no CUDA'})" if name == "auto" else ""
+    log(f"device: {device}{note}")
+    return device
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: mixed precision is for CUDA only; auto takes bf16 where supported."""
+    if name not in PRECISIONS:
+        raise UsageError(f"--precision {name}: expected one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        if name in ("bf16", "fp16"):
+            raise UsageError(
+                f"--precision {name}: mixed precision needs CUDA",
+                hint="on the CPU, train in fp32 (the default)",
+            )
+        return None
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def make_place(request: Request, compiled: Compiled, log: Log) -> Place:
+    rank, local_rank, world = distributed()
+    device = pick_device(request.device, log, local_rank)
+    amp = pick_precision(request.precision, device)
+    if amp is not None:
+        log(f"mixed precision: {str(amp).removeprefix('torch.')}")
+    convs = any(n.op in ("conv", "local") for n in compiled.graph.nodes)
+    return Place(device, amp, device.type == "cuda" and convs, rank, world)
+
+
+def input_and_classes(compiled: Compiled) -> tuple[tuple[int | str, ...], int | None]:
+    """The single input's shape and the output's width, or a DataError saying why not."""
+    graph = compiled.graph
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise DataError(
+            f"network '{graph.name}' has {len(graph.inputs)} input(s) and {len(graph.outputs)} "
+            "output(s); training on a labelled image set needs one of each"
+        )
+    out = compiled.inferred.layer(graph.outputs[0]).shape
+    classes = out[0] if len(out) == 1 and isinstance(out[0], int) else None
+    return graph.inputs[0].shape, classes
+
+
+def load_tensors(
+    compiled: Compiled,
+    config: TrainConfig,
+    data: Path | None,
+    limit: int | None,
+    device: torch.device,
+    log: Log,
+) -> Tensors:
+    shape, classes = input_and_classes(compiled)
+    arrays = read_arrays(config.dataset, data, log)
+    return fit_to_input(arrays, shape, classes, limit, device, log)
+
+
+def seeded_module(compiled: Compiled, build: Build, seed: int) -> nn.Module:
+    """The module, its initial weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    try:
+        return build(compiled)
+    except ImportError as e:
+        raise UsageError(f"cannot build a PyTorch module for '{compiled.name}' ({e})") from None

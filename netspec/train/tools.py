@@ -1,0 +1,94 @@
+"""`netspec eval` (re-evaluate a run's best weights) and `netspec augment` (show augmentation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from netspec.train import plots
+from netspec.train.augment import augment
+from netspec.train.errors import RunError
+from netspec.train.loop import Evaluation, evaluate
+from netspec.train.run import load_weights, read_json, read_metrics
+from netspec.train.session import draw
+from netspec.train.setup import (
+    Build,
+    Request,
+    build_module,
+    compile_request,
+    load_tensors,
+    make_place,
+    seeded_module,
+    train_config,
+)
+from netspec.trainspec import TrainConfig
+
+Log = Callable[[str], None]
+
+
+def evaluate_run(
+    run: Path, data: Path | None, device: str, log: Log, build: Build = build_module
+) -> Evaluation:
+    """Test the run's best weights (on ``data``, else the run's own data); redraw its plots."""
+    best = run / "weights" / "best.safetensors"
+    if not (run / "settings.json").is_file() or not (run / "spec.net").is_file():
+        raise RunError(f"{run}: not a netspec run (no settings.json or spec.net)")
+    if not best.is_file():
+        raise RunError(f"{best}: missing; the run has not finished an epoch yet")
+    stored = read_json(run / "settings.json")
+    text = (run / "spec.net").read_text(encoding="utf-8")
+    spec = Path(stored.get("spec") or run / "spec.net")
+    compiled = compile_request(spec, stored.get("network"), stored.get("overrides", {}), text)
+    config = TrainConfig.model_validate(stored["train"])
+    place = make_place(Request(device=device), compiled, log)
+    source = data or (Path(stored["data"]) if stored.get("data") else None)
+    tensors = load_tensors(compiled, config, source, stored.get("limit"), place.device, log)
+    module = seeded_module(compiled, build, config.seed).to(place.device)
+    load_weights(best, module)
+    test = evaluate(module, tensors.test_x, tensors.test_y, config, place)
+    log(
+        f"{run} (best weights) on {tensors.source}: test loss {test.loss:.4f}, "
+        f"accuracy {test.acc:.2%}, {test.errors} errors of {len(tensors.test_y)}"
+    )
+    draw(run, compiled.name, tensors, test, read_metrics(run / "metrics.csv"))
+    log(f"plots: {run / 'confusion.png'}, {run / 'errors.png'}, {run / 'curves.png'}")
+    return test
+
+
+def augment_grid(
+    spec: Path,
+    network: str | None,
+    overrides: dict[str, Any],
+    data: Path | None,
+    output: Path,
+    count: int,
+    copies: int,
+    seed: int | None,
+    log: Log,
+) -> None:
+    """Draw the first ``count`` test images and ``copies`` augmented versions of each."""
+    compiled = compile_request(spec, network, overrides)
+    config = train_config(compiled, overrides, log)
+    if not config.augment.enabled:
+        log("the train section enables no augmentation: the copies equal the originals")
+    tensors = load_tensors(compiled, config, data, 1, torch.device("cpu"), log)
+    originals = tensors.test_x[:count]
+    gen = torch.Generator().manual_seed(config.seed if seed is None else seed)
+    batches = [augment(originals, config.augment, gen).numpy() for _ in range(copies)]
+    plots.augmented_grid(output, originals.numpy(), batches, _describe(config))
+    log(f"wrote {output}: {len(originals)} test images, {copies} augmented copies each")
+
+
+def _describe(config: TrainConfig) -> str:
+    a = config.augment
+    parts = [
+        f"rotate ±{a.rotate:g}°" if a.rotate else "",
+        f"scale {a.scale[0]:g}..{a.scale[1]:g}" if a.scale else "",
+        f"shift ±{a.shift:g}px" if a.shift else "",
+        f"shear ±{a.shear:g}°" if a.shear else "",
+        f"elastic α={a.elastic_alpha:g} σ={a.elastic_sigma:g}" if a.elastic_alpha else "",
+    ]
+    return ", ".join(p for p in parts if p) or "no augmentation"

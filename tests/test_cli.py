@@ -1,0 +1,200 @@
+"""`netspec compile` from the outside: its table, its JSON, its flags and its exit codes
+(0 ok, 1 a mistake in the spec, 2 a usage error), in process through click's runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import netspec
+from cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+LENET5 = ROOT / "specs" / "lenet5.net"
+LENET5_LAYERS = [
+    "c1", "s2", "c3", "s4", "c5", "f6", "output",
+    *(f"scaled_tanh{i}" for i in range(1, 7)),
+]  # fmt: skip
+
+SIZED = """\
+const width = 8
+
+network fcn(image: 1xHxW) {
+    conv width 3x3 pad=same | relu
+    avgpool global | dense 2
+}
+"""
+
+TWO = """\
+network small(image: 1x8x8) {
+    dense 10
+}
+
+network large(image: 1x8x8) {
+    dense 100 | relu | dense 10
+}
+"""
+
+
+def invoke(*args: str | Path) -> Result:
+    result = CliRunner().invoke(main, [str(a) for a in args], prog_name="netspec")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback would have reached the person
+    return result
+
+
+def compiled_json(*args: str | Path) -> dict[str, object]:
+    result = invoke("compile", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture
+def sized(tmp_path: Path) -> Path:
+    path = tmp_path / "fcn.net"
+    path.write_text(SIZED, encoding="utf-8")
+    return path
+
+
+def test_table_lists_every_layer_and_the_totals() -> None:
+    result = invoke("compile", LENET5)
+    assert result.exit_code == 0
+    rows = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert set(LENET5_LAYERS) <= rows
+    assert "parameters    60,000 trainable, 840 fixed" in result.stdout
+    assert result.stderr == ""
+
+
+def test_json_has_layers_and_totals() -> None:
+    data = compiled_json(LENET5)
+    layers, totals = data["layers"], data["totals"]
+    assert isinstance(layers, list) and isinstance(totals, dict)
+    assert [layer["name"] for layer in layers] == [
+        "c1", "scaled_tanh1", "s2", "scaled_tanh2", "c3", "scaled_tanh3", "s4",
+        "scaled_tanh4", "c5", "scaled_tanh5", "f6", "scaled_tanh6", "output",
+    ]  # fmt: skip
+    assert {"params", "trainable_params", "macs"} <= totals.keys()
+    assert totals["trainable_params"] == 60_000
+    assert totals["params"] == 60_840
+    assert layers[0]["shape"] == [6, 28, 28]
+
+
+def test_set_overrides_a_constant(sized: Path) -> None:
+    eight = compiled_json(sized, "--set", "H=16", "--set", "W=16")
+    sixteen = compiled_json(sized, "--set", "H=16", "--set", "W=16", "--set", "width=16")
+    assert eight["layers"][0]["shape"] == [8, 16, 16]  # type: ignore[index]
+    assert sixteen["layers"][0]["shape"] == [16, 16, 16]  # type: ignore[index]
+    # conv: 16 * 9 + 16; dense: 16 * 2 + 2
+    assert sixteen["totals"]["trainable_params"] == 160 + 34  # type: ignore[index]
+
+
+def test_set_binds_a_symbolic_size(sized: Path) -> None:
+    free = compiled_json(sized)
+    bound = compiled_json(sized, "--set", "H=20", "--set", "W=12")
+    assert free["layers"][0]["shape"] == [8, "H", "W"]  # type: ignore[index]
+    assert free["totals"]["macs"] is None  # type: ignore[index]
+    assert bound["layers"][0]["shape"] == [8, 20, 12]  # type: ignore[index]
+    assert bound["totals"]["macs"] >= 8 * 9 * 20 * 12  # type: ignore[index]
+
+
+def test_set_unknown_name_is_a_usage_error_with_a_suggestion(sized: Path) -> None:
+    result = invoke("compile", sized, "--set", "widht=4")
+    assert result.exit_code == 2
+    assert "no constant, symbolic size or training setting is called 'widht'" in result.stderr
+    assert "did you mean 'width'?" in result.stderr
+
+
+def test_network_picks_one_of_several(tmp_path: Path) -> None:
+    spec = tmp_path / "two.net"
+    spec.write_text(TWO, encoding="utf-8")
+    assert compiled_json(spec, "--network", "large")["network"] == "large"
+    assert compiled_json(spec, "-n", "small")["totals"]["trainable_params"] == 650  # type: ignore[index]
+    missing = invoke("compile", spec)
+    assert missing.exit_code == 2
+    assert "choose one with --network NAME" in missing.stderr
+    typo = invoke("compile", spec, "--network", "lage")
+    assert typo.exit_code == 2
+    assert "did you mean 'large'?" in typo.stderr
+
+
+def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("compile", tmp_path / "nowhere.net")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no such spec file")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compile", "--bogus"],
+        ["compile", str(LENET5), "--max-params", "0"],
+        ["compile", str(LENET5), "--max-repeat", "many"],
+        ["compile", str(LENET5), "--emit", "rust"],
+        ["compile", str(LENET5), "--set", "epochs"],
+        ["compile", str(LENET5), "--set", "3d=1"],
+        ["compile", str(LENET5), "--network", "lenet"],
+        ["compile", str(ROOT / "specs")],
+        ["compile"],
+        ["frobnicate"],
+    ],
+    ids=lambda a: " ".join(a[1:] if len(a) > 1 else a).replace(str(ROOT), ""),
+)
+def test_bad_flags_are_usage_errors(args: list[str]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "rror" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "code"),
+    [
+        (["--set", "H=0"], 2),
+        (["--set", "H=2.5"], 2),
+        (["--set", "width=many"], 1),
+        (["--set", "width=-3"], 1),
+        (["--set", "H=1", "--set", "W=1", "--set", "width=0"], 1),
+        (["--set", "epochs=3"], 0),
+    ],
+)
+def test_odd_values_never_raise(sized: Path, flags: list[str], code: int) -> None:
+    result = invoke("compile", sized, *flags)
+    assert result.exit_code == code, result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert netspec.__version__ in result.stdout
+
+
+def test_spec_error_exits_1_with_a_located_message(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.net"
+    spec.write_text("network n(x: 1x8x8) {\n    conv 4 3x3 | relu | maxpol 2x2\n}\n")
+    result = invoke("compile", spec)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert f"{spec}:2:25: error[E202]: unknown operation 'maxpol'" in result.stderr
+    assert "did you mean 'maxpool'?" in result.stderr
+
+
+def test_compile_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from cli import main\n"
+        "r = CliRunner().invoke(main, ['compile', 'specs/lenet5.net', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
