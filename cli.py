@@ -170,5 +170,16 @@ def compile_cmd(
             export_compiled(compiled, output, log=lambda m: err_console.print(m, markup=False))
 
 
+def _add_commands() -> None:
+    """Training and deployment commands; each imports torch only when it runs."""
+    from netspec.export.commands import bench_cmd, export_cmd, run_cmd
+    from netspec.train.commands import augment_cmd, eval_cmd, train_cmd
+
+    for command in (train_cmd, eval_cmd, augment_cmd, export_cmd, run_cmd, bench_cmd):
+        main.add_command(command)
+
+
+_add_commands()
+
 if __name__ == "__main__":
     main()

@@ -123,14 +123,31 @@ def finished(small: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 def test_run_directory_holds_every_artifact(finished: tuple[Path, Result]) -> None:
     run, result = finished
     assert "device: cpu" in result.output
-    for name in ("spec.net", "settings.json", "metrics.csv", "curves.png", "confusion.png",
-                 "errors.png", "weights/best.safetensors", "weights/best.json",
-                 "weights/last.safetensors", "weights/last.json", "model.onnx"):
+    for name in (
+        "spec.net",
+        "settings.json",
+        "metrics.csv",
+        "curves.png",
+        "confusion.png",
+        "errors.png",
+        "weights/best.safetensors",
+        "weights/best.json",
+        "weights/last.safetensors",
+        "weights/last.json",
+        "model.onnx",
+    ):
         assert (run / name).is_file(), name
     assert (run / "spec.net").read_text() == LENET.read_text()
     assert [r["epoch"] for r in metrics(run)] == ["1", "2"]
-    assert list(metrics(run)[0]) == ["epoch", "train_loss", "train_acc", "test_loss",
-                                     "test_acc", "lr", "seconds"]
+    assert list(metrics(run)[0]) == [
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "lr",
+        "seconds",
+    ]
     last = json.loads((run / "weights" / "last.json").read_text())
     settings = json.loads((run / "settings.json").read_text())
     assert last["epoch"] == 2 and last["spec_sha256"] == settings["spec_sha256"]
@@ -189,8 +206,13 @@ def test_same_seed_same_metrics(small: Path, tmp_path: Path) -> None:
 def _start(args: list[str]) -> subprocess.Popen[bytes]:
     code = "from netspec.train.commands import train_cmd; train_cmd(prog_name='netspec train')"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -203,8 +225,19 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -
 
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_exactly(small: Path, tmp_path: Path) -> None:
-    args = [str(LENET), "--data", str(small), "--limit", "640", "--epochs", "3", "--batch",
-            "16", "--out", str(tmp_path)]
+    args = [
+        str(LENET),
+        "--data",
+        str(small),
+        "--limit",
+        "640",
+        "--epochs",
+        "3",
+        "--batch",
+        "16",
+        "--out",
+        str(tmp_path),
+    ]
     proc = _start([*args, "--name", "killed"])
     run = tmp_path / "killed"
     _wait_for(run / "weights" / "last.safetensors", proc)
@@ -226,8 +259,19 @@ def test_resume_after_sigkill_continues_exactly(small: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_quick_training_reaches_95_percent(tmp_path: Path) -> None:
     """10,000 training images, one epoch of batch 32: measured 96.5% on the full test set."""
-    result = cli(LENET, "--data", REAL_MNIST, "--limit", "10000", "--epochs", "1",
-                 "--batch", "32", "--out", tmp_path)
+    result = cli(
+        LENET,
+        "--data",
+        REAL_MNIST,
+        "--limit",
+        "10000",
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--out",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     assert float(metrics(tmp_path / "lenet")[-1]["test_acc"]) >= 0.95
 
@@ -256,13 +300,17 @@ def _broken(small: Path, tmp_path: Path, name: str, data: bytes) -> Path:
     [
         ("t10k-images-idx3-ubyte", lambda b: b[:-100], "t10k-images"),
         ("train-labels-idx1-ubyte", lambda b: b"\x12\x34" + b[2:], "magic"),
-        ("train-labels-idx1-ubyte", lambda b: b[:4] + (1999).to_bytes(4, "big") + b[8:-1],
-         "train-labels"),
+        (
+            "train-labels-idx1-ubyte",
+            lambda b: b[:4] + (1999).to_bytes(4, "big") + b[8:-1],
+            "train-labels",
+        ),
     ],
     ids=["truncated", "wrong-magic", "count-mismatch"],
 )
-def test_corrupt_data_is_a_clear_error(small: Path, tmp_path: Path, name: str, edit: object,
-                                       message: str) -> None:
+def test_corrupt_data_is_a_clear_error(
+    small: Path, tmp_path: Path, name: str, edit: object, message: str
+) -> None:
     raw = gzip.decompress((small / f"{name}.gz").read_bytes())
     data = _broken(small, tmp_path, name, edit(raw))  # type: ignore[operator]
     result = cli(LENET, "--data", data, "--out", tmp_path)
@@ -295,8 +343,9 @@ def test_augment_command_draws_a_grid(small: Path, tmp_path: Path) -> None:
     spec = tmp_path / "augmented.net"
     spec.write_text(AUGMENTED)
     out = tmp_path / "grid.png"
-    result = cli(spec, "-o", out, "--data", small, "--count", "4", "--copies", "3",
-                 command=augment_cmd)
+    result = cli(
+        spec, "-o", out, "--data", small, "--count", "4", "--copies", "3", command=augment_cmd
+    )
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -38,8 +38,19 @@ def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
         ("t10k-labels-idx1-ubyte.gz", d.test_y[:200].astype(np.uint8)),
     ):
         write_idx(data / name, array)
-    common = [str(LENET), "--data", str(data), "--epochs", "1", "--batch", "64",
-              "--device", "cpu", "--out", str(tmp_path)]
+    common = [
+        str(LENET),
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     for name, nproc in (("one", "1"), ("two", "2")):
         result = CliRunner().invoke(train_cmd, [*common, "--name", name, "--nproc", nproc])
         assert result.exit_code == 0, result.output

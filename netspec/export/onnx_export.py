@@ -97,7 +97,10 @@ def export_compiled(
         raise ExportError("choose one of fp16 and int8, not both")
     if not (batch == "dynamic" or (isinstance(batch, int) and batch > 0)):
         raise ExportError(f"batch must be 'dynamic' or a positive number, got {batch!r}")
-    module = _prepared(weights if weights is not None else compiled.to_torch())
+    try:
+        module = _prepared(weights if weights is not None else compiled.to_torch())
+    except NotImplementedError as e:  # an operation without a PyTorch builder
+        raise ExportError(f"{compiled.name}: cannot lower to PyTorch: {e}") from None
     if weights is None:
         log(f"exporting {compiled.name} with untrained (freshly initialized) weights")
     examples = _example_inputs(compiled, batch)

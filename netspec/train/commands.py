@@ -16,7 +16,6 @@ import click
 from rich.console import Console
 
 from netspec.compiler import UsageError
-from netspec.data.errors import DataError
 from netspec.diagnostics import Sources, SpecError, render_all
 from netspec.train.errors import RunError
 
@@ -36,6 +35,8 @@ def _fail(message: str, code: int, hint: str | None = None) -> None:
 @contextmanager
 def _reported() -> Iterator[None]:
     """Every expected failure becomes a message and an exit code (1 input, 2 usage)."""
+    from netspec.data.errors import DataError  # imports numpy: only once a command runs
+
     try:
         yield
     except SpecError as e:

@@ -6,6 +6,7 @@ Matplotlib runs headless (Agg) and every figure is written atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,25 @@ def augmented_grid(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+
+
+def sample_images(
+    directory: Path, images: npt.NDArray[Any], labels: npt.NDArray[Any], count: int = 8
+) -> list[Path]:
+    """The first test images as PNG files (`00_7.png`: index, then the true label), so that
+    `netspec run model.onnx samples/` has something to read."""
+    from PIL import Image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(min(count, len(images))):
+        pixels = (np.clip(images[i], 0.0, 1.0) * 255).round().astype(np.uint8)  # (C, H, W)
+        picture = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+        path = directory / f"{i:02d}_{int(labels[i])}.png"
+        write_atomic(path, partial(_save_png, picture))
+        written.append(path)
+    return written
+
+
+def _save_png(picture: Any, tmp: Path) -> None:
+    picture.save(tmp, format="PNG")

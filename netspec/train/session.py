@@ -7,7 +7,6 @@ rank 0 writes every file, the others only train.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from torch import nn
 
 from netspec import __version__
 from netspec.compiler import Compiled, UsageError
+from netspec.export import onnx_export
 from netspec.train import plots
 from netspec.train.data import Tensors
 from netspec.train.errors import RunError
@@ -307,6 +307,9 @@ def finish(
         f"{test.errors} errors of {len(data.test_y)}"
     )
     draw(directory, compiled.name, data, test, rows)
+    plots.sample_images(
+        directory / "samples", data.test_x[:8].cpu().numpy(), data.test_y[:8].cpu().numpy()
+    )
     _export_onnx(directory, compiled, module, data, config, log)
     return test
 
@@ -330,19 +333,11 @@ def _export_onnx(
     config: TrainConfig,
     log: Log,
 ) -> None:
-    """Write ``model.onnx`` with netspec.export, checked on test images, if it is installed."""
-    try:
-        export = importlib.import_module("netspec.export.onnx_export")
-    except ImportError:
-        export = None
-    export_compiled = getattr(export, "export_compiled", None)
-    if export_compiled is None:
-        log("ONNX export not available: model.onnx not written")
-        return
+    """Write ``model.onnx``, checked against PyTorch on test images."""
     mean, std = config.normalize.mean, config.normalize.std
     samples = ((data.test_x[:EXPORT_SAMPLES] - mean) / std).cpu().numpy()
     try:
-        export_compiled(
+        onnx_export.export_compiled(
             compiled,
             directory / "model.onnx",
             weights=module,
@@ -352,14 +347,14 @@ def _export_onnx(
             normalization=(mean, std),
             log=log,
         )
-    except getattr(export, "ExportError", RuntimeError) as e:
+    except onnx_export.ExportError as e:
         raise RunError(f"the run is saved, but exporting model.onnx failed: {e}") from None
 
 
 def _next_steps(directory: Path, console: Console) -> None:
     lines = ["next:"]
     if (directory / "model.onnx").is_file():
-        lines.append(f"  netspec run {directory / 'model.onnx'} digit.png")
+        lines.append(f"  netspec run {directory / 'model.onnx'} {directory / 'samples'}")
     lines.append(f"  netspec eval {directory}")
     console.print("\n".join(lines), markup=False, highlight=False)
 

@@ -74,7 +74,7 @@ def augment_grid(
     config = train_config(compiled, overrides, log)
     if not config.augment.enabled:
         log("the train section enables no augmentation: the copies equal the originals")
-    tensors = load_tensors(compiled, config, data, 1, torch.device("cpu"), log)
+    tensors = load_tensors(compiled, config, data, None, torch.device("cpu"), log)
     originals = tensors.test_x[:count]
     gen = torch.Generator().manual_seed(config.seed if seed is None else seed)
     batches = [augment(originals, config.augment, gen).numpy() for _ in range(copies)]
