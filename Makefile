@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: check LeNet, train it on MNIST (fetched, verified and cached on first use),
+# export it to ONNX (verified against PyTorch), and classify a few test digits with it.
 demo: $(STAMP)
-	$(BIN)/netspec compile specs/lenet5.net
-	$(BIN)/netspec compile specs/resnet18.net
+	$(BIN)/netspec compile specs/lenet.net
+	rm -rf runs/demo
+	$(BIN)/netspec train specs/lenet.net --name demo
+	$(BIN)/netspec run runs/demo/model.onnx runs/demo/samples
 
 lint: $(STAMP)
 	$(BIN)/ruff check netspec cli.py tests benchmarks
@@ -35,6 +39,8 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
+	$(BIN)/python benchmarks/bench_train_step.py
+	$(BIN)/python benchmarks/bench_onnx.py
 
 update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update

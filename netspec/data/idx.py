@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.data.errors import DataError
+from netspec.fileio import write_bytes
 
 __all__ = [
     "IdxPair",
@@ -197,14 +196,7 @@ def write_idx(path: Path, array: npt.NDArray[np.generic], *, compress: bool | No
     data = _encode(array)
     if compress if compress is not None else path.name.endswith(".gz"):
         data = gzip.compress(data, mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, data)
 
 
 def _encode(array: npt.NDArray[np.generic]) -> bytes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from netspec.export.metadata import (
     output_kind,
 )
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
+from netspec.fileio import atomic_path
 
 if TYPE_CHECKING:
     import onnx
@@ -324,12 +324,8 @@ def _write_checked(model: onnx.ModelProto, path: Path, check: Callable[[Path], N
     """Write to a temporary file beside `path`, check it, then move it into place."""
     import onnx
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(model.SerializeToString())
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
@@ -338,9 +334,6 @@ def _write_checked(model: onnx.ModelProto, path: Path, check: Callable[[Path], N
             check(tmp)
         except RuntimeError as e:
             raise ExportError(f"{path}: ONNX Runtime cannot run it: {_first_line(e)}") from None
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _verify(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.train.run import write_atomic
+from netspec.fileio import write_atomic
 
 ERROR_GRID = (6, 10)  # rows, columns of misclassified examples
 

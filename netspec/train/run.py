@@ -18,10 +18,7 @@ import csv
 import hashlib
 import io
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +28,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from netspec.fileio import TMP_SUFFIX, write_atomic, write_text
 from netspec.train.errors import RunError
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-TMP_SUFFIX = ".tmp"
 
 
 def sha256(text: str) -> str:
@@ -52,47 +49,6 @@ def new_run_dir(out: Path, name: str) -> Path:
             continue
         return path
     raise RunError(f"{out}: too many runs named {name}")
-
-
-@contextmanager
-def _temp_beside(path: Path) -> Iterator[Path]:
-    """A temp file in ``path``'s directory, renamed onto ``path`` (after fsync) on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temp file, then move it onto ``path`` in one rename."""
-    with _temp_beside(path) as tmp:
-        write(tmp)
-
-
-def write_text(path: Path, text: str) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    write_atomic(path, write)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 from netspec import __version__
 from netspec.compiler import Compiled, UsageError
 from netspec.export import onnx_export
+from netspec.fileio import write_text
 from netspec.train import plots
 from netspec.train.data import Tensors
 from netspec.train.errors import RunError
@@ -47,7 +48,6 @@ from netspec.train.run import (
     sha256,
     write_json,
     write_metrics,
-    write_text,
 )
 from netspec.train.setup import (
     Build,
