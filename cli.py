@@ -7,74 +7,16 @@ Exit codes: 0 ok, 1 a mistake in a spec or an input file, 2 a usage error.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 
-from netspec.compiler import Compiled, UsageError, compile
-from netspec.diagnostics import Diagnostic, Sources, SpecError, render_all
+from netspec.compiler import Compiled, compile
+from netspec.console import err_console, out_console, parse_set, reported
+from netspec.diagnostics import render_all
 from netspec.limits import Limits
-
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int, hint: str | None = None) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    if hint:
-        err_console.print(f"    {hint}", markup=False)
-    sys.exit(code)
-
-
-@contextmanager
-def reported(sources: Sources | None = None) -> Iterator[None]:
-    """Turn every expected failure into a message and an exit code, never a traceback."""
-    try:
-        yield
-    except SpecError as e:
-        texts = sources or Sources()
-        for d in e.diagnostics:
-            _load_source(texts, d)
-        err_console.print(render_all(e.diagnostics, texts), markup=False)
-        sys.exit(1)
-    except UsageError as e:
-        _fail(str(e), 2, e.hint)
-
-
-def _load_source(sources: Sources, diag: Diagnostic) -> None:
-    for span in (diag.span, *(n.span for n in diag.notes if n.span)):
-        if span.file not in sources.texts and Path(span.file).is_file():
-            try:
-                sources.texts[span.file] = Path(span.file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-
-
-def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
-    """`--set NAME=VALUE`: numbers, true/false, or words."""
-    out: dict[str, Any] = {}
-    for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set epochs=3")
-        out[name] = _scalar(raw)
-    return out
-
-
-def _scalar(raw: str) -> Any:
-    if raw in ("true", "false"):
-        return raw == "true"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            continue
-    return raw
 
 
 def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -198,3 +198,10 @@ def test_compile_does_not_import_torch() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_brackets_in_a_message_are_printed_as_written(sized: Path) -> None:
+    """Messages go through rich: `[...]` in them must not be taken for markup."""
+    result = invoke("compile", sized, "--set", "x[gpu]=1")
+    assert result.exit_code == 2
+    assert "'x[gpu]=1'" in result.stderr

@@ -8,15 +8,16 @@ importing this module (and `netspec compile`) stays fast. Exit codes follow cli.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 import numpy.typing as npt
+
+from netspec.console import parse_set, reported, say
 
 if TYPE_CHECKING:
     import torch
@@ -28,38 +29,17 @@ if TYPE_CHECKING:
 CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before this
 
 
-def _say(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """Expected failures become one message and an exit code, never a traceback."""
-    from netspec.compiler import UsageError
+def _reported() -> AbstractContextManager[None]:
+    """Bad models, inputs and weights exit 1; unknown providers and flags 2."""
     from netspec.data import DataError
-    from netspec.diagnostics import Sources, SpecError, render_all
     from netspec.export.onnx_export import ExportError
     from netspec.runtime.inputs import InputError
     from netspec.runtime.session import ModelError, ProviderError
 
-    try:
-        yield
-    except SpecError as e:
-        sources = Sources()
-        for d in e.diagnostics:
-            if d.span.file not in sources.texts and Path(d.span.file).is_file():
-                sources.texts[d.span.file] = Path(d.span.file).read_text(encoding="utf-8")
-        click.echo(render_all(e.diagnostics, sources), err=True)
-        sys.exit(1)
-    except (UsageError, ProviderError) as e:
-        _fail(str(e), 2)
-    except (ExportError, InputError, ModelError, DataError, _WeightsError) as e:
-        _fail(str(e), 1)
+    return reported(
+        inputs=(ExportError, InputError, ModelError, DataError, _WeightsError),
+        usage=(ProviderError,),
+    )
 
 
 class _WeightsError(Exception):
@@ -231,12 +211,12 @@ def _export(
     from netspec.export.onnx_export import export_compiled
 
     spec, weights_file = find_source(source)
-    compiled = netspec.compile(spec, network, **_parse_sets(sets))
+    compiled = netspec.compile(spec, network, **parse_set(sets))
     module = None
     if weights_file is not None:
         module = compiled.to_torch()
         load_weights(module, weights_file)
-        _say(f"weights: {weights_file}")
+        say(f"weights: {weights_file}")
     calibration, calibration_labels = _data(calibrate, compiled, CALIBRATION_LIMIT)
     x, y = _data(samples, compiled)
     if x is None:  # no held-out samples: report agreement on the calibration set
@@ -252,20 +232,8 @@ def _export(
         verify=verify,
         samples=x,
         targets=y,
-        log=_say,
+        log=say,
     )
-
-
-def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    from netspec.compiler import UsageError
-
-    out: dict[str, Any] = {}
-    for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set H=64")
-        out[name] = int(raw) if raw.lstrip("-").isdigit() else raw
-    return out
 
 
 # ---- run ------------------------------------------------------------------------------
@@ -346,7 +314,7 @@ def run_cmd(
         from netspec.runtime.session import open_model
 
         opened = open_model(model, provider)
-        _say(f"provider: {opened.provider}")
+        say(f"provider: {opened.provider}")
         info = opened.info
         if len(info.inputs) != 1:
             names = ", ".join(i.name for i in info.inputs)
@@ -354,7 +322,7 @@ def run_cmd(
                 f"{model}: the model takes {len(info.inputs)} inputs ({names}); "
                 "netspec run feeds models with one input"
             )
-        loaded = load_inputs(list(inputs), info.inputs[0], invert=invert, notice=_say)
+        loaded = load_inputs(list(inputs), info.inputs[0], invert=invert, notice=say)
         static = opened.session.get_inputs()[0].shape[0]
         chunk = static if isinstance(static, int) else batch
         outputs = _checked_run(opened, loaded.array, chunk, run_batched)
@@ -461,7 +429,7 @@ def bench_cmd(
             raise UsageError(
                 f"{model}: exported with a fixed batch of {static}; use --batch {static}"
             )
-        _say(f"provider: {opened.provider}")
+        say(f"provider: {opened.provider}")
         timings = bench(opened, batches, versus == "torch", threads, rounds)
         _print_timings(timings, speedups(timings), as_json)
 

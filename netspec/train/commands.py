@@ -6,79 +6,26 @@ module (as `netspec compile` does) costs nothing.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
 
 from netspec.compiler import UsageError
-from netspec.diagnostics import Sources, SpecError, render_all
+from netspec.console import out_console, parse_set, reported
 from netspec.train.errors import RunError
 
 __all__ = ["augment_cmd", "eval_cmd", "train_cmd"]
 
-_stdout = Console(highlight=False, soft_wrap=True)
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
-
-def _fail(message: str, code: int, hint: str | None = None) -> None:
-    _stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    if hint:
-        _stderr.print(f"    {hint}", markup=False)
-    sys.exit(code)
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """Every expected failure becomes a message and an exit code (1 input, 2 usage)."""
+def _reported() -> AbstractContextManager[None]:
+    """Spec, data and run mistakes exit 1; usage mistakes 2; never a traceback."""
     from netspec.data.errors import DataError  # imports numpy: only once a command runs
 
-    try:
-        yield
-    except SpecError as e:
-        sources = Sources()
-        for d in e.diagnostics:
-            for span in (d.span, *(n.span for n in d.notes if n.span)):
-                path = Path(span.file)
-                if span.file not in sources.texts and path.is_file():
-                    try:
-                        sources.texts[span.file] = path.read_text(encoding="utf-8")
-                    except (OSError, UnicodeDecodeError):
-                        continue
-        _stderr.print(render_all(e.diagnostics, sources), markup=False)
-        sys.exit(1)
-    except UsageError as e:
-        _fail(str(e), 2, e.hint)
-    except (DataError, RunError) as e:
-        _fail(str(e), 1)
-    except KeyboardInterrupt:
-        _fail("interrupted; a run resumes from its last checkpoint with --resume RUN", 130)
-
-
-def _sets(values: tuple[str, ...]) -> dict[str, Any]:
-    """`--set NAME=VALUE`: numbers, true/false, or words (as `netspec compile` reads them)."""
-    parsed: dict[str, Any] = {}
-    for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set epochs=3")
-        parsed[name] = _scalar(raw)
-    return parsed
-
-
-def _scalar(raw: str) -> Any:
-    if raw in ("true", "false"):
-        return raw == "true"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            continue
-    return raw
+    return reported(
+        inputs=(DataError, RunError),
+        interrupted="interrupted; a run resumes from its last checkpoint with --resume RUN",
+    )
 
 
 _path = click.Path(path_type=Path)
@@ -156,7 +103,7 @@ def train_cmd(
                 "missing SPEC", hint="netspec train SPEC, or netspec train --resume RUN"
             )
         flags = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
-        overrides = {**_sets(sets), **{k: v for k, v in flags.items() if v is not None}}
+        overrides = {**parse_set(sets), **{k: v for k, v in flags.items() if v is not None}}
         from netspec.train.session import train
         from netspec.train.setup import Request
 
@@ -174,7 +121,7 @@ def train_cmd(
             resume,
             nproc,
         )
-        train(request, _stdout)
+        train(request, out_console)
 
 
 @click.command("eval")
@@ -186,7 +133,7 @@ def eval_cmd(run: Path, data: Path | None, device: str) -> None:
     with _reported():
         from netspec.train.tools import evaluate_run
 
-        evaluate_run(run, data, device, lambda m: _stdout.print(m, markup=False))
+        evaluate_run(run, data, device, lambda m: out_console.print(m, markup=False))
 
 
 @click.command("augment")
@@ -236,13 +183,13 @@ def augment_cmd(
         augment_grid(
             spec,
             network,
-            _sets(sets),
+            parse_set(sets),
             data,
             output,
             count,
             copies,
             seed,
-            lambda m: _stdout.print(m, markup=False),
+            lambda m: out_console.print(m, markup=False),
         )
 
 
