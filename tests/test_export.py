@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -20,7 +19,6 @@ from torch import nn
 import netspec
 from cli import main as cli_main
 from netspec.export import ExportError, export_compiled
-from netspec.export.commands import bench_cmd, export_cmd, run_cmd
 from netspec.export.metadata import from_props
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -28,26 +26,16 @@ MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 QUIET = {"log": lambda _: None}
 
 # Specs small enough to export and verify in a second or two each.
-FAST = ["lenet.net", "lenet5.net", "local.net", "siamese.net", "filters.net", "ciresan2010.net"]
+FAST = ["lenet.net", "lenet5.net", "local.net", "siamese.net", "filters.net", "ciresan2010.net",
+        "mnist_deform.net"]  # fmt: skip
 # 224x224 inputs and millions of weights: 2 to 30 s each to export and verify here (vgg16,
 # 138M weights, the longest; about a minute when the machine is busy).
 LARGE = ["resnet18.net", "googlenet.net", "densenet121.net", "resnet50.net", "zfnet.net",
          "alexnet.net", "resnet152.net", "vgg16.net"]  # fmt: skip
 
 
-def group() -> click.Group:
-    """The netspec command line with this module's commands (cli.py adds them the same way)."""
-    commands = {
-        "compile": cli_main.commands["compile"],
-        "export": export_cmd,
-        "run": run_cmd,
-        "bench": bench_cmd,
-    }
-    return click.Group("netspec", commands=commands)
-
-
 def invoke(*args: str) -> Result:
-    result = CliRunner().invoke(group(), [str(a) for a in args])
+    result = CliRunner().invoke(cli_main, [str(a) for a in args])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert "Traceback" not in result.output
     return result

@@ -20,8 +20,6 @@ import numpy.typing as npt
 from netspec.console import parse_set, reported, say
 
 if TYPE_CHECKING:
-    import torch
-
     from netspec.compiler import Compiled
     from netspec.export.metadata import ModelInfo
     from netspec.runtime.bench import Timing
@@ -29,21 +27,27 @@ if TYPE_CHECKING:
 CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before this
 
 
+_provider = click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
+    default="auto",
+    show_default=True,
+    help="ONNX Runtime execution provider; auto: TensorRT, then CUDA, then the CPU",
+)
+
+
 def _reported() -> AbstractContextManager[None]:
     """Bad models, inputs and weights exit 1; unknown providers and flags 2."""
     from netspec.data import DataError
     from netspec.export.onnx_export import ExportError
+    from netspec.lower.weights import WeightsError
     from netspec.runtime.inputs import InputError
     from netspec.runtime.session import ModelError, ProviderError
 
     return reported(
-        inputs=(ExportError, InputError, ModelError, DataError, _WeightsError),
+        inputs=(ExportError, InputError, ModelError, DataError, WeightsError),
         usage=(ProviderError,),
     )
-
-
-class _WeightsError(Exception):
-    """A weights file that cannot be read or does not fit the spec."""
 
 
 # ---- export ---------------------------------------------------------------------------
@@ -84,23 +88,6 @@ def find_source(source: Path) -> tuple[Path, Path | None]:
     if not source.is_file():
         raise UsageError(f"{source}: no such file or directory")
     return source, None
-
-
-def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load a `.safetensors` file into `module` (shared tensors stored once are fine)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    try:
-        missing, unexpected = load_model(module, str(path), strict=False)
-    except (OSError, SafetensorError, RuntimeError) as e:
-        raise _WeightsError(f"{path}: cannot load into this network ({e})") from None
-    if missing or unexpected:
-        raise _WeightsError(
-            f"{path}: does not fit this network (missing: "
-            f"{', '.join(missing) or 'none'}; unexpected: "
-            f"{', '.join(unexpected) or 'none'})"
-        )
 
 
 def _batch_value(batch: str) -> str | int:
@@ -209,13 +196,14 @@ def _export(
 ) -> None:
     import netspec
     from netspec.export.onnx_export import export_compiled
+    from netspec.lower.weights import load_weights
 
     spec, weights_file = find_source(source)
     compiled = netspec.compile(spec, network, **parse_set(sets))
     module = None
     if weights_file is not None:
         module = compiled.to_torch()
-        load_weights(module, weights_file)
+        load_weights(weights_file, module)
         say(f"weights: {weights_file}")
     calibration, calibration_labels = _data(calibrate, compiled, CALIBRATION_LIMIT)
     x, y = _data(samples, compiled)
@@ -285,12 +273,7 @@ def top_k(
     show_default=True,
     help="inputs per ONNX Runtime call",
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
-    default="auto",
-    show_default=True,
-)
+@_provider
 @click.option(
     "--invert",
     is_flag=True,
@@ -395,12 +378,7 @@ def _batches(text: str) -> list[int]:
     type=click.Choice(["torch"]),
     help="also time PyTorch eager on the same weights, interleaved",
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
-    default="auto",
-    show_default=True,
-)
+@_provider
 @click.option(
     "--rounds",
     type=click.IntRange(min=1),

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from netspec import __version__
-from netspec.diagnostics import Diagnostic, SpecError
 from netspec.ir import Node
 from netspec.lower import layers
 from netspec.lower.builders import Call, Lowered
+from netspec.lower.module import name_taken
 from netspec.ops.registry import fmt_shape
 
 if TYPE_CHECKING:
@@ -115,17 +115,7 @@ class _Writer:
 
     def check_name(self, part: str, node: Node, nested: bool) -> None:
         if hasattr(nn.ModuleDict if nested else nn.Module, part):
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "E603",
-                        f"'{part}' cannot name a layer in PyTorch: a module already has an "
-                        f"attribute called '{part}' (in '{node.name}')",
-                        node.span,
-                        hint="rename the layer (e.g. with 'as')",
-                    )
-                ]
-            )
+            raise name_taken(part, node)
 
     def layer(self, node: Node) -> None:
         *parents, leaf = node.name.split(".")

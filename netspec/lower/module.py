@@ -183,17 +183,22 @@ def _add(parent: nn.Module, part: str, module: nn.Module, node: Node) -> None:
     try:
         parent.add_module(part, module)
     except KeyError:
-        raise SpecError(
-            [
-                Diagnostic(
-                    "E603",
-                    f"'{part}' cannot name a layer in PyTorch: a module already has an "
-                    f"attribute called '{part}' (in '{node.name}')",
-                    node.span,
-                    hint="rename the layer (e.g. with 'as')",
-                )
-            ]
-        ) from None
+        raise name_taken(part, node) from None
+
+
+def name_taken(part: str, node: Node) -> SpecError:
+    """A layer named like an attribute every torch module has (`forward`, `training`)."""
+    return SpecError(
+        [
+            Diagnostic(
+                "E603",
+                f"'{part}' cannot name a layer in PyTorch: a module already has an "
+                f"attribute called '{part}' (in '{node.name}')",
+                node.span,
+                hint="rename the layer (e.g. with 'as')",
+            )
+        ]
+    )
 
 
 def _runs(graph: Graph) -> list[list[Node]]:

@@ -25,10 +25,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 
 from netspec.fileio import TMP_SUFFIX, write_atomic, write_text
+from netspec.lower.weights import load_weights
 from netspec.train.errors import RunError
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -117,18 +118,6 @@ def weights_epoch(path: Path) -> int:
         return int(meta["epoch"])
     except (OSError, SafetensorError, KeyError, ValueError) as e:
         raise RunError(f"{path}: not a netspec weights file ({e})") from None
-
-
-def load_weights(path: Path, module: nn.Module) -> None:
-    try:
-        missing, unexpected = load_model(module, str(path), strict=False)
-    except (OSError, SafetensorError, RuntimeError) as e:
-        raise RunError(f"{path}: cannot load into this network ({e})") from None
-    if missing or unexpected:
-        raise RunError(
-            f"{path}: does not fit this network (missing: {', '.join(missing) or 'none'}; "
-            f"unexpected: {', '.join(unexpected) or 'none'})"
-        )
 
 
 def state_path(run: Path, epoch: int) -> Path:

@@ -23,6 +23,7 @@ from netspec import __version__
 from netspec.compiler import Compiled, UsageError
 from netspec.export import onnx_export
 from netspec.fileio import write_text
+from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.data import Tensors
 from netspec.train.errors import RunError
@@ -38,7 +39,6 @@ from netspec.train.loop import (
 from netspec.train.run import (
     differences,
     load_checkpoint,
-    load_weights,
     new_run_dir,
     read_json,
     read_metrics,

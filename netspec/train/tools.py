@@ -8,11 +8,12 @@ from typing import Any
 
 import torch
 
+from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.augment import augment
 from netspec.train.errors import RunError
 from netspec.train.loop import Evaluation, evaluate
-from netspec.train.run import load_weights, read_json, read_metrics
+from netspec.train.run import read_json, read_metrics
 from netspec.train.session import draw
 from netspec.train.setup import (
     Build,
