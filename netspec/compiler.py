@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from netspec.diagnostics import Diagnostic, SpecError, did_you_mean
 from netspec.ir import Graph
 from netspec.limits import Limits
-from netspec.passes.check import check
+from netspec.passes.check import check, unused_definitions
 from netspec.passes.expand import expand
 from netspec.passes.infer import Inferred, Layer, Totals, infer
 from netspec.passes.resolve import Program, read_spec, resolve
@@ -152,7 +152,8 @@ def compile_text(
     lints = check(inferred, limits)
     train = program.trains.get(net.name)
     config = train_config(train, train_overrides) if train is not None else None
-    return Compiled(program, graph, inferred, config, [*expander.warnings.items, *lints])
+    warnings = [*unused_definitions(program), *expander.warnings.items, *lints]
+    return Compiled(program, graph, inferred, config, warnings)
 
 
 def compile(

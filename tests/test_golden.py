@@ -29,10 +29,12 @@ def test_golden(case: Case) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_every_spec_error_is_located(case: Case) -> None:
-    """A spec error starts with `file:line:col: error[CODE]:`; a usage error with `error:`."""
+    """A spec error (or lint) starts with `file:line:col: error[CODE]:` (or `warning[`); a
+    usage error with `error:`."""
     first = case.out.read_text(encoding="utf-8").splitlines()[0]
-    if case.exit_code == 1:
-        where, _, rest = first.partition(": error[")
+    if case.exit_code in (0, 1):
+        kind = "error" if case.exit_code else "warning"
+        where, _, rest = first.partition(f": {kind}[")
         path, line, col = where.rsplit(":", 2)
         assert path.startswith("tests/golden/") and int(line) >= 1 and int(col) >= 1
         assert rest[:4].isalnum() and rest[4] == "]"

@@ -82,29 +82,6 @@ def validate(
         raise SpecError(errors.items) from None
 
 
-def names_in(args: tuple[ast.Arg, ...]) -> set[str]:
-    found: set[str] = set()
-
-    def walk(v: Any) -> None:
-        if isinstance(v, ast.Name):
-            found.add(v.name)
-        elif isinstance(v, ast.BinOp):
-            walk(v.left)
-            walk(v.right)
-        elif isinstance(v, ast.Neg):
-            walk(v.operand)
-        elif isinstance(v, ast.ListValue):
-            for item in v.items:
-                walk(item)
-        elif isinstance(v, ast.Range):
-            walk(v.low)
-            walk(v.high)
-
-    for a in args:
-        walk(a.value)
-    return found
-
-
 @dataclass(frozen=True)
 class _ParamSite:
     """Where an operation's arguments were written, for reporting a bad one."""

@@ -29,7 +29,7 @@ from netspec.diagnostics import (
 from netspec.ir import Graph, GraphInput, Node, OpParams
 from netspec.limits import Limits
 from netspec.ops import REGISTRY, OpDef
-from netspec.passes.arguments import names_in, op_arguments, plural, validate
+from netspec.passes.arguments import op_arguments, plural, validate
 from netspec.passes.resolve import Program
 from netspec.passes.values import Evaluator, Word, describe
 from netspec.syntax import ast
@@ -87,7 +87,6 @@ class Expander:
         self.globals = globals_
         self.nodes: list[Node] = []
         self.taken: dict[str, Span] = {}
-        self.used: set[str] = set()
         self.tensor_uses: dict[str, int] = {}
         self.sharing: list[_ShareContext] = []
         self.warnings = Collector()
@@ -273,7 +272,6 @@ class Expander:
         kwargs, spans = op_arguments(opdef, stage, scope.values)
         tie = kwargs.pop("tie", None)
         params = validate(opdef, kwargs, spans, stage, self.globals)
-        self.used.update(n for n in scope.values if n in names_in(stage.args))
         shares = self._tie(tie, spans.get("tie", stage.span), scope) if tie is not None else None
         return self.emit(
             scope,
@@ -377,7 +375,6 @@ class Expander:
     def block_call(
         self, block: ast.Block, stage: ast.Op | ast.Call, scope: _Scope, src: str, label: str | None
     ) -> str:
-        self.used.add(block.name)
         if block.name in scope.stack:
             raise spec_error(
                 "E207",
