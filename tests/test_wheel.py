@@ -22,13 +22,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+    built_by = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)],
         cwd=ROOT,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert built_by.returncode == 0, built_by.stdout[-2000:] + built_by.stderr[-2000:]
     (built,) = out.glob("netspec-*.whl")
     return built
 
