@@ -333,3 +333,16 @@ def test_onnx_export_matches_pytorch(
         want = layer(x).numpy()
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_rbf_is_accurate_next_to_a_prototype() -> None:
+    """A trained LeNet-5 puts its output close to the right prototype: the distance there is
+    small, and computing it must not cancel large terms (float32 against float64)."""
+    layer = EuclideanRBF(84, lenet5_prototypes())
+    torch.manual_seed(0)
+    x = layer.prototypes[:4] + 1e-3 * torch.randn(4, 84)  # (4, 84), each near a prototype
+    exact = EuclideanRBF(84, lenet5_prototypes().double())(x.double())
+    got = layer(x).double()
+    near = exact < 1.0  # the distances to the prototypes each x sits next to
+    assert near.sum() == 4
+    assert torch.allclose(got[near], exact[near], rtol=1e-5, atol=0)

@@ -251,7 +251,9 @@ class EuclideanRBF(nn.Module):
     """LeNet-5's output layer: ``y_j = sum_i (x_i - w_ji)^2``, the squared distance to class j.
 
     The prototypes are a buffer: saved with the model, moved with it, never trained. The
-    distance is expanded as ``|x|^2 - 2 x.w + |w|^2`` so it is two matmul-like ops in ONNX.
+    differences are taken one by one (Sub, Mul, ReduceSum in ONNX), not expanded as
+    ``|x|^2 - 2 x.w + |w|^2``: near a prototype that expansion cancels terms of about
+    ``2F`` down to a small distance, and float32 keeps little of it.
     """
 
     prototypes: Tensor
@@ -266,9 +268,8 @@ class EuclideanRBF(nn.Module):
         self.register_buffer("prototypes", _as_float(prototypes))
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.prototypes  # (N, F)
-        cross = x @ w.t()  # (B, N)
-        return x.pow(2).sum(1, keepdim=True) - 2 * cross + w.pow(2).sum(1)  # (B, N)
+        diff = x.unsqueeze(1) - self.prototypes  # (B, N, F)
+        return (diff * diff).sum(2)  # (B, N)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
