@@ -28,73 +28,15 @@ import netspec
 from netspec.lower.layers import LocallyConnected2d
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the hand-written references live beside the tests
+
+from tests.handwritten import HandLeNet, HandResNet18  # noqa: E402
+
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Training step (PyTorch)"
 
 
 # ---- hand-written references ---------------------------------------------------------------
-
-
-class LeNet(nn.Module):
-    """specs/lenet.net written by hand."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.fc1(torch.flatten(x, 1)))
-        return self.fc3(F.relu(self.fc2(x)))
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, c: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or cin != c:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c)
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        skip = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + skip)
-
-
-class ResNet18(nn.Module):
-    """torchvision's ResNet-18 layout, written as most people write it."""
-
-    def __init__(self, classes: int = 1000) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        widths, cin, stages = (64, 128, 256, 512), 64, []
-        for i, c in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(BasicBlock(cin, c, stride), BasicBlock(c, c, 1)))
-            cin = c
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.fc = nn.Linear(512, classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-# ---- timing ----------------------------------------------------------------------------------
 
 
 def _sync(device: torch.device) -> None:
@@ -217,8 +159,8 @@ def _write(section: str) -> None:
 def _results(device: torch.device, rounds: int) -> list[str]:
     """The two tables for one device."""
     resnet_spec = (ROOT / "specs" / "resnet18.net").read_text().replace("3x224x224", "3x32x32")
-    lenet = ("LeNet (specs/lenet.net)", ROOT / "specs" / "lenet.net", LeNet(), 64)
-    resnet = ("ResNet-18 (specs/resnet18.net at 32x32)", resnet_spec, ResNet18(), 32)
+    lenet = ("LeNet (specs/lenet.net)", ROOT / "specs" / "lenet.net", HandLeNet(), 64)
+    resnet = ("ResNet-18 (specs/resnet18.net at 32x32)", resnet_spec, HandResNet18(), 32)
     return [
         f"Device: {device}. Machine: {_machine(device)}.",
         "",
