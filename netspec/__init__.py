@@ -8,9 +8,18 @@
 
 from __future__ import annotations
 
-from netspec.compiler import Compiled, UsageError, compile, compile_text
+from netspec.compiler import Compiled, compile, compile_text
 from netspec.diagnostics import Diagnostic, SpecError
+from netspec.errors import NetspecError, UsageError
 
 __version__ = "0.1.0"
 
-__all__ = ["Compiled", "Diagnostic", "SpecError", "UsageError", "compile", "compile_text"]
+__all__ = [
+    "Compiled",
+    "Diagnostic",
+    "NetspecError",
+    "SpecError",
+    "UsageError",
+    "compile",
+    "compile_text",
+]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netspec.diagnostics import Diagnostic, SpecError, did_you_mean
+from netspec.errors import UsageError
 from netspec.ir import Graph
 from netspec.limits import Limits
 from netspec.passes.check import check, unused_definitions
@@ -22,14 +23,6 @@ from netspec.trainspec import TRAIN_KEYS, TrainConfig, train_config
 
 if TYPE_CHECKING:
     import torch  # noqa: TID251 (a type only: torch is imported when lowering)
-
-
-class UsageError(Exception):
-    """A mistake in how netspec was called (a flag, a name on the command line): exit 2."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 @dataclass

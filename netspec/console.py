@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.markup import escape
 
-from netspec.compiler import UsageError
 from netspec.diagnostics import Diagnostic, Sources, SpecError, render_all
+from netspec.errors import NetspecError, UsageError
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
@@ -50,24 +50,16 @@ def sources_of(diagnostics: Iterable[Diagnostic], known: Sources | None = None) 
 
 
 @contextmanager
-def reported(
-    inputs: tuple[type[Exception], ...] = (),
-    usage: tuple[type[Exception], ...] = (),
-    interrupted: str = "interrupted",
-) -> Iterator[None]:
-    """Expected failures become a message and an exit code, never a traceback: spec
-    mistakes and `inputs` (bad files) exit 1, `UsageError` and `usage` exit 2."""
+def reported(interrupted: str = "interrupted") -> Iterator[None]:
+    """Every `NetspecError` becomes a message and its exit code (1: a spec or an input
+    file, 2: usage), never a traceback; Ctrl-C exits 130 with `interrupted`."""
     try:
         yield
     except SpecError as e:
         err_console.print(render_all(e.diagnostics, sources_of(e.diagnostics)), markup=False)
-        sys.exit(1)
-    except UsageError as e:
-        fail(str(e), 2, e.hint)
-    except usage as e:
-        fail(str(e), 2)
-    except inputs as e:
-        fail(str(e), 1)
+        sys.exit(e.exit_code)
+    except NetspecError as e:
+        fail(str(e), e.exit_code, e.hint)
     except KeyboardInterrupt:
         fail(interrupted, 130)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from netspec.errors import NetspecError
+
 Severity = Literal["error", "warning"]
 
 
@@ -82,8 +84,8 @@ class Diagnostic:
         )
 
 
-class SpecError(Exception):
-    """Raised by any pass that found mistakes; carries all of them (capped)."""
+class SpecError(NetspecError):
+    """Raised by any pass that found mistakes; carries all of them (capped). Exit 1."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         super().__init__(diagnostics[0].message if diagnostics else "spec error")

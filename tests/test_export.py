@@ -18,7 +18,8 @@ from torch import nn
 
 import netspec
 from cli import main as cli_main
-from netspec.export import ExportError, export_compiled
+from netspec.errors import ExportError
+from netspec.export import export_compiled
 from netspec.export.metadata import from_props
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"

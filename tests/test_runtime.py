@@ -14,10 +14,11 @@ from PIL import Image
 
 import netspec
 from netspec.data import write_idx
+from netspec.errors import InputError, ProviderError
 from netspec.export import InputInfo, export_compiled
 from netspec.runtime.bench import torch_module
-from netspec.runtime.inputs import InputError, load_inputs, load_samples
-from netspec.runtime.session import ProviderError, choose_providers, open_model
+from netspec.runtime.inputs import load_inputs, load_samples
+from netspec.runtime.session import choose_providers, open_model
 from tests.test_export import MNIST, QUIET, SPECS, invoke
 
 CPU = "CPUExecutionProvider"

@@ -5,10 +5,10 @@ This layer imports numpy but never torch, so checking a spec stays light.
 
 from __future__ import annotations
 
-from netspec.data.errors import DataError
 from netspec.data.folders import ImageFolder, LabeledArrays, load_image_folder, load_npz
 from netspec.data.idx import IdxPair, load_idx_pair, read_idx, write_idx
 from netspec.data.mnist import DEFAULT_MIRRORS, MnistData, default_cache_dir, load_mnist
+from netspec.errors import DataError
 
 __all__ = [
     "DEFAULT_MIRRORS",

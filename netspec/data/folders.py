@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from netspec.data.errors import DataError
+from netspec.errors import DataError
 
 __all__ = ["ImageFolder", "LabeledArrays", "load_image_folder", "load_npz"]
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from netspec.data.errors import DataError
+from netspec.errors import DataError
 from netspec.fileio import write_bytes
 
 __all__ = [

@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import platformdirs
 
-from netspec.data.errors import DataError
 from netspec.data.idx import GZIP_MAGIC, check_pair, parse_idx, read_idx_bytes
+from netspec.errors import DataError
 
 __all__ = [
     "CHECKSUMS",

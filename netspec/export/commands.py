@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,26 +35,12 @@ _provider = click.option(
 )
 
 
-def _reported() -> AbstractContextManager[None]:
-    """Bad models, inputs and weights exit 1; unknown providers and flags 2."""
-    from netspec.data import DataError
-    from netspec.export.onnx_export import ExportError
-    from netspec.lower.weights import WeightsError
-    from netspec.runtime.inputs import InputError
-    from netspec.runtime.session import ModelError, ProviderError
-
-    return reported(
-        inputs=(ExportError, InputError, ModelError, DataError, WeightsError),
-        usage=(ProviderError,),
-    )
-
-
 # ---- export ---------------------------------------------------------------------------
 
 
 def find_source(source: Path) -> tuple[Path, Path | None]:
     """(spec, weights) from a spec file, a run directory, or a `.safetensors` file in one."""
-    from netspec.compiler import UsageError
+    from netspec.errors import UsageError
 
     if source.is_dir():
         spec = source / "spec.net"
@@ -91,7 +76,7 @@ def find_source(source: Path) -> tuple[Path, Path | None]:
 
 
 def _batch_value(batch: str) -> str | int:
-    from netspec.compiler import UsageError
+    from netspec.errors import UsageError
 
     if batch == "dynamic":
         return batch
@@ -161,8 +146,8 @@ def export_cmd(
     no_verify: bool,
 ) -> None:
     """Export SOURCE (a spec, a run directory, or a .safetensors file) to ONNX, verified."""
-    with _reported():
-        from netspec.compiler import UsageError
+    with reported():
+        from netspec.errors import UsageError
 
         if int8 and calibrate is None:
             raise UsageError("--int8 needs --calibrate DATA (samples like the model's inputs)")
@@ -290,8 +275,8 @@ def run_cmd(
     invert: bool,
 ) -> None:
     """Classify INPUTS (PNG/JPEG images, .npy, IDX files, directories) with MODEL.onnx."""
-    with _reported():
-        from netspec.compiler import UsageError
+    with reported():
+        from netspec.errors import UsageError
         from netspec.export.verify import run_batched
         from netspec.runtime.inputs import load_inputs
         from netspec.runtime.session import open_model
@@ -316,7 +301,7 @@ def run_cmd(
 def _checked_run(
     opened: Any, array: npt.NDArray[np.float32], chunk: int, run_batched: Any
 ) -> npt.NDArray[np.float32]:
-    from netspec.runtime.inputs import InputError
+    from netspec.errors import InputError
 
     try:
         out: npt.NDArray[np.float32] = run_batched(lambda xs: opened.run(*xs), [array], chunk)[0]
@@ -347,7 +332,7 @@ def _print_predictions(
 
 
 def _batches(text: str) -> list[int]:
-    from netspec.compiler import UsageError
+    from netspec.errors import UsageError
 
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -395,8 +380,8 @@ def bench_cmd(
     as_json: bool,
 ) -> None:
     """Latency (p50/p90/p99) and throughput of MODEL per batch size, optionally vs PyTorch."""
-    with _reported():
-        from netspec.compiler import UsageError
+    with reported():
+        from netspec.errors import UsageError
         from netspec.runtime.bench import bench, speedups
         from netspec.runtime.session import open_model
 

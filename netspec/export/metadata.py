@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from netspec.errors import MetadataError
 from netspec.ir import Graph
 
 OutputKind = Literal["logits", "rbf_distances", "probabilities", "sigmoid"]
@@ -26,10 +27,6 @@ _KIND_OF_OP: dict[str, OutputKind] = {
     "softmax": "probabilities",
     "sigmoid": "sigmoid",
 }
-
-
-class MetadataError(ValueError):
-    """The file's netspec metadata is missing or unreadable."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 import netspec
+from netspec.errors import ExportError
 from netspec.export.metadata import (
     InputInfo,
     ModelInfo,
@@ -47,10 +48,6 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
 UNBOUND_SIZE = 32  # the trace size of a symbolic H or W; the file keeps the axis dynamic
-
-
-class ExportError(Exception):
-    """An export that failed a check or could not be built; nothing was written."""
 
 
 @dataclass

@@ -8,9 +8,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 
-
-class WeightsError(Exception):
-    """A weights file that cannot be read, or does not fit the network."""
+from netspec.errors import WeightsError
 
 
 def load_weights(path: Path, module: nn.Module) -> None:

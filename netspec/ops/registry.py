@@ -14,16 +14,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
+from netspec.errors import NetspecError
 from netspec.ir import Dim, OpParams, Shape
 
 
-class ShapeError(Exception):
+class ShapeError(NetspecError):
     """A shape rule's refusal; `infer` turns it into a diagnostic at the node's span."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from netspec.errors import ModelError
 from netspec.export.metadata import ModelInfo
-from netspec.runtime.session import Model, ModelError
+from netspec.runtime.session import Model
 
 if TYPE_CHECKING:
     import torch
@@ -116,8 +117,8 @@ def torch_module(path: Path, info: ModelInfo) -> torch.nn.Module:
     from onnx import numpy_helper
 
     import netspec
-    from netspec.compiler import UsageError
     from netspec.diagnostics import SpecError
+    from netspec.errors import UsageError
 
     if info.precision == "int8" or not info.weights:
         raise ModelError(

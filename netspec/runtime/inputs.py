@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.data import DataError, load_idx_pair, load_npz, read_idx
+from netspec.errors import InputError
 from netspec.export.metadata import InputInfo
 
 Notice = Callable[[str], None]
@@ -31,10 +32,6 @@ _MAGIC = (
     (b"\x00\x00", "idx"),
 )
 EXPECTED = "a PNG or JPEG image, a .npy array, an IDX file, or a directory of these"
-
-
-class InputError(Exception):
-    """An input file the model cannot take; the message names the file and what was expected."""
 
 
 @dataclass(frozen=True)

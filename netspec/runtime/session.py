@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from netspec.export.metadata import MetadataError, ModelInfo, from_props
+from netspec.errors import MetadataError, ModelError, ProviderError
+from netspec.export.metadata import ModelInfo, from_props
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -28,14 +29,6 @@ PROVIDERS: dict[str, str] = {
     "cpu": "CPUExecutionProvider",
 }
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
-
-
-class ProviderError(Exception):
-    """The requested execution provider is not in this ONNX Runtime build (exit 2)."""
-
-
-class ModelError(Exception):
-    """A file that is not a runnable ONNX model, or one netspec cannot feed (exit 1)."""
 
 
 def choose_providers(choice: str, available: list[str]) -> list[str]:

@@ -11,21 +11,15 @@ from pathlib import Path
 
 import click
 
-from netspec.compiler import UsageError
 from netspec.console import out_console, parse_set, reported
-from netspec.train.errors import RunError
+from netspec.errors import UsageError
 
 __all__ = ["augment_cmd", "eval_cmd", "train_cmd"]
 
 
 def _reported() -> AbstractContextManager[None]:
-    """Spec, data and run mistakes exit 1; usage mistakes 2; never a traceback."""
-    from netspec.data.errors import DataError  # imports numpy: only once a command runs
-    from netspec.lower.weights import WeightsError  # imports torch: likewise
-
     return reported(
-        inputs=(DataError, RunError, WeightsError),
-        interrupted="interrupted; a run resumes from its last checkpoint with --resume RUN",
+        interrupted="interrupted; a run resumes from its last checkpoint with --resume RUN"
     )
 
 

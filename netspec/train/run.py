@@ -28,9 +28,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 from torch import nn
 
+from netspec.errors import RunError
 from netspec.fileio import TMP_SUFFIX, write_atomic, write_text
 from netspec.lower.weights import load_weights
-from netspec.train.errors import RunError
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 

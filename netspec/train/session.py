@@ -20,13 +20,13 @@ from rich.console import Console
 from torch import nn
 
 from netspec import __version__
-from netspec.compiler import Compiled, UsageError
+from netspec.compiler import Compiled
+from netspec.errors import ExportError, RunError, UsageError
 from netspec.export import onnx_export
 from netspec.fileio import write_text
 from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.data import Tensors
-from netspec.train.errors import RunError
 from netspec.train.loop import (
     Bar,
     Evaluation,
@@ -347,7 +347,7 @@ def _export_onnx(
             normalization=(mean, std),
             log=log,
         )
-    except onnx_export.ExportError as e:
+    except ExportError as e:
         raise RunError(f"the run is saved, but exporting model.onnx failed: {e}") from None
 
 

@@ -15,8 +15,9 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from netspec.compiler import Compiled, UsageError, compile, compile_text
+from netspec.compiler import Compiled, compile, compile_text
 from netspec.data import DataError
+from netspec.errors import UsageError
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
 from netspec.train.run import sha256

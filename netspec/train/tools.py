@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
+from netspec.errors import RunError
 from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.augment import augment
-from netspec.train.errors import RunError
 from netspec.train.loop import Evaluation, evaluate
 from netspec.train.run import read_json, read_metrics
 from netspec.train.session import draw
