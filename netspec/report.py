@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from netspec.ops.registry import fmt_shape
 from netspec.passes.infer import Layer
+from netspec.text import fmt_shape
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.console import parse_set, reported, say
+from netspec.text import first_line, fmt_shape
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled
@@ -306,11 +307,11 @@ def _checked_run(
     try:
         out: npt.NDArray[np.float32] = run_batched(lambda xs: opened.run(*xs), [array], chunk)[0]
     except Exception as e:  # ONNX Runtime's own error types for shapes it cannot take
-        want = "x".join(str(d) for d in opened.info.inputs[0].shape)
+        want = fmt_shape(opened.info.inputs[0].shape)
         raise InputError(
             f"{opened.path}: cannot run on inputs of shape "
             f"{'x'.join(map(str, array.shape[1:]))}; expected {want} per sample "
-            f"({str(e).strip().splitlines()[0]})"
+            f"({first_line(e)})"
         ) from None
     return out
 

@@ -38,6 +38,7 @@ from netspec.export.metadata import (
 )
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
 from netspec.fileio import atomic_path
+from netspec.text import UNBOUND_SIZE, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
-UNBOUND_SIZE = 32  # the trace size of a symbolic H or W; the file keeps the axis dynamic
 
 
 @dataclass
@@ -109,7 +109,7 @@ def export_compiled(
     except RuntimeError as e:  # ONNX Runtime's Fail, InvalidGraph, ... derive from it
         raise ExportError(
             f"{compiled.name}: ONNX Runtime cannot optimize or convert the "
-            f"traced graph: {_first_line(e)}"
+            f"traced graph: {first_line(e)}"
         ) from None
     info = _model_info(compiled, module, fp32, precision, labels, normalization)
     _set_metadata(final, info)
@@ -330,7 +330,7 @@ def _write_checked(model: onnx.ModelProto, path: Path, check: Callable[[Path], N
         try:
             check(tmp)
         except RuntimeError as e:
-            raise ExportError(f"{path}: ONNX Runtime cannot run it: {_first_line(e)}") from None
+            raise ExportError(f"{path}: ONNX Runtime cannot run it: {first_line(e)}") from None
 
 
 def _verify(
@@ -373,8 +373,3 @@ def _verify(
         batch,
         log,
     )
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

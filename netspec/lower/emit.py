@@ -24,7 +24,7 @@ from netspec.ir import Node
 from netspec.lower import layers
 from netspec.lower.builders import Call, Lowered
 from netspec.lower.module import name_taken
-from netspec.ops.registry import fmt_shape
+from netspec.text import fmt_shape
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled

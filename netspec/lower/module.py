@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from netspec.diagnostics import Diagnostic, Span, SpecError
 from netspec.ir import Graph, GraphInput, Node, Shape
-from netspec.ops.registry import fmt_shape
+from netspec.text import first_line, fmt_shape
 
 # (first call, the chain of calls after it, input slots, output slot, slots to free)
 Step = tuple[
@@ -148,7 +148,7 @@ class Network(nn.Module):
         while tb is not None:
             name = self._owners.get(id(tb.tb_frame.f_locals.get("self")))
             if name is not None:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 return Diagnostic("E602", f"layer '{name}' failed: {first}", self.spans[name])
             tb = tb.tb_next
         return None

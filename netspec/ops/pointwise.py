@@ -15,7 +15,6 @@ from netspec.ops.registry import (
     Pos,
     ShapeError,
     ShapeRule,
-    fmt_shape,
     macs_of,
     numel,
     register,
@@ -25,6 +24,7 @@ from netspec.ops.registry import (
     window_out,
     window_rf,
 )
+from netspec.text import fmt_shape
 
 
 class NoParams(OpParams):

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field
 
 from netspec.errors import NetspecError
 from netspec.ir import Dim, OpParams, Shape
+from netspec.text import fmt_shape
 
 
 class ShapeError(NetspecError):
@@ -170,10 +171,6 @@ def spatial(shape: Shape, op: str) -> tuple[Dim, Dim, Dim]:
             hint="a dense stage flattens; spatial operations must come before it",
         )
     return shape[0], shape[1], shape[2]
-
-
-def fmt_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def window_rf(

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from netspec.diagnostics import Collector, Diagnostic, Span
 from netspec.ir import Graph, Node, Shape
 from netspec.ops import REGISTRY, RF, Cost, ShapeError
-from netspec.ops.registry import fmt_shape, numel
+from netspec.ops.registry import numel
+from netspec.text import fmt_shape
 
 
 @dataclass(frozen=True)

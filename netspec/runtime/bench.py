@@ -20,6 +20,7 @@ import numpy.typing as npt
 from netspec.errors import ModelError
 from netspec.export.metadata import ModelInfo
 from netspec.runtime.session import Model
+from netspec.text import UNBOUND_SIZE
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 Runner = Callable[[], object]
 TARGET_SECONDS = 1.5  # per engine and batch size
 MIN_ITERS, MAX_ITERS, WARMUP = 10, 2000, 3
-UNBOUND_SIZE = 32
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from netspec.data import DataError, load_idx_pair, load_npz, read_idx
 from netspec.errors import InputError
 from netspec.export.metadata import InputInfo
+from netspec.text import fmt_shape
 
 Notice = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
@@ -134,7 +135,7 @@ def _labels_beside(path: Path) -> Path | None:
 def _channels(info: InputInfo, path: Path) -> int:
     if len(info.shape) != 3 or info.shape[0] not in (1, 3):
         raise InputError(
-            f"{path}: the model's input '{info.name}' is {_fmt(info.shape)}; "
+            f"{path}: the model's input '{info.name}' is {fmt_shape(info.shape)}; "
             "images feed only 1- or 3-channel inputs (C x H x W): give a .npy array"
         )
     return int(info.shape[0])
@@ -180,8 +181,8 @@ def _as_nchw(
     if array.ndim == 4:
         return array
     raise InputError(
-        f"{path}: an array of shape {_fmt(array.shape)}; the model's input "
-        f"'{info.name}' is {_fmt(info.shape)} per sample: expected (C, H, W), "
+        f"{path}: an array of shape {fmt_shape(array.shape)}; the model's input "
+        f"'{info.name}' is {fmt_shape(info.shape)} per sample: expected (C, H, W), "
         "(N, C, H, W), or for one channel (H, W) or (N, H, W)"
     )
 
@@ -205,8 +206,8 @@ def _exact(array: FloatArray, info: InputInfo, path: Path) -> FloatArray:
         isinstance(w, int) and w != g for w, g in zip(want, got, strict=True)
     ):
         raise InputError(
-            f"{path}: float samples of shape {_fmt(got)}; the model's input "
-            f"'{info.name}' takes {_fmt(want)} (float arrays are used as given; "
+            f"{path}: float samples of shape {fmt_shape(got)}; the model's input "
+            f"'{info.name}' takes {fmt_shape(want)} (float arrays are used as given; "
             "uint8 arrays are treated as pixels and fitted)"
         )
     return array if array.ndim == len(want) + 1 else array[None]
@@ -271,7 +272,3 @@ def _resize(x: FloatArray, height: int, width: int) -> FloatArray:
             plane = Image.fromarray(x[n, c], mode="F")
             out[n, c] = np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR))
     return out
-
-
-def _fmt(shape: Sequence[int | str]) -> str:
-    return "x".join(str(d) for d in shape)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from netspec.errors import MetadataError, ModelError, ProviderError
 from netspec.export.metadata import ModelInfo, from_props
+from netspec.text import first_line
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -107,7 +108,7 @@ def open_model(
         options = session_options(threads, spin)
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/RuntimeException types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ModelError(
             f"{path}: not a valid ONNX model ({first}); expected a file written by `netspec export`"
         ) from None

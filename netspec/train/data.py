@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from netspec.data import DataError, MnistData, load_image_folder, load_mnist, load_npz
 from netspec.ir import Shape
+from netspec.text import fmt_shape
 
 Log = Callable[[str], None]
 HOLDOUT = 6  # an .npz without a test split: its last 1/HOLDOUT is the test set
@@ -117,7 +118,9 @@ def fit_to_input(
 ) -> Tensors:
     """Scale to [0, 1], pad or resize to the input's (H, W), check channels and labels."""
     if len(shape) != 3:
-        raise DataError(f"the network's input is {_fmt(shape)}; training needs images C x H x W")
+        raise DataError(
+            f"the network's input is {fmt_shape(shape)}; training needs images C x H x W"
+        )
     channels, height, width = shape
     _check_channels(arrays, channels)
     n_classes = _check_labels(arrays, classes)
@@ -148,10 +151,6 @@ def fit_to_input(
 def _labels(names: tuple[str, ...], classes: int) -> tuple[str, ...]:
     """The data's class names, padded with numbers up to the network's output width."""
     return names[:classes] + tuple(str(i) for i in range(len(names), classes))
-
-
-def _fmt(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def _check_channels(arrays: Arrays, channels: int | str) -> None:

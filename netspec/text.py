@@ -1,0 +1,30 @@
+"""Small text helpers every layer shares; nothing here imports anything heavy.
+
+>>> fmt_shape((1, 28, 28))
+'1x28x28'
+>>> first_line(ValueError("bad value\\nmore detail"))
+'bad value'
+>>> first_line(KeyError())
+'KeyError'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["UNBOUND_SIZE", "first_line", "fmt_shape"]
+
+# The size a symbolic H or W takes when something must be built or traced at a concrete
+# size (ONNX export, benchmarks); the exported file keeps such an axis dynamic.
+UNBOUND_SIZE = 32
+
+
+def fmt_shape(shape: Iterable[object]) -> str:
+    """A per-sample shape as the spec writes it: `16x5x5`."""
+    return "x".join(str(d) for d in shape)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
