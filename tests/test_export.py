@@ -18,9 +18,9 @@ from torch import nn
 
 import netspec
 from cli import main as cli_main
+from netspec.artifact import from_props
 from netspec.errors import ExportError
 from netspec.export import export_compiled
-from netspec.export.metadata import from_props
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from netspec.artifact import InputInfo, ModelInfo, OutputInfo
 from netspec.errors import ExportError
-from netspec.export.metadata import InputInfo, ModelInfo, OutputInfo
 from netspec.export.onnx_export import ExportReport, export_compiled
 
 __all__ = ["ExportError", "ExportReport", "InputInfo", "ModelInfo", "OutputInfo", "export_compiled"]

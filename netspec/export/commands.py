@@ -20,8 +20,8 @@ from netspec.console import parse_set, reported, say
 from netspec.text import first_line, fmt_shape
 
 if TYPE_CHECKING:
+    from netspec.artifact import ModelInfo
     from netspec.compiler import Compiled
-    from netspec.export.metadata import ModelInfo
     from netspec.runtime.bench import Timing
 
 CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before this

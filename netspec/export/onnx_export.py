@@ -27,15 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 import netspec
+from netspec.artifact import InputInfo, ModelInfo, OutputInfo, Precision
 from netspec.errors import ExportError
-from netspec.export.metadata import (
-    InputInfo,
-    ModelInfo,
-    OutputInfo,
-    Precision,
-    default_labels,
-    output_kind,
-)
+from netspec.export.metadata import default_labels, output_kind
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
 from netspec.fileio import atomic_path
 from netspec.text import UNBOUND_SIZE, first_line

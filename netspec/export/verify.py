@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.export.metadata import OutputKind
+from netspec.artifact import OutputKind
 
 if TYPE_CHECKING:
     import onnx

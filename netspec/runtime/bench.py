@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from netspec.artifact import ModelInfo
 from netspec.errors import ModelError
-from netspec.export.metadata import ModelInfo
 from netspec.runtime.session import Model
 from netspec.text import UNBOUND_SIZE
 

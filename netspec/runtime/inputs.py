@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from netspec.artifact import InputInfo
 from netspec.data import DataError, load_idx_pair, load_npz, read_idx
 from netspec.errors import InputError
-from netspec.export.metadata import InputInfo
 from netspec.text import fmt_shape
 
 Notice = Callable[[str], None]

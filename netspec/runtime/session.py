@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from netspec.artifact import ModelInfo, from_props
 from netspec.errors import MetadataError, ModelError, ProviderError
-from netspec.export.metadata import ModelInfo, from_props
 from netspec.text import first_line
 
 if TYPE_CHECKING:
