@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 import netspec
+from netspec.artifact import predicted_class
 from netspec.data import load_idx_pair
-from netspec.export import export_compiled
-from netspec.export.verify import predictions
+from netspec.export import ExportOptions, export_compiled
 from netspec.runtime.bench import interleaved, summarize, torch_runner
 from netspec.runtime.session import open_model
 
@@ -94,7 +94,7 @@ def train(module: torch.nn.Module, x: np.ndarray, y: np.ndarray, steps: int) -> 
 def accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     outs = [session.run(None, {"image": x[i : i + 256]})[0] for i in range(0, len(x), 256)]
-    pred = predictions(np.concatenate(outs), "logits")
+    pred = predicted_class(np.concatenate(outs), "logits")
     return float(np.mean(pred == y)), pred
 
 
@@ -136,8 +136,9 @@ def bench_lenet(work: Path, rounds: int, threads: int | None) -> dict[str, Any]:
     fp32, int8 = work / "lenet.onnx", work / "lenet-int8.onnx"
     calib, _ = mnist("train", 1, 28)
     export_compiled(compiled, fp32, weights=module, log=lambda _: None)
+    int8_options = ExportOptions(precision="int8")
     export_compiled(
-        compiled, int8, weights=module, int8_calibration=calib[:500], log=lambda _: None
+        compiled, int8, int8_options, weights=module, calibration=calib[:500], log=lambda _: None
     )
     torch.set_num_threads(threads or torch.get_num_threads())
     s32, s8 = ort_session(fp32, threads), ort_session(int8, threads)
@@ -164,8 +165,8 @@ def bench_resnet(work: Path, rounds: int, steps: int, n_test: int) -> dict[str, 
     fp32, int8 = work / "resnet.onnx", work / "resnet-int8.onnx"
     export_compiled(compiled, fp32, weights=module, log=print)
     export_compiled(
-        compiled, int8, weights=module, int8_calibration=train_x[-500:],
-        samples=test_x[:256], targets=test_y[:256], log=print,
+        compiled, int8, ExportOptions(precision="int8"), weights=module,
+        calibration=train_x[-500:], samples=test_x[:256], targets=test_y[:256], log=print,
     )  # fmt: skip
     acc32, p32 = accuracy(fp32, test_x[:n_test], test_y[:n_test])
     acc8, p8 = accuracy(int8, test_x[:n_test], test_y[:n_test])

@@ -1,55 +1,126 @@
 """What an exported ONNX file says about itself, in its `metadata_props`.
 
 Everything `netspec run` needs rides in the file: the spec text, the network's
-name, each input's shape and normalization, the class labels and what the
+name, each input's shape and normalization, the class labels and what each
 output means. Values are strings (ONNX's rule); lists and records are JSON.
 Export writes it and the runtime reads it; this module imports neither torch nor
 onnx, so `run` can read it cheaply from an ONNX Runtime session's
 `custom_metadata_map`.
+
+A file may come from anywhere, so `from_props` trusts nothing it reads: every
+field is checked (types, lengths, finite numbers, shapes of positive sizes or
+size names, a bounded number of dimensions and of elements, labels a list of
+short printable strings, bounded JSON nesting), and a bad one is a
+`MetadataError` that names the file and the field:
+
+>>> from_props({"network": "n", "spec": "", "inputs": '[{"name": "x", "shape": [1, 0]}]',
+...             "outputs": '[{"name": "y", "kind": "logits"}]'}, "m.onnx")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+    ...
+netspec.errors.MetadataError: m.onnx: bad netspec metadata: inputs[0].shape[1]: a size is ...
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, PlainValidator, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from netspec.errors import MetadataError
 
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# What an output's numbers mean; `run`, `eval` and the export checks act on this, never on
+# operation names. "rbf_distances": smaller is the class (LeNet-5's RBF output).
 OutputKind = Literal["logits", "rbf_distances", "probabilities", "sigmoid"]
 Precision = Literal["fp32", "fp16", "int8"]
+
+MAX_DIMS = 8  # per-sample axes of one input
+MAX_ELEMENTS = 1 << 26  # per sample (256 MiB of float32), a symbolic size counted as 1
+MAX_SIZE = 1 << 20  # one axis, and a symbolic size bound at export
+MAX_NAME = 256  # characters in a name or a label
+MAX_ENTRIES = 1 << 17  # labels, inputs, outputs, weight names
+MAX_TEXT = 16 << 20  # characters in one metadata value
+MAX_DEPTH = 64  # JSON nesting (the format needs three levels)
+
+
+def _dim(value: object) -> int | str:
+    """A per-sample size: a positive int, or the name of a symbolic size (`H`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SIZE:
+        return value
+    if isinstance(value, str) and value.isidentifier() and len(value) <= MAX_NAME:
+        return value
+    raise ValueError(f"a size is a positive number or a size's name, got {value!r:.40}")
+
+
+def _elements(shape: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    total = math.prod(d for d in shape if isinstance(d, int))
+    if total > MAX_ELEMENTS:
+        raise ValueError(f"{total} elements per sample; at most {MAX_ELEMENTS} are allowed")
+    return shape
+
+
+def _printable(text: str) -> str:
+    if any(not ch.isprintable() for ch in text):
+        raise ValueError(f"control characters in {text!r:.60}")
+    return text
+
+
+Dim = Annotated[int | str, PlainValidator(_dim)]
+Shape = Annotated[tuple[Dim, ...], Field(max_length=MAX_DIMS), AfterValidator(_elements)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_printable)]
+Label = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_printable)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Spread = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Size = Annotated[int, Field(strict=True, gt=0, le=MAX_SIZE)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
 @dataclass(frozen=True)
 class InputInfo:
     """One model input: its per-sample shape and the normalization applied to pixels in [0, 1]."""
 
-    name: str
-    shape: tuple[int | str, ...]
-    mean: float = 0.0
-    std: float = 1.0
+    name: Name
+    shape: Shape
+    mean: Finite = 0.0
+    std: Spread = 1.0
 
 
 @dataclass(frozen=True)
 class OutputInfo:
-    name: str
+    name: Name
     kind: OutputKind
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The netspec facts of an exported model."""
+    """The netspec facts of an exported model.
 
-    network: str
-    spec: str
-    version: str
-    inputs: tuple[InputInfo, ...]
-    outputs: tuple[OutputInfo, ...]
-    labels: tuple[str, ...] | None = None
+    Built freely by export; `from_props` checks every field of one read from a file.
+    """
+
+    network: Name
+    spec: Text
+    version: Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_printable)]
+    inputs: Annotated[tuple[InputInfo, ...], Field(min_length=1, max_length=MAX_ENTRIES)]
+    outputs: Annotated[tuple[OutputInfo, ...], Field(min_length=1, max_length=MAX_ENTRIES)]
+    labels: Annotated[tuple[Label, ...], Field(max_length=MAX_ENTRIES)] | None = None
     precision: Precision = "fp32"
-    weights: dict[str, str] = field(default_factory=dict)  # torch name -> initializer name
-    sizes: dict[str, int] = field(default_factory=dict)  # symbolic sizes bound at export (--set)
+    # torch name -> initializer name
+    weights: Annotated[dict[Text, Text], Field(max_length=MAX_ENTRIES)] = field(
+        default_factory=dict
+    )
+    # symbolic sizes bound at export (--set)
+    sizes: Annotated[dict[Name, Size], Field(max_length=MAX_DIMS * MAX_ENTRIES)] = field(
+        default_factory=dict
+    )
 
     def to_props(self) -> dict[str, str]:
         """The `metadata_props` entries, all strings."""
@@ -67,34 +138,102 @@ class ModelInfo:
         }
 
 
+_MODEL_INFO: TypeAdapter[ModelInfo] = TypeAdapter(ModelInfo)
+_REQUIRED = ("network", "spec", "inputs", "outputs")
+_JSON = ("inputs", "outputs", "labels", "weights", "sizes")
+_TEXT = {
+    "network": "network",
+    "spec": "spec",
+    "netspec_version": "version",
+    "precision": "precision",
+}
+
+
 def from_props(props: Mapping[str, str], source: str) -> ModelInfo:
-    """Read back what `ModelInfo.to_props` wrote; raise MetadataError naming `source`."""
-    missing = [k for k in ("network", "spec", "inputs", "outputs") if k not in props]
+    """Read back what `ModelInfo.to_props` wrote, checking every field; raise MetadataError
+    naming `source` and the field."""
+    missing = [k for k in _REQUIRED if k not in props]
     if missing:
         raise MetadataError(
             f"{source}: not exported by netspec (no {', '.join(missing)} in its metadata); "
             "expected a file written by `netspec export` or `netspec compile -o`"
         )
+    raw: dict[str, Any] = {"version": "?"}
+    for key, name in _TEXT.items():
+        if key in props:
+            raw[name] = props[key]
+    for key in _JSON:
+        if key in props:
+            raw[key] = _json(props[key], key, source)
     try:
-        inputs = tuple(
-            InputInfo(d["name"], tuple(d["shape"]), float(d["mean"]), float(d["std"]))
-            for d in json.loads(props["inputs"])
-        )
-        outputs = tuple(OutputInfo(d["name"], d["kind"]) for d in json.loads(props["outputs"]))
-        labels = json.loads(props.get("labels", "null"))
-        weights = json.loads(props.get("weights", "{}"))
-        sizes = {str(k): int(v) for k, v in json.loads(props.get("sizes", "{}")).items()}
-    except (ValueError, KeyError, TypeError) as e:
-        raise MetadataError(f"{source}: unreadable netspec metadata ({e})") from None
-    precision = props.get("precision", "fp32")
-    return ModelInfo(
-        network=props["network"],
-        spec=props["spec"],
-        version=props.get("netspec_version", "?"),
-        inputs=inputs,
-        outputs=outputs,
-        labels=tuple(str(x) for x in labels) if labels is not None else None,
-        precision=precision if precision in ("fp32", "fp16", "int8") else "fp32",  # type: ignore[arg-type]
-        weights={str(k): str(v) for k, v in weights.items()},
-        sizes=sizes,
-    )
+        return _MODEL_INFO.validate_python(raw)
+    except ValidationError as e:
+        raise MetadataError(f"{source}: bad netspec metadata: {_first_error(e)}") from None
+
+
+def _json(text: object, key: str, source: str) -> Any:
+    """One JSON value, its size and nesting bounded."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        raise MetadataError(f"{source}: bad netspec metadata: {key}: not JSON text of a sane size")
+    try:
+        value = from_json(text)
+    except ValueError as e:  # pydantic_core bounds recursion itself: no RecursionError
+        raise MetadataError(f"{source}: bad netspec metadata: {key}: not JSON ({e})") from None
+    if _depth(value) > MAX_DEPTH:
+        raise MetadataError(f"{source}: bad netspec metadata: {key}: JSON nested too deeply")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iteratively: no recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _first_error(e: ValidationError) -> str:
+    """`inputs[0].std: Input should be greater than 0`, from pydantic's first error."""
+    error = e.errors(include_url=False)[0]
+    where = ""
+    for part in error["loc"]:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where or 'metadata'}: {message}"
+
+
+# ---- what an output kind means ---------------------------------------------------------
+
+
+def class_scores(output: npt.NDArray[Any], kind: OutputKind) -> npt.NDArray[np.float32]:
+    """Class probabilities per sample: softmax of logits or of negative RBF distances, the
+    probabilities as given, and a single sigmoid unit as (1 - p, p)."""
+    import numpy as np
+
+    flat = output.reshape(len(output), -1).astype(np.float64)
+    if kind == "probabilities":
+        return flat.astype(np.float32)
+    if kind == "sigmoid":
+        pairs = np.concatenate([1 - flat, flat], axis=1) if flat.shape[1] == 1 else flat
+        return pairs.astype(np.float32)
+    z = -flat if kind == "rbf_distances" else flat
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    probs: npt.NDArray[np.float32] = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    return probs
+
+
+def predicted_class(output: npt.NDArray[Any], kind: OutputKind) -> npt.NDArray[np.int64]:
+    """Top-1 class per sample: the nearest prototype for RBF distances, a single sigmoid unit
+    above one half, else the largest output."""
+    import numpy as np
+
+    flat = output.reshape(len(output), -1)
+    if kind == "sigmoid" and flat.shape[1] == 1:
+        return (flat[:, 0] > 0.5).astype(np.int64)
+    chosen = flat.argmin(axis=1) if kind == "rbf_distances" else flat.argmax(axis=1)
+    return np.asarray(chosen, np.int64)

@@ -20,7 +20,7 @@ import netspec
 from cli import main as cli_main
 from netspec.artifact import from_props
 from netspec.errors import ExportError
-from netspec.export import export_compiled
+from netspec.export import ExportOptions, export_compiled
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
@@ -135,7 +135,8 @@ def test_given_labels_and_normalization_win(tmp_path: Path) -> None:
     compiled = netspec.compile(SPECS / "lenet.net")
     out = tmp_path / "m.onnx"
     labels = [f"class {i}" for i in range(10)]
-    export_compiled(compiled, out, labels=labels, normalization=(0.5, 0.25), **QUIET)
+    options = ExportOptions(labels=tuple(labels), normalization=(0.5, 0.25))
+    export_compiled(compiled, out, options, **QUIET)
     info = from_props(props(out), str(out))
     assert info.labels == tuple(labels)
     assert (info.inputs[0].mean, info.inputs[0].std) == (0.5, 0.25)
@@ -152,7 +153,8 @@ def test_samples_are_verified_too(tmp_path: Path) -> None:
 def test_static_batch(tmp_path: Path) -> None:
     compiled = netspec.compile(SPECS / "lenet.net")
     out = tmp_path / "m.onnx"
-    export_compiled(compiled, out, batch=4, samples=np.zeros((6, 1, 28, 28), np.float32), **QUIET)
+    samples = np.zeros((6, 1, 28, 28), np.float32)
+    export_compiled(compiled, out, ExportOptions(batch=4), samples=samples, **QUIET)
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_value == 4
 
@@ -179,6 +181,82 @@ def test_failed_check_keeps_the_old_file_and_leaves_no_part(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
+def test_a_path_may_be_a_string(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    report = export_compiled(
+        netspec.compile("network n(x: 4) {\n    dense 3\n}\n"), str(out), **QUIET
+    )
+    assert report.path == out and out.is_file()
+
+
+def test_nan_output_fails_verification_by_name(tmp_path: Path) -> None:
+    """lppool with p=3 takes cube roots of negative sums: NaN in PyTorch and ONNX Runtime,
+    which compare as 'max abs err 0' unless NaN is looked for."""
+    compiled = netspec.compile(
+        "network n(x: 1x8x8) {\n    conv 2 3x3 | lppool 2x2 p=3 | dense 3\n}\n"
+    )
+    out = tmp_path / "m.onnx"
+    lines: list[str] = []
+    with pytest.raises(ExportError, match=r"PyTorch.s output has [0-9]+ NaN") as caught:
+        export_compiled(compiled, out, log=lines.append)
+    assert "max abs err 0" not in str(caught.value)
+    assert any("NaN: FAILED" in line for line in lines)
+    assert not out.exists()
+
+
+def test_compile_output_reports_export_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "lp.net"
+    spec.write_text("network n(x: 1x8x8) {\n    conv 2 3x3 | lppool 2x2 p=3 | dense 3\n}\n")
+    result = invoke("compile", spec, "-o", tmp_path / "lp.onnx")
+    assert result.exit_code == 1 and "NaN" in result.output
+    spec.write_text("network n(x: 1x8x8) {\n    conv 2 3x3 | lppool 2x2 p=0 | dense 3\n}\n")
+    result = invoke("compile", spec, "-o", tmp_path / "lp.onnx")
+    assert result.exit_code == 1 and "p must be greater than 0" in result.output
+    assert not (tmp_path / "lp.onnx").exists()
+
+
+@pytest.mark.parametrize("batch", [0, -1, 99999999999, True, "big"])
+def test_bad_batch_is_refused_before_anything_is_made(batch: object) -> None:
+    with pytest.raises(ExportError, match="batch"):
+        ExportOptions(batch=batch)  # type: ignore[arg-type]
+
+
+def test_a_batch_too_large_for_the_input_is_refused(tmp_path: Path) -> None:
+    compiled = netspec.compile("network n(x: 3x512x512) {\n    avgpool global | dense 3\n}\n")
+    with pytest.raises(ExportError, match="input values to trace"):
+        export_compiled(compiled, tmp_path / "m.onnx", ExportOptions(batch=4096), **QUIET)
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [(np.zeros((0, 1, 28, 28), np.float32), "at least one sample"),
+     (np.full((4, 1, 28, 28), np.nan, np.float32), "NaN or infinite")],
+    ids=["empty", "nan"],
+)  # fmt: skip
+def test_bad_int8_calibration_is_an_export_error(
+    samples: np.ndarray, message: str, tmp_path: Path
+) -> None:
+    compiled = netspec.compile(SPECS / "lenet.net")
+    with pytest.raises(ExportError, match=message):
+        export_compiled(
+            compiled,
+            tmp_path / "m.onnx",
+            ExportOptions(precision="int8"),
+            calibration=samples,
+            **QUIET,
+        )
+
+
+def test_int8_needs_calibration_and_only_int8_takes_it(tmp_path: Path) -> None:
+    compiled = netspec.compile(SPECS / "lenet.net")
+    with pytest.raises(ExportError, match="int8 needs calibration"):
+        export_compiled(compiled, tmp_path / "m.onnx", ExportOptions(precision="int8"), **QUIET)
+    with pytest.raises(ExportError, match="for int8 only"):
+        export_compiled(
+            compiled, tmp_path / "m.onnx", calibration=np.zeros((1, 1, 28, 28)), **QUIET
+        )
+
+
 def test_log_reports_errors_and_node_counts(tmp_path: Path) -> None:
     lines: list[str] = []
     export_compiled(netspec.compile(SPECS / "lenet5.net"), tmp_path / "m.onnx", log=lines.append)
@@ -191,7 +269,9 @@ def test_fp16_reports_agreement_and_keeps_float_io(tmp_path: Path) -> None:
     compiled = netspec.compile(SPECS / "lenet.net")
     out = tmp_path / "m16.onnx"
     samples = np.random.default_rng(1).standard_normal((32, 1, 28, 28)).astype(np.float32)
-    report = export_compiled(compiled, out, fp16=True, samples=samples, **QUIET)
+    report = export_compiled(
+        compiled, out, ExportOptions(precision="fp16"), samples=samples, **QUIET
+    )
     assert report.reduced is not None and report.reduced.precision == "fp16"
     assert report.reduced.agreement >= 0.9
     model = onnx.load(str(out))
@@ -217,7 +297,13 @@ def test_int8_is_qdq_and_reports_accuracy(tmp_path: Path) -> None:
     x, y = _mnist(300)
     out = tmp_path / "m8.onnx"
     report = export_compiled(
-        compiled, out, int8_calibration=x[:200], samples=x[200:], targets=y[200:], **QUIET
+        compiled,
+        out,
+        ExportOptions(precision="int8"),
+        calibration=x[:200],
+        samples=x[200:],
+        targets=y[200:],
+        **QUIET,
     )
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from netspec.artifact import InputInfo, ModelInfo, OutputInfo
 from netspec.errors import ExportError
-from netspec.export.onnx_export import ExportReport, export_compiled
+from netspec.export.onnx_export import ExportOptions, ExportReport, export_compiled
 
-__all__ = ["ExportError", "ExportReport", "InputInfo", "ModelInfo", "OutputInfo", "export_compiled"]
+__all__ = [
+    "ExportError",
+    "ExportOptions",
+    "ExportReport",
+    "InputInfo",
+    "ModelInfo",
+    "OutputInfo",
+    "export_compiled",
+]

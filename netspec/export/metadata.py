@@ -4,31 +4,28 @@ means and the class labels a dataset implies. The file format is `netspec.artifa
 
 from __future__ import annotations
 
+from typing import get_args
+
 from netspec.artifact import OutputKind
 from netspec.ir import Graph
+from netspec.ops import REGISTRY
 
-# operations after which an output's meaning is decided by what came before
-_PASS_THROUGH = frozenset({"identity", "dropout", "flatten"})
-_KIND_OF_OP: dict[str, OutputKind] = {
-    "rbf": "rbf_distances",
-    "softmax": "probabilities",
-    "sigmoid": "sigmoid",
-}
+_KINDS: dict[str, OutputKind] = {k: k for k in get_args(OutputKind)}
 
 
 def output_kind(graph: Graph, output: str) -> OutputKind:
-    """What an output's numbers mean, from the last operation that decides it."""
-    name = output
-    while True:
-        node = graph.node(name)
-        if node.op in _PASS_THROUGH and node.inputs and node.inputs[0] not in _input_names(graph):
-            name = node.inputs[0]
-            continue
-        return _KIND_OF_OP.get(node.op, "logits")
+    """What an output's numbers mean: the registry's `output` fact of its last operation,
+    looking through those that pass their input's meaning on (identity, dropout, flatten).
 
-
-def _input_names(graph: Graph) -> set[str]:
-    return {i.name for i in graph.inputs}
+    Plain logits when only pass-through operations stand between it and a graph input.
+    """
+    nodes = {n.name: n for n in graph.nodes}
+    node = nodes[output]
+    meaning = REGISTRY[node.op].output
+    while meaning == "pass" and node.inputs and node.inputs[0] in nodes:
+        node = nodes[node.inputs[0]]
+        meaning = REGISTRY[node.op].output
+    return _KINDS.get(meaning, "logits")
 
 
 def default_labels(dataset: str | None, n_classes: int) -> tuple[str, ...] | None:

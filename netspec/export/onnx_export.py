@@ -6,30 +6,36 @@ The steps, in order:
 2. clean the graph with ONNX Runtime's basic offline optimizations (constant folding,
    redundant-node removal; standard operators only), weights held out of the folding so
    that their names survive for `netspec bench --vs torch`;
-3. optionally convert to fp16 or quantize to int8 (static QDQ);
-4. add netspec's metadata, write to a temporary file beside the destination, run
-   `onnx.checker` (full check) and ONNX Runtime against PyTorch, then `os.replace`.
-A failed check leaves the destination as it was.
+3. optionally convert to fp16 or quantize to int8 (static QDQ), on finite calibration data;
+4. add netspec's metadata (checked as `netspec run` will read it), write to a temporary
+   file beside the destination, run `onnx.checker` (full check) and ONNX Runtime against
+   PyTorch (a NaN or Inf on either side fails it), then `os.replace`.
+A failed check leaves the destination as it was; every failure is an ExportError.
+
+`ExportOptions` says how to export; the arrays to check against are arguments of their own.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import math
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 import netspec
-from netspec.artifact import InputInfo, ModelInfo, OutputInfo, Precision
-from netspec.errors import ExportError
+from netspec.artifact import InputInfo, ModelInfo, OutputInfo, OutputKind, Precision, from_props
+from netspec.errors import ExportError, MetadataError
 from netspec.export.metadata import default_labels, output_kind
+from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
 from netspec.fileio import atomic_path
 from netspec.text import UNBOUND_SIZE, first_line
@@ -42,6 +48,52 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
+
+
+MAX_BATCH = 4096  # a fixed batch beyond this is a typo, not a deployment
+MAX_EXAMPLE_ELEMENTS = 1 << 28  # the traced example batch: 1 GiB of float32
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export: the opset, the batch axis, the precision, whether to verify, and what
+    the metadata says (class `labels`; the input's `(mean, std)`, by default the spec's
+    `train` section's). Checked when made: a bad value is an ExportError.
+
+    >>> ExportOptions(batch=99999999999)
+    Traceback (most recent call last):
+        ...
+    netspec.errors.ExportError: batch 99999999999: at most 4096 (or 'dynamic')
+    """
+
+    opset: int = 17
+    batch: int | str = "dynamic"  # a positive number, or "dynamic"
+    precision: Precision = "fp32"
+    verify: bool = True
+    labels: tuple[str, ...] | None = None
+    normalization: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        batch = self.batch
+        if batch != "dynamic" and (not isinstance(batch, int) or isinstance(batch, bool)):
+            raise ExportError(f"batch must be 'dynamic' or a positive number, got {batch!r}")
+        if isinstance(batch, int) and not 0 < batch <= MAX_BATCH:
+            raise ExportError(
+                f"batch {batch}: {'at most' if batch > 0 else 'at least 1 and at most'} "
+                f"{MAX_BATCH} (or 'dynamic')"
+            )
+        if self.precision not in ("fp32", "fp16", "int8"):
+            raise ExportError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
+        if self.normalization is not None:
+            mean, std = self.normalization
+            if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+                raise ExportError(
+                    f"normalization (mean {mean}, std {std}): needs finite numbers, std > 0"
+                )
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.batch if isinstance(self.batch, int) else None
 
 
 @dataclass
@@ -58,88 +110,98 @@ class ExportReport:
     reduced: ReducedCheck | None = None  # fp16/int8: agreement, accuracy, speed
 
 
+@dataclass(frozen=True, eq=False)
+class _Evidence:
+    """What verification runs on: the module, the fp32 graph, and the inputs."""
+
+    module: torch.nn.Module
+    fp32: onnx.ModelProto
+    kind: OutputKind
+    examples: list[torch.Tensor]
+    samples: FloatArray | None
+    targets: npt.NDArray[np.int64] | None
+
+
 def export_compiled(
     compiled: Compiled,
-    path: Path,
+    path: str | PathLike[str],
+    options: ExportOptions = ExportOptions(),
     *,
     weights: torch.nn.Module | None = None,
-    opset: int = 17,
-    batch: str | int = "dynamic",
-    fp16: bool = False,
-    int8_calibration: np.ndarray | None = None,
-    verify: bool = True,
-    samples: np.ndarray | None = None,
-    labels: list[str] | None = None,
-    normalization: tuple[float, float] | None = None,
+    samples: npt.NDArray[Any] | None = None,
+    targets: npt.NDArray[Any] | None = None,
+    calibration: npt.NDArray[Any] | None = None,
     log: Log = print,
-    targets: np.ndarray | None = None,
 ) -> ExportReport:
     """Export `compiled` (with `weights`, else freshly initialized) to the ONNX file `path`.
 
-    `samples` and `int8_calibration` are model-ready float32 `(N, C, H, W)` arrays (already
-    normalized; a model with several inputs gets the same array on each); `targets` are the
-    samples' true classes, for accuracy under fp16/int8.
-    `labels` names the classes; `normalization` is the input's `(mean, std)` (default: the
-    spec's `train` section). Raise ExportError, leaving `path` untouched, on any failure.
+    `samples` and `calibration` (for int8) are model-ready float32 `(N, C, H, W)` arrays
+    (already normalized; a model with several inputs gets the same array on each); `targets`
+    are the samples' true classes, for accuracy under fp16/int8. Raise ExportError, leaving
+    `path` untouched, on any failure.
     """
     import torch
 
-    if fp16 and int8_calibration is not None:
-        raise ExportError("choose one of fp16 and int8, not both")
-    if not (batch == "dynamic" or (isinstance(batch, int) and batch > 0)):
-        raise ExportError(f"batch must be 'dynamic' or a positive number, got {batch!r}")
-    try:
-        module = _prepared(weights if weights is not None else compiled.to_torch())
-    except NotImplementedError as e:  # an operation without a PyTorch builder
-        raise ExportError(f"{compiled.name}: cannot lower to PyTorch: {e}") from None
+    path = Path(path)
+    if (options.precision == "int8") != (calibration is not None):
+        raise ExportError(
+            "int8 needs calibration samples"
+            if calibration is None
+            else "calibration samples are for int8 only"
+        )
+    module = _lowered(compiled, weights)
     if weights is None:
         log(f"exporting {compiled.name} with untrained (freshly initialized) weights")
-    examples = _example_inputs(compiled, batch)
-    traced = _trace(module, compiled, examples, opset, batch)
-    precision: Precision = "int8" if int8_calibration is not None else "fp16" if fp16 else "fp32"
+    examples = _example_inputs(compiled, options.batch)
+    traced = _trace(module, compiled, examples, options.opset, options.batch)
     try:
         fp32 = _cleanup(traced)
-        final = _reduce(fp32, precision, int8_calibration, compiled)
+        final = _reduce(fp32, options.precision, calibration, compiled)
     except RuntimeError as e:  # ONNX Runtime's Fail, InvalidGraph, ... derive from it
         raise ExportError(
             f"{compiled.name}: ONNX Runtime cannot optimize or convert the "
             f"traced graph: {first_line(e)}"
         ) from None
-    info = _model_info(compiled, module, fp32, precision, labels, normalization)
-    _set_metadata(final, info)
+    _set_metadata(final, _model_info(compiled, module, fp32, options, path))
     log(
         f"graph: {len(traced.graph.node)} nodes as traced, {len(final.graph.node)} after "
-        f"cleanup{'' if precision == 'fp32' else f' and {precision} conversion'}; "
-        f"{len(final.graph.initializer)} initializers"
+        f"cleanup{'' if options.precision == 'fp32' else f' and {options.precision} conversion'}"
+        f"; {len(final.graph.initializer)} initializers"
     )
     report = ExportReport(
         path,
-        precision,
-        opset,
+        options.precision,
+        options.opset,
         len(traced.graph.node),
         len(final.graph.node),
         len(final.graph.initializer),
     )
+    kind = output_kind(compiled.graph, compiled.graph.outputs[0])
+    evidence = _Evidence(module, fp32, kind, examples, _floats(samples), _classes(targets))
     with torch.no_grad():
-        _write_checked(
-            final,
-            path,
-            lambda tmp: _verify(
-                report,
-                module,
-                tmp,
-                fp32,
-                compiled,
-                examples,
-                samples,
-                targets,
-                verify,
-                log,
-                batch if isinstance(batch, int) else None,
-            ),
-        )
-    log(f"wrote {path} ({precision}, opset {opset}, batch {batch})")
+        _write_checked(final, path, lambda tmp: _verify(report, evidence, tmp, options, log))
+    log(f"wrote {path} ({options.precision}, opset {options.opset}, batch {options.batch})")
     return report
+
+
+def _lowered(compiled: Compiled, weights: torch.nn.Module | None) -> torch.nn.Module:
+    """The module to export, as a CPU fp32 copy in eval mode; any failure is an ExportError."""
+    try:
+        return _prepared(weights if weights is not None else compiled.to_torch())
+    except NotImplementedError as e:  # an operation without a PyTorch builder
+        raise ExportError(f"{compiled.name}: cannot lower to PyTorch: {e}") from None
+    except (ValueError, TypeError, RuntimeError) as e:  # a module's constructor refused
+        raise ExportError(
+            f"{compiled.name}: cannot build the PyTorch module: {first_line(e)}"
+        ) from None
+
+
+def _floats(array: npt.NDArray[Any] | None) -> FloatArray | None:
+    return None if array is None else np.asarray(array, np.float32)
+
+
+def _classes(array: npt.NDArray[Any] | None) -> npt.NDArray[np.int64] | None:
+    return None if array is None else np.asarray(array, np.int64)
 
 
 def _prepared(module: torch.nn.Module) -> torch.nn.Module:
@@ -148,16 +210,24 @@ def _prepared(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def _example_inputs(compiled: Compiled, batch: str | int) -> list[torch.Tensor]:
+    """One seeded random batch per input (2 rows for a dynamic batch), refused before it is
+    made when it would exceed MAX_EXAMPLE_ELEMENTS."""
     import torch
 
     n = batch if isinstance(batch, int) else 2
-    generator = torch.Generator().manual_seed(0)
-    return [
-        torch.randn(
-            n, *(d if isinstance(d, int) else UNBOUND_SIZE for d in i.shape), generator=generator
-        )
+    shapes = [
+        (n, *(d if isinstance(d, int) else UNBOUND_SIZE for d in i.shape))
         for i in compiled.graph.inputs
     ]
+    elements = sum(math.prod(s) for s in shapes)
+    if elements > MAX_EXAMPLE_ELEMENTS:
+        raise ExportError(
+            f"{compiled.name}: a batch of {n} is {elements:,} input values to trace and verify; "
+            f"at most {MAX_EXAMPLE_ELEMENTS:,}",
+            hint="export with a smaller --batch, or 'dynamic'",
+        )
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(*s, generator=generator) for s in shapes]
 
 
 def _dynamic_axes(compiled: Compiled, batch: str | int) -> dict[str, dict[int, str]]:
@@ -263,33 +333,41 @@ def _model_info(
     compiled: Compiled,
     module: torch.nn.Module,
     model: onnx.ModelProto,
-    precision: Precision,
-    labels: list[str] | None,
-    normalization: tuple[float, float] | None,
+    options: ExportOptions,
+    path: Path,
 ) -> ModelInfo:
+    """The metadata to write, checked as `run` will check it (so nothing unreadable is written)."""
     outputs = tuple(OutputInfo(o, output_kind(compiled.graph, o)) for o in compiled.graph.outputs)
     classes = compiled.inferred.layer(compiled.graph.outputs[0]).shape
     dataset = compiled.train.dataset if compiled.train is not None else None
     names = (
-        tuple(labels)
-        if labels is not None
+        options.labels
+        if options.labels is not None
         else default_labels(dataset, int(classes[0]) if len(classes) == 1 else 0)
     )
-    return ModelInfo(
+    info = ModelInfo(
         network=compiled.name,
         spec=compiled.source,
         version=netspec.__version__,
-        inputs=input_infos(compiled, normalization),
+        inputs=input_infos(compiled, options.normalization),
         outputs=outputs,
         labels=names,
-        precision=precision,
-        weights=_weight_names(module, model) if precision != "int8" else {},
+        precision=options.precision,
+        weights=_weight_names(module, model) if options.precision != "int8" else {},
         sizes=dict(compiled.graph.symbols),
     )
+    try:
+        from_props(info.to_props(), str(path))
+    except MetadataError as e:
+        raise ExportError(f"cannot write this metadata: {e}") from None
+    return info
 
 
 def _reduce(
-    fp32: onnx.ModelProto, precision: Precision, calibration: np.ndarray | None, compiled: Compiled
+    fp32: onnx.ModelProto,
+    precision: Precision,
+    calibration: npt.NDArray[Any] | None,
+    compiled: Compiled,
 ) -> onnx.ModelProto:
     from netspec.export.quantize import to_fp16, to_int8
 
@@ -297,8 +375,8 @@ def _reduce(
         return to_fp16(fp32)
     if precision == "int8":
         assert calibration is not None
-        names = [i.name for i in compiled.graph.inputs]
-        return to_int8(fp32, {n: calibration.astype(np.float32) for n in names})
+        samples = checked_calibration(calibration)
+        return to_int8(fp32, dict.fromkeys((i.name for i in compiled.graph.inputs), samples))
     return fp32
 
 
@@ -328,41 +406,28 @@ def _write_checked(model: onnx.ModelProto, path: Path, check: Callable[[Path], N
 
 
 def _verify(
-    report: ExportReport,
-    module: torch.nn.Module,
-    tmp: Path,
-    fp32: onnx.ModelProto,
-    compiled: Compiled,
-    examples: list[torch.Tensor],
-    samples: np.ndarray | None,
-    targets: np.ndarray | None,
-    verify: bool,
-    log: Log,
-    batch: int | None,
+    report: ExportReport, evidence: _Evidence, tmp: Path, options: ExportOptions, log: Log
 ) -> None:
-    if not verify:
+    if not options.verify:
         log("verification skipped (--no-verify): only onnx.checker ran")
         return
-    random_inputs = [e.numpy() for e in examples]
-    sample_inputs = None if samples is None else [samples.astype(np.float32)] * len(examples)
+    random_inputs = [e.numpy() for e in evidence.examples]
+    samples = evidence.samples
+    sample_inputs = None if samples is None else [samples] * len(random_inputs)
+    batch = options.fixed_batch
     if report.precision == "fp32":
-        report.checks = check_fp32(module, tmp, random_inputs, sample_inputs, batch, log)
+        report.checks = check_fp32(evidence.module, tmp, random_inputs, sample_inputs, batch, log)
         failed = [c for c in report.checks if not c.ok]
         if failed:
-            raise ExportError(
-                f"{report.path}: ONNX Runtime disagrees with PyTorch on "
-                f"{failed[0].where}: max abs err {failed[0].max_abs:.3g}, max rel "
-                f"err {failed[0].max_rel:.3g} (allowed rtol 1e-3, atol 1e-5)"
-            )
+            raise ExportError(f"{report.path}: {failed[0].failure()}")
         return
-    kind = output_kind(compiled.graph, compiled.graph.outputs[0])
     report.reduced = check_reduced(
-        module,
+        evidence.module,
         tmp,
-        fp32,
+        evidence.fp32,
         sample_inputs or random_inputs,
-        targets,
-        kind,
+        evidence.targets,
+        evidence.kind,
         report.precision,
         batch,
         log,

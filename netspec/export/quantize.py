@@ -19,7 +19,25 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import onnx
 
+from netspec.errors import ExportError
+
 CALIBRATION_BATCH = 32
+
+
+def checked_calibration(samples: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+    """Calibration samples as float32, refused when empty or not all finite (min/max
+    calibration over a NaN has no range to quantize to)."""
+    if samples.ndim == 0 or len(samples) == 0:
+        raise ExportError("int8 calibration needs at least one sample; got none")
+    floats = np.asarray(samples, np.float32)
+    bad = ~np.isfinite(floats)
+    if bad.any():
+        first = int(np.argmax(bad.reshape(len(floats), -1).any(axis=1)))
+        raise ExportError(
+            f"int8 calibration data holds {int(bad.sum())} NaN or infinite values "
+            f"(the first in sample {first}); calibration needs finite numbers"
+        )
+    return floats
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:

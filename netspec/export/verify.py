@@ -1,6 +1,8 @@
 """Check an exported file against the PyTorch module it came from.
 
-fp32 must match within `rtol`/`atol` on random inputs and on real samples. fp16 and
+fp32 must match within `rtol`/`atol` on random inputs and on real samples, and both sides
+must be finite: a NaN or Inf in PyTorch's or ONNX Runtime's output fails the check by name
+(a NaN compares as no error at all, so it is looked for first). fp16 and
 int8 are not expected to match bit for bit: they report how often their top-1 class
 agrees with fp32 PyTorch, the accuracy change where the true classes are known, and
 their speed against the fp32 file.
@@ -17,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.artifact import OutputKind
+from netspec.artifact import OutputKind, predicted_class
+from netspec.errors import ExportError
 
 if TYPE_CHECKING:
     import onnx
@@ -40,6 +43,30 @@ class Agreement:
     max_abs: float
     max_rel: float
     ok: bool
+    nonfinite: str | None = None  # "PyTorch's output has NaN", when one side is not finite
+
+    def summary(self) -> str:
+        """The log line's verdict: the errors, or what is not finite."""
+        if self.nonfinite is not None:
+            return f"{self.nonfinite}: FAILED"
+        return (
+            f"max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
+            f"(rtol {RTOL:g}, atol {ATOL:g}): {'ok' if self.ok else 'FAILED'}"
+        )
+
+    def failure(self) -> str:
+        """Why the check failed, for the ExportError."""
+        if self.nonfinite is not None:
+            return (
+                f"cannot verify on {self.where}: {self.nonfinite}; the network's output "
+                "must be finite (check operations that can overflow or take roots of "
+                "negative numbers, e.g. lppool with an odd p)"
+            )
+        return (
+            f"ONNX Runtime disagrees with PyTorch on {self.where}: max abs err "
+            f"{self.max_abs:.3g}, max rel err {self.max_rel:.3g} (allowed rtol {RTOL:g}, "
+            f"atol {ATOL:g})"
+        )
 
 
 @dataclass(frozen=True)
@@ -55,12 +82,13 @@ class ReducedCheck:
     speedup: float  # fp32 ONNX Runtime time / this file's time, same inputs
 
 
-def open_session(path: Path | bytes) -> ort.InferenceSession:
+def open_session(path: str | Path | bytes) -> ort.InferenceSession:
+    """A quiet CPU session on a file (or on a serialized model)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    model = str(path) if isinstance(path, Path) else path
+    model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
@@ -108,8 +136,21 @@ def ort_fn(session: ort.InferenceSession) -> Callable[[Arrays], Arrays]:
     return run
 
 
+def nonfinite(arrays: Arrays, who: str) -> str | None:
+    """`"PyTorch's output has 3 NaN"` when an output holds NaN or Inf, else None."""
+    for a in arrays:
+        nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+        if nan or inf:
+            found = " and ".join(f"{n} {w}" for n, w in ((nan, "NaN"), (inf, "Inf")) if n)
+            return f"{who}'s output has {found}"
+    return None
+
+
 def compare(got: Arrays, want: Arrays, where: str) -> Agreement:
-    """Max absolute and relative errors, and whether all are within RTOL/ATOL."""
+    """Max absolute and relative errors, and whether all are within RTOL/ATOL and finite."""
+    bad = nonfinite(want, "PyTorch") or nonfinite(got, "ONNX Runtime")
+    if bad is not None:
+        return Agreement(where, float("nan"), float("nan"), False, bad)
     max_abs = max_rel = 0.0
     ok = True
     for g, w in zip(got, want, strict=True):
@@ -141,24 +182,9 @@ def check_fp32(
         want = run_batched(torch_fn(module), inputs, batch)
         got = run_batched(ort_fn(session), inputs, batch)
         result = compare(got, want, where)
-        log(
-            f"verify ({where}): max abs err {result.max_abs:.3g}, max rel err "
-            f"{result.max_rel:.3g} (rtol {RTOL:g}, atol {ATOL:g}): "
-            f"{'ok' if result.ok else 'FAILED'}"
-        )
+        log(f"verify ({where}): {result.summary()}")
         results.append(result)
     return results
-
-
-def predictions(output: npt.NDArray[np.float32], kind: OutputKind) -> npt.NDArray[np.int64]:
-    """Top-1 class per sample: the nearest prototype for RBF distances, else the largest."""
-    flat = output.reshape(len(output), -1)
-    if kind == "sigmoid" and flat.shape[1] == 1:
-        return (flat[:, 0] > 0.5).astype(np.int64)
-    chosen: npt.NDArray[np.int64] = (
-        flat.argmin(axis=1) if kind == "rbf_distances" else flat.argmax(axis=1)
-    ).astype(np.int64)
-    return chosen
 
 
 def check_reduced(
@@ -177,7 +203,10 @@ def check_reduced(
     reference = open_session(fp32.SerializeToString())
     want = run_batched(torch_fn(module), inputs, batch)[0]
     got = run_batched(ort_fn(reduced), inputs, batch)[0]
-    p_want, p_got = predictions(want, kind), predictions(got, kind)
+    bad = nonfinite([want], "PyTorch") or nonfinite([got], f"the {precision} file")
+    if bad is not None:
+        raise ExportError(f"{path}: cannot check the {precision} file: {bad}")
+    p_want, p_got = predicted_class(want, kind), predicted_class(got, kind)
     agreement = float(np.mean(p_want == p_got))
     acc32 = acc = None
     if targets is not None and len(targets) == len(p_got):

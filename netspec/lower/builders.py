@@ -3,7 +3,8 @@
 A builder does not make a module: it returns a :class:`Lowered`, a small description of
 the constructor call (class, arguments) plus what the graph walk must do around it. The
 same description is evaluated by `to_torch` and written out as source by `emit_python`,
-so the two cannot drift apart. The registry itself stays free of torch.
+so the two cannot drift apart. The registry itself stays free of torch; a test checks that
+`BUILDERS` and `netspec.ops.REGISTRY` name the same operations.
 """
 
 from __future__ import annotations
@@ -61,13 +62,22 @@ def _built(value: Any) -> Any:
     return value.build() if isinstance(value, Call) else value
 
 
+# The emitted Python for an operation written inline, from its argument names: `a + b`.
+Inline = Callable[[Sequence[str]], str]
+
+
 @dataclass(frozen=True)
 class Lowered:
-    """A node's module, its `init=` scheme, and whether its input is flattened first."""
+    """A node's module, its `init=` scheme, and whether its input is flattened first.
+
+    `inline` is set for an operation without parameters that the emitted Python writes as
+    an expression (`torch.cat([a, b], 1)`) instead of a layer.
+    """
 
     call: Call
     init: str = "default"
     flatten: bool = False
+    inline: Inline | None = None
 
     def build(self) -> nn.Module:
         module = self.call.build()
@@ -210,6 +220,15 @@ def _fixed(call: Call) -> Builder:
     return build
 
 
+def _merge(module: Callable[[], nn.Module], inline: Inline) -> Builder:
+    """A merge: a module without parameters, written inline by `emit_python`."""
+
+    def build(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+        return Lowered(Call(module), inline=inline)
+
+    return build
+
+
 def _dropout(p: DropoutParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(nn.Dropout, (p.p,)))
 
@@ -244,8 +263,8 @@ BUILDERS: dict[str, Builder] = {
     "leaky_relu": _leaky,
     "elu": _elu,
     "softmax": _fixed(Call(nn.Softmax, (), (("dim", 1),))),
-    "add": _fixed(Call(Add)),
-    "concat": _fixed(Call(Concat)),
-    "distance": _fixed(Call(Distance)),
+    "add": _merge(Add, lambda xs: " + ".join(xs)),
+    "concat": _merge(Concat, lambda xs: f"torch.cat([{', '.join(xs)}], 1)"),
+    "distance": _merge(Distance, lambda xs: f"({xs[0]} - {xs[1]}).abs()"),
     "project": _project,
 }

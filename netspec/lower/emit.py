@@ -29,7 +29,6 @@ from netspec.text import fmt_shape
 if TYPE_CHECKING:
     from netspec.compiler import Compiled
 
-_MERGES = {"add", "concat", "distance"}
 _RESERVED = {"self", "torch", "nn", "Tensor", "init_weights"}
 
 
@@ -171,12 +170,8 @@ class _Names:
 
 
 def _forward_line(node: Node, args: list[str], out: str, low: Lowered, shape: str) -> str:
-    if node.op == "add":
-        expr = " + ".join(args)
-    elif node.op == "concat":
-        expr = f"torch.cat([{', '.join(args)}], 1)"
-    elif node.op == "distance":
-        expr = f"({args[0]} - {args[1]}).abs()"
+    if low.inline is not None:
+        expr = low.inline(args)
     else:
         arg = f"torch.flatten({args[0]}, 1)" if low.flatten else args[0]
         expr = f"{_access(node.shares or node.name)}({arg})"
@@ -214,11 +209,12 @@ def emit_python(compiled: Compiled) -> str:
     graph, lowered = compiled.graph, lowerings(compiled)
     cls = _class_name(graph.name)
     w, names = _Writer(compiled, lowered), _Names(compiled)
+    shapes = {layer.name: layer.shape for layer in compiled.layers}
     for node in graph.nodes:
-        if node.op not in _MERGES and node.shares is None:
+        if lowered[node.name].inline is None and node.shares is None:
             w.layer(node)
         args = [names.var[i] for i in node.inputs]
-        shape = fmt_shape(compiled.inferred.layer(node.name).shape)
+        shape = fmt_shape(shapes[node.name])
         w.forward.append(_forward_line(node, args, names.result(node), lowered[node.name], shape))
     outs = [names.var[o] for o in graph.outputs]
     params = ", ".join(f"{names.var[i.name]}: Tensor" for i in graph.inputs)

@@ -8,34 +8,33 @@ redraw a layer's weights from its fan-in and fan-out:
 - `kaiming`: N(0, 2/fan) for ReLU nets (He et al., 2015), fan-out for convolutions as
   torchvision does, fan-in for dense stages; biases zero.
 - `xavier`: U(±sqrt(6/(F_in + F_out))) (Glorot & Bengio, 2010); biases zero.
+
+The fans come from the module, not from a list of classes: a layer of netspec's own says
+them with `fans() -> (fan-in, fan-out, convolutional?)` (and, where its output maps differ,
+`fan_in_groups()` for LeCun's rule); any other module with an `(out, in, ...)` weight, as
+`nn.Conv2d` and `nn.Linear` have, gets PyTorch's fans of that weight. A new weighted
+operation needs nothing here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from netspec.lower.layers import LocallyConnected2d, Subsample2d, TableConv2d
-
 
 def _fans(module: nn.Module) -> tuple[float, float, bool]:
-    """(fan-in, fan-out, convolutional?) of a layer the schemes know."""
-    if isinstance(module, nn.Conv2d):
-        receptive = module.weight[0, 0].numel()
-        return module.weight.shape[1] * receptive, module.weight.shape[0] * receptive, True
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features, False
-    if isinstance(module, LocallyConnected2d):
-        kh, kw = module.kernel
-        return module.fan_in, module.out_channels * kh * kw, True
-    if isinstance(module, TableConv2d):
-        links, taps = module.weight.shape[0], module.kernel[0] * module.kernel[1]
-        return links / module.out_channels * taps, links / module.in_channels * taps, True
-    if isinstance(module, Subsample2d):
-        taps = module.kernel[0] * module.kernel[1]
-        return taps, taps, False
+    """(fan-in, fan-out, convolutional?) of `module`'s weight."""
+    own = getattr(module, "fans", None)
+    if callable(own):
+        fans: tuple[float, float, bool] = own()
+        return fans
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, Tensor) and weight.dim() >= 2:
+        receptive = weight[0, 0].numel()
+        return weight.shape[1] * receptive, weight.shape[0] * receptive, weight.dim() > 2
     raise TypeError(f"init= does not apply to {type(module).__name__}")
 
 
@@ -61,15 +60,13 @@ def _bias(bias: Tensor | None, scheme: str, fan_in: float) -> None:
         bias.zero_()
 
 
-def _lecun_table(module: TableConv2d) -> None:
-    """LeCun's rule per output map: each sees only its own rows of the table."""
-    taps = module.kernel[0] * module.kernel[1]
-    start = 0
-    for o, row in enumerate(module.table):
-        fan_in = len(row) * taps
-        _draw(module.weight[start : start + len(row)], "lecun", fan_in, fan_in, True)
-        _bias(None if module.bias is None else module.bias[o : o + 1], "lecun", fan_in)
-        start += len(row)
+Groups = Iterator[tuple[Tensor, Tensor | None, float]]
+
+
+def _lecun_groups(module: nn.Module) -> Groups | None:
+    """Per-output-map (weights, bias, fan-in), where the module gives them."""
+    groups = getattr(module, "fan_in_groups", None)
+    return groups() if callable(groups) else None
 
 
 def init_weights(module: nn.Module, scheme: str) -> None:
@@ -77,8 +74,11 @@ def init_weights(module: nn.Module, scheme: str) -> None:
     if scheme == "default":
         return
     with torch.no_grad():
-        if scheme == "lecun" and isinstance(module, TableConv2d):
-            _lecun_table(module)
+        groups = _lecun_groups(module) if scheme == "lecun" else None
+        if groups is not None:
+            for part, part_bias, part_fan_in in groups:
+                _draw(part, "lecun", part_fan_in, part_fan_in, True)
+                _bias(part_bias, "lecun", part_fan_in)
             return
         fan_in, fan_out, conv = _fans(module)
         weight = module.weight

@@ -1,6 +1,8 @@
 """Layers that PyTorch lacks, used when lowering a spec to ``torch.nn`` modules.
 
-Most come from LeNet-5 (LeCun et al., 1998). Each is built only from operators that the
+Most come from LeNet-5 (LeCun et al., 1998). A layer with weights that `init=` may redraw
+says how with `fans()` (and `fan_in_groups()` where output maps differ in fan-in); see
+`netspec.lower.init`. Each is built only from operators that the
 TorchScript ONNX exporter (``dynamo=False``, opset 17) maps to standard ONNX ops, so a lowered
 network runs unchanged in ONNX Runtime: no ``F.unfold``, no in-place scatter, no Python loop
 whose length depends on the data.
@@ -9,6 +11,7 @@ whose length depends on the data.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +91,11 @@ class LocallyConnected2d(nn.Module):
         _uniform_(self.weight, self.fan_in)
         if self.bias is not None:
             _uniform_(self.bias, self.fan_in)
+
+    def fans(self) -> tuple[float, float, bool]:
+        """(fan-in, fan-out, convolutional?) for `init=`, as one position's kernel sees them."""
+        kh, kw = self.kernel
+        return self.fan_in, self.out_channels * kh * kw, True
 
     def forward(self, x: Tensor) -> Tensor:
         # The exporter pins the spatial size in the graph, so only eager calls need the check.
@@ -182,6 +190,20 @@ class TableConv2d(nn.Module):
                 _uniform_(self.bias[o : o + 1], fan_in)
             start += len(row)
 
+    def fans(self) -> tuple[float, float, bool]:
+        """(fan-in, fan-out, convolutional?) for `init=`: the table's average connections."""
+        links, taps = self.weight.shape[0], self.kernel[0] * self.kernel[1]
+        return links / self.out_channels * taps, links / self.in_channels * taps, True
+
+    def fan_in_groups(self) -> Iterator[tuple[Tensor, Tensor | None, float]]:
+        """(weights, bias, fan-in) of each output map: LeCun's rule uses each map's own fan-in."""
+        taps = self.kernel[0] * self.kernel[1]
+        start = 0
+        for o, row in enumerate(self.table):
+            bias = None if self.bias is None else self.bias[o : o + 1]
+            yield self.weight[start : start + len(row)], bias, len(row) * taps
+            start += len(row)
+
     def dense_weight(self) -> Tensor:
         """The full ``(out, in, kh, kw)`` kernel bank, zero where the table has no connection."""
         kh, kw = self.kernel
@@ -223,6 +245,11 @@ class Subsample2d(nn.Module):
         fan_in = self.kernel[0] * self.kernel[1]
         _uniform_(self.weight, fan_in)
         _uniform_(self.bias, fan_in)
+
+    def fans(self) -> tuple[float, float, bool]:
+        """(fan-in, fan-out, convolutional?) for `init=`: one coefficient per window."""
+        taps = self.kernel[0] * self.kernel[1]
+        return taps, taps, False
 
     def forward(self, x: Tensor) -> Tensor:
         kh, kw = self.kernel

@@ -1,8 +1,31 @@
-"""The operations a spec may name. Importing this package fills the registry."""
+"""The operations a spec may name. Importing this package fills the registry.
+
+`netspec.ops.registry`'s docstring lists the files a new operation touches.
+"""
 
 from __future__ import annotations
 
 from netspec.ops import pointwise, spatial
-from netspec.ops.registry import REGISTRY, RF, Cost, OpDef, ShapeError
+from netspec.ops.registry import (
+    REGISTRY,
+    RF,
+    Cost,
+    OpDef,
+    OutputMeaning,
+    ShapeError,
+    channels_last_helps,
+    merge_names,
+)
 
-__all__ = ["REGISTRY", "RF", "Cost", "OpDef", "ShapeError", "pointwise", "spatial"]
+__all__ = [
+    "REGISTRY",
+    "RF",
+    "Cost",
+    "OpDef",
+    "OutputMeaning",
+    "ShapeError",
+    "channels_last_helps",
+    "merge_names",
+    "pointwise",
+    "spatial",
+]

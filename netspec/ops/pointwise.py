@@ -12,6 +12,7 @@ from netspec.ops.registry import (
     Cost,
     Init,
     OpDef,
+    OutputMeaning,
     Pos,
     ShapeError,
     ShapeRule,
@@ -95,6 +96,7 @@ register(
         positional=("classes",),
         shape=_vector_shape("classes", "rbf"),
         rf=rf_whole,
+        output="rbf_distances",
         cost=lambda p, ins, out: Cost(
             fixed=_flat_size(ins[0], "rbf") * p.classes, macs=_flat_size(ins[0], "rbf") * p.classes
         ),
@@ -108,6 +110,7 @@ register(
         name="flatten",
         params=NoParams,
         shape=lambda p, ins: (_flat_size(ins[0], "flatten"),),
+        output="pass",
         doc="Flattens feature maps into one vector.",
     )
 )
@@ -166,6 +169,7 @@ register(
         params=DropoutParams,
         positional=("p",),
         shape=_same_shape,
+        output="pass",
         doc="Dropout: zeroes units with probability p while training.",
     )
 )
@@ -173,15 +177,16 @@ register(
 
 # ---- activations ----------------------------------------------------------------------
 
-for _name, _doc in (
-    ("relu", "max(0, x)."),
-    ("tanh", "Hyperbolic tangent."),
-    ("sigmoid", "The logistic function."),
-    ("scaled_tanh", "LeCun's scaled tanh: 1.7159 * tanh(2x/3)."),
-    ("gelu", "Gaussian error linear unit."),
-    ("identity", "Passes its input through."),
-):
-    register(OpDef(name=_name, params=NoParams, shape=_same_shape, doc=_doc))
+_ACTIVATIONS: tuple[tuple[str, str, OutputMeaning], ...] = (
+    ("relu", "max(0, x).", "logits"),
+    ("tanh", "Hyperbolic tangent.", "logits"),
+    ("sigmoid", "The logistic function.", "sigmoid"),
+    ("scaled_tanh", "LeCun's scaled tanh: 1.7159 * tanh(2x/3).", "logits"),
+    ("gelu", "Gaussian error linear unit.", "logits"),
+    ("identity", "Passes its input through.", "pass"),
+)
+for _name, _doc, _output in _ACTIVATIONS:
+    register(OpDef(name=_name, params=NoParams, shape=_same_shape, doc=_doc, output=_output))
 
 
 class LeakyParams(OpParams):
@@ -219,6 +224,7 @@ register(
         name="softmax",
         params=SoftmaxParams,
         shape=_same_shape,
+        output="probabilities",
         doc="Softmax over the features (or over the feature maps, per position).",
     )
 )

@@ -1,14 +1,32 @@
 """The one registry of operations.
 
-Each operation is declared once, with its parameter model and its shape,
-receptive-field and cost rules. A spec can name only what is registered here;
-the PyTorch builders live in `netspec.lower.builders`, keyed by the same names,
-so that nothing before lowering imports torch.
+Each operation is declared once, as an `OpDef`: its parameter model, its shape,
+receptive-field and cost rules, and every fact the rest of netspec asks about it
+(how many inputs it merges, whether it has weights `tie=` may share, what a
+network's output means when it is the last operation, whether CUDA training
+should lay its input out channels-last). Nothing elsewhere tests an operation's
+name. A spec can name only what is registered here; the PyTorch builders live in
+`netspec.lower.builders`, keyed by the same names, so that nothing before
+lowering imports torch.
+
+A new operation touches two files, plus its documentation and tests:
+
+1. `netspec/ops/pointwise.py` or `netspec/ops/spatial.py` (or a new module
+   imported by `netspec/ops/__init__.py`): its parameter model and one
+   `register(OpDef(...))` with its rules and facts;
+2. `netspec/lower/builders.py`: one entry in `BUILDERS`, returning the
+   `Lowered` description of its module (with `inline=` for an operation the
+   emitted Python writes as an expression, like `add`); a new module class
+   goes in `netspec/lower/layers.py` (define `fans()` there for `init=`);
+3. `docs/language.md`: its entry (tests/test_language_doc.py checks it);
+4. tests: a snippet in `OP_SNIPPETS` (tests/test_registry.py), which makes it
+   lower, emit, export and match its inferred shape; tests/test_registry.py
+   fails until both the declaration and the builder exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -40,6 +58,11 @@ class Cost:
     macs: int | None = 0  # None when a symbolic size makes it unknown
 
 
+# What a network's output means when this operation comes last. "pass": whatever the
+# operation before it decides (identity, dropout, flatten); at the input, plain logits.
+# The values are a subset of `netspec.artifact.OutputKind`, the file format's word for it.
+OutputMeaning = Literal["logits", "probabilities", "rbf_distances", "sigmoid", "pass"]
+
 ShapeRule = Callable[[Any, Sequence[Shape]], Shape]
 RFRule = Callable[[Any, Sequence[RF]], RF]
 CostRule = Callable[[Any, Sequence[Shape], Shape], Cost]
@@ -55,6 +78,8 @@ def _no_cost(p: Any, ins: Sequence[Shape], out: Shape) -> Cost:
 
 @dataclass(frozen=True)
 class OpDef:
+    """One operation: its parameters, its rules, and the facts other passes ask about it."""
+
     name: str
     params: type[OpParams]
     shape: ShapeRule
@@ -64,6 +89,18 @@ class OpDef:
     rf: RFRule = _rf_same
     cost: CostRule = _no_cost
     weighted: bool = False  # has trainable parameters that `tie=` may share
+    output: OutputMeaning = "logits"  # what the network's output means when this op is last
+    channels_last: bool = False  # a convolution-like op: CUDA training lays its input NHWC
+
+    @property
+    def merges(self) -> bool:
+        """Takes two or more tensors (`add(a, b)`, or a block of branches)."""
+        return self.arity != 1
+
+    @property
+    def takes_init(self) -> bool:
+        """Accepts `init=` (its parameter model has the field)."""
+        return "init" in self.params.model_fields
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -73,6 +110,16 @@ def register(opdef: OpDef) -> OpDef:
     assert opdef.name not in REGISTRY, opdef.name
     REGISTRY[opdef.name] = opdef
     return opdef
+
+
+def merge_names() -> tuple[str, ...]:
+    """The operations that merge tensors, in declaration order: `('add', 'concat', 'distance')`."""
+    return tuple(name for name, opdef in REGISTRY.items() if opdef.merges)
+
+
+def channels_last_helps(ops: Iterable[str]) -> bool:
+    """Whether a network of these operations trains faster channels-last on CUDA."""
+    return any(REGISTRY[op].channels_last for op in ops)
 
 
 # ---- parameter types shared by several operations --------------------------------

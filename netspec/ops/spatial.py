@@ -4,9 +4,9 @@ connected layers (unshared), pooling and LeNet's trainable subsampling."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from netspec.ir import OpParams, Shape
 from netspec.ops.registry import (
@@ -98,13 +98,6 @@ def _window_hw(p: ConvParams, shape: Shape, op: str) -> tuple[int | str, int | s
     )
 
 
-def conv_in_per_out(p: ConvParams, cin: int) -> float:
-    """Average number of input maps each output map sees."""
-    if p.connect is not None:
-        return sum(len(r) for r in p.connect) / len(p.connect)
-    return cin / p.groups
-
-
 def _conv_shape(p: ConvParams, ins: Sequence[Shape]) -> Shape:
     cin = ins[0][0] if ins[0] else 0
     if not isinstance(cin, int):
@@ -152,6 +145,7 @@ register(
         rf=_conv_rf,
         cost=_conv_cost,
         weighted=True,
+        channels_last=True,
         doc="Convolution: a local receptive field whose weights are shared across positions. "
         "`connect=TABLE` keeps only the listed input maps per output map; "
         "`fixed=[k1, k2]` applies constant kernels to every input map.",
@@ -203,6 +197,7 @@ register(
         rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride, p.pads()),
         cost=_local_cost,
         weighted=True,
+        channels_last=True,
         doc="Locally connected layer: a local receptive field, but one kernel per output "
         "position (weights NOT shared).",
     )
@@ -267,7 +262,7 @@ for _name, _doc in (
 
 
 class LpPoolParams(PoolParams):
-    p: float = 2.0
+    p: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0
 
 
 register(
