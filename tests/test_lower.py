@@ -115,7 +115,7 @@ OP_SNIPPETS = {
     "flatten": "flatten",
     "maxpool": "maxpool 3x3 stride=2 pad=1 ceil=true",
     "avgpool": "avgpool 2x2",
-    "lppool": "lppool 2x2 p=3",
+    "lppool": "relu | lppool 2x2 p=3",  # after relu: a cube root of a negative sum is NaN
     "subsample": "subsample 2x2",
     "batchnorm": "batchnorm eps=0.001 momentum=0.2",
     "lrn": "lrn size=3",

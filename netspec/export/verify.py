@@ -166,7 +166,7 @@ def compare(got: Arrays, want: Arrays, where: str) -> Agreement:
 
 def check_fp32(
     module: torch.nn.Module,
-    path: Path,
+    path: str | Path,
     random_inputs: Arrays,
     sample_inputs: Arrays | None,
     batch: int | None,
@@ -189,7 +189,7 @@ def check_fp32(
 
 def check_reduced(
     module: torch.nn.Module,
-    path: Path,
+    path: str | Path,
     fp32: onnx.ModelProto,
     inputs: Arrays,
     targets: npt.NDArray[np.int64] | None,

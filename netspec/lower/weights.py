@@ -11,7 +11,7 @@ from torch import nn
 from netspec.errors import WeightsError
 
 
-def load_weights(path: Path, module: nn.Module) -> None:
+def load_weights(path: str | Path, module: nn.Module) -> None:
     """Load a `.safetensors` file into `module`; a shared tensor stored once is fine."""
     try:
         missing, unexpected = load_model(module, str(path), strict=False)
