@@ -44,7 +44,6 @@ Precision = Literal["fp32", "fp16", "int8"]
 
 MAX_DIMS = 8  # per-sample axes of one input
 MAX_ELEMENTS = 1 << 26  # per sample (256 MiB of float32), a symbolic size counted as 1
-MAX_SIZE = 1 << 20  # one axis, and a symbolic size bound at export
 MAX_NAME = 256  # characters in a name or a label
 MAX_ENTRIES = 1 << 17  # labels, inputs, outputs, weight names
 MAX_TEXT = 16 << 20  # characters in one metadata value
@@ -53,7 +52,7 @@ MAX_DEPTH = 64  # JSON nesting (the format needs three levels)
 
 def _dim(value: object) -> int | str:
     """A per-sample size: a positive int, or the name of a symbolic size (`H`)."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SIZE:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ELEMENTS:
         return value
     if isinstance(value, str) and value.isidentifier() and len(value) <= MAX_NAME:
         return value
@@ -79,7 +78,7 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_
 Label = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_printable)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Spread = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Size = Annotated[int, Field(strict=True, gt=0, le=MAX_SIZE)]
+Size = Annotated[int, Field(strict=True, gt=0, le=MAX_ELEMENTS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 

@@ -130,6 +130,19 @@ def test_emitted_source_reads_like_hand_written_code() -> None:
     assert max(len(line) for line in source.splitlines()) <= 100
 
 
+def test_a_spec_path_cannot_break_the_docstring(tmp_path: Path) -> None:
+    """A Windows-style path, or one holding triple quotes, stays inside the docstring."""
+    folder = tmp_path / 'C:\\nets\\x"""; import os; """é\x1b'
+    folder.mkdir()
+    spec = folder / "lenet.net"
+    spec.write_text((SPECS / "lenet.net").read_text(encoding="utf-8"), encoding="utf-8")
+    source = emit_python(netspec.compile(spec))
+    namespace: dict[str, object] = {"__name__": "emitted"}
+    exec(compile(source, "<emitted>", "exec"), namespace)
+    assert str(spec) in str(namespace["__doc__"])
+    assert "\x1b" not in source and "import os" not in source.split('"""')[2]
+
+
 def test_emitted_shared_weights_exist_once() -> None:
     compiled = netspec.compile(SPECS / "siamese.net")
     emitted = _load(emit_python(compiled))()

@@ -19,9 +19,11 @@ A new operation touches two files, plus its documentation and tests:
    emitted Python writes as an expression, like `add`); a new module class
    goes in `netspec/lower/layers.py` (define `fans()` there for `init=`);
 3. `docs/language.md`: its entry (tests/test_language_doc.py checks it);
-4. tests: a snippet in `OP_SNIPPETS` (tests/test_registry.py), which makes it
-   lower, emit, export and match its inferred shape; tests/test_registry.py
-   fails until both the declaration and the builder exist.
+4. tests: a snippet in `OP_SNIPPETS` (tests/test_lower.py), which makes
+   tests/test_lower.py and tests/test_registry.py lower, emit and export it and
+   match its inferred shape (and one in `INIT_SNIPPETS` if it takes `init=`);
+   tests/test_registry.py fails until the declaration, the builder and the
+   snippet all exist.
 """
 
 from __future__ import annotations
