@@ -5,6 +5,7 @@ check leaves nothing behind; fp16/int8 report their agreement; the CLI finds wei
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +220,18 @@ def test_compile_output_reports_export_errors(tmp_path: Path) -> None:
 def test_bad_batch_is_refused_before_anything_is_made(batch: object) -> None:
     with pytest.raises(ExportError, match="batch"):
         ExportOptions(batch=batch)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"opset": 7}, "opset 7"), ({"precision": "int4"}, "precision"),
+     ({"normalization": (0.5, 0.0)}, "std > 0"),
+     ({"normalization": (float("nan"), 1.0)}, "finite")],
+    ids=["opset", "precision", "std", "mean"],
+)  # fmt: skip
+def test_bad_options_are_refused(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ExportError, match=re.escape(message)):
+        ExportOptions(**options)  # type: ignore[arg-type]
 
 
 def test_a_batch_too_large_for_the_input_is_refused(tmp_path: Path) -> None:

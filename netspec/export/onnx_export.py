@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 import netspec
 from netspec.artifact import InputInfo, ModelInfo, OutputInfo, OutputKind, Precision, from_props
-from netspec.errors import ExportError, MetadataError
+from netspec.errors import ExportError, MetadataError, NetspecError
 from netspec.export.metadata import default_labels, output_kind
 from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
@@ -52,6 +52,7 @@ FloatArray = npt.NDArray[np.float32]
 
 MAX_BATCH = 4096  # a fixed batch beyond this is a typo, not a deployment
 MAX_EXAMPLE_ELEMENTS = 1 << 28  # the traced example batch: 1 GiB of float32
+OPSETS = (13, 21)  # the ONNX opsets `--opset` accepts
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ class ExportOptions:
             raise ExportError(
                 f"batch {batch}: {'at most' if batch > 0 else 'at least 1 and at most'} "
                 f"{MAX_BATCH} (or 'dynamic')"
+            )
+        if not (isinstance(self.opset, int) and OPSETS[0] <= self.opset <= OPSETS[1]):
+            raise ExportError(
+                f"opset {self.opset!r}: netspec exports opsets {OPSETS[0]} to {OPSETS[1]}"
             )
         if self.precision not in ("fp32", "fp16", "int8"):
             raise ExportError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
@@ -149,15 +154,17 @@ def export_compiled(
             if calibration is None
             else "calibration samples are for int8 only"
         )
+    examples = _example_inputs(compiled, options.batch)
     module = _lowered(compiled, weights)
     if weights is None:
         log(f"exporting {compiled.name} with untrained (freshly initialized) weights")
-    examples = _example_inputs(compiled, options.batch)
     traced = _trace(module, compiled, examples, options.opset, options.batch)
     try:
         fp32 = _cleanup(traced)
         final = _reduce(fp32, options.precision, calibration, compiled)
-    except RuntimeError as e:  # ONNX Runtime's Fail, InvalidGraph, ... derive from it
+    except NetspecError:
+        raise
+    except Exception as e:  # ONNX Runtime's Fail, InvalidGraph, ... derive from Exception only
         raise ExportError(
             f"{compiled.name}: ONNX Runtime cannot optimize or convert the "
             f"traced graph: {first_line(e)}"
@@ -401,7 +408,9 @@ def _write_checked(model: onnx.ModelProto, path: Path, check: Callable[[Path], N
             raise ExportError(f"{path}: the exported graph is not valid ONNX: {e}") from None
         try:
             check(tmp)
-        except RuntimeError as e:
+        except NetspecError:
+            raise
+        except Exception as e:  # ONNX Runtime's own error types derive from Exception only
             raise ExportError(f"{path}: ONNX Runtime cannot run it: {first_line(e)}") from None
 
 
