@@ -205,7 +205,7 @@ def check_reduced(
     got = run_batched(ort_fn(reduced), inputs, batch)[0]
     bad = nonfinite([want], "PyTorch") or nonfinite([got], f"the {precision} file")
     if bad is not None:
-        raise ExportError(f"{path}: cannot check the {precision} file: {bad}")
+        raise ExportError(f"cannot check the {precision} file against PyTorch: {bad}")
     p_want, p_got = predicted_class(want, kind), predicted_class(got, kind)
     agreement = float(np.mean(p_want == p_got))
     acc32 = acc = None
