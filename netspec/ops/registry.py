@@ -4,10 +4,10 @@ Each operation is declared once, as an `OpDef`: its parameter model, its shape,
 receptive-field and cost rules, and every fact the rest of netspec asks about it
 (how many inputs it merges, whether it has weights `tie=` may share, what a
 network's output means when it is the last operation, whether CUDA training
-should lay its input out channels-last). Nothing elsewhere tests an operation's
-name. A spec can name only what is registered here; the PyTorch builders live in
-`netspec.lower.builders`, keyed by the same names, so that nothing before
-lowering imports torch.
+should lay its input out channels-last), so that nothing elsewhere needs to test
+an operation's name. A spec can name only what is registered here; the PyTorch
+builders live in `netspec.lower.builders`, keyed by the same names, so that
+nothing before lowering imports torch.
 
 A new operation touches two files, plus its documentation and tests:
 
