@@ -15,7 +15,7 @@ from PIL import Image
 import netspec
 from netspec.data import write_idx
 from netspec.errors import InputError, ProviderError
-from netspec.export import InputInfo, export_compiled
+from netspec.export import ExportOptions, InputInfo, export_compiled
 from netspec.runtime.bench import torch_module
 from netspec.runtime.inputs import load_inputs, load_samples
 from netspec.runtime.session import choose_providers, open_model
@@ -283,6 +283,12 @@ def test_torch_rebuilt_from_metadata_has_the_files_weights(spec: str, tmp_path: 
 def test_bench_int8_vs_torch_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "m8.onnx"
     x = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
-    export_compiled(netspec.compile(SPECS / "lenet.net"), out, int8_calibration=x, **QUIET)
+    export_compiled(
+        netspec.compile(SPECS / "lenet.net"),
+        out,
+        ExportOptions(precision="int8"),
+        calibration=x,
+        **QUIET,
+    )
     result = invoke("bench", out, "--vs", "torch", "--batch", "1", "--rounds", "2")
     assert result.exit_code == 1 and "int8 file keeps no fp32 weights" in result.output

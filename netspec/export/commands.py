@@ -181,7 +181,8 @@ def _export(
     verify: bool,
 ) -> None:
     import netspec
-    from netspec.export.onnx_export import export_compiled
+    from netspec.artifact import Precision
+    from netspec.export.onnx_export import ExportOptions, export_compiled
     from netspec.lower.weights import load_weights
 
     spec, weights_file = find_source(source)
@@ -195,37 +196,21 @@ def _export(
     x, y = _data(samples, compiled)
     if x is None:  # no held-out samples: report agreement on the calibration set
         x, y = calibration, calibration_labels
+    precision: Precision = "int8" if calibration is not None else "fp16" if fp16 else "fp32"
+    options = ExportOptions(opset=opset, batch=batch, precision=precision, verify=verify)
     export_compiled(
         compiled,
         output,
+        options,
         weights=module,
-        opset=opset,
-        batch=batch,
-        fp16=fp16,
-        int8_calibration=calibration,
-        verify=verify,
         samples=x,
         targets=y,
+        calibration=calibration,
         log=say,
     )
 
 
 # ---- run ------------------------------------------------------------------------------
-
-
-def scores(output: npt.NDArray[np.float32], kind: str) -> npt.NDArray[np.float32]:
-    """Class probabilities: softmax of logits, softmax of negative RBF distances."""
-    flat = output.reshape(len(output), -1).astype(np.float64)
-    if kind == "probabilities":
-        return flat.astype(np.float32)
-    if kind == "sigmoid":
-        return (np.concatenate([1 - flat, flat], axis=1) if flat.shape[1] == 1 else flat).astype(
-            np.float32
-        )
-    z = -flat if kind == "rbf_distances" else flat
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    probs: npt.NDArray[np.float32] = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
-    return probs
 
 
 def top_k(
@@ -277,6 +262,7 @@ def run_cmd(
 ) -> None:
     """Classify INPUTS (PNG/JPEG images, .npy, IDX files, directories) with MODEL.onnx."""
     with reported():
+        from netspec.artifact import class_scores
         from netspec.errors import UsageError
         from netspec.export.verify import run_batched
         from netspec.runtime.inputs import load_inputs
@@ -295,7 +281,7 @@ def run_cmd(
         static = opened.session.get_inputs()[0].shape[0]
         chunk = static if isinstance(static, int) else batch
         outputs = _checked_run(opened, loaded.array, chunk, run_batched)
-        rows = top_k(scores(outputs, info.outputs[0].kind), k, info.labels)
+        rows = top_k(class_scores(outputs, info.outputs[0].kind), k, info.labels)
         _print_predictions(loaded.names, rows, as_json, info)
 
 

@@ -28,7 +28,7 @@ from netspec.diagnostics import (
 )
 from netspec.ir import Graph, GraphInput, Node, OpParams
 from netspec.limits import Limits
-from netspec.ops import REGISTRY, OpDef
+from netspec.ops import REGISTRY, OpDef, merge_names
 from netspec.passes.arguments import op_arguments, plural, validate
 from netspec.passes.resolve import Program
 from netspec.passes.values import Evaluator, Word, describe
@@ -326,12 +326,13 @@ class Expander:
 
     def group(self, stage: ast.Group, scope: _Scope, src: str, label: str | None) -> str:
         opdef = REGISTRY.get(stage.name)
-        if opdef is None or opdef.arity == 1:
+        if opdef is None or not opdef.merges:
+            *most, last = merge_names()
             raise spec_error(
                 "E218",
                 f"'{stage.name}' cannot take branches",
                 stage.name_span,
-                hint="branches are merged by 'add', 'concat' or 'distance'",
+                hint=f"branches are merged by {', '.join(map(repr, most))} or {last!r}",
             )
         self._arity(opdef, len(stage.branches), stage.span)
         src = self._need(src, stage.span)

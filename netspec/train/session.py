@@ -340,11 +340,10 @@ def _export_onnx(
         onnx_export.export_compiled(
             compiled,
             directory / "model.onnx",
+            onnx_export.ExportOptions(labels=tuple(data.labels), normalization=(mean, std)),
             weights=module,
             samples=samples,
             targets=data.test_y[:EXPORT_SAMPLES].cpu().numpy(),
-            labels=list(data.labels),
-            normalization=(mean, std),
             log=log,
         )
     except ExportError as e:

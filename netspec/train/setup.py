@@ -18,6 +18,7 @@ from torch import nn
 from netspec.compiler import Compiled, compile, compile_text
 from netspec.data import DataError
 from netspec.errors import UsageError
+from netspec.ops import channels_last_helps
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
 from netspec.train.run import sha256
@@ -146,7 +147,7 @@ def make_place(request: Request, compiled: Compiled, log: Log) -> Place:
     amp = pick_precision(request.precision, device)
     if amp is not None:
         log(f"mixed precision: {str(amp).removeprefix('torch.')}")
-    convs = any(n.op in ("conv", "local") for n in compiled.graph.nodes)
+    convs = channels_last_helps(n.op for n in compiled.graph.nodes)
     return Place(device, amp, device.type == "cuda" and convs, rank, world)
 
 
