@@ -28,8 +28,9 @@ import torch.nn.functional as F
 import netspec
 from netspec.data import load_idx_pair
 from netspec.export import export_compiled
+from netspec.export.eager import torch_runner
 from netspec.export.verify import predictions
-from netspec.runtime.bench import interleaved, summarize, torch_runner
+from netspec.runtime.bench import interleaved, summarize
 from netspec.runtime.session import open_model
 
 ROOT = Path(__file__).resolve().parents[1]

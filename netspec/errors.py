@@ -21,6 +21,7 @@ __all__ = [
     "MetadataError",
     "ModelError",
     "NetspecError",
+    "OutputError",
     "ProviderError",
     "RunError",
     "UsageError",
@@ -78,3 +79,8 @@ class MetadataError(ModelError):
 
 class InputError(NetspecError):
     """An input file the model cannot take; the message names the file and what was expected."""
+
+
+class OutputError(NetspecError):
+    """The command's output could not be written (a full disk, a closed pipe, an encoding
+    that lacks a character); what the command wrote to files is kept."""
