@@ -25,9 +25,12 @@ demo: $(STAMP)
 	$(BIN)/netspec train specs/lenet.net --name demo
 	$(BIN)/netspec run runs/demo/model.onnx runs/demo/samples
 
+# ruff (style, and banned-api: torch and onnx only where they belong), then the import
+# contracts in pyproject.toml ([tool.importlinter]: one-way layers, no torch in the runtime).
 lint: $(STAMP)
 	$(BIN)/ruff check netspec cli.py tests benchmarks
 	$(BIN)/ruff format --check netspec cli.py tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy netspec
