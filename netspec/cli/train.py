@@ -125,7 +125,7 @@ def eval_cmd(run: Path, data: Path | None, device: str) -> None:
     evaluate_run(run, data, device, echo)
 
 
-@command("augment")
+@command("augment", interrupted=INTERRUPTED)
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o",
