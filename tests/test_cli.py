@@ -298,35 +298,38 @@ def test_stdout_that_cannot_encode_a_name_is_a_clear_error(tmp_path: Path) -> No
 # ---- Ctrl-C ---------------------------------------------------------------------------
 
 
-# Run netspec as its entry point does, printing a marker on stderr when the code of
-# netspec/cli/train.py starts to run: the lazy group is then loading the command.
+# Run netspec as its entry point does, printing a marker on stderr when the code of the
+# file named by argv[1] starts to run (netspec/cli/__init__.py: the command line is
+# loading; netspec/cli/train.py: the lazy group is loading the command).
 MARKED = """\
 import runpy, sys
+marked = sys.argv[1]
 def hook(event, args):
-    if event == "exec" and getattr(args[0], "co_filename", "").endswith("cli/train.py"):
+    if event == "exec" and getattr(args[0], "co_filename", "").endswith(marked):
         print("MARK", file=sys.stderr, flush=True)
 sys.addaudithook(hook)
-sys.argv = ["netspec", *sys.argv[1:]]
+sys.argv = ["netspec", *sys.argv[2:]]
 runpy.run_module("netspec", run_name="__main__")
 """
 
 
-def test_ctrl_c_during_start_up_exits_130(tmp_path: Path) -> None:
-    """SIGINT while the command is still starting (its module loading, then its flags,
-    torch's import, the data): whatever it is doing then, it exits 130 with a message
-    and no traceback, never click's "Aborted!" and exit 1."""
+@pytest.mark.parametrize("marker", ["netspec/cli/__init__.py", "netspec/cli/train.py"])
+def test_ctrl_c_during_start_up_exits_130(tmp_path: Path, marker: str) -> None:
+    """SIGINT while the command is still starting (the command line or the command's
+    module loading, then its flags, torch's import, the data): whatever it is doing
+    then, it exits 130 with a message and no traceback, never click's "Aborted!" and 1."""
     data = tmp_path / "tiny.npz"
     rng = np.random.default_rng(0)
     np.savez(data, x=rng.integers(0, 255, (16, 28, 28), np.uint8), y=rng.integers(0, 10, 16))
-    command = [sys.executable, "-c", MARKED, "augment", str(ROOT / "specs" / "lenet.net"),
+    command = [sys.executable, "-c", MARKED, marker, "augment", str(ROOT / "specs" / "lenet.net"),
                "--data", str(data), "-o", str(tmp_path / "grid.png")]  # fmt: skip
     with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as process:
         assert process.stderr is not None
-        marker = process.stderr.readline()
+        line = process.stderr.readline()
         process.send_signal(signal.SIGINT)
         rest = process.stderr.read()
         code = process.wait(timeout=120)
-    assert marker == "MARK\n", marker + rest
+    assert line == "MARK\n", line + rest
     assert code == 130, rest[-2000:]
     assert "error: interrupted" in rest
     assert "Traceback" not in rest and "Aborted!" not in rest
