@@ -82,5 +82,6 @@ class InputError(NetspecError):
 
 
 class OutputError(NetspecError):
-    """The command's output could not be written (a full disk, a closed pipe, an encoding
-    that lacks a character); what the command wrote to files is kept."""
+    """A file or directory netspec was asked to write could not be written (read-only, full,
+    a file where a directory should be); the message names the path and the system's reason.
+    Whatever was there before is left as it was."""
