@@ -21,9 +21,11 @@ import pytest
 from PIL import Image
 
 import netspec
-from netspec.errors import InputError
+from netspec.artifact import InputInfo, ModelInfo
+from netspec.errors import InputError, MetadataError
 from netspec.export import export_compiled
 from netspec.runtime.inputs import MAX_IMAGE_PIXELS, load_inputs
+from netspec.runtime.session import check_declared
 from tests.test_export import QUIET, SPECS, invoke
 from tests.test_runtime import LENET5, digit
 
@@ -67,23 +69,32 @@ def png_header(path: Path, width: int, height: int) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("shape", "message"),
-    [
-        ([1, 100000, 100000], "declares 1x100000x100000 per sample (10,000,000,000 values)"),
-        ([1, 0, 28], "expected positive sizes"),
-        ([1, -28, 28], "expected positive sizes"),
-        ([1, 28.5, 28], "expected positive sizes"),
-    ],
+    "shape",
+    [[1, 100000, 100000], [1, 0, 28], [1, -28, 28], [1, 28.5, 28]],
+    ids=lambda shape: "x".join(map(str, shape)),
 )
 def test_declared_shapes_are_checked_before_allocating(
-    lenet: Path, tmp_path: Path, shape: list[object], message: str
+    lenet: Path, tmp_path: Path, shape: list[object]
 ) -> None:
+    """A 1x100000x100000 input would be 37 GiB of zeros to pad an image into: refused
+    (by the metadata reader or by the runtime's own check), naming the file."""
     inputs = [{"name": "image", "shape": shape, "mean": 0.0, "std": 1.0}]
     crafted = with_metadata(lenet, tmp_path / "crafted.onnx", inputs=inputs)
     for command in (["run", crafted, digit(tmp_path)], ["bench", crafted, "--batch", "1"]):
         result = invoke(*command)
         assert result.exit_code == 1, result.output
-        assert message in result.stderr
+        assert str(crafted) in result.stderr
+        assert "shape" in result.stderr or "declares" in result.stderr
+
+
+def test_the_runtime_checks_declared_shapes_itself() -> None:
+    """The runtime's own check, whatever the metadata reader lets through."""
+    huge = ModelInfo("n", "", "0", (InputInfo("image", (1, 100000, 100000)),), ())
+    with pytest.raises(MetadataError, match=r"declares 1x100000x100000 per sample"):
+        check_declared(huge, "m.onnx")
+    with pytest.raises(MetadataError, match="expected positive sizes"):
+        check_declared(ModelInfo("n", "", "0", (InputInfo("x", (1, 0)),), ()), "m.onnx")
+    check_declared(ModelInfo("n", "", "0", (InputInfo("x", (3, "H", "W")),), ()), "m.onnx")
 
 
 def test_bench_refuses_a_batch_that_would_not_fit(lenet: Path, tmp_path: Path) -> None:
@@ -178,15 +189,26 @@ def test_absurd_numbers_are_usage_errors_naming_the_flag(
 # ---- printing what a file says --------------------------------------------------------
 
 
-def test_labels_with_escape_sequences_are_printed_literally(lenet: Path, tmp_path: Path) -> None:
+def test_names_with_escape_sequences_are_printed_literally(lenet: Path, tmp_path: Path) -> None:
+    """A file name that carries terminal escapes is printed with them written out."""
+    image = digit(tmp_path).rename(tmp_path / "evil\x1b[2J\x1b[31m\x07.png")
+    result = invoke("run", lenet, image)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "evil\\x1b[2J\\x1b[31m\\x07.png: " in result.stdout
+
+
+def test_labels_with_escape_sequences_never_reach_the_terminal(lenet: Path, tmp_path: Path) -> None:
+    """Labels from a crafted file: printed written out, or refused with a clean error
+    (the metadata reader may refuse control characters); never raw."""
     labels = [f"\x1b[2J\x1b[31mevil{d}\x07" for d in range(10)]
     crafted = with_metadata(lenet, tmp_path / "labels.onnx", labels=labels)
     result = invoke("run", crafted, digit(tmp_path), "--top", "10")
-    assert result.exit_code == 0, result.output
-    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
-    assert "\\x1b[2J\\x1b[31mevil0\\x07" in result.stdout
-    rows = json.loads(invoke("run", crafted, digit(tmp_path), "--json").stdout)
-    assert rows[0]["top"][0]["label"].startswith("\x1b[2J")  # JSON keeps the value, escaped
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    if result.exit_code == 0:
+        assert "\\x1b[2J\\x1b[31mevil0\\x07" in result.stdout
+    else:
+        assert result.exit_code == 1 and "labels" in result.stderr
 
 
 def test_run_imports_no_torch_and_reports_an_unprintable_name(lenet: Path, tmp_path: Path) -> None:
