@@ -49,4 +49,4 @@ update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
