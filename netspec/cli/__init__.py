@@ -2,8 +2,9 @@
 
 A command's module is imported only when that command runs (or when `--help` lists
 them), and command modules import torch, onnx and numpy inside their functions only,
-so `netspec compile` imports none of them. Ctrl-C exits 130 at any moment, start-up
-included. The repository's top-level `cli.py` is the same entry point.
+so `netspec compile` imports none of them. Ctrl-C exits 130 with a message from the
+moment this package starts to load (netspec.__main__) to the end, while commands load
+and parse their flags included. The repository's top-level `cli.py` is the same entry.
 
 Exit codes: 0 ok, 1 a mistake in a spec or an input file, 2 a usage error, 130 interrupted.
 """
