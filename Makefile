@@ -25,9 +25,12 @@ demo: $(STAMP)
 	$(BIN)/netspec train specs/lenet.net --name demo
 	$(BIN)/netspec run runs/demo/model.onnx runs/demo/samples
 
+# ruff (style, and banned-api: torch and onnx only where they belong), then the import
+# contracts in pyproject.toml ([tool.importlinter]: one-way layers, no torch in the runtime).
 lint: $(STAMP)
 	$(BIN)/ruff check netspec cli.py tests benchmarks
 	$(BIN)/ruff format --check netspec cli.py tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy netspec
@@ -46,4 +49,4 @@ update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

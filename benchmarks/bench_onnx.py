@@ -29,7 +29,8 @@ import netspec
 from netspec.artifact import predicted_class
 from netspec.data import load_idx_pair
 from netspec.export import ExportOptions, export_compiled
-from netspec.runtime.bench import interleaved, summarize, torch_runner
+from netspec.export.eager import torch_runner
+from netspec.runtime.bench import interleaved, summarize
 from netspec.runtime.session import open_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,16 +1,20 @@
-"""`python -m netspec` and the `netspec` command.
-
-In a wheel the CLI is `netspec/cli.py` (mapped from the repository's top-level
-`cli.py` at build time); in a source checkout or editable install it is that
-top-level `cli.py` itself.
-"""
+"""`python -m netspec` and the `netspec` command (netspec.cli)."""
 
 from __future__ import annotations
 
-try:
-    from netspec.cli import main  # type: ignore[import-not-found, import-untyped, unused-ignore]
-except ImportError:
-    from cli import main  # type: ignore[import-not-found, no-redef, unused-ignore]
+import sys
+
+
+def main() -> None:
+    """Run netspec.cli's root group; Ctrl-C while the command line itself loads exits 130
+    too (from then on the group and each command handle it)."""
+    try:
+        from netspec.cli import main as group
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    group()
+
 
 if __name__ == "__main__":
     main()

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
@@ -187,17 +191,50 @@ def test_spec_error_exits_1_with_a_located_message(tmp_path: Path) -> None:
     assert "did you mean 'maxpool'?" in result.stderr
 
 
-def test_compile_does_not_import_torch() -> None:
+HEAVY = ("torch", "numpy", "onnx", "onnxruntime", "matplotlib", "PIL", "kornia")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["compile", "specs/lenet5.net", "--json"], ["compile", "specs/lenet5.net"], ["--help"]],
+    ids=" ".join,
+)
+def test_compile_imports_no_heavy_library(args: list[str]) -> None:
+    """In a fresh interpreter, through the real entry point: the commands are loaded lazily
+    and none of them imports numpy, torch or ONNX at module level."""
     code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from cli import main\n"
-        "r = CliRunner().invoke(main, ['compile', 'specs/lenet5.net', '--json'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        "heavy = sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules)\n"
+        "import runpy, sys\n"
+        f"sys.argv = ['netspec', *{args!r}]\n"
+        "try:\n"
+        "    runpy.run_module('netspec', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_library_never_imports_the_cli() -> None:
+    """Importing every library package leaves netspec.cli unimported."""
+    modules = sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "netspec").rglob("*.py")
+        if p.relative_to(ROOT / "netspec").parts[0] not in ("cli", "__main__.py")
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "assert not [m for m in sys.modules if m.startswith('netspec.cli')]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_brackets_in_a_message_are_printed_as_written(sized: Path) -> None:
@@ -205,3 +242,94 @@ def test_brackets_in_a_message_are_printed_as_written(sized: Path) -> None:
     result = invoke("compile", sized, "--set", "x[gpu]=1")
     assert result.exit_code == 2
     assert "'x[gpu]=1'" in result.stderr
+
+
+# ---- printing: user text literally, failed output reported ---------------------------
+
+
+def test_spec_text_is_printed_literally(tmp_path: Path) -> None:
+    """A quoted spec line reaches the terminal as text: no escape sequences, no emoji."""
+    spec = tmp_path / "esc.net"
+    spec.write_text("network n(x: 1x8x8) {\n    maxpol 2x2  # \x1b[31m red :x: \x07\n}\n")
+    result = invoke("compile", spec)
+    assert result.exit_code == 1
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "# \\x1b[31m red :x: \\x07" in result.stderr
+    assert "\N{CROSS MARK}" not in result.stderr
+
+
+def run_netspec(
+    *args: str | Path, stdout: IO[str] | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real command, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "netspec", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_stdout_on_a_full_disk_is_a_clear_error() -> None:
+    with open("/dev/full", "w") as full:
+        result = run_netspec("compile", LENET5, stdout=full)
+    assert result.returncode == 1
+    assert "error: cannot write to stdout (No space left on device)" in result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_stdout_that_cannot_encode_a_name_is_a_clear_error(tmp_path: Path) -> None:
+    here = tmp_path / "ünïcode"
+    here.mkdir()
+    spec = here / "lenet5.net"
+    spec.write_text(LENET5.read_text())
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    result = run_netspec("compile", spec, "--emit", "python", env=env)
+    assert result.returncode == 1
+    assert "cannot print" in result.stderr and "its encoding is ascii" in result.stderr
+    assert "PYTHONIOENCODING=utf-8" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---- Ctrl-C ---------------------------------------------------------------------------
+
+
+# Run netspec as its entry point does, printing a marker on stderr when the code of the
+# file named by argv[1] starts to run (netspec/cli/__init__.py: the command line is
+# loading; netspec/cli/train.py: the lazy group is loading the command).
+MARKED = """\
+import runpy, sys
+marked = sys.argv[1]
+def hook(event, args):
+    if event == "exec" and getattr(args[0], "co_filename", "").endswith(marked):
+        print("MARK", file=sys.stderr, flush=True)
+sys.addaudithook(hook)
+sys.argv = ["netspec", *sys.argv[2:]]
+runpy.run_module("netspec", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("marker", ["netspec/cli/__init__.py", "netspec/cli/train.py"])
+def test_ctrl_c_during_start_up_exits_130(tmp_path: Path, marker: str) -> None:
+    """SIGINT while the command is still starting (the command line or the command's
+    module loading, then its flags, torch's import, the data): whatever it is doing
+    then, it exits 130 with a message and no traceback, never click's "Aborted!" and 1."""
+    data = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.integers(0, 255, (16, 28, 28), np.uint8), y=rng.integers(0, 10, 16))
+    command = [sys.executable, "-c", MARKED, marker, "augment", str(ROOT / "specs" / "lenet.net"),
+               "--data", str(data), "-o", str(tmp_path / "grid.png")]  # fmt: skip
+    with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        code = process.wait(timeout=120)
+    assert line == "MARK\n", line + rest
+    assert code == 130, rest[-2000:]
+    assert "error: interrupted" in rest
+    assert "Traceback" not in rest and "Aborted!" not in rest

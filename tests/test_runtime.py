@@ -16,7 +16,7 @@ import netspec
 from netspec.data import write_idx
 from netspec.errors import InputError, ProviderError
 from netspec.export import ExportOptions, InputInfo, export_compiled
-from netspec.runtime.bench import torch_module
+from netspec.export.eager import torch_module
 from netspec.runtime.inputs import load_inputs, load_samples
 from netspec.runtime.session import choose_providers, open_model
 from tests.test_export import MNIST, QUIET, SPECS, invoke

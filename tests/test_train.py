@@ -25,10 +25,10 @@ from click.testing import CliRunner, Result
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from netspec.cli.train import augment_cmd, eval_cmd, train_cmd
 from netspec.compiler import compile
 from netspec.data import load_mnist, write_idx
 from netspec.train.augment import augment
-from netspec.train.commands import augment_cmd, eval_cmd, train_cmd
 from netspec.train.loop import loss_sum, predict
 from netspec.train.run import new_run_dir, write_atomic, write_text
 from netspec.train.setup import train_config
@@ -206,7 +206,7 @@ def test_same_seed_same_metrics(small: Path, tmp_path: Path) -> None:
 
 
 def _start(args: list[str]) -> subprocess.Popen[bytes]:
-    code = "from netspec.train.commands import train_cmd; train_cmd(prog_name='netspec train')"
+    code = "from netspec.cli.train import train_cmd; train_cmd(prog_name='netspec train')"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],

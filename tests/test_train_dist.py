@@ -16,8 +16,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from netspec.cli.train import train_cmd
 from netspec.data import load_mnist, write_idx
-from netspec.train.commands import train_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"

@@ -1,6 +1,7 @@
 """The wheel: built from the checkout, it holds only the `netspec` package (with the
-grammar and the CLI inside it), and once installed it compiles a spec from any
-directory without the checkout on the path."""
+grammar and the `netspec.cli` package inside it, and not the checkout's top-level
+`cli.py`), and once installed it compiles a spec from any directory without the
+checkout on the path."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def test_wheel_holds_only_the_package(wheel: Path) -> None:
     assert tops - dist_info == {"netspec"}, sorted(tops)
     assert len(dist_info) == 1
     assert "netspec/grammar/netspec.lark" in names
-    assert "netspec/cli.py" in names
+    assert "netspec/cli/__init__.py" in names
+    assert "netspec/cli/compile.py" in names
+    assert "netspec/cli.py" not in names
     assert "netspec/__main__.py" in names
     assert "cli.py" not in names
     assert not any(n.startswith(("tests/", "specs/", "grammar/")) for n in names)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from netspec.artifact import OutputKind, predicted_class
 from netspec.errors import ExportError
+from netspec.runtime.batching import padded, run_batched
 
 if TYPE_CHECKING:
     import onnx
@@ -31,7 +32,6 @@ Log = Callable[[str], None]
 Arrays = list[npt.NDArray[np.float32]]
 RTOL, ATOL = 1e-3, 1e-5
 REL_FLOOR = 1e-3  # relative error is reported where |reference| exceeds this
-CHUNK = 256  # samples per run when the batch axis is dynamic
 TIMING_ROUNDS = 7
 
 
@@ -90,28 +90,6 @@ def open_session(path: str | Path | bytes) -> ort.InferenceSession:
     options.log_severity_level = 3
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def _chunks(n: int, batch: int | None) -> list[slice]:
-    size = batch or CHUNK
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def _padded(array: npt.NDArray[np.float32], batch: int | None) -> npt.NDArray[np.float32]:
-    """A static-batch model takes exactly `batch` rows: repeat the last to fill a short chunk."""
-    if batch is None or len(array) == batch:
-        return array
-    return np.concatenate([array, np.repeat(array[-1:], batch - len(array), axis=0)])
-
-
-def run_batched(fn: Callable[[Arrays], Arrays], inputs: Arrays, batch: int | None) -> Arrays:
-    """Run `fn` over `inputs` in chunks (of exactly `batch` when the model's batch is fixed)."""
-    parts: list[Arrays] = []
-    for part in _chunks(len(inputs[0]), batch):
-        n = part.stop - part.start
-        outs = fn([_padded(x[part], batch) for x in inputs])
-        parts.append([o[:n] for o in outs])
-    return [np.concatenate(col) for col in zip(*parts, strict=True)]
 
 
 def torch_fn(module: torch.nn.Module) -> Callable[[Arrays], Arrays]:
@@ -179,8 +157,8 @@ def check_fp32(
         sets.append((f"{len(sample_inputs[0])} samples", sample_inputs))
     results = []
     for where, inputs in sets:
-        want = run_batched(torch_fn(module), inputs, batch)
-        got = run_batched(ort_fn(session), inputs, batch)
+        want = run_batched(torch_fn(module), inputs, fixed=batch)
+        got = run_batched(ort_fn(session), inputs, fixed=batch)
         result = compare(got, want, where)
         log(f"verify ({where}): {result.summary()}")
         results.append(result)
@@ -201,8 +179,8 @@ def check_reduced(
     """Top-1 agreement with fp32 PyTorch, accuracy where `targets` are given, and speed."""
     reduced = open_session(path)
     reference = open_session(fp32.SerializeToString())
-    want = run_batched(torch_fn(module), inputs, batch)[0]
-    got = run_batched(ort_fn(reduced), inputs, batch)[0]
+    want = run_batched(torch_fn(module), inputs, fixed=batch)[0]
+    got = run_batched(ort_fn(reduced), inputs, fixed=batch)[0]
     bad = nonfinite([want], "PyTorch") or nonfinite([got], f"the {precision} file")
     if bad is not None:
         raise ExportError(f"cannot check the {precision} file against PyTorch: {bad}")
@@ -246,7 +224,7 @@ def _speedup(
 ) -> float:
     """Median time ratio over interleaved runs (A, B, B, A, ...) on up to 64 samples."""
     rows = batch or min(64, len(inputs[0]))
-    feed = [_padded(x[:rows], batch) for x in inputs]
+    feed = [x[:rows] if batch is None else padded(x[:rows], batch) for x in inputs]
     times: dict[int, list[float]] = {0: [], 1: []}
     fns = (base, new)
     for r in range(TIMING_ROUNDS + 1):

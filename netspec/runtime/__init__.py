@@ -1,1 +1,6 @@
-"""Runtime: ONNX Runtime sessions on exported models, input files to batches, benchmarks."""
+"""Runtime: exported models on ONNX Runtime, never torch.
+
+`session` opens a file and reads its metadata (netspec.artifact), `inputs` turns files
+into model-ready batches, `batching` runs a model over them, `outputs` turns its numbers
+into classes, `bench` times it. The command line (netspec.cli.run) calls them in that order.
+"""

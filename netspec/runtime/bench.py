@@ -1,9 +1,9 @@
-"""Latency and throughput of an exported model, and of PyTorch eager on the same weights.
+"""Latency and throughput of an exported model, and of any other engine on the same inputs.
 
 Engines are timed interleaved (A, B, B, A, ...) within one process, so drift in the
-machine's speed (frequency, other load) falls on both alike. PyTorch's module is rebuilt
-from the spec in the file's metadata, and its weights are copied from the file's
-initializers by name.
+machine's speed (frequency, other load) falls on both alike. This module runs ONNX
+Runtime only; another engine comes in as a function that makes its runner from the
+inputs (PyTorch eager: netspec.export.eager), so the runtime never imports torch.
 """
 
 from __future__ import annotations
@@ -11,21 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from netspec.artifact import ModelInfo
-from netspec.errors import ModelError
 from netspec.runtime.session import Model
 from netspec.text import UNBOUND_SIZE
 
-if TYPE_CHECKING:
-    import torch
-
 Runner = Callable[[], object]
+Inputs = list[npt.NDArray[np.float32]]
+RunnerMaker = Callable[[Inputs], Runner]  # another engine's runner on these inputs
 TARGET_SECONDS = 1.5  # per engine and batch size
 MIN_ITERS, MAX_ITERS, WARMUP = 10, 2000, 3
 
@@ -82,7 +79,7 @@ def iterations(runners: Mapping[str, Runner]) -> int:
     return int(min(MAX_ITERS, max(MIN_ITERS, TARGET_SECONDS / max(slowest, 1e-6))))
 
 
-def random_inputs(info: ModelInfo, batch: int, seed: int = 0) -> list[npt.NDArray[np.float32]]:
+def random_inputs(info: ModelInfo, batch: int, seed: int = 0) -> Inputs:
     rng = np.random.default_rng(seed)
     return [
         rng.standard_normal(
@@ -92,82 +89,25 @@ def random_inputs(info: ModelInfo, batch: int, seed: int = 0) -> list[npt.NDArra
     ]
 
 
-def ort_runner(model: Model, inputs: list[npt.NDArray[np.float32]]) -> Runner:
+def ort_runner(model: Model, inputs: Inputs) -> Runner:
     feeds = dict(zip(model.input_names, inputs, strict=True))
     session = model.session
     return lambda: session.run(None, feeds)
 
 
-def torch_runner(module: torch.nn.Module, inputs: list[npt.NDArray[np.float32]]) -> Runner:
-    import torch
-
-    tensors = [torch.from_numpy(x) for x in inputs]
-
-    def run() -> object:
-        with torch.inference_mode():
-            return module(*tensors)
-
-    return run
-
-
-def torch_module(path: Path, info: ModelInfo) -> torch.nn.Module:
-    """PyTorch eager on the file's weights: the spec rebuilt, initializers copied by name."""
-    import onnx
-    import torch
-    from onnx import numpy_helper
-
-    import netspec
-    from netspec.diagnostics import SpecError
-    from netspec.errors import UsageError
-
-    if info.precision == "int8" or not info.weights:
-        raise ModelError(
-            f"{path}: an {info.precision} file keeps no fp32 weights by name; "
-            "benchmark the fp32 export with --vs torch"
-        )
-    try:
-        sizes: dict[str, Any] = dict(info.sizes)
-        compiled = netspec.compile_text(info.spec, f"{path}:spec", info.network, **sizes)
-    except (SpecError, UsageError) as e:
-        raise ModelError(f"{path}: the spec in its metadata no longer compiles ({e})") from None
-    module = compiled.to_torch().eval()
-    stored = {t.name: t for t in onnx.load(str(path)).graph.initializer}
-    state = module.state_dict()
-    for name, tensor in state.items():
-        source = stored.get(info.weights.get(name, ""))
-        if source is None:
-            raise ModelError(f"{path}: no initializer for weight '{name}'")
-        value = torch.from_numpy(numpy_helper.to_array(source).astype(np.float32))
-        if value.shape != tensor.shape:
-            raise ModelError(
-                f"{path}: weight '{name}' is {tuple(value.shape)} in the file but "
-                f"{tuple(tensor.shape)} in the spec rebuilt from its metadata"
-            )
-        state[name] = value
-    module.load_state_dict(state)
-    return module
-
-
 def bench(
     model: Model,
     batches: Sequence[int],
-    vs_torch: bool = False,
-    threads: int | None = None,
+    others: Mapping[str, RunnerMaker] | None = None,
     rounds: int | None = None,
 ) -> list[Timing]:
-    """Timings per batch size: ONNX Runtime, and PyTorch eager when `vs_torch`; `rounds`
-    timed calls of each (default: about TARGET_SECONDS per engine)."""
-    import torch
-
-    module = torch_module(model.path, model.info) if vs_torch else None
-    if threads:
-        torch.set_num_threads(threads)
+    """Timings per batch size of ONNX Runtime and of each engine in `others` (by name);
+    `rounds` timed calls of each (default: about TARGET_SECONDS per engine)."""
     results: list[Timing] = []
     for batch in batches:
         inputs = random_inputs(model.info, batch)
         runners = {"onnxruntime": ort_runner(model, inputs)}
-        if module is not None:
-            runners["torch"] = torch_runner(module, inputs)
+        runners |= {name: make(inputs) for name, make in (others or {}).items()}
         times = interleaved(runners, rounds or iterations(runners))
         results += [summarize(name, batch, t) for name, t in times.items()]
     return results

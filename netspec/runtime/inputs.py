@@ -1,17 +1,25 @@
 """Files to model-ready batches: PNG/JPEG images, `.npy` arrays, IDX files, directories.
 
-Pixels (images, uint8 arrays and IDX files) are scaled to [0, 1], fitted to the
-model's size, converted to its channels, then normalized with the model's
-`(x - mean) / std`. Float arrays are taken as already model-ready. MNIST-style
-models expect a white digit on black; `invert=True` turns a dark-on-light
+Pixels (images, uint8 arrays and IDX files) are scaled to [0, 1] (16-bit images by
+65535), fitted to the model's size, converted to its channels, then normalized with
+the model's `(x - mean) / std`. Float arrays are taken as already model-ready.
+MNIST-style models expect a white digit on black; `invert=True` turns a dark-on-light
 image around. The kind of a file is read from its first bytes, not its name.
+
+Reads are bounded before anything large is allocated: an image's size is read from its
+header and refused above MAX_IMAGE_PIXELS (a small PNG can decode to gigabytes), and
+an IDX file's dimensions are read from its header first.
 """
 
 from __future__ import annotations
 
+import gzip
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +41,9 @@ _MAGIC = (
     (b"\x00\x00", "idx"),
 )
 EXPECTED = "a PNG or JPEG image, a .npy array, an IDX file, or a directory of these"
+MAX_IMAGE_PIXELS = 2**25  # 33.5 Mpx: a 8192x4096 photo; decoded as float32, 128 MiB a channel
+MAX_IDX_DIMS = 4  # (N, C, H, W)
+_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 
 @dataclass(frozen=True)
@@ -92,10 +103,11 @@ def load_file(
     """One file as `(N, C, H, W)` float32, ready for the model."""
     kind = file_kind(path)
     if kind in ("png", "jpeg"):
-        return _from_pixels(_read_image(path, _channels(info, path)), info, path, invert, notice)
+        return _from_unit(_read_image(path, _channels(info, path)), info, path, invert, notice)
     if kind == "npy":
         return _from_array(_read_npy(path), info, path, invert, notice)
     if kind == "idx":
+        _check_idx_dims(path)
         try:
             array = read_idx(path)
         except DataError as e:
@@ -117,6 +129,7 @@ def load_samples(
             return _from_array(data.x, info, path, invert, notice), data.y
         labels_file = _labels_beside(path)
         if labels_file is not None:
+            _check_idx_dims(path)
             pair = load_idx_pair(path, labels_file)
             return _from_array(pair.images, info, path, invert, notice), pair.labels
     except DataError as e:
@@ -132,6 +145,25 @@ def _labels_beside(path: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def _check_idx_dims(path: Path) -> None:
+    """Refuse an IDX file of more than MAX_IDX_DIMS dimensions from its 4-byte header,
+    before its data is read (the format allows 255)."""
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(4)
+            if head.startswith(b"\x1f\x8b"):
+                raw.seek(0)
+                with gzip.open(raw) as inflated:
+                    head = inflated.read(4)
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{path}: cannot read IDX header ({e})") from None
+    if len(head) == 4 and head[3] > MAX_IDX_DIMS:
+        raise InputError(
+            f"{path}: an IDX file of {head[3]} dimensions; expected images "
+            f"(N, H, W) or (N, C, H, W), at most {MAX_IDX_DIMS} dimensions"
+        )
+
+
 def _channels(info: InputInfo, path: Path) -> int:
     if len(info.shape) != 3 or info.shape[0] not in (1, 3):
         raise InputError(
@@ -141,18 +173,39 @@ def _channels(info: InputInfo, path: Path) -> int:
     return int(info.shape[0])
 
 
-def _read_image(path: Path, channels: int) -> npt.NDArray[np.uint8]:
-    """`(1, C, H, W)` uint8, converted to grey (`L`) or `RGB`."""
+def _read_image(path: Path, channels: int) -> FloatArray:
+    """`(1, C, H, W)` in [0, 1]: grey (`L`) or `RGB`, 16-bit grey scaled by 65535."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image.load()
-            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixels(path, image.size)
+                image.load()
+                pixels = _scaled(image, channels)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{path}: cannot read image ({e}); expected {EXPECTED}") from None
     chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     return chw[None]
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    """Refuse an image above MAX_IMAGE_PIXELS from the size in its header, before decoding."""
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"{path}: an image of {width}x{height} ({width * height:,} pixels); netspec "
+            f"reads images of at most {MAX_IMAGE_PIXELS:,} pixels: scale it down first"
+        )
+
+
+def _scaled(image: Any, channels: int) -> FloatArray:
+    """The image's pixels as floats in [0, 1], `(H, W)` or `(H, W, 3)`."""
+    if image.mode in _SIXTEEN_BIT:  # 16-bit grey: converting to `L` would saturate it
+        return np.asarray(image, np.float32) / np.float32(65535.0)
+    converted = image.convert("L" if channels == 1 else "RGB")
+    return np.asarray(converted, np.float32) / np.float32(255.0)
 
 
 def _read_npy(path: Path) -> npt.NDArray[np.generic]:
@@ -194,7 +247,7 @@ def _from_array(
         return _exact(array.astype(np.float32), info, path)
     nchw = _as_nchw(array, info, path)
     if nchw.dtype == np.uint8:
-        return _from_pixels(nchw, info, path, invert, notice)  # type: ignore[arg-type]
+        return _from_unit(nchw.astype(np.float32) / np.float32(255.0), info, path, invert, notice)
     return _exact(nchw.astype(np.float32), info, path)
 
 
@@ -213,11 +266,10 @@ def _exact(array: FloatArray, info: InputInfo, path: Path) -> FloatArray:
     return array if array.ndim == len(want) + 1 else array[None]
 
 
-def _from_pixels(
-    pixels: npt.NDArray[np.uint8], info: InputInfo, path: Path, invert: bool, notice: Notice
+def _from_unit(
+    x: FloatArray, info: InputInfo, path: Path, invert: bool, notice: Notice
 ) -> FloatArray:
-    """uint8 `(N, C, H, W)` -> scaled, inverted if asked, fitted, normalized floats."""
-    x = pixels.astype(np.float32) / 255.0
+    """Pixels in [0, 1], `(N, C, H, W)` -> inverted if asked, fitted, normalized floats."""
     if invert:
         x = 1.0 - x
     elif x.shape[1] == 1 and float(np.median(x)) > 0.5:

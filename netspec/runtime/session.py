@@ -4,6 +4,9 @@
 ONNX Runtime build has (`onnxruntime-gpu` has the GPU ones; the default
 `onnxruntime` only the CPU). Asking for a provider the build lacks is a usage
 error that names the ones it has.
+
+The shapes a file's metadata declares are checked against MAX_SAMPLE_VALUES before
+anything is allocated for them: a file is data someone may have crafted.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from netspec.artifact import ModelInfo, from_props
+from netspec.artifact import InputInfo, ModelInfo, from_props
 from netspec.errors import MetadataError, ModelError, ProviderError
-from netspec.text import first_line
+from netspec.text import UNBOUND_SIZE, first_line, fmt_shape
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -30,6 +33,38 @@ PROVIDERS: dict[str, str] = {
     "cpu": "CPUExecutionProvider",
 }
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+MAX_SAMPLE_VALUES = 2**26  # values in one sample of one input (256 MiB of float32)
+MAX_CALL_VALUES = 2**28  # values in one call's batch of one input (1 GiB of float32)
+
+
+def sample_values(info: InputInfo, unbound: int = UNBOUND_SIZE) -> int:
+    """Values in one sample of `info`, symbolic sizes counted as `unbound`.
+
+    >>> sample_values(InputInfo("image", (3, "H", "W")), unbound=32)
+    3072
+    """
+    count = 1
+    for d in info.shape:
+        count *= d if isinstance(d, int) else unbound
+    return count
+
+
+def check_declared(info: ModelInfo, source: str) -> None:
+    """Refuse input shapes no netspec export declares: sizes that are not positive, or a
+    sample larger than MAX_SAMPLE_VALUES (which `run` and `bench` would allocate)."""
+    for i in info.inputs:
+        bad = [d for d in i.shape if not isinstance(d, str) and (type(d) is not int or d < 1)]
+        if bad:
+            raise MetadataError(
+                f"{source}: input '{i.name}' declares the shape {i.shape!r}; "
+                "expected positive sizes or symbolic names"
+            )
+        values = sample_values(i)
+        if values > MAX_SAMPLE_VALUES:
+            raise MetadataError(
+                f"{source}: input '{i.name}' declares {fmt_shape(i.shape)} per sample "
+                f"({values:,} values); netspec runs inputs of at most {MAX_SAMPLE_VALUES:,}"
+            )
 
 
 def choose_providers(choice: str, available: list[str]) -> list[str]:
@@ -114,6 +149,7 @@ def open_model(
         ) from None
     try:
         info = from_props(session.get_modelmeta().custom_metadata_map, str(path))
+        check_declared(info, str(path))
     except MetadataError as e:
         raise ModelError(str(e)) from None
     return Model(path, session, info, session.get_providers()[0])

@@ -1,7 +1,5 @@
-"""Training: `netspec train`, `netspec eval` and `netspec augment`.
-
-This package's top level stays free of torch, so the CLI can register the commands
-(netspec.train.commands) without slowing `netspec compile` down.
+"""Training: what `netspec train`, `netspec eval` and `netspec augment` run (their click
+commands are netspec.cli.train). This package's top level stays free of torch.
 """
 
 from __future__ import annotations

@@ -373,7 +373,7 @@ def _launch(request: Request, console: Console, log: Log) -> Path:
         "--standalone",
         f"--nproc-per-node={request.nproc}",
         "-m",
-        "netspec.train.commands",
+        "netspec.cli.train",
         "--resume",
         str(directory),
         "--device",

@@ -1,45 +1,49 @@
-"""The click commands `train`, `eval` and `augment`; cli.py registers them.
+"""`netspec train`, `netspec eval` and `netspec augment`: the click layer over netspec.train.
 
-Torch and the training modules are imported inside the commands, so importing this
-module (as `netspec compile` does) costs nothing.
+torch and the training modules are imported inside the commands, so listing the commands
+costs nothing. This module is also what `torchrun` starts for `netspec train --nproc N`
+and for training on several machines: `torchrun ... -m netspec.cli.train SPEC ...`.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import click
 
-from netspec.console import out_console, parse_set, reported
+from netspec.cli.console import echo, out_console, parse_set
+from netspec.cli.options import (
+    MAX_EPOCHS,
+    FiniteFloat,
+    batch_range,
+    command,
+    network_option,
+    seed_option,
+    sets_option,
+)
 from netspec.errors import UsageError
 
 __all__ = ["augment_cmd", "eval_cmd", "train_cmd"]
 
-
-def _reported() -> AbstractContextManager[None]:
-    return reported(
-        interrupted="interrupted; a run resumes from its last checkpoint with --resume RUN"
-    )
-
+INTERRUPTED = "interrupted; a run resumes from its last checkpoint with --resume RUN"
 
 _path = click.Path(path_type=Path)
 _device = click.Choice(["auto", "cpu", "cuda"])
 
 
-@click.command("train")
+@command("train", interrupted=INTERRUPTED)
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--network", "-n", help="which network of the spec (when it has several)")
+@network_option
 @click.option(
     "--data",
     type=_path,
     help="a folder of MNIST IDX files, train/ and test/ image "
     "folders, or an .npz with x and y (default: the spec's dataset)",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="override the spec's epochs")
-@click.option("--batch", type=click.IntRange(min=1), help="override the spec's batch size")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="override the spec's lr")
-@click.option("--seed", type=int, help="override the spec's seed")
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), help="override the spec's epochs")
+@click.option("--batch", type=batch_range(), help="override the spec's batch size")
+@click.option("--lr", type=FiniteFloat(minimum=0), help="override the spec's lr")
+@seed_option("override the spec's seed")
 @click.option("--device", type=_device, default="auto", show_default=True)
 @click.option(
     "--precision",
@@ -59,19 +63,13 @@ _device = click.Choice(["auto", "cpu", "cuda"])
 )
 @click.option(
     "--nproc",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 1024),
     default=1,
     show_default=True,
     help="processes to train with (torchrun: gloo on CPU, NCCL on GPU)",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="train on the first N samples only")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="override a constant or a training value (epochs, lr, optimizer, ...)",
-)
+@sets_option("override a constant or a training value (epochs, lr, optimizer, ...)")
 @click.option("--compile", "compile_", is_flag=True, help="run the module through torch.compile")
 def train_cmd(
     spec: Path | None,
@@ -92,46 +90,42 @@ def train_cmd(
     compile_: bool,
 ) -> None:
     """Train the network of SPEC on its `train` section's data; write a run directory."""
-    with _reported():
-        if spec is None and resume is None:
-            raise UsageError(
-                "missing SPEC", hint="netspec train SPEC, or netspec train --resume RUN"
-            )
-        flags = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
-        overrides = {**parse_set(sets), **{k: v for k, v in flags.items() if v is not None}}
-        from netspec.train.session import train
-        from netspec.train.setup import Request
+    if spec is None and resume is None:
+        raise UsageError("missing SPEC", hint="netspec train SPEC, or netspec train --resume RUN")
+    flags = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
+    overrides = {**parse_set(sets), **{k: v for k, v in flags.items() if v is not None}}
+    from netspec.train.session import train
+    from netspec.train.setup import Request
 
-        request = Request(
-            spec,
-            network,
-            data,
-            overrides,
-            limit,
-            device,
-            precision,
-            compile_,
-            out,
-            name,
-            resume,
-            nproc,
-        )
-        train(request, out_console)
+    request = Request(
+        spec=spec,
+        network=network,
+        data=data,
+        overrides=overrides,
+        limit=limit,
+        device=device,
+        precision=precision,
+        compile=compile_,
+        out=out,
+        name=name,
+        resume=resume,
+        nproc=nproc,
+    )
+    train(request, out_console)
 
 
-@click.command("eval")
+@command("eval", interrupted=INTERRUPTED)
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", type=_path, help="evaluate on this data instead of the run's")
 @click.option("--device", type=_device, default="auto", show_default=True)
 def eval_cmd(run: Path, data: Path | None, device: str) -> None:
     """Re-evaluate RUN's best weights on the test set and redraw its plots."""
-    with _reported():
-        from netspec.train.tools import evaluate_run
+    from netspec.train.tools import evaluate_run
 
-        evaluate_run(run, data, device, lambda m: out_console.print(m, markup=False))
+    evaluate_run(run, data, device, echo)
 
 
-@click.command("augment")
+@command("augment", interrupted=INTERRUPTED)
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o",
@@ -141,7 +135,7 @@ def eval_cmd(run: Path, data: Path | None, device: str) -> None:
     show_default=True,
     help="the PNG to write",
 )
-@click.option("--network", "-n", help="which network of the spec (when it has several)")
+@network_option
 @click.option("--data", type=_path, help="images to use instead of the spec's dataset")
 @click.option(
     "--count", type=click.IntRange(1, 64), default=8, show_default=True, help="how many test images"
@@ -153,14 +147,8 @@ def eval_cmd(run: Path, data: Path | None, device: str) -> None:
     show_default=True,
     help="augmented copies of each",
 )
-@click.option("--seed", type=int, help="random seed (default: the spec's)")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="override a constant or a training value",
-)
+@seed_option("random seed (default: the spec's)")
+@sets_option("override a constant or a training value")
 def augment_cmd(
     spec: Path,
     output: Path,
@@ -172,20 +160,9 @@ def augment_cmd(
     sets: tuple[str, ...],
 ) -> None:
     """Draw a grid of augmented test images, as the train section's `augment` makes them."""
-    with _reported():
-        from netspec.train.tools import augment_grid
+    from netspec.train.tools import augment_grid
 
-        augment_grid(
-            spec,
-            network,
-            parse_set(sets),
-            data,
-            output,
-            count,
-            copies,
-            seed,
-            lambda m: out_console.print(m, markup=False),
-        )
+    augment_grid(spec, network, parse_set(sets), data, output, count, copies, seed, echo)
 
 
 if __name__ == "__main__":  # the processes that `netspec train --nproc N` starts (torchrun)

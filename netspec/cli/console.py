@@ -1,0 +1,163 @@
+"""What every command shares: one way to print, one way to turn a mistake into a message
+and an exit code.
+
+Exit codes: 0 ok, 1 a mistake in a spec or an input file, 2 a usage error, 130 interrupted.
+Text that comes from the user's files (a spec line quoted in a diagnostic, the labels in
+an ONNX file, file names) is printed literally: no markup, no emoji codes, and control
+characters shown as escapes, so that nothing in a file can drive the terminal.
+Nothing here imports torch or numpy, so `netspec compile` stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, NoReturn, cast
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from netspec.diagnostics import Diagnostic, Sources, SpecError, render_all
+from netspec.errors import NetspecError, OutputError, UsageError
+
+# C0 and C1 control characters and DEL, but not newline and tab
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def literal(text: str) -> str:
+    r"""`text` with every control character but newline and tab written as a visible escape.
+
+    >>> literal("red \x1b[31m, bell \x07, tab\tok")
+    'red \\x1b[31m, bell \\x07, tab\tok'
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class _Stdout(io.TextIOBase):
+    """`sys.stdout` as it is at each write (click's test runner swaps it), with a failed
+    write (a full disk, a closed pipe, a character the encoding lacks) as an OutputError."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except (OSError, UnicodeEncodeError) as e:
+            raise _output_error(e) from None
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except OSError as e:
+            raise _output_error(e) from None
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
+def _output_error(e: OSError | UnicodeEncodeError) -> OutputError:
+    """The error to report; stdout is pointed at /dev/null so that Python's own flush at
+    exit does not fail a second time with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # not a real file descriptor (a test runner's buffer): nothing flushes at exit
+    if isinstance(e, UnicodeEncodeError):
+        return OutputError(
+            f"cannot print {e.object[e.start : e.end]!r} to stdout: its encoding is {e.encoding}",
+            hint="set PYTHONIOENCODING=utf-8 (or a UTF-8 locale) to print any file name",
+        )
+    return OutputError(f"cannot write to stdout ({e.strerror or e})")
+
+
+stdout = cast(IO[str], _Stdout())
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out_console = Console(file=stdout, highlight=False, soft_wrap=True, emoji=False)
+
+
+def say(message: str) -> None:
+    """A progress or notice line, on stderr so that stdout stays the command's result."""
+    err_console.print(literal(message), markup=False)
+
+
+def echo(text: str) -> None:
+    """A line of the command's result, on stdout, printed literally."""
+    click.echo(literal(text), file=stdout)
+
+
+def fail(message: str, code: int, hint: str | None = None) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(literal(message))}", markup=True)
+    if hint:
+        err_console.print(f"    {literal(hint)}", markup=False)
+    sys.exit(code)
+
+
+def show_diagnostics(diagnostics: Iterable[Diagnostic], sources: Sources | None = None) -> None:
+    """Diagnostics with the lines they point into, on stderr."""
+    listed = list(diagnostics)
+    err_console.print(literal(render_all(listed, sources_of(listed, sources))), markup=False)
+
+
+def sources_of(diagnostics: Iterable[Diagnostic], known: Sources | None = None) -> Sources:
+    """The text of every file the diagnostics point into, to quote their lines."""
+    sources = known or Sources()
+    for d in diagnostics:
+        for span in (d.span, *(n.span for n in d.notes if n.span)):
+            path = Path(span.file)
+            if span.file in sources.texts or not path.is_file():
+                continue
+            try:
+                sources.texts[span.file] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+    return sources
+
+
+@contextmanager
+def reported(interrupted: str = "interrupted") -> Iterator[None]:
+    """Every `NetspecError` becomes a message and its exit code (1: a spec or an input
+    file, 2: usage), never a traceback; Ctrl-C exits 130 with `interrupted`."""
+    try:
+        yield
+    except SpecError as e:
+        show_diagnostics(e.diagnostics)
+        sys.exit(e.exit_code)
+    except NetspecError as e:
+        fail(str(e), e.exit_code, e.hint)
+    except (KeyboardInterrupt, click.Abort):
+        fail(interrupted, 130)
+
+
+def parse_set(values: Iterable[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` (repeatable): numbers, true/false, or words."""
+    out: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set epochs=3")
+        out[name] = _scalar(raw)
+    return out
+
+
+def _scalar(raw: str) -> Any:
+    if raw in ("true", "false"):
+        return raw == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            continue
+    return raw

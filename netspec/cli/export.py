@@ -1,0 +1,159 @@
+"""`netspec export`: a spec, a run directory or its weights to a checked, verified ONNX file.
+
+torch, onnx and numpy are imported inside the command only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from netspec.cli.console import parse_set, say
+from netspec.cli.options import MAX_BATCH, command, network_option, sets_option
+from netspec.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from netspec.compiler import Compiled
+
+CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before this
+
+
+def find_source(source: Path) -> tuple[Path, Path | None]:
+    """(spec, weights) from a spec file, a run directory, or a `.safetensors` file in one."""
+    if source.is_dir():
+        spec = source / "spec.net"
+        weights = next(
+            (
+                w
+                for w in (
+                    source / "weights" / "best.safetensors",
+                    source / "weights" / "last.safetensors",
+                )
+                if w.is_file()
+            ),
+            None,
+        )
+        if not spec.is_file():
+            raise UsageError(
+                f"{source}: a directory without spec.net; expected a run directory "
+                "(runs/NAME/ with spec.net and weights/)"
+            )
+        return spec, weights
+    if source.suffix == ".safetensors":
+        candidates = [source.parent.parent / "spec.net", source.parent / "spec.net"]
+        spec_file = next((c for c in candidates if c.is_file()), None)
+        if spec_file is None:
+            raise UsageError(
+                f"{source}: no spec.net two levels up or beside it; expected "
+                "weights from a run directory (runs/NAME/weights/best.safetensors)"
+            )
+        return spec_file, source
+    if not source.is_file():
+        raise UsageError(f"{source}: no such file or directory")
+    return source, None
+
+
+def batch_value(batch: str) -> str | int:
+    """`--batch`: 'dynamic', or a fixed size from 1 to MAX_BATCH."""
+    if batch == "dynamic":
+        return batch
+    if batch.isdigit() and 0 < int(batch) <= MAX_BATCH:
+        return int(batch)
+    raise UsageError(f"--batch {batch}: expected 'dynamic' or a number from 1 to {MAX_BATCH}")
+
+
+def _data(
+    path: Path | None, compiled: Compiled, limit: int | None = None
+) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.int64] | None]:
+    from netspec.export.onnx_export import input_infos
+    from netspec.runtime.inputs import load_samples
+
+    if path is None:
+        return None, None
+    x, y = load_samples(path, input_infos(compiled)[0])
+    return (x[:limit], None if y is None else y[:limit]) if limit else (x, y)
+
+
+@command("export")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the ONNX file to write",
+)
+@network_option
+@sets_option("override a constant or bind a symbolic size")
+@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
+@click.option(
+    "--batch", default="dynamic", show_default=True, help="'dynamic', or a fixed batch size N"
+)
+@click.option("--fp16", is_flag=True, help="weights and activations in half precision")
+@click.option("--int8", is_flag=True, help="static int8 quantization (QDQ); needs --calibrate")
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, path_type=Path),
+    help="calibration data: an IDX images file, .npy, or a directory of images",
+)
+@click.option(
+    "--samples",
+    type=click.Path(exists=True, path_type=Path),
+    help="real samples to verify on (an IDX images file with its labels file beside "
+    "it gives accuracy)",
+)
+@click.option("--no-verify", is_flag=True, help="skip the check against PyTorch")
+def export_cmd(
+    source: Path,
+    output: Path,
+    network: str | None,
+    sets: tuple[str, ...],
+    opset: int,
+    batch: str,
+    fp16: bool,
+    int8: bool,
+    calibrate: Path | None,
+    samples: Path | None,
+    no_verify: bool,
+) -> None:
+    """Export SOURCE (a spec, a run directory, or a .safetensors file) to ONNX, verified."""
+    if int8 and calibrate is None:
+        raise UsageError("--int8 needs --calibrate DATA (samples like the model's inputs)")
+    if fp16 and int8:
+        raise UsageError("choose one of --fp16 and --int8")
+    fixed = batch_value(batch)
+    import netspec
+    from netspec.artifact import Precision
+    from netspec.export.onnx_export import ExportOptions, export_compiled
+    from netspec.lower.weights import load_weights
+
+    spec, weights_file = find_source(source)
+    compiled = netspec.compile(spec, network, **parse_set(sets))
+    module = None
+    if weights_file is not None:
+        module = compiled.to_torch()
+        load_weights(weights_file, module)
+        say(f"weights: {weights_file}")
+    calibration, calibration_labels = _data(
+        calibrate if int8 else None, compiled, CALIBRATION_LIMIT
+    )
+    x, y = _data(samples, compiled)
+    if x is None:  # no held-out samples: report agreement on the calibration set
+        x, y = calibration, calibration_labels
+    precision: Precision = "int8" if calibration is not None else "fp16" if fp16 else "fp32"
+    options = ExportOptions(opset=opset, batch=fixed, precision=precision, verify=not no_verify)
+    export_compiled(
+        compiled,
+        output,
+        options,
+        weights=module,
+        samples=x,
+        targets=y,
+        calibration=calibration,
+        log=say,
+    )

@@ -1,0 +1,109 @@
+"""What the commands share: their click command class, and the options several take
+(`--network`, `--set`, `--provider`, the compile limits, `--seed`), written once.
+
+Numbers a person types are bounded here, so that a typo such as `--batch 1000000000`
+is a usage error naming the flag instead of an allocation that fails later.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from netspec.cli.console import reported
+from netspec.limits import Limits
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_BATCH = 65_536  # samples per call or step; more is a typo, not a batch
+MAX_SEED = 2**63 - 1  # what torch's and numpy's generators take
+MAX_EPOCHS = 100_000
+
+
+class Command(click.Command):
+    """A netspec command: every `NetspecError` it raises becomes its message and exit code,
+    and Ctrl-C exits 130 with `interrupted` (console.reported), whichever group runs it."""
+
+    def __init__(self, *args: Any, interrupted: str = "interrupted", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interrupted = interrupted
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with reported(self.interrupted):
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with reported(self.interrupted):
+            return super().invoke(ctx)
+
+
+def command(name: str, interrupted: str = "interrupted") -> Callable[[F], Command]:
+    """`@click.command(name)` with netspec's error handling (Command)."""
+    return click.command(name, cls=Command, interrupted=interrupted)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float above `minimum`, and finite: `inf` and `nan` pass a plain range (nan
+    compares false with everything), and train a network to NaN."""
+
+    def __init__(self, minimum: float) -> None:
+        super().__init__(min=minimum, min_open=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def batch_range() -> click.IntRange:
+    return click.IntRange(1, MAX_BATCH)
+
+
+def network_option(f: F) -> F:
+    return click.option("--network", "-n", help="which network of the spec (when it has several)")(
+        f
+    )
+
+
+def sets_option(help: str) -> Callable[[F], F]:
+    """`--set NAME=VALUE`, repeatable; `help` says what the command lets it override."""
+    return click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=help)
+
+
+def seed_option(help: str) -> Callable[[F], F]:
+    return click.option("--seed", type=click.IntRange(0, MAX_SEED), help=help)
+
+
+def provider_option(f: F) -> F:
+    return click.option(
+        "--provider",
+        type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
+        default="auto",
+        show_default=True,
+        help="ONNX Runtime execution provider; auto: TensorRT, then CUDA, then the CPU",
+    )(f)
+
+
+def limit_options(f: F) -> F:
+    """One `--max-...` flag per field of `Limits`, defaulting to its value."""
+    defaults = Limits()
+    for field in reversed(list(Limits.model_fields)):
+        flag = "--" + field.replace("_", "-")
+        f = click.option(
+            flag,
+            type=click.IntRange(min=1),
+            default=getattr(defaults, field),
+            show_default=True,
+            help=f"limit: {field.replace('_', ' ')}",
+        )(f)
+    return f
