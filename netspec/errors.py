@@ -21,6 +21,7 @@ __all__ = [
     "MetadataError",
     "ModelError",
     "NetspecError",
+    "OutputError",
     "ProviderError",
     "RunError",
     "UsageError",
@@ -78,3 +79,9 @@ class MetadataError(ModelError):
 
 class InputError(NetspecError):
     """An input file the model cannot take; the message names the file and what was expected."""
+
+
+class OutputError(NetspecError):
+    """A file or directory netspec was asked to write could not be written (read-only, full,
+    a file where a directory should be); the message names the path and the system's reason.
+    Whatever was there before is left as it was."""
