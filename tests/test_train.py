@@ -30,12 +30,13 @@ from netspec.data import load_mnist, write_idx
 from netspec.train.augment import augment
 from netspec.train.commands import augment_cmd, eval_cmd, train_cmd
 from netspec.train.loop import loss_sum, predict
-from netspec.train.run import new_run_dir, write_atomic, write_text
+from netspec.errors import OutputError
+from netspec.train.run import new_run_dir, weights_meta, write_atomic, write_text
 from netspec.train.setup import train_config
 from netspec.trainspec import Augment, Loss
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+REAL_MNIST = Path(os.environ.get("NETSPEC_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 LENET = ROOT / "specs" / "lenet.net"
 pytestmark = pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
 
@@ -125,20 +126,18 @@ def test_run_directory_holds_every_artifact(finished: tuple[Path, Result]) -> No
     run, result = finished
     assert "device: cpu" in result.output
     for name in (
-        "spec.net",
+        "spec/lenet.net",
         "settings.json",
         "metrics.csv",
         "curves.png",
         "confusion.png",
         "errors.png",
         "weights/best.safetensors",
-        "weights/best.json",
         "weights/last.safetensors",
-        "weights/last.json",
         "model.onnx",
     ):
         assert (run / name).is_file(), name
-    assert (run / "spec.net").read_text() == LENET.read_text()
+    assert (run / "spec" / "lenet.net").read_text() == LENET.read_text()
     assert [r["epoch"] for r in metrics(run)] == ["1", "2"]
     assert list(metrics(run)[0]) == [
         "epoch",
@@ -149,14 +148,15 @@ def test_run_directory_holds_every_artifact(finished: tuple[Path, Result]) -> No
         "lr",
         "seconds",
     ]
-    last = json.loads((run / "weights" / "last.json").read_text())
+    last = weights_meta(run / "weights" / "last.safetensors")
     settings = json.loads((run / "settings.json").read_text())
     assert last["epoch"] == 2 and last["spec_sha256"] == settings["spec_sha256"]
+    assert last["metrics"]["epoch"] == 2 and settings["main"] == "lenet.net"
     assert settings["train"]["epochs"] == 2 and settings["train"]["batch"] == 32
     assert settings["train"]["optimizer"]["lr"] == 0.05  # the spec's, not overridden
     with safe_open(str(run / "weights" / "last.safetensors"), framework="pt") as f:
         assert f.metadata()["epoch"] == "2"
-    assert [p.name for p in (run / "state").iterdir()] == ["epoch-0002.pt"]
+    assert [p.name for p in (run / "state").iterdir()] == ["epoch-0002.safetensors"]
     assert temp_files(run) == []
     assert f"netspec eval {run}" in result.output
     assert float(metrics(run)[-1]["test_acc"]) > 0.5
@@ -171,7 +171,7 @@ def test_eval_reevaluates_the_best_weights(finished: tuple[Path, Result]) -> Non
     (run / "confusion.png").unlink()
     result = cli(run, command=eval_cmd)
     assert result.exit_code == 0, result.output
-    best = json.loads((run / "weights" / "best.json").read_text())
+    best = weights_meta(run / "weights" / "best.safetensors")
     assert f"accuracy {best['metrics']['test_acc']:.2%}" in result.output
     assert (run / "confusion.png").is_file()
 
@@ -407,7 +407,7 @@ def test_atomic_writes_leave_no_temp_file_and_keep_the_old_on_failure(tmp_path: 
         tmp.write_text("half")
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="a.json: disk full"):
         write_atomic(target, fail)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
