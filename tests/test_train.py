@@ -27,10 +27,10 @@ from safetensors.torch import load_file
 
 from netspec.compiler import compile
 from netspec.data import load_mnist, write_idx
+from netspec.errors import OutputError
 from netspec.train.augment import augment
 from netspec.train.commands import augment_cmd, eval_cmd, train_cmd
 from netspec.train.loop import loss_sum, predict
-from netspec.errors import OutputError
 from netspec.train.run import new_run_dir, weights_meta, write_atomic, write_text
 from netspec.train.setup import train_config
 from netspec.trainspec import Augment, Loss
@@ -163,7 +163,14 @@ def test_run_directory_holds_every_artifact(finished: tuple[Path, Result]) -> No
 
 
 def test_second_run_of_a_name_gets_a_new_directory(tmp_path: Path) -> None:
-    assert [new_run_dir(tmp_path, "x").name for _ in range(3)] == ["x", "x-2", "x-3"]
+    def fill(run: Path) -> None:
+        (run / "settings.json").write_text("{}")
+
+    assert [new_run_dir(tmp_path, "x", fill).name for _ in range(3)] == ["x", "x-2", "x-3"]
+    (tmp_path / "y").mkdir()  # an empty directory (a kill right after it was made) is taken over
+    assert new_run_dir(tmp_path, "y", fill) == tmp_path / "y"
+    assert (tmp_path / "y" / "settings.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x", "x-2", "x-3", "y"]
 
 
 def test_eval_reevaluates_the_best_weights(finished: tuple[Path, Result]) -> None:
@@ -207,7 +214,8 @@ def test_same_seed_same_metrics(small: Path, tmp_path: Path) -> None:
 
 def _start(args: list[str]) -> subprocess.Popen[bytes]:
     code = "from netspec.train.commands import train_cmd; train_cmd(prog_name='netspec train')"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the same thread count as this process, whose runs are the reference
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         cwd=ROOT,
@@ -407,7 +415,7 @@ def test_atomic_writes_leave_no_temp_file_and_keep_the_old_on_failure(tmp_path: 
         tmp.write_text("half")
         raise OSError("disk full")
 
-    with pytest.raises(OutputError, match="a.json: disk full"):
+    with pytest.raises(OutputError, match=r"a\.json: disk full"):
         write_atomic(target, fail)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
