@@ -68,6 +68,7 @@ def read_run(run: PathLike, *, need_settings: bool = True) -> KeptRun:
     settings = check_settings(read_json(settings_file), settings_file)
     if "sources" not in settings:
         return _legacy(directory, settings)
+    KeptRun(directory, settings, SpecFiles("", {}), directory).config()  # a valid 'train'?
     files = read_kept(directory, settings["main"], settings["sources"])
     if files.digest() != settings["spec_sha256"]:
         raise RunError(f"{settings_file}: spec_sha256 does not match the kept spec files")

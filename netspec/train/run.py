@@ -174,7 +174,14 @@ def save_weights(path: Path, module: nn.Module, meta: Mapping[str, Any]) -> None
         "sources": json.dumps(meta.get("sources", {}), sort_keys=True),
         "metrics": json.dumps(meta.get("metrics", {}), sort_keys=True),
     }
-    write_atomic(path, lambda tmp: save_model(module, str(tmp), metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_model(module, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # a full disk, say: the writer says so as an OSError
+            raise OSError(str(e)) from None
+
+    write_atomic(path, write)
 
 
 def weights_meta(path: Path) -> dict[str, Any]:

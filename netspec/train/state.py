@@ -80,7 +80,14 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` in one atomic rename."""
     tensors, meta = encode(state)
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: meta}))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata={META_KEY: meta})
+        except SafetensorError as e:  # a full disk, say: the writer says so as an OSError
+            raise OSError(str(e)) from None
+
+    write_atomic(path, write)
 
 
 def load_state(path: Path) -> dict[str, Any]:
