@@ -6,13 +6,14 @@ filesystem failure (read-only, full, a file where a directory should be) is an
 `OutputError` naming the path and the system's reason.
 
 Each rename is a *commit*. For the tests that kill a run at every commit, setting
-``NETSPEC_CRASH_AT=N`` makes the process exit at once (``os._exit``, as a SIGKILL would,
-with status `CRASH_EXIT`) just before its Nth commit; nothing else reads it.
+``NETSPEC_CRASH_AT=N`` makes the process SIGKILL itself just before its Nth commit;
+nothing else reads it.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,6 @@ from netspec.errors import OutputError
 
 TMP_SUFFIX = ".tmp"  # temp files are `.NAME.XXXX.tmp`, so a leftover is easy to find
 CRASH_ENV = "NETSPEC_CRASH_AT"
-CRASH_EXIT = 86
 _commits = 0
 
 PathLike = str | os.PathLike[str]
@@ -33,7 +33,8 @@ def commit_point() -> None:
     global _commits
     _commits += 1
     if os.environ.get(CRASH_ENV) == str(_commits):
-        os._exit(CRASH_EXIT)
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+        os._exit(128 + signal.SIGTERM)  # where SIGKILL does not exist, or is not immediate
 
 
 def umask() -> int:

@@ -1,5 +1,5 @@
 """A kill loses nothing and duplicates nothing: a run killed at every commit of its epochs
-(``NETSPEC_CRASH_AT=N`` exits the process just before its Nth rename, as a SIGKILL would)
+(``NETSPEC_CRASH_AT=N`` makes the process SIGKILL itself just before its Nth rename)
 resumes to exactly the metrics and weights of a run never interrupted.
 
 Every process trains with the same torch thread count (the subprocesses get this one's
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from netspec.data import load_mnist, write_idx
-from netspec.fileio import CRASH_ENV, CRASH_EXIT
+from netspec.fileio import CRASH_ENV
 from netspec.train.commands import train_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +92,7 @@ def _crash(args: list[str], n: int) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, capture_output=True, timeout=120
     )
-    assert proc.returncode == CRASH_EXIT, proc.stderr.decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
 
 
 def _commits_through_last_checkpoint(rows: list[dict[str, str]]) -> int:
