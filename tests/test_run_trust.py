@@ -113,6 +113,10 @@ def test_a_run_keeps_every_file_its_spec_read(trained: Path) -> None:
     assert sorted(_settings(trained)["sources"]) == ["lib/blocks.net", "tiny.net"]  # type: ignore[arg-type]
     compiled, weights = open_run(str(trained))  # what `netspec export RUN` compiles
     assert compiled.name == "tiny" and weights == trained / "weights" / "best.safetensors"
+    last = trained / "weights" / "last.safetensors"
+    assert open_run(last)[1] == last
+    with pytest.raises(RunError, match="no such weights file"):
+        open_run(trained / "weights" / "other.safetensors")
 
 
 def test_resume_and_eval_read_the_kept_copy_not_the_original(run: Path, data: Path) -> None:

@@ -20,7 +20,7 @@ from netspec.compiler import Compiled, compile
 from netspec.errors import RunError
 from netspec.fileio import PathLike
 from netspec.train.run import read_json, weights_meta
-from netspec.train.setup import RESERVED
+from netspec.train.setup import RESERVED, check_overrides
 from netspec.train.sources import SPEC_DIR, SpecFiles, changed, read_kept, run_file, spec_files
 from netspec.trainspec import TrainConfig
 
@@ -129,12 +129,12 @@ def check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:
 def compile_run(
     kept: KeptRun, network: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Compiled:
-    """Compile the run's kept spec, from inside the run only (no `use` may leave it)."""
+    """Compile the run's kept spec, from inside the run only (no `use` may leave it);
+    ``network`` and ``overrides`` (on top of the run's) as on the command line."""
+    merged = {**kept.overrides, **(overrides or {})}
+    check_overrides(merged)
     compiled = compile(
-        kept.main,
-        network if network is not None else kept.network,
-        allow_outside=False,
-        **(dict(overrides) if overrides is not None else kept.overrides),
+        kept.main, network if network is not None else kept.network, allow_outside=False, **merged
     )
     now = spec_files(compiled)
     if now.hashes() != kept.files.hashes() and kept.files.main != LEGACY_SPEC:
@@ -160,12 +160,25 @@ def check_weights(path: Path, files: SpecFiles) -> None:
     )
 
 
-def open_run(run: PathLike) -> tuple[Compiled, Path | None]:
-    """The run's compiled network and the weights to load (best, else last, else None), after
-    every check: settings, kept files, and the weights' record of their spec."""
-    kept = read_run(run, need_settings=False)
-    compiled = compile_run(kept)
-    weights = next((w for w in (kept.dir / "weights" / n for n in WEIGHTS) if w.is_file()), None)
+def open_run(
+    source: PathLike, network: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> tuple[Compiled, Path | None]:
+    """The run's compiled network and the weights to load, after every check: settings, kept
+    files, and the weights' record of their spec. ``source`` is a run directory (weights:
+    best, else last, else None) or a ``.safetensors`` file in one (``RUN/weights/X``).
+    ``network`` and ``overrides`` (on top of the run's) as `--network` and `--set` give them."""
+    path = Path(source)
+    weights: Path | None = None
+    if path.suffix == ".safetensors" and not path.is_dir():
+        weights, path = path, path.parent.parent if path.parent.name == "weights" else path.parent
+        if not weights.is_file():
+            raise RunError(f"{weights}: no such weights file")
+    kept = read_run(path, need_settings=False)
+    compiled = compile_run(kept, network, overrides)
+    if weights is None:
+        weights = next(
+            (w for w in (kept.dir / "weights" / n for n in WEIGHTS) if w.is_file()), None
+        )
     if weights is not None:
         check_weights(weights, kept.files)
     return compiled, weights
