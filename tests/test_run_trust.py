@@ -266,6 +266,12 @@ def test_non_finite_values_are_refused(trained: Path, value: str) -> None:
         Request(spec, overrides={"lr": float(value)})
 
 
+def test_a_seed_torch_cannot_take_is_refused(trained: Path, data: Path) -> None:
+    spec = trained / "spec" / "tiny.net"
+    result = cli(spec, "--data", data, "--seed", str(10**23), "--out", trained.parent / "seed")
+    assert result.exit_code == 2 and "--seed" in result.output, result.output
+
+
 def test_a_diverging_run_stops_naming_epoch_and_step(trained: Path, data: Path) -> None:
     spec = trained / "spec" / "tiny.net"
     result = cli(spec, "--data", data, "--lr", "1e30", "--out", trained.parent / "nan")

@@ -87,7 +87,14 @@ def train_config(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> 
     for where, value in _numbers(config.model_dump(mode="python")):
         if not math.isfinite(value):
             raise UsageError(f"invalid {where}: {value} (expected a finite number)")
+    check_seed(config.seed)
     return config
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed torch cannot take (it holds 64 bits)."""
+    if not -(2**63) <= seed < 2**63:
+        raise UsageError(f"--seed {seed}: expected a whole number of at most 63 bits")
 
 
 def _numbers(value: Any, where: str = "") -> list[tuple[str, float]]:

@@ -21,6 +21,7 @@ from netspec.train.setup import (
     Build,
     Request,
     build_module,
+    check_seed,
     compile_request,
     load_tensors,
     make_place,
@@ -83,6 +84,8 @@ def augment_grid(
     source = Path(data) if data is not None else None
     tensors = load_tensors(compiled, config, source, None, torch.device("cpu"), log)
     originals = tensors.test_x[:count]
+    if seed is not None:
+        check_seed(seed)
     gen = torch.Generator().manual_seed(config.seed if seed is None else seed)
     batches = [augment(originals, config.augment, gen).numpy() for _ in range(copies)]
     plots.augmented_grid(Path(output), originals.numpy(), batches, _describe(config))
