@@ -46,14 +46,23 @@ def umask() -> int:
 
 def output_error(path: PathLike, e: OSError) -> OutputError:
     """An OutputError naming ``path`` and the system's reason for ``e``."""
-    reason = e.strerror or str(e)
-    where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
-    return OutputError(f"cannot write {path}: {reason}{where}")
+    return OutputError(f"cannot write {path}: {e.strerror or e}")
+
+
+def check_dir(path: PathLike) -> Path:
+    """``path``, if it is a directory or could be made one (nothing on the way is a file)."""
+    directory = Path(path)
+    for place in (directory, *directory.parents):
+        if place.exists() or place.is_symlink():
+            if not place.is_dir():
+                raise OutputError(f"cannot write {directory}: {place} is not a directory")
+            break
+    return directory
 
 
 def make_dirs(path: PathLike) -> Path:
     """``mkdir -p path``, or an OutputError saying why not."""
-    directory = Path(path)
+    directory = check_dir(path)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -307,7 +307,7 @@ def test_out_naming_a_file_is_a_clear_error(trained: Path, tmp_path: Path) -> No
     result = cli(trained / "spec" / "tiny.net", "--out", file, "--epochs", "1")
     assert result.exit_code == 1 and str(file) in result.output, result.output
     assert file.read_text() == "keep me"
-    with pytest.raises(OutputError, match=r"Not a directory|File exists"):
+    with pytest.raises(OutputError, match=r"is not a directory"):
         write_text(file / "x.txt", "x")
 
 

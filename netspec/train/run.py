@@ -62,8 +62,6 @@ def new_run_dir(out: PathLike, name: str, fill: Callable[[Path], None] = lambda 
     leaves no half-made run; an empty directory of the name is taken over.
     """
     parent = make_dirs(out)
-    if not parent.is_dir():
-        raise RunError(f"--out {parent}: not a directory")
     _remove_stale_temps(parent, name)
     try:
         tmp = Path(

@@ -23,6 +23,7 @@ from netspec import __version__
 from netspec.compiler import Compiled
 from netspec.errors import ExportError, RunError, UsageError
 from netspec.export import onnx_export
+from netspec.fileio import check_dir
 from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.data import Tensors
@@ -156,6 +157,8 @@ def _prepare(
     kept = None
     if request.resume is not None:
         request, kept = _stored(request)
+    else:
+        check_dir(request.out)  # before the data is read: --out naming a file, say
     compiled, config = _resolve(request, log, kept)
     wanted = settings(compiled, config, request)
     if kept is not None:
