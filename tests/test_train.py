@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from netspec.compiler import compile
 from netspec.data import load_mnist, write_idx
-from netspec.errors import OutputError
+from netspec.errors import OutputError, UsageError
 from netspec.fileio import CRASH_ENV
 from netspec.train.augment import augment
 from netspec.train.commands import augment_cmd, eval_cmd, train_cmd
@@ -171,6 +171,10 @@ def test_second_run_of_a_name_gets_a_new_directory(tmp_path: Path) -> None:
     assert new_run_dir(tmp_path, "y", fill) == tmp_path / "y"
     assert (tmp_path / "y" / "settings.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x", "x-2", "x-3", "y"]
+    for bad in ("", "..", "a/b", "../up"):
+        with pytest.raises(UsageError, match="plain directory name"):
+            new_run_dir(tmp_path / "sub", bad, fill)
+    assert not (tmp_path / "sub").exists()
 
 
 def test_eval_reevaluates_the_best_weights(finished: tuple[Path, Result]) -> None:

@@ -244,9 +244,10 @@ def train_epoch(
 def _stop_if_diverged(step: int, epoch: int) -> None:
     """Stop a run whose loss went NaN or infinite (at ``step``; 0: it did not)."""
     if step:
+        kept = f"its checkpoint of epoch {epoch - 1}" if epoch > 1 else "no checkpoint yet"
         raise RunError(
             f"epoch {epoch}, step {step}: the loss is not finite (NaN or infinite); training "
-            f"stopped, and the run keeps its checkpoint of epoch {epoch - 1}",
+            f"stopped, and the run keeps {kept}",
             hint="lower the learning rate, or clip the gradients (--set clip=1)",
         )
 

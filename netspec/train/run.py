@@ -22,6 +22,7 @@ a consistent checkpoint. Nothing is a pickle: weights and state are safetensors.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
@@ -36,7 +37,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 from torch import nn
 
-from netspec.errors import RunError
+from netspec.errors import RunError, UsageError
 from netspec.fileio import (
     TMP_SUFFIX,
     PathLike,
@@ -61,6 +62,8 @@ def new_run_dir(out: PathLike, name: str, fill: Callable[[Path], None] = lambda 
     ``fill`` writes into a temp directory that is renamed into place in one step, so a kill
     leaves no half-made run; an empty directory of the name is taken over.
     """
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UsageError(f"--name {name!r}: expected a plain directory name, such as lenet-2")
     parent = make_dirs(out)
     _remove_stale_temps(parent, name)
     try:
@@ -96,7 +99,7 @@ def _rename_into_place(tmp: Path, parent: Path, name: str) -> Path:
 
 def _remove_stale_temps(parent: Path, name: str) -> None:
     """Remove the temp directories of runs whose creating process was killed."""
-    for tmp in parent.glob(f".{name}.*{TMP_SUFFIX}"):
+    for tmp in parent.glob(f".{glob.escape(name)}.*{TMP_SUFFIX}"):
         pid = tmp.name.removeprefix(f".{name}.").split(".")[0]
         if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
