@@ -357,3 +357,19 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_checkpoint(
         if (run / "weights" / "last.safetensors").is_file():
             open_run(run)
         assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_the_python_api_takes_str_paths(trained: Path, data: Path, tmp_path: Path) -> None:
+    from netspec.data import load_idx_pair, load_mnist, read_idx
+    from netspec.train.data import read_arrays
+    from netspec.train.run import read_metrics, weights_meta
+
+    assert len(read_metrics(str(trained / "metrics.csv"))) == 1
+    assert weights_meta(str(trained / "weights" / "best.safetensors"))["epoch"] == 1
+    images = str(data / "t10k-images-idx3-ubyte.gz")
+    assert read_idx(images).shape == (100, 28, 28)
+    assert len(load_idx_pair(images, str(data / "t10k-labels-idx1-ubyte.gz")).labels) == 100
+    assert len(load_mnist(str(data)).test_y) == 100
+    assert len(read_arrays("mnist", str(data), lambda _: None).test_y) == 100
+    write_idx(str(tmp_path / "x.idx"), np.zeros((2, 2), np.uint8))
+    assert read_idx(tmp_path / "x.idx").shape == (2, 2)

@@ -145,7 +145,7 @@ def compile_run(
     return compiled
 
 
-def check_weights(path: Path, files: SpecFiles) -> None:
+def check_weights(path: PathLike, files: SpecFiles) -> None:
     """Refuse weights whose metadata records another spec than ``files``, naming what changed."""
     meta = weights_meta(path)
     recorded = meta["spec_sha256"]

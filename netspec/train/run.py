@@ -119,7 +119,8 @@ def write_json(path: PathLike, data: Mapping[str, Any]) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: PathLike) -> dict[str, Any]:
+    path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:
@@ -135,7 +136,7 @@ def remove_temp_files(run: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_metrics(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
+def write_metrics(path: PathLike, rows: Sequence[Mapping[str, float]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRICS, lineterminator="\n")
     writer.writeheader()
@@ -148,7 +149,8 @@ def _cell(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else f"{value:.6g}"
 
 
-def read_metrics(path: Path) -> list[dict[str, float]]:
+def read_metrics(path: PathLike) -> list[dict[str, float]]:
+    path = Path(path)
     if not path.is_file():
         return []
     try:
@@ -166,7 +168,7 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def save_weights(path: Path, module: nn.Module, meta: Mapping[str, Any]) -> None:
+def save_weights(path: PathLike, module: nn.Module, meta: Mapping[str, Any]) -> None:
     """``path`` (.safetensors, shared tensors stored once), its metadata saying what it is:
     ``epoch``, ``spec_sha256``, and the per-file ``sources`` and epoch ``metrics`` as JSON."""
     metadata = {
@@ -185,7 +187,7 @@ def save_weights(path: Path, module: nn.Module, meta: Mapping[str, Any]) -> None
     write_atomic(path, write)
 
 
-def weights_meta(path: Path) -> dict[str, Any]:
+def weights_meta(path: PathLike) -> dict[str, Any]:
     """What a netspec weights file says it is: ``epoch`` (int), ``spec_sha256`` (str or None),
     ``sources`` and ``metrics`` (dicts, empty when absent)."""
     try:
@@ -206,7 +208,7 @@ def weights_meta(path: Path) -> dict[str, Any]:
     }
 
 
-def weights_epoch(path: Path) -> int:
+def weights_epoch(path: PathLike) -> int:
     """The epoch recorded in a weights file's metadata."""
     epoch = weights_meta(path)["epoch"]
     if not isinstance(epoch, int) or epoch < 1:
@@ -235,7 +237,8 @@ def remove_other_states(run: Path, keep: Path) -> None:
             old.unlink(missing_ok=True)
 
 
-def load_checkpoint(run: Path, module: nn.Module) -> Checkpoint | None:
+def load_checkpoint(run: PathLike, module: nn.Module) -> Checkpoint | None:
+    run = Path(run)
     """Load the last committed weights into ``module``; None if the run has no checkpoint."""
     last = run / "weights" / "last.safetensors"
     if not last.is_file():

@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from netspec.errors import RunError
-from netspec.fileio import write_atomic
+from netspec.fileio import PathLike, write_atomic
 
 META_KEY = "netspec_state"
 SCALARS = (bool, int, float, str)
@@ -77,7 +77,7 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     raise ValueError(f"unexpected {kind!r} entry in the state's JSON")
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
+def save_state(path: PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` in one atomic rename."""
     tensors, meta = encode(state)
 
@@ -90,7 +90,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, write)
 
 
-def load_state(path: Path) -> dict[str, Any]:
+def load_state(path: PathLike) -> dict[str, Any]:
     """The state `save_state` wrote to ``path``, or a RunError saying why it cannot be read."""
     try:
         with safe_open(str(path), framework="pt") as f:
