@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,6 +107,21 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_capped(path: PathLike, cap: int) -> bytes:
+    """A regular file's bytes, at most ``cap`` of them (the size is counted while reading,
+    never taken from ``stat``); OSError for a FIFO, a device or a directory, ValueError for
+    a file over the cap."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError(f"more than {cap:,} bytes")
+    return data
 
 
 def write_atomic(path: PathLike, write: Callable[[Path], None]) -> None:

@@ -373,3 +373,18 @@ def test_the_python_api_takes_str_paths(trained: Path, data: Path, tmp_path: Pat
     assert len(read_arrays("mnist", str(data), lambda _: None).test_y) == 100
     write_idx(str(tmp_path / "x.idx"), np.zeros((2, 2), np.uint8))
     assert read_idx(tmp_path / "x.idx").shape == (2, 2)
+
+
+def test_oversized_and_special_run_files_are_refused(run: Path) -> None:
+    lib = run / "spec" / "lib" / "blocks.net"
+    lib.write_bytes(b"#" * (2**20 + 1))
+    with pytest.raises(RunError, match="over the spec size limit"):
+        read_run(run)
+    lib.unlink()
+    os.mkfifo(lib)  # would block a plain read forever
+    with pytest.raises(RunError, match="not a regular file"):
+        read_run(run)
+    (run / "settings.json").unlink()
+    os.mkfifo(run / "settings.json")
+    with pytest.raises(RunError, match=r"not a netspec run \(no settings\.json\)"):
+        read_run(run)

@@ -21,7 +21,15 @@ from netspec.errors import RunError
 from netspec.fileio import PathLike
 from netspec.train.run import read_json, weights_meta
 from netspec.train.setup import RESERVED, check_overrides
-from netspec.train.sources import SPEC_DIR, SpecFiles, changed, read_kept, run_file, spec_files
+from netspec.train.sources import (
+    SPEC_DIR,
+    SpecFiles,
+    changed,
+    read_kept,
+    read_text,
+    run_file,
+    spec_files,
+)
 from netspec.trainspec import TrainConfig
 
 LEGACY_SPEC = "spec.net"
@@ -81,10 +89,7 @@ def _legacy(directory: Path, settings: dict[str, Any]) -> KeptRun:
     main = directory / LEGACY_SPEC
     if main.is_symlink() or not main.is_file():
         raise RunError(f"{main}: missing or not a regular file inside the run")
-    try:
-        text = main.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise RunError(f"{main}: not UTF-8 text; the run's spec is damaged") from None
+    text = read_text(main)
     return KeptRun(directory, settings, SpecFiles(LEGACY_SPEC, {LEGACY_SPEC: text}), main)
 
 

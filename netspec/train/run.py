@@ -45,6 +45,7 @@ from netspec.fileio import (
     fsync_dir,
     make_dirs,
     output_error,
+    read_capped,
     umask,
     write_atomic,
     write_text,
@@ -54,6 +55,7 @@ from netspec.train.state import load_state, save_state
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 MAX_RUNS_OF_A_NAME = 100_000
+MAX_RUN_FILE_BYTES = 64 * 2**20  # settings.json, metrics.csv: kilobytes in any real run
 
 
 def new_run_dir(out: PathLike, name: str, fill: Callable[[Path], None] = lambda _: None) -> Path:
@@ -122,7 +124,7 @@ def write_json(path: PathLike, data: Mapping[str, Any]) -> None:
 def read_json(path: PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_capped(path, MAX_RUN_FILE_BYTES).decode("utf-8"))
     except (OSError, ValueError, RecursionError) as e:
         raise RunError(f"{path}: cannot read ({e})") from None
     if not isinstance(data, dict):
@@ -154,9 +156,10 @@ def read_metrics(path: PathLike) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return [{k: float(row[k]) for k in METRICS} for row in csv.DictReader(f)]
-    except (KeyError, TypeError, ValueError, csv.Error) as e:
+        text = read_capped(path, MAX_RUN_FILE_BYTES).decode("utf-8")
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        return [{k: float(row[k]) for k in METRICS} for row in rows]
+    except (OSError, KeyError, TypeError, ValueError, csv.Error) as e:
         raise RunError(f"{path}: not a netspec metrics file ({e})") from None
 
 

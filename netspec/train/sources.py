@@ -22,7 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from netspec.compiler import Compiled
 from netspec.errors import RunError
-from netspec.fileio import write_text
+from netspec.fileio import read_capped, write_text
+from netspec.limits import Limits
 
 SPEC_DIR = "spec"
 
@@ -99,12 +100,7 @@ def read_kept(run: Path, main: str, hashes: Mapping[str, object]) -> SpecFiles:
     texts: dict[str, str] = {}
     for name, want in sorted(hashes.items()):
         path = run_file(run, name, "settings.json sources")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise RunError(f"{path}: not UTF-8 text; the run's spec is damaged") from None
-        except OSError as e:
-            raise RunError(f"{path}: cannot read ({e.strerror})") from None
+        text = read_text(path)
         if sha256(text) != want:
             raise RunError(
                 f"{path}: changed since the run was made (SHA-256 {sha256(text)[:12]}, "
@@ -115,6 +111,18 @@ def read_kept(run: Path, main: str, hashes: Mapping[str, object]) -> SpecFiles:
     if main not in texts:
         raise RunError(f"settings.json: the main file '{main}' is not among the run's sources")
     return SpecFiles(main, texts)
+
+
+def read_text(path: Path) -> str:
+    """A kept spec file's text: a regular file of UTF-8 within the spec size limit."""
+    try:
+        return read_capped(path, Limits().max_file_bytes).decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not UTF-8 text; the run's spec is damaged") from None
+    except ValueError as e:
+        raise RunError(f"{path}: {e}, over the spec size limit") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def changed(recorded: Mapping[str, object], now: Mapping[str, str]) -> list[str]:
