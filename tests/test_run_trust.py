@@ -388,3 +388,32 @@ def test_oversized_and_special_run_files_are_refused(run: Path) -> None:
     os.mkfifo(run / "settings.json")
     with pytest.raises(RunError, match=r"not a netspec run \(no settings\.json\)"):
         read_run(run)
+
+
+SINGLE = """
+network one(image: 1x28x28) {
+    conv 4 5x5 | relu | maxpool 2x2
+    dense 10
+}
+"""
+
+
+def test_a_run_of_the_old_layout_is_opened_and_checked(tmp_path: Path, data: Path) -> None:
+    """Before spec/: spec.net beside settings.json, the weights' metadata naming its SHA-256."""
+    from safetensors.torch import save_model
+
+    from netspec.compiler import compile
+    from netspec.train.sources import sha256
+
+    run = tmp_path / "old"
+    (run / "weights").mkdir(parents=True)
+    (run / "spec.net").write_text(SINGLE)
+    train = {"network": "one", "dataset": "mnist"}
+    (run / "settings.json").write_text(json.dumps({"network": "one", "train": train}))
+    module = compile(run / "spec.net").to_torch()
+    meta = {"epoch": "1", "spec_sha256": sha256(SINGLE)}
+    save_model(module, str(run / "weights" / "best.safetensors"), metadata=meta)
+    assert cli(run, "--data", data, command=eval_cmd).exit_code == 0
+    (run / "spec.net").write_text(SINGLE.replace("relu", "tanh"))
+    result = cli(run, "--data", data, command=eval_cmd)
+    assert result.exit_code == 1 and "trained on another spec" in result.output
