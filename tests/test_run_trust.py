@@ -119,6 +119,20 @@ def test_a_run_keeps_every_file_its_spec_read(trained: Path) -> None:
         open_run(trained / "weights" / "other.safetensors")
 
 
+def test_a_run_whose_spec_uses_a_library_exports(trained: Path, tmp_path: Path) -> None:
+    """What `netspec export RUN` does once find_source calls open_run (issue 9: it read
+    runs/L/lib.net before and failed with E101)."""
+    from netspec.export.onnx_export import export_compiled
+    from netspec.lower.weights import load_weights
+
+    compiled, weights = open_run(trained)
+    assert weights is not None
+    module = compiled.to_torch()
+    load_weights(weights, module)
+    export_compiled(compiled, tmp_path / "m.onnx", weights=module, log=lambda _: None)
+    assert (tmp_path / "m.onnx").is_file()
+
+
 def test_resume_and_eval_read_the_kept_copy_not_the_original(run: Path, data: Path) -> None:
     original = Path(_settings(run)["spec"])  # type: ignore[arg-type]
     moved = run.parent / "moved"
