@@ -244,6 +244,10 @@ DAMAGE = {
     "limit": (lambda r: _rewrite(r, limit=-3), "bad field 'limit'"),
     "network": (lambda r: _rewrite(r, network=["a"]), "bad field 'network'"),
     "threads": (lambda r: _rewrite(r, runtime={"threads": "x"}), "bad field 'runtime.threads'"),
+    "many-threads": (
+        lambda r: _rewrite(r, runtime={"threads": 10**6}),
+        "bad field 'runtime.threads'",
+    ),
     "json": (lambda r: (r / "settings.json").write_text("[1, 2"), "settings.json: cannot read"),
     "csv": (lambda r: (r / "metrics.csv").write_text("epoch\nx\n"), "not a netspec metrics"),
     "weights": (

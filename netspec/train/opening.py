@@ -33,6 +33,7 @@ from netspec.train.sources import (
 from netspec.trainspec import TrainConfig
 
 LEGACY_SPEC = "spec.net"
+MAX_THREADS = 1024  # a stored thread count beyond this is damage, not a machine
 WEIGHTS = ("best.safetensors", "last.safetensors")  # what export and eval load, in this order
 
 
@@ -126,7 +127,9 @@ def check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:
         if not isinstance(digest, str):
             raise RunError(f"{path}: bad SHA-256 for '{name}' in 'sources'")
     threads = (settings.get("runtime") or {}).get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
+    ):
         raise RunError(f"{path}: bad field 'runtime.threads': {json.dumps(threads)}")
     return settings
 
