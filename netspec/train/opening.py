@@ -72,7 +72,13 @@ def read_run(run: PathLike, *, need_settings: bool = True) -> KeptRun:
         raise RunError(f"{directory}: no such run directory")
     if not settings_file.is_file():
         if need_settings or not (directory / LEGACY_SPEC).is_file():
-            raise RunError(f"{directory}: not a netspec run (no settings.json)")
+            empty = not any(directory.iterdir())
+            raise RunError(
+                f"{directory}: not a netspec run (no settings.json)",
+                hint="an empty directory is taken over by the next `netspec train` of that name"
+                if empty
+                else None,
+            )
         return _legacy(directory, {})
     settings = check_settings(read_json(settings_file), settings_file)
     if "sources" not in settings:
