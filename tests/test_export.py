@@ -369,8 +369,8 @@ def test_export_cli_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such file" in result.output
     lone = tmp_path / "w.safetensors"
     lone.write_bytes(b"")
-    result = invoke("export", lone, "-o", tmp_path / "m.onnx")
-    assert result.exit_code == 2 and "no spec.net" in result.output
+    result = invoke("export", lone, "-o", tmp_path / "m.onnx")  # weights outside any run
+    assert result.exit_code == 1 and "not a netspec run" in result.output
 
 
 def test_export_cli_int8_with_idx_calibration(tmp_path: Path) -> None:

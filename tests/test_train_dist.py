@@ -8,6 +8,7 @@ rounding (sums in another order): final weights agree within atol 1e-4.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from netspec.cli.train import train_cmd
 from netspec.data import load_mnist, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+REAL_MNIST = Path(os.environ.get("NETSPEC_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 LENET = ROOT / "specs" / "lenet.net"
 
 

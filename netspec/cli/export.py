@@ -6,7 +6,7 @@ torch, onnx and numpy are imported inside the command only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,39 +23,20 @@ if TYPE_CHECKING:
 CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before this
 
 
-def find_source(source: Path) -> tuple[Path, Path | None]:
-    """(spec, weights) from a spec file, a run directory, or a `.safetensors` file in one."""
-    if source.is_dir():
-        spec = source / "spec.net"
-        weights = next(
-            (
-                w
-                for w in (
-                    source / "weights" / "best.safetensors",
-                    source / "weights" / "last.safetensors",
-                )
-                if w.is_file()
-            ),
-            None,
-        )
-        if not spec.is_file():
-            raise UsageError(
-                f"{source}: a directory without spec.net; expected a run directory "
-                "(runs/NAME/ with spec.net and weights/)"
-            )
-        return spec, weights
-    if source.suffix == ".safetensors":
-        candidates = [source.parent.parent / "spec.net", source.parent / "spec.net"]
-        spec_file = next((c for c in candidates if c.is_file()), None)
-        if spec_file is None:
-            raise UsageError(
-                f"{source}: no spec.net two levels up or beside it; expected "
-                "weights from a run directory (runs/NAME/weights/best.safetensors)"
-            )
-        return spec_file, source
+def open_source(
+    source: Path, network: str | None, overrides: dict[str, Any]
+) -> tuple[Compiled, Path | None]:
+    """The network and its weights from a spec file, or from a run directory or a
+    `.safetensors` file in one, opened and checked as `netspec eval` opens a run."""
+    if source.is_dir() or source.suffix == ".safetensors":
+        from netspec.train.opening import open_run  # imports torch
+
+        return open_run(source, network, overrides)
     if not source.is_file():
         raise UsageError(f"{source}: no such file or directory")
-    return source, None
+    from netspec.compiler import compile
+
+    return compile(source, network, **overrides), None
 
 
 def batch_value(batch: str) -> str | int:
@@ -127,13 +108,11 @@ def export_cmd(
     if fp16 and int8:
         raise UsageError("choose one of --fp16 and --int8")
     fixed = batch_value(batch)
-    import netspec
     from netspec.artifact import Precision
     from netspec.export.onnx_export import ExportOptions, export_compiled
     from netspec.lower.weights import load_weights
 
-    spec, weights_file = find_source(source)
-    compiled = netspec.compile(spec, network, **parse_set(sets))
+    compiled, weights_file = open_source(source, network, parse_set(sets))
     module = None
     if weights_file is not None:
         module = compiled.to_torch()

@@ -3,15 +3,20 @@ subfolder per class."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from netspec.data.idx import MAX_BYTES
 from netspec.errors import DataError
 
 __all__ = ["ImageFolder", "LabeledArrays", "load_image_folder", "load_npz"]
+
+MAX_PIXELS = 2**25  # per image: checked from its header, before it is decoded
+PathLike = str | os.PathLike[str]
 
 
 class LabeledArrays(NamedTuple):
@@ -29,8 +34,11 @@ class ImageFolder(NamedTuple):
     classes: list[str]
 
 
-def load_npz(path: Path) -> LabeledArrays:
-    """Load an ``.npz`` with arrays ``x`` (uint8 or float, 3-D or 4-D) and ``y`` (integer, 1-D)."""
+def load_npz(path: PathLike, max_bytes: int = MAX_BYTES) -> LabeledArrays:
+    """Load an ``.npz`` with arrays ``x`` (uint8 or float, 3-D or 4-D) and ``y`` (integer, 1-D).
+
+    Each array's declared size is checked against ``max_bytes`` before it is read."""
+    path = Path(path)
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises OSError, ValueError, EOFError, ... for non-npz files
@@ -42,11 +50,33 @@ def load_npz(path: Path) -> LabeledArrays:
             found = ", ".join(sorted(loaded.files)) or "none"
             raise DataError(f"{path}: expected arrays 'x' and 'y', found: {found}")
         try:
+            for name in ("x", "y"):
+                _check_size(loaded, name, path, max_bytes)
             x, y = loaded["x"], loaded["y"]
+        except DataError:
+            raise
         except Exception as e:  # object arrays (pickles), corrupt members
             raise DataError(f"{path}: cannot read x and y ({e})") from None
     _check_arrays(x, y, str(path))
     return LabeledArrays(x, y.astype(np.int64))
+
+
+def _check_size(loaded: Any, name: str, path: Path, max_bytes: int) -> None:
+    """Refuse a member whose .npy header declares more than ``max_bytes``."""
+    with loaded.zip.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(f)
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size > max_bytes:
+        raise DataError(
+            f"{path}: '{name}' declares {'x'.join(map(str, shape))} {dtype} = {size:,} bytes; "
+            f"netspec reads at most {max_bytes:,}"
+        )
 
 
 def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None:
@@ -65,7 +95,7 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
 
 def load_image_folder(
-    path: Path, size: int | tuple[int, int] | None = None, channels: int = 1
+    path: PathLike, size: int | tuple[int, int] | None = None, channels: int = 1
 ) -> ImageFolder:
     """Load ``path/<class>/<image>`` into arrays, classes in sorted order.
 
@@ -74,7 +104,7 @@ def load_image_folder(
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    classes, files = _list_images(path)
+    classes, files = _list_images(Path(path))
     hw = (size, size) if isinstance(size, int) else size
     images = [_read_image(f, hw, channels) for f, _ in files]
     for (file, _), image in zip(files, images, strict=True):
@@ -110,6 +140,11 @@ def _read_image(file: Path, hw: tuple[int, int] | None, channels: int) -> npt.ND
 
     try:
         with Image.open(file) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise DataError(
+                    f"{file}: {image.width}x{image.height} pixels; netspec reads images of "
+                    f"at most {MAX_PIXELS:,} pixels"
+                )
             converted = image.convert("L" if channels == 1 else "RGB")
             if hw is not None:
                 converted = converted.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)

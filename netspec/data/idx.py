@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
+import stat
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from netspec.errors import DataError
-from netspec.fileio import write_bytes
+from netspec.fileio import PathLike, write_bytes
 
 __all__ = [
     "IdxPair",
@@ -31,6 +34,11 @@ __all__ = [
 ]
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_BYTES = 2**30  # decompressed: all of MNIST's training images are 47 MB
+MAX_DIMS = 32  # numpy holds 64; an image set needs 3 or 4
+TRAILING_LIMIT = 2**20  # junk after the payload is read this far, to say how much there is
+CHUNK_BYTES = 2**20
+Read = Callable[[int], bytes]
 
 # IDX type code -> big-endian numpy dtype (the codes the format defines).
 DTYPES: dict[int, np.dtype[np.generic]] = {
@@ -61,20 +69,24 @@ class IdxPair(NamedTuple):
         return int(self.labels.max()) if self.labels.size else -1
 
 
-def read_idx_bytes(path: Path, source: str | None = None) -> bytes:
+def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = MAX_BYTES) -> bytes:
     """Return the uncompressed content of ``path``, gunzipping if it starts with gzip's magic.
 
-    ``source`` names the file in errors when ``path`` is a temp file (a download, say).
+    Reading is bounded: the header's dimensions are checked against `MAX_DIMS` and its
+    declared size against ``max_bytes`` before anything is allocated, then at most that many
+    bytes (and `TRAILING_LIMIT` more, to report trailing junk) are decompressed, so a gzip
+    bomb costs no more than a real file of the size its header claims. ``source`` names the
+    file in errors when ``path`` is a temp file (a download, say).
     """
     name = source or str(path)
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path, name) as f:
             compressed = f.read(2) == GZIP_MAGIC
             f.seek(0)
             if not compressed:
-                return f.read()
+                return _read_bounded(f.read, name, max_bytes)
             with gzip.GzipFile(fileobj=f) as gz:
-                return gz.read()
+                return _read_bounded(gz.read, name, max_bytes)
     except FileNotFoundError:
         raise DataError(f"{name}: file not found") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
@@ -83,9 +95,61 @@ def read_idx_bytes(path: Path, source: str | None = None) -> bytes:
         raise DataError(f"{name}: cannot read: {e.strerror or e}") from None
 
 
-def read_idx(path: Path) -> npt.NDArray[np.generic]:
+def _open_regular(path: PathLike, name: str) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file; a FIFO or a device (which would
+    block or never end) is refused without waiting on it."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{name}: not a regular file; expected an IDX file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_bounded(read: Read, name: str, max_bytes: int) -> bytes:
+    """The header, then the payload it declares (if within ``max_bytes``) and a little more."""
+    head = _read_up_to(read, 4)
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in DTYPES or head[3] == 0:
+        return head  # parse_idx says what is wrong with it
+    ndim = head[3]
+    if ndim > MAX_DIMS:
+        raise DataError(
+            f"{name}: magic {_magic(head[2], ndim)} declares {ndim} dimensions; "
+            f"netspec reads IDX files of at most {MAX_DIMS}"
+        )
+    head += _read_up_to(read, 4 * ndim)
+    if len(head) < 4 + 4 * ndim:
+        return head
+    dims = tuple(int(d) for d in np.frombuffer(head, ">u4", count=ndim, offset=4))
+    expected = math.prod(dims) * DTYPES[head[2]].itemsize
+    if expected > max_bytes:
+        shape = "x".join(str(d) for d in dims)
+        raise DataError(
+            f"{name}: header says {shape} {DTYPES[head[2]].name} = {expected:,} bytes; "
+            f"netspec reads at most {max_bytes:,}"
+        )
+    data = head + _read_up_to(read, expected + TRAILING_LIMIT + 1)
+    if len(data) > len(head) + expected + TRAILING_LIMIT:
+        raise DataError(
+            f"{name}: more than {TRAILING_LIMIT:,} trailing bytes after the "
+            f"{expected:,} bytes its header declares"
+        )
+    return data
+
+
+def _read_up_to(read: Read, n: int) -> bytes:
+    """At most ``n`` bytes, read in chunks (so a short stream never costs ``n``)."""
+    parts = bytearray()
+    while len(parts) < n:
+        chunk = read(min(CHUNK_BYTES, n - len(parts)))
+        if not chunk:
+            break
+        parts += chunk
+    return bytes(parts)
+
+
+def read_idx(path: PathLike, max_bytes: int = MAX_BYTES) -> npt.NDArray[np.generic]:
     """Read an IDX file (gzipped or not) into a native-endian array of its declared shape."""
-    return parse_idx(read_idx_bytes(path), str(path))
+    return parse_idx(read_idx_bytes(path, max_bytes=max_bytes), str(path))
 
 
 def parse_idx(data: bytes, source: str) -> npt.NDArray[np.generic]:
@@ -124,6 +188,11 @@ def _parse_magic(data: bytes, source: str) -> tuple[int, int]:
         )
     if ndim == 0:
         raise DataError(f"{source}: magic {_magic(code, ndim)} declares 0 dimensions; expected 1+")
+    if ndim > MAX_DIMS:
+        raise DataError(
+            f"{source}: magic {_magic(code, ndim)} declares {ndim} dimensions; "
+            f"netspec reads IDX files of at most {MAX_DIMS}"
+        )
     return code, ndim
 
 
@@ -155,7 +224,7 @@ def _show(prefix: bytes) -> str:
     return f"{hexed} ({text!r})" if text.isprintable() else hexed
 
 
-def load_idx_pair(images_path: Path, labels_path: Path) -> IdxPair:
+def load_idx_pair(images_path: PathLike, labels_path: PathLike) -> IdxPair:
     """Load matching image and label files, checking their kinds and that their counts agree."""
     return check_pair(
         read_idx(images_path), read_idx(labels_path), str(images_path), str(labels_path)
@@ -187,14 +256,16 @@ def check_pair(
     return IdxPair(images.astype(np.uint8, copy=False), labels.astype(np.int64))
 
 
-def write_idx(path: Path, array: npt.NDArray[np.generic], *, compress: bool | None = None) -> None:
+def write_idx(
+    path: PathLike, array: npt.NDArray[np.generic], *, compress: bool | None = None
+) -> None:
     """Write ``array`` as an IDX file, atomically (temp file in the same directory, then rename).
 
     ``compress=None`` gzips when the name ends in ``.gz``. Raises ValueError for
-    arrays IDX cannot hold (0-D, more than 255 dimensions, unsupported dtype).
+    arrays IDX cannot hold (0-D, more than `MAX_DIMS` dimensions, unsupported dtype).
     """
     data = _encode(array)
-    if compress if compress is not None else path.name.endswith(".gz"):
+    if compress if compress is not None else Path(path).name.endswith(".gz"):
         data = gzip.compress(data, mtime=0)
     write_bytes(path, data)
 
@@ -205,7 +276,7 @@ def _encode(array: npt.NDArray[np.generic]) -> bytes:
     code = codes.get((array.dtype.kind, array.dtype.itemsize))
     if code is None:
         raise ValueError(f"IDX cannot store dtype {array.dtype}")
-    if not 1 <= array.ndim <= 255:
-        raise ValueError(f"IDX needs 1 to 255 dimensions, got {array.ndim}")
+    if not 1 <= array.ndim <= MAX_DIMS:
+        raise ValueError(f"IDX needs 1 to {MAX_DIMS} dimensions, got {array.ndim}")
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     return header + np.ascontiguousarray(array, DTYPES[code]).tobytes()

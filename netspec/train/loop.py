@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from torch import nn
 
+from netspec.errors import RunError
 from netspec.train.augment import augment
 from netspec.train.data import Tensors
 from netspec.trainspec import Loss, Optimizer, Schedule, TrainConfig
@@ -199,6 +200,7 @@ def train_epoch(
     mean, std = config.normalize.mean, config.normalize.std
     parts.module.train()
     total = torch.zeros(3, dtype=torch.float64, device=place.device)  # loss, correct, count
+    first_bad = torch.zeros((), dtype=torch.int64, device=place.device)  # 0: every loss finite
     start = time.perf_counter()
     for step in range(parts.steps_per_epoch):
         batch = order[step * config.batch : (step + 1) * config.batch]
@@ -218,6 +220,8 @@ def train_epoch(
         parts.scaler.update()
         parts.scheduler.step()
         with torch.no_grad():
+            bad = (first_bad == 0) & ~torch.isfinite(summed.detach())
+            first_bad = torch.where(bad, step + 1, first_bad)
             correct = (predict(out.detach(), config.loss) == y).sum()
             total += torch.stack(
                 [
@@ -226,6 +230,8 @@ def train_epoch(
                     torch.tensor(len(y), device=place.device, dtype=torch.float64),
                 ]
             )
+        if step % 10 == 0 or step == parts.steps_per_epoch - 1:  # read back every 10 steps
+            _stop_if_diverged(int(first_bad), epoch)
         if place.rank == 0 and (step % 10 == 0 or step == parts.steps_per_epoch - 1):
             t = total.tolist()
             show(step + 1, t[0] / max(t[2], 1), t[1] / max(t[2], 1), int(t[2]) * place.world)
@@ -233,6 +239,17 @@ def train_epoch(
         torch.distributed.all_reduce(total)
     loss, correct, count = total.tolist()
     return EpochResult(loss / max(count, 1), correct / max(count, 1), time.perf_counter() - start)
+
+
+def _stop_if_diverged(step: int, epoch: int) -> None:
+    """Stop a run whose loss went NaN or infinite (at ``step``; 0: it did not)."""
+    if step:
+        kept = f"its checkpoint of epoch {epoch - 1}" if epoch > 1 else "no checkpoint yet"
+        raise RunError(
+            f"epoch {epoch}, step {step}: the loss is not finite (NaN or infinite); training "
+            f"stopped, and the run keeps {kept}",
+            hint="lower the learning rate, or clip the gradients (--set clip=1)",
+        )
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.fileio import write_atomic
+from netspec.fileio import PathLike, make_dirs, write_atomic
 
 ERROR_GRID = (6, 10)  # rows, columns of misclassified examples
 
@@ -27,12 +27,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Any, path: PathLike) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     _pyplot().close(fig)
 
 
-def curves(path: Path, rows: Sequence[Mapping[str, float]], title: str) -> None:
+def curves(path: PathLike, rows: Sequence[Mapping[str, float]], title: str) -> None:
     """Loss and accuracy (train and test) per epoch, and the learning rate."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
@@ -64,7 +64,11 @@ def confusion_matrix(
 
 
 def confusion(
-    path: Path, true: npt.NDArray[np.int64], pred: npt.NDArray[np.int64], classes: int, title: str
+    path: PathLike,
+    true: npt.NDArray[np.int64],
+    pred: npt.NDArray[np.int64],
+    classes: int,
+    title: str,
 ) -> None:
     plt = _pyplot()
     m = confusion_matrix(true, pred, classes)
@@ -92,7 +96,7 @@ def confusion(
 
 
 def errors(
-    path: Path,
+    path: PathLike,
     images: npt.NDArray[np.float32],
     true: npt.NDArray[np.int64],
     pred: npt.NDArray[np.int64],
@@ -121,7 +125,7 @@ def errors(
 
 
 def augmented_grid(
-    path: Path,
+    path: PathLike,
     originals: npt.NDArray[np.float32],
     copies: Sequence[npt.NDArray[np.float32]],
     title: str,
@@ -143,13 +147,13 @@ def augmented_grid(
 
 
 def sample_images(
-    directory: Path, images: npt.NDArray[Any], labels: npt.NDArray[Any], count: int = 8
+    directory: PathLike, images: npt.NDArray[Any], labels: npt.NDArray[Any], count: int = 8
 ) -> list[Path]:
     """The first test images as PNG files (`00_7.png`: index, then the true label), so that
     `netspec run model.onnx samples/` has something to read."""
     from PIL import Image
 
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_dirs(directory)
     written = []
     for i in range(min(count, len(images))):
         pixels = (np.clip(images[i], 0.0, 1.0) * 255).round().astype(np.uint8)  # (C, H, W)

@@ -1,65 +1,131 @@
-"""A run directory: its settings, metrics and checkpoints, every file written atomically.
+"""A run directory: its spec, settings, metrics and checkpoints, every file written atomically.
 
     runs/NAME/
-        spec.net  settings.json  metrics.csv
-        weights/last.safetensors  weights/last.json  weights/best.safetensors  weights/best.json
-        state/epoch-0003.pt       optimizer, scheduler and scaler state after epoch 3
-        curves.png  confusion.png  errors.png  model.onnx
+        settings.json   what defines the run (compared on --resume); written last when made
+        spec/           every file the spec read, laid out as beside the spec (spec/lenet.net,
+                        spec/lib/blocks.net); a run is compiled from here and nowhere else
+        metrics.csv     one row per epoch
+        weights/last.safetensors   the checkpoint's commit (see below)
+        weights/best.safetensors   the weights of the best test accuracy so far
+        state/epoch-0003.safetensors   optimizer, scheduler and scaler state after epoch 3
+        curves.png  confusion.png  errors.png  samples/  model.onnx
 
-A checkpoint is committed by renaming `weights/last.safetensors` into place: its metadata
-names the epoch, and the state file of that epoch is written before it, so a run killed at
-any instant resumes from a consistent pair. Weights are read with safetensors only; the
-state file is our own and is read with ``torch.load(weights_only=True)``.
+A run directory appears whole or not at all: it is filled under a temp name and renamed
+into place (an empty directory of the same name is taken over). A checkpoint is committed
+by one rename, of ``weights/last.safetensors``, whose metadata says which epoch it is (so
+which state file and how many metrics rows belong to it), the spec's digest and the
+epoch's metrics: the state file and the metrics are written before it, and a resume
+truncates the metrics to the committed epoch, so a run killed at any instant resumes from
+a consistent checkpoint. Nothing is a pickle: weights and state are safetensors.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
+import glob
 import io
 import json
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 from torch import nn
 
-from netspec.errors import RunError
-from netspec.fileio import TMP_SUFFIX, write_atomic, write_text
+from netspec.errors import RunError, UsageError
+from netspec.fileio import (
+    TMP_SUFFIX,
+    PathLike,
+    commit_point,
+    fsync_dir,
+    make_dirs,
+    output_error,
+    read_capped,
+    umask,
+    write_atomic,
+    write_text,
+)
 from netspec.lower.weights import load_weights
+from netspec.train.state import load_state, save_state
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+MAX_RUNS_OF_A_NAME = 100_000
+MAX_RUN_FILE_BYTES = 64 * 2**20  # settings.json, metrics.csv: kilobytes in any real run
 
 
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def new_run_dir(out: PathLike, name: str, fill: Callable[[Path], None] = lambda _: None) -> Path:
+    """Make ``out/name`` (or ``name-2``, ``name-3``... if taken) holding what ``fill`` writes.
+
+    ``fill`` writes into a temp directory that is renamed into place in one step, so a kill
+    leaves no half-made run; an empty directory of the name is taken over.
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UsageError(f"--name {name!r}: expected a plain directory name, such as lenet-2")
+    parent = make_dirs(out)
+    _remove_stale_temps(parent, name)
+    try:
+        tmp = Path(
+            tempfile.mkdtemp(dir=parent, prefix=f".{name}.{os.getpid()}.", suffix=TMP_SUFFIX)
+        )
+    except OSError as e:
+        raise output_error(parent / name, e) from None
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's 0700 would hide the run from others
+        return _rename_into_place(tmp, parent, name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def new_run_dir(out: Path, name: str) -> Path:
-    """Create ``out/name``, or ``name-2``, ``name-3``... if taken; never reuse one."""
-    out.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 100_000):
-        path = out / (name if n == 1 else f"{name}-{n}")
-        try:
-            path.mkdir()
-        except FileExistsError:
+def _rename_into_place(tmp: Path, parent: Path, name: str) -> Path:
+    for n in range(1, MAX_RUNS_OF_A_NAME):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        if path.exists() and not (path.is_dir() and not any(path.iterdir())):
             continue
+        commit_point()
+        try:
+            os.rename(tmp, path)  # onto a missing or empty directory; refused onto anything else
+        except OSError as e:
+            if path.exists():
+                continue  # taken meanwhile
+            raise output_error(path, e) from None
+        fsync_dir(parent)
         return path
-    raise RunError(f"{out}: too many runs named {name}")
+    raise RunError(f"{parent}: too many runs named {name}")
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
+def _remove_stale_temps(parent: Path, name: str) -> None:
+    """Remove the temp directories of runs whose creating process was killed."""
+    for tmp in parent.glob(f".{glob.escape(name)}.*{TMP_SUFFIX}"):
+        pid = tmp.name.removeprefix(f".{name}.").split(".")[0]
+        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
+
+
+def write_json(path: PathLike, data: Mapping[str, Any]) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: PathLike) -> dict[str, Any]:
+    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        data = json.loads(read_capped(path, MAX_RUN_FILE_BYTES).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
         raise RunError(f"{path}: cannot read ({e})") from None
     if not isinstance(data, dict):
         raise RunError(f"{path}: expected a JSON object")
@@ -72,7 +138,7 @@ def remove_temp_files(run: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_metrics(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
+def write_metrics(path: PathLike, rows: Sequence[Mapping[str, float]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRICS, lineterminator="\n")
     writer.writeheader()
@@ -85,14 +151,16 @@ def _cell(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else f"{value:.6g}"
 
 
-def read_metrics(path: Path) -> list[dict[str, float]]:
+def read_metrics(path: PathLike) -> list[dict[str, float]]:
+    path = Path(path)
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8", newline="") as f:
-        try:
-            return [{k: float(row[k]) for k in METRICS} for row in csv.DictReader(f)]
-        except (KeyError, TypeError, ValueError) as e:
-            raise RunError(f"{path}: not a netspec metrics file ({e})") from None
+    try:
+        text = read_capped(path, MAX_RUN_FILE_BYTES).decode("utf-8")
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        return [{k: float(row[k]) for k in METRICS} for row in rows]
+    except (OSError, KeyError, TypeError, ValueError, csv.Error) as e:
+        raise RunError(f"{path}: not a netspec metrics file ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -103,41 +171,77 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def save_weights(path: Path, module: nn.Module, meta: Mapping[str, Any]) -> None:
-    """``path`` (.safetensors, shared tensors stored once) and its ``.json`` sidecar."""
-    metadata = {"epoch": str(meta["epoch"]), "spec_sha256": str(meta["spec_sha256"])}
-    write_atomic(path, lambda tmp: save_model(module, str(tmp), metadata=metadata))
-    write_json(path.with_suffix(".json"), meta)
+def save_weights(path: PathLike, module: nn.Module, meta: Mapping[str, Any]) -> None:
+    """``path`` (.safetensors, shared tensors stored once), its metadata saying what it is:
+    ``epoch``, ``spec_sha256``, and the per-file ``sources`` and epoch ``metrics`` as JSON."""
+    metadata = {
+        "epoch": str(meta["epoch"]),
+        "spec_sha256": str(meta["spec_sha256"]),
+        "sources": json.dumps(meta.get("sources", {}), sort_keys=True),
+        "metrics": json.dumps(meta.get("metrics", {}), sort_keys=True),
+    }
+
+    def write(tmp: Path) -> None:
+        try:
+            save_model(module, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # a full disk, say: the writer says so as an OSError
+            raise OSError(str(e)) from None
+
+    write_atomic(path, write)
 
 
-def weights_epoch(path: Path) -> int:
-    """The epoch recorded in a weights file's metadata."""
+def weights_meta(path: PathLike) -> dict[str, Any]:
+    """What a netspec weights file says it is: ``epoch`` (int), ``spec_sha256`` (str or None),
+    ``sources`` and ``metrics`` (dicts, empty when absent)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        return int(meta["epoch"])
-    except (OSError, SafetensorError, KeyError, ValueError) as e:
+        epoch = int(meta["epoch"]) if "epoch" in meta else None
+        sources = json.loads(meta.get("sources", "{}"))
+        metrics = json.loads(meta.get("metrics", "{}"))
+    except (OSError, SafetensorError, ValueError, RecursionError) as e:
         raise RunError(f"{path}: not a netspec weights file ({e})") from None
+    if not isinstance(sources, dict) or not isinstance(metrics, dict):
+        raise RunError(f"{path}: not a netspec weights file (bad sources or metrics)")
+    return {
+        "epoch": epoch,
+        "spec_sha256": meta.get("spec_sha256"),
+        "sources": sources,
+        "metrics": metrics,
+    }
+
+
+def weights_epoch(path: PathLike) -> int:
+    """The epoch recorded in a weights file's metadata."""
+    epoch = weights_meta(path)["epoch"]
+    if not isinstance(epoch, int) or epoch < 1:
+        raise RunError(f"{path}: not a netspec checkpoint (no epoch in its metadata)")
+    return epoch
 
 
 def state_path(run: Path, epoch: int) -> Path:
-    return run / "state" / f"epoch-{epoch:04d}.pt"
+    return run / "state" / f"epoch-{epoch:04d}.safetensors"
 
 
 def save_checkpoint(
     run: Path, module: nn.Module, state: dict[str, Any], meta: Mapping[str, Any]
 ) -> None:
     """The state of epoch ``meta['epoch']``, then the weights that commit it; then tidy up."""
-    epoch = int(meta["epoch"])
-    keep = state_path(run, epoch)
-    write_atomic(keep, lambda tmp: torch.save(state, tmp))
+    keep = state_path(run, int(meta["epoch"]))
+    save_state(keep, state)
     save_weights(run / "weights" / "last.safetensors", module, meta)
-    for old in keep.parent.glob("epoch-*.pt"):
+    remove_other_states(run, keep)
+
+
+def remove_other_states(run: Path, keep: Path) -> None:
+    """Delete every state file but ``keep`` (those of older or uncommitted epochs)."""
+    for old in (run / "state").glob("epoch-*"):
         if old != keep:
             old.unlink(missing_ok=True)
 
 
-def load_checkpoint(run: Path, module: nn.Module) -> Checkpoint | None:
+def load_checkpoint(run: PathLike, module: nn.Module) -> Checkpoint | None:
+    run = Path(run)
     """Load the last committed weights into ``module``; None if the run has no checkpoint."""
     last = run / "weights" / "last.safetensors"
     if not last.is_file():
@@ -147,11 +251,7 @@ def load_checkpoint(run: Path, module: nn.Module) -> Checkpoint | None:
     if not path.is_file():
         raise RunError(f"{path}: missing; the optimizer state of epoch {epoch} is needed to resume")
     load_weights(last, module)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a damaged or foreign file
-        raise RunError(f"{path}: cannot read the training state ({e})") from None
-    return Checkpoint(epoch, state)
+    return Checkpoint(epoch, load_state(path))
 
 
 def differences(

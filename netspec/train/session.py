@@ -23,7 +23,7 @@ from netspec import __version__
 from netspec.compiler import Compiled
 from netspec.errors import ExportError, RunError, UsageError
 from netspec.export import onnx_export
-from netspec.fileio import write_text
+from netspec.fileio import check_dir
 from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.data import Tensors
@@ -36,16 +36,18 @@ from netspec.train.loop import (
     make_parts,
     train_epoch,
 )
+from netspec.train.opening import WEIGHTS, KeptRun, check_weights, compile_run, read_run
 from netspec.train.run import (
+    Checkpoint,
     differences,
     load_checkpoint,
     new_run_dir,
-    read_json,
     read_metrics,
+    remove_other_states,
     remove_temp_files,
     save_checkpoint,
     save_weights,
-    sha256,
+    state_path,
     write_json,
     write_metrics,
 )
@@ -61,6 +63,7 @@ from netspec.train.setup import (
     settings,
     train_config,
 )
+from netspec.train.sources import spec_files, write_spec
 from netspec.trainspec import TrainConfig
 
 Log = Callable[[str], None]
@@ -91,6 +94,7 @@ def train(request: Request, console: Console, build: Build = build_module) -> Pa
         return _launch(request, console, log)
     if world > 1:
         _init_distributed(request)
+    threads = torch.get_num_threads()
     try:
         run = _open(request, log, build)
         _train(run, console, log)
@@ -101,6 +105,7 @@ def train(request: Request, console: Console, build: Build = build_module) -> Pa
             _next_steps(run.dir, console)
         return run.dir
     finally:
+        torch.set_num_threads(threads)
         if world > 1:
             torch.distributed.destroy_process_group()
 
@@ -120,62 +125,69 @@ def _init_distributed(request: Request) -> None:
     torch.distributed.init_process_group(backend)
 
 
-def _stored(request: Request) -> tuple[Request, dict[str, Any], str]:
-    """For --resume: the request with the run's stored values where none was given."""
+def _stored(request: Request) -> tuple[Request, KeptRun]:
+    """For --resume: the checked run, and the request with its stored values where none was
+    given. The run's spec is compiled from inside it; its stored paths are never followed."""
     assert request.resume is not None
-    run = request.resume
-    if not (run / "settings.json").is_file() or not (run / "spec.net").is_file():
-        raise RunError(f"{run}: not a netspec run (no settings.json or spec.net)")
-    stored = read_json(run / "settings.json")
-    text = (run / "spec.net").read_text(encoding="utf-8")
-    spec = request.spec or Path(stored.get("spec", run / "spec.net"))
+    kept = read_run(request.resume)
+    stored = kept.settings
     merged = replace(
         request,
-        spec=spec,
-        network=request.network or stored.get("network"),
+        network=request.network or kept.network,
         data=request.data or (Path(stored["data"]) if stored.get("data") else None),
-        overrides={**stored.get("overrides", {}), **request.overrides},
+        overrides={**kept.overrides, **request.overrides},
         limit=request.limit if request.limit is not None else stored.get("limit"),
     )
-    return merged, stored, text if request.spec is None else ""
+    return merged, kept
 
 
-def _resolve(request: Request, log: Log, text: str = "") -> tuple[Compiled, TrainConfig]:
-    assert request.spec is not None
-    compiled = compile_request(request.spec, request.network, request.overrides, text or None)
+def _resolve(request: Request, log: Log, kept: KeptRun | None) -> tuple[Compiled, TrainConfig]:
+    if kept is not None and request.spec is None:
+        compiled = compile_run(kept, request.network, request.overrides)
+    else:
+        assert request.spec is not None
+        compiled = compile_request(request.spec, request.network, request.overrides)
     return compiled, train_config(compiled, request.overrides, log)
 
 
-def _prepare(request: Request, log: Log) -> tuple[Request, Compiled, TrainConfig, dict[str, Any]]:
+def _prepare(
+    request: Request, log: Log
+) -> tuple[Request, Compiled, TrainConfig, dict[str, Any], KeptRun | None]:
     """Compile and resolve; on --resume, refuse settings that differ from the run's."""
-    stored: dict[str, Any] | None = None
-    text = ""
+    kept = None
     if request.resume is not None:
-        request, stored, text = _stored(request)
-    compiled, config = _resolve(request, log, text)
+        request, kept = _stored(request)
+    else:
+        check_dir(request.out)  # before the data is read: --out naming a file, say
+    compiled, config = _resolve(request, log, kept)
     wanted = settings(compiled, config, request)
-    if stored is not None:
-        changed = differences({k: stored.get(k) for k in wanted}, wanted)
+    if kept is not None:
+        stored = kept.settings
+        compared = [k for k in wanted if k in stored or k not in ("main", "sources")]
+        changed = differences(
+            {k: stored.get(k) for k in compared}, {k: wanted[k] for k in compared}
+        )
         if changed:
             raise UsageError(
                 f"{request.resume}: these settings differ from the run's, so it "
                 "cannot be resumed:\n    " + "\n    ".join(changed),
                 hint="resume with the run's settings, or start a new run",
             )
-    return request, compiled, config, wanted
+    return request, compiled, config, wanted, kept
 
 
 def _open(request: Request, log: Log, build: Build) -> Run:
     """Create the run directory, or check and reopen the one to resume."""
-    request, compiled, config, wanted = _prepare(request, log)
+    request, compiled, config, wanted, kept = _prepare(request, log)
     place = make_place(request, compiled, log)
     data = load_tensors(compiled, config, request.data, request.limit, place.device, log)
     log(f"data: {data.source}: {len(data.train_x)} training, {len(data.test_x)} test images")
     module = seeded_module(compiled, build, config.seed).to(place.device)
     if place.channels_last:
         module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if request.resume is not None:
-        directory = request.resume
+    if kept is not None:
+        directory = kept.dir
+        _pin_threads(kept, place, log)
         if place.rank == 0:
             remove_temp_files(directory)
     else:
@@ -183,18 +195,34 @@ def _open(request: Request, log: Log, build: Build) -> Run:
     return _assemble(directory, compiled, config, data, place, module, request.compile, log)
 
 
+def _pin_threads(kept: KeptRun, place: Place, log: Log) -> None:
+    """Train with the thread count the run was made with: CPU kernels sum in an order that
+    depends on it, so this is what makes a resumed epoch the epoch it would have been."""
+    threads = (kept.settings.get("runtime") or {}).get("threads")
+    if not isinstance(threads, int) or threads < 1 or place.world > 1:
+        return
+    if threads != torch.get_num_threads():
+        log(f"threads: {threads}, as the run was made with")
+        torch.set_num_threads(threads)
+
+
 def _create(
     request: Request, compiled: Compiled, wanted: dict[str, Any], place: Place, log: Log
 ) -> Path:
-    directory = new_run_dir(request.out, request.name or compiled.name)
-    write_text(directory / "spec.net", compiled.source)
-    write_json(directory / "settings.json", {**wanted, **_runtime(request, place)})
+    """The new run directory, made whole in one rename: its spec files, then its settings."""
+
+    def fill(directory: Path) -> None:
+        write_spec(directory, spec_files(compiled))
+        write_json(directory / "settings.json", {**wanted, **_runtime(request, place)})
+
+    directory = new_run_dir(request.out, request.name or compiled.name, fill)
     log(f"run: {directory}")
     return directory
 
 
 def _runtime(request: Request, place: Place) -> dict[str, Any]:
-    """Settings that may change on --resume: where and how, not what, is trained."""
+    """Settings that may change on --resume: where and how, not what, is trained. ``spec``
+    records where the spec came from, for people: it is never read back."""
     spec = str(request.spec.resolve()) if request.spec is not None else None
     return {
         "spec": spec,
@@ -203,6 +231,7 @@ def _runtime(request: Request, place: Place) -> dict[str, Any]:
             "precision": request.precision,
             "compile": request.compile,
             "nproc": max(request.nproc, place.world),
+            "threads": torch.get_num_threads(),
             "netspec": __version__,
             "torch": torch.__version__,
         },
@@ -219,6 +248,10 @@ def _assemble(
     compile_module: bool,
     log: Log,
 ) -> Run:
+    files = spec_files(compiled)
+    for weights in (directory / "weights" / n for n in WEIGHTS):
+        if weights.is_file():
+            check_weights(weights, files)
     checkpoint = load_checkpoint(directory, module)
     called: nn.Module = module
     if place.world > 1:
@@ -238,11 +271,25 @@ def _assemble(
         read_metrics(directory / "metrics.csv"),
     )
     if checkpoint is not None:
-        parts.load_state_dict(checkpoint.state)
-        run.epoch, run.best_acc = checkpoint.epoch, float(checkpoint.state["best_acc"])
-        run.rows = [r for r in run.rows if r["epoch"] <= run.epoch]
+        run.epoch, run.best_acc = checkpoint.epoch, _restore(parts, checkpoint, directory)
         log(f"resuming {directory} after epoch {run.epoch} of {config.epochs}")
+    if place.rank == 0:  # what a kill left of an epoch that was never committed
+        rows = [r for r in run.rows if r["epoch"] <= run.epoch]
+        if rows != run.rows:
+            run.rows = rows
+            write_metrics(directory / "metrics.csv", rows)
+        remove_other_states(directory, state_path(directory, run.epoch))
     return run
+
+
+def _restore(parts: Parts, checkpoint: Checkpoint, directory: Path) -> float:
+    """Load the optimizer, schedule and scaler state; return the best accuracy so far."""
+    try:
+        parts.load_state_dict(checkpoint.state)
+        return float(checkpoint.state["best_acc"])
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+        path = state_path(directory, checkpoint.epoch)
+        raise RunError(f"{path}: does not fit this run's optimizer and schedule ({e})") from None
 
 
 def _train(run: Run, console: Console, log: Log) -> None:
@@ -278,7 +325,13 @@ def _train(run: Run, console: Console, log: Log) -> None:
 def _checkpoint(run: Run, epoch: int, test: Evaluation, row: dict[str, float]) -> None:
     """Metrics, then best weights if they improved, then the committing last checkpoint."""
     write_metrics(run.dir / "metrics.csv", run.rows)
-    meta = {"epoch": epoch, "spec_sha256": sha256(run.compiled.source), "metrics": row}
+    files = spec_files(run.compiled)
+    meta = {
+        "epoch": epoch,
+        "spec_sha256": files.digest(),
+        "sources": files.hashes(),
+        "metrics": row,
+    }
     if test.acc > run.best_acc:
         run.best_acc = test.acc
         save_weights(run.dir / "weights" / "best.safetensors", run.module, meta)
@@ -360,7 +413,7 @@ def _next_steps(directory: Path, console: Console) -> None:
 
 def _launch(request: Request, console: Console, log: Log) -> Path:
     """Create the run here (checking spec and data), then train it in N processes."""
-    request, compiled, config, wanted = _prepare(request, log)
+    request, compiled, config, wanted, _ = _prepare(request, log)
     place = make_place(request, compiled, log)
     load_tensors(compiled, config, request.data, request.limit, torch.device("cpu"), log)
     directory = request.resume or _create(

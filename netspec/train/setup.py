@@ -5,6 +5,7 @@ resolved settings, the device, the data and the module. Shared by train, eval an
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,13 +16,13 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from netspec.compiler import Compiled, compile, compile_text
+from netspec.compiler import Compiled, compile
 from netspec.data import DataError
 from netspec.errors import UsageError
 from netspec.ops import channels_last_helps
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
-from netspec.train.run import sha256
+from netspec.train.sources import spec_files
 from netspec.trainspec import TRAIN_KEYS, TrainConfig
 
 Log = Callable[[str], None]
@@ -33,7 +34,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 class Request:
     """What `netspec train` was asked; None means "not given" (the spec or the run decides)."""
 
-    spec: Path | None = None
+    spec: Path | None = None  # str is accepted too (made a Path)
     network: str | None = None
     data: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # --set and --epochs, --lr, ...
@@ -46,25 +47,69 @@ class Request:
     resume: Path | None = None
     nproc: int = 1
 
+    def __post_init__(self) -> None:
+        for name in ("spec", "data", "out", "resume"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
+        check_overrides(self.overrides)
+
+
+RESERVED = frozenset({"limits", "allow_outside", "source", "network"})  # compile()'s own
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Refuse an override no run could take: a non-finite number, or a name compile() uses."""
+    for key, value in overrides.items():
+        if key in RESERVED:
+            raise UsageError(f"--set {key}: not a constant or training setting")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(
+                f"--{key} {value}: expected a finite number", hint=f"e.g. --set {key}=0.01"
+            )
+
 
 def build_module(compiled: Compiled) -> nn.Module:
     """The network as a torch module (netspec.lower)."""
     return compiled.to_torch()
 
 
-def compile_request(
-    spec: Path, network: str | None, overrides: Mapping[str, Any], text: str | None = None
-) -> Compiled:
-    """Compile the spec at ``spec``, or ``text`` as if it were that file (a run's copy)."""
-    if text is None:
-        return compile(spec, network, **overrides)
-    return compile_text(text, str(spec), network, **overrides)
+def compile_request(spec: Path, network: str | None, overrides: Mapping[str, Any]) -> Compiled:
+    """Compile the spec at ``spec`` with the command line's overrides."""
+    check_overrides(overrides)
+    return compile(spec, network, **overrides)
 
 
 def train_config(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> TrainConfig:
-    """The spec's train section, or the defaults (MNIST) with the overrides applied."""
-    if compiled.train is not None:
-        return compiled.train
+    """The spec's train section, or the defaults (MNIST) with the overrides applied; every
+    number in it finite (an infinite lr would train to NaN)."""
+    check_overrides(overrides)
+    config = compiled.train if compiled.train is not None else _defaults(compiled, overrides, log)
+    for where, value in _numbers(config.model_dump(mode="python")):
+        if not math.isfinite(value):
+            raise UsageError(f"invalid {where}: {value} (expected a finite number)")
+    check_seed(config.seed)
+    return config
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed torch cannot take (it holds 64 bits)."""
+    if not -(2**63) <= seed < 2**63:
+        raise UsageError(f"--seed {seed}: expected a whole number of at most 63 bits")
+
+
+def _numbers(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """Every float in a nested dump of a config, with its dotted place."""
+    if isinstance(value, float):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [n for k, v in value.items() for n in _numbers(v, f"{where}.{k}".lstrip("."))]
+    if isinstance(value, list | tuple):
+        return [n for i, v in enumerate(value) for n in _numbers(v, f"{where}.{i}")]
+    return []
+
+
+def _defaults(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> TrainConfig:
     log(
         f"the spec has no train section for '{compiled.name}': using the defaults "
         "(dataset mnist, sgd lr=0.01, 10 epochs, batch 128)"
@@ -87,9 +132,12 @@ def train_config(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> 
 
 def settings(compiled: Compiled, config: TrainConfig, request: Request) -> dict[str, Any]:
     """The settings that define a run (compared on --resume), as plain JSON values."""
+    files = spec_files(compiled)
     return _plain(
         {
-            "spec_sha256": sha256(compiled.source),
+            "spec_sha256": files.digest(),
+            "main": files.main,
+            "sources": files.hashes(),
             "network": compiled.name,
             "overrides": dict(sorted(request.overrides.items())),
             "data": str(request.data.resolve()) if request.data is not None else None,

@@ -9,16 +9,19 @@ from typing import Any
 import torch
 
 from netspec.errors import RunError
+from netspec.fileio import PathLike
 from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.augment import augment
 from netspec.train.loop import Evaluation, evaluate
-from netspec.train.run import read_json, read_metrics
+from netspec.train.opening import check_weights, compile_run, read_run
+from netspec.train.run import read_metrics
 from netspec.train.session import draw
 from netspec.train.setup import (
     Build,
     Request,
     build_module,
+    check_seed,
     compile_request,
     load_tensors,
     make_place,
@@ -31,55 +34,61 @@ Log = Callable[[str], None]
 
 
 def evaluate_run(
-    run: Path, data: Path | None, device: str, log: Log, build: Build = build_module
+    run: PathLike, data: PathLike | None, device: str, log: Log, build: Build = build_module
 ) -> Evaluation:
-    """Test the run's best weights (on ``data``, else the run's own data); redraw its plots."""
-    best = run / "weights" / "best.safetensors"
-    if not (run / "settings.json").is_file() or not (run / "spec.net").is_file():
-        raise RunError(f"{run}: not a netspec run (no settings.json or spec.net)")
+    """Test the run's best weights (on ``data``, else the run's own data); redraw its plots.
+
+    The run's spec is compiled from inside it, and the weights are refused unless they
+    were trained on that spec."""
+    kept = read_run(run)
+    best = kept.dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise RunError(f"{best}: missing; the run has not finished an epoch yet")
-    stored = read_json(run / "settings.json")
-    text = (run / "spec.net").read_text(encoding="utf-8")
-    spec = Path(stored.get("spec") or run / "spec.net")
-    compiled = compile_request(spec, stored.get("network"), stored.get("overrides", {}), text)
-    config = TrainConfig.model_validate(stored["train"])
+    compiled = compile_run(kept)
+    check_weights(best, kept.files)
+    config = kept.config()
     place = make_place(Request(device=device), compiled, log)
-    source = data or (Path(stored["data"]) if stored.get("data") else None)
-    tensors = load_tensors(compiled, config, source, stored.get("limit"), place.device, log)
+    stored = kept.settings.get("data")
+    source = Path(data) if data is not None else (Path(stored) if stored else None)
+    tensors = load_tensors(compiled, config, source, kept.settings.get("limit"), place.device, log)
     module = seeded_module(compiled, build, config.seed).to(place.device)
     load_weights(best, module)
     test = evaluate(module, tensors.test_x, tensors.test_y, config, place)
     log(
-        f"{run} (best weights) on {tensors.source}: test loss {test.loss:.4f}, "
+        f"{kept.dir} (best weights) on {tensors.source}: test loss {test.loss:.4f}, "
         f"accuracy {test.acc:.2%}, {test.errors} errors of {len(tensors.test_y)}"
     )
-    draw(run, compiled.name, tensors, test, read_metrics(run / "metrics.csv"))
-    log(f"plots: {run / 'confusion.png'}, {run / 'errors.png'}, {run / 'curves.png'}")
+    draw(kept.dir, compiled.name, tensors, test, read_metrics(kept.dir / "metrics.csv"))
+    log(
+        f"plots: {kept.dir / 'confusion.png'}, {kept.dir / 'errors.png'}, {kept.dir / 'curves.png'}"
+    )
     return test
 
 
 def augment_grid(
-    spec: Path,
+    spec: PathLike,
     network: str | None,
     overrides: dict[str, Any],
-    data: Path | None,
-    output: Path,
+    data: PathLike | None,
+    output: PathLike,
     count: int,
     copies: int,
     seed: int | None,
     log: Log,
 ) -> None:
     """Draw the first ``count`` test images and ``copies`` augmented versions of each."""
-    compiled = compile_request(spec, network, overrides)
+    compiled = compile_request(Path(spec), network, overrides)
     config = train_config(compiled, overrides, log)
     if not config.augment.enabled:
         log("the train section enables no augmentation: the copies equal the originals")
-    tensors = load_tensors(compiled, config, data, None, torch.device("cpu"), log)
+    source = Path(data) if data is not None else None
+    tensors = load_tensors(compiled, config, source, None, torch.device("cpu"), log)
     originals = tensors.test_x[:count]
+    if seed is not None:
+        check_seed(seed)
     gen = torch.Generator().manual_seed(config.seed if seed is None else seed)
     batches = [augment(originals, config.augment, gen).numpy() for _ in range(copies)]
-    plots.augmented_grid(output, originals.numpy(), batches, _describe(config))
+    plots.augmented_grid(Path(output), originals.numpy(), batches, _describe(config))
     log(f"wrote {output}: {len(originals)} test images, {copies} augmented copies each")
 
 

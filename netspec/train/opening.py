@@ -1,0 +1,201 @@
+"""Opening a run directory as data that may have come from anywhere: everything is read from
+inside it, every stored field is checked, and weights are loaded only for the spec they were
+trained on. `netspec eval`, `netspec train --resume` and `netspec export RUN` open runs here.
+
+A run made before runs kept ``spec/`` (its spec as one ``spec.net`` beside settings.json)
+is compiled from that file, with the run directory as the only place it may `use` from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from netspec.compiler import Compiled, compile
+from netspec.errors import RunError
+from netspec.fileio import PathLike
+from netspec.train.run import read_json, weights_meta
+from netspec.train.setup import RESERVED, check_overrides
+from netspec.train.sources import (
+    SPEC_DIR,
+    SpecFiles,
+    changed,
+    read_kept,
+    read_text,
+    run_file,
+    spec_files,
+)
+from netspec.trainspec import TrainConfig
+
+LEGACY_SPEC = "spec.net"
+MAX_THREADS = 1024  # a stored thread count beyond this is damage, not a machine
+WEIGHTS = ("best.safetensors", "last.safetensors")  # what export and eval load, in this order
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """A run directory whose settings and kept spec files passed every check."""
+
+    dir: Path
+    settings: dict[str, Any]
+    files: SpecFiles
+    main: Path  # the file to compile: spec/NAME, or a legacy run's spec.net
+
+    @property
+    def network(self) -> str | None:
+        network: str | None = self.settings.get("network")
+        return network
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        overrides: dict[str, Any] = self.settings.get("overrides") or {}
+        return overrides
+
+    def config(self) -> TrainConfig:
+        """The run's training settings, as stored."""
+        try:
+            return TrainConfig.model_validate(self.settings["train"])
+        except (KeyError, ValidationError) as e:
+            raise RunError(f"{self.dir / 'settings.json'}: bad 'train' settings ({e})") from None
+
+
+def read_run(run: PathLike, *, need_settings: bool = True) -> KeptRun:
+    """Check ``run`` is a run directory and its kept spec files are the ones it recorded."""
+    directory = Path(run)
+    settings_file = directory / "settings.json"
+    if not directory.is_dir():
+        raise RunError(f"{directory}: no such run directory")
+    if not settings_file.is_file():
+        if need_settings or not (directory / LEGACY_SPEC).is_file():
+            empty = not any(directory.iterdir())
+            raise RunError(
+                f"{directory}: not a netspec run (no settings.json)",
+                hint="an empty directory is taken over by the next `netspec train` of that name"
+                if empty
+                else None,
+            )
+        return _legacy(directory, {})
+    settings = check_settings(read_json(settings_file), settings_file)
+    if "sources" not in settings:
+        return _legacy(directory, settings)
+    KeptRun(directory, settings, SpecFiles("", {}), directory).config()  # a valid 'train'?
+    files = read_kept(directory, settings["main"], settings["sources"])
+    if files.digest() != settings["spec_sha256"]:
+        raise RunError(f"{settings_file}: spec_sha256 does not match the kept spec files")
+    return KeptRun(
+        directory, settings, files, run_file(directory, files.main, "settings.json main")
+    )
+
+
+def _legacy(directory: Path, settings: dict[str, Any]) -> KeptRun:
+    main = directory / LEGACY_SPEC
+    if main.is_symlink() or not main.is_file():
+        raise RunError(f"{main}: missing or not a regular file inside the run")
+    text = read_text(main)
+    return KeptRun(directory, settings, SpecFiles(LEGACY_SPEC, {LEGACY_SPEC: text}), main)
+
+
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "network": (str, type(None)),
+    "overrides": (dict,),
+    "data": (str, type(None)),
+    "limit": (int, type(None)),
+    "train": (dict,),
+    "spec_sha256": (str,),
+    "main": (str,),
+    "sources": (dict,),
+    "runtime": (dict,),
+}
+
+
+def check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``settings`` if every field netspec reads has the type it writes; else a RunError."""
+    for key, types in _FIELDS.items():
+        if key in settings and not isinstance(settings[key], types):
+            raise RunError(f"{path}: bad field '{key}': {json.dumps(settings[key])[:80]}")
+    if "sources" in settings and "main" not in settings:
+        raise RunError(f"{path}: 'sources' without 'main'")
+    limit = settings.get("limit")
+    if isinstance(limit, bool) or (isinstance(limit, int) and limit < 1):
+        raise RunError(f"{path}: bad field 'limit': {limit}")
+    overrides = settings.get("overrides") or {}
+    for key, value in overrides.items():
+        if not key.isidentifier() or key in RESERVED:
+            raise RunError(f"{path}: bad override name {json.dumps(key)[:80]}")
+        if not isinstance(value, bool | int | float | str):
+            raise RunError(f"{path}: bad override '{key}': {json.dumps(value)[:80]}")
+    for name, digest in (settings.get("sources") or {}).items():
+        if not isinstance(digest, str):
+            raise RunError(f"{path}: bad SHA-256 for '{name}' in 'sources'")
+    threads = (settings.get("runtime") or {}).get("threads")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
+    ):
+        raise RunError(f"{path}: bad field 'runtime.threads': {json.dumps(threads)}")
+    return settings
+
+
+def compile_run(
+    kept: KeptRun, network: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> Compiled:
+    """Compile the run's kept spec, from inside the run only (no `use` may leave it);
+    ``network`` and ``overrides`` (on top of the run's) as on the command line."""
+    merged = {**kept.overrides, **(overrides or {})}
+    check_overrides(merged)
+    compiled = compile(
+        kept.main, network if network is not None else kept.network, allow_outside=False, **merged
+    )
+    now = spec_files(compiled)
+    if now.hashes() != kept.files.hashes() and kept.files.main != LEGACY_SPEC:
+        raise RunError(
+            f"{kept.dir}: the kept spec reads other files than it recorded: "
+            + ", ".join(changed(kept.files.hashes(), now.hashes()))
+        )
+    return compiled
+
+
+def check_weights(path: PathLike, files: SpecFiles) -> None:
+    """Refuse weights whose metadata records another spec than ``files``, naming what changed."""
+    meta = weights_meta(path)
+    recorded = meta["spec_sha256"]
+    if recorded is None or recorded == files.digest():
+        return  # weights not written by netspec training record no spec
+    what = changed(meta["sources"], files.hashes()) if meta["sources"] else []
+    raise RunError(
+        f"{path}: trained on another spec than the run's ("
+        + ("; ".join(what) if what else f"SHA-256 {recorded[:12]}, now {files.digest()[:12]}")
+        + ")",
+        hint="the run's spec files were edited after training: restore them",
+    )
+
+
+def open_run(
+    source: PathLike, network: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> tuple[Compiled, Path | None]:
+    """The run's compiled network and the weights to load, after every check: settings, kept
+    files, and the weights' record of their spec. ``source`` is a run directory (weights:
+    best, else last, else None) or a ``.safetensors`` file in one (``RUN/weights/X``).
+    ``network`` and ``overrides`` (on top of the run's) as `--network` and `--set` give them."""
+    path = Path(source)
+    weights: Path | None = None
+    if path.suffix == ".safetensors" and not path.is_dir():
+        weights, path = path, path.parent.parent if path.parent.name == "weights" else path.parent
+        if not weights.is_file():
+            raise RunError(f"{weights}: no such weights file")
+    kept = read_run(path, need_settings=False)
+    compiled = compile_run(kept, network, overrides)
+    if weights is None:
+        weights = next(
+            (w for w in (kept.dir / "weights" / n for n in WEIGHTS) if w.is_file()), None
+        )
+    if weights is not None:
+        check_weights(weights, kept.files)
+    return compiled, weights
+
+
+__all__ = ["SPEC_DIR", "KeptRun", "check_weights", "compile_run", "open_run", "read_run"]
