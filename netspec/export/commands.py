@@ -182,13 +182,14 @@ def _export(
 ) -> None:
     import netspec
     from netspec.export.onnx_export import export_compiled
+    from netspec.lower import to_torch
     from netspec.lower.weights import load_weights
 
     spec, weights_file = find_source(source)
     compiled = netspec.compile(spec, network, **parse_set(sets))
     module = None
     if weights_file is not None:
-        module = compiled.to_torch()
+        module = to_torch(compiled)
         load_weights(weights_file, module)
         say(f"weights: {weights_file}")
     calibration, calibration_labels = _data(calibrate, compiled, CALIBRATION_LIMIT)

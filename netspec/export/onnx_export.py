@@ -84,12 +84,14 @@ def export_compiled(
     """
     import torch
 
+    from netspec.lower import to_torch
+
     if fp16 and int8_calibration is not None:
         raise ExportError("choose one of fp16 and int8, not both")
     if not (batch == "dynamic" or (isinstance(batch, int) and batch > 0)):
         raise ExportError(f"batch must be 'dynamic' or a positive number, got {batch!r}")
     try:
-        module = _prepared(weights if weights is not None else compiled.to_torch())
+        module = _prepared(weights if weights is not None else to_torch(compiled))
     except NotImplementedError as e:  # an operation without a PyTorch builder
         raise ExportError(f"{compiled.name}: cannot lower to PyTorch: {e}") from None
     if weights is None:

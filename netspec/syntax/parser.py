@@ -15,7 +15,9 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from netspec.diagnostics import Diagnostic, Note, Span, SpecError, did_you_mean
+from netspec.limits import Limits
 from netspec.syntax import ast
+from netspec.syntax.bounds import check_lexemes, check_nesting
 
 KEYWORDS = ("use", "const", "table", "kernel", "block", "network", "train", "shared", "output")
 
@@ -92,12 +94,10 @@ class _Builder(Transformer[Token, ast.Module]):
         return ast.Table(name=str(c[0]), matrix=c[1], span=self._s(meta))
 
     def kernel(self, meta: Any, c: list[Any]) -> ast.Kernel:
-        matrix: ast.Matrix = c[1]
-        if c[2] is not None and float(c[2]) != 0:  # a zero divisor is left for resolve to refuse
-            divisor = _number(c[2])
-            rows = tuple(tuple(v / divisor for v in row) for row in matrix.rows)
-            matrix = ast.Matrix(rows=rows, span=matrix.span)
-        return ast.Kernel(name=str(c[0]), matrix=matrix, span=self._s(meta))
+        divisor = None
+        if c[2] is not None:  # a zero divisor is left for `define` to refuse
+            divisor = ast.Num(value=_number(c[2]), span=_tok_span(self.file, c[2]))
+        return ast.Kernel(name=str(c[0]), matrix=c[1], divisor=divisor, span=self._s(meta))
 
     def matrix(self, meta: Any, rows: list[tuple[float, ...]]) -> ast.Matrix:
         return ast.Matrix(rows=tuple(rows), span=self._s(meta))
@@ -566,14 +566,18 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     return Diagnostic("E001", f"unexpected character {char!r}", span, hint=hint)
 
 
-def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse one file's text; raise SpecError with a located diagnostic on a syntax error."""
+def parse(text: str, file: str = "<string>", limits: Limits | None = None) -> ast.Module:
+    """Parse one file's text; raise SpecError with a located diagnostic on a syntax error,
+    a number too large to be meant, or a file over the token or nesting limit."""
+    limits = limits or Limits()
+    check_lexemes(text, file, limits.max_tokens)
     # The parser makes many small objects that all live until the end: pausing the cyclic
     # collector keeps long specs linear (a 10,000-line chain parses twice as fast).
     collecting = gc.isenabled()
     gc.disable()
     try:
         tree = lark_parser().parse(text)
+        check_nesting(tree, file, limits.max_nesting)
         return _Builder(file).transform(tree)
     except UnexpectedInput as e:
         raise SpecError([syntax_diagnostic(e, text, file)]) from None

@@ -18,6 +18,7 @@ from torch import nn
 from netspec.compiler import Compiled, compile, compile_text
 from netspec.data import DataError
 from netspec.errors import UsageError
+from netspec.lower import to_torch
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
 from netspec.train.run import sha256
@@ -48,7 +49,7 @@ class Request:
 
 def build_module(compiled: Compiled) -> nn.Module:
     """The network as a torch module (netspec.lower)."""
-    return compiled.to_torch()
+    return to_torch(compiled)
 
 
 def compile_request(

@@ -1,0 +1,140 @@
+"""load: parse the spec and every file it `use`s, in the order they are read.
+
+A `use` that leaves the spec's directory (without --allow-outside) or loops back is
+refused here. Every read is bounded: only regular files are opened (a FIFO, a
+device or a directory is refused without blocking on it), and at most
+`max_file_bytes` are read, whatever size the file claims.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from netspec.diagnostics import Collector, Diagnostic, Sources, Span, SpecError, display_path
+from netspec.limits import Limits
+from netspec.passes.state import CompileState, Pass
+from netspec.syntax import ast
+from netspec.syntax.parser import parse
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
+def _read_bytes(path: Path, limit: int) -> tuple[bytes | None, str | None]:
+    """At most `limit + 1` bytes of a regular file, or why it cannot be read."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        return None, e.strerror or str(e)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return None, f"it is {_kind(mode)}, not a regular file"
+        chunks, got = [], 0
+        while got <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks), None
+    except OSError as e:
+        return None, e.strerror or str(e)
+    finally:
+        os.close(fd)
+
+
+def read_source(path: Path, limits: Limits, span: Span | None = None) -> str:
+    """The UTF-8 text of a spec file; SpecError (E101, E102) located at `span` (the `use`)."""
+    where = span or Span(str(path), 1, 1, 1, 1)
+    data, problem = _read_bytes(path, limits.max_file_bytes)
+    if data is None:
+        message = f"cannot read '{display_path(path)}': {problem}"
+        raise SpecError([Diagnostic("E101", message, where)])
+    if len(data) > limits.max_file_bytes:
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E102",
+                    f"'{display_path(path)}' is over the limit of {limits.max_file_bytes:,} bytes",
+                    where,
+                    hint="raise it with --max-file-bytes if it is meant to be this large",
+                )
+            ]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            [Diagnostic("E101", f"cannot read '{display_path(path)}' as UTF-8 text: {e}", where)]
+        ) from None
+
+
+class _Loader:
+    def __init__(self, root_dir: Path, limits: Limits, allow_outside: bool) -> None:
+        self.root_dir = root_dir
+        self.limits = limits
+        self.allow_outside = allow_outside
+        self.items: list[ast.Item] = []
+        self.sources = Sources()
+        self.errors = Collector()
+        self.loaded: set[Path] = set()
+
+    def load_text(self, text: str, file: str, stack: tuple[Path, ...]) -> None:
+        self.sources.texts[file] = text
+        module = parse(text, file, self.limits)
+        for item in module.items:
+            if isinstance(item, ast.Use):
+                self._use(item, Path(file).parent, stack)
+            else:
+                self.items.append(item)
+
+    def _use(self, item: ast.Use, base: Path, stack: tuple[Path, ...]) -> None:
+        target = (base / item.path).resolve()
+        if target in stack:
+            chain = " -> ".join(p.name for p in (*stack, target))
+            self.errors.error("E104", f"'use' cycle: {chain}", item.span)
+            return
+        if not self.allow_outside and not target.is_relative_to(self.root_dir):
+            self.errors.error(
+                "E103",
+                f"'{item.path}' is outside the spec's directory ({display_path(self.root_dir)})",
+                item.span,
+                hint="pass --allow-outside to use files from elsewhere",
+            )
+            return
+        if target in self.loaded:
+            return
+        self.loaded.add(target)
+        text = read_source(target, self.limits, item.span)
+        self.load_text(text, str(target), (*stack, target))
+
+
+def load(state: CompileState) -> None:
+    """Parse `state.text` (read from `state.file`) and every file it uses."""
+    path = Path(state.file).resolve() if not state.file.startswith("<") else None
+    loader = _Loader(
+        path.parent if path else Path.cwd().resolve(), state.limits, state.allow_outside
+    )
+    if path is not None:
+        loader.loaded.add(path)
+    loader.load_text(state.text, state.file, (path,) if path else ())
+    state.diagnostics += loader.errors.items
+    state.items, state.sources = loader.items, loader.sources
+
+
+LOAD = Pass(
+    "load", load, needs=("text", "file", "limits", "allow_outside"), ensures=("items", "sources")
+)
