@@ -17,7 +17,7 @@ class Limits(BaseModel):
     max_repeat: int = Field(default=10_000, gt=0)
     max_depth: int = Field(default=64, gt=0)  # nested block calls
     max_file_bytes: int = Field(default=1 << 20, gt=0)
-    max_tokens: int = Field(default=200_000, gt=0)  # words, numbers and symbols per file
+    max_tokens: int = Field(default=100_000, gt=0)  # words, numbers and symbols per file
     max_nesting: int = Field(default=50, gt=0)  # groups, repeats, shared bodies, arithmetic
 
 

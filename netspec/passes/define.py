@@ -108,7 +108,7 @@ class _Definer:
                 "E204",
                 "division by zero",
                 item.divisor.span,
-                hint=f"kernel '{item.name}' is divided by its entries' sum or count, e.g. / 9",
+                hint="divide by a number other than 0, e.g. / 9 for a 3x3 box",
             )
         self.program.kernels[item.name] = item
 
