@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from netspec.diagnostics import Collector, Diagnostic, Span
 from netspec.ir import Graph, Node, Shape
-from netspec.limits import MAX_VALUE
 from netspec.ops import REGISTRY, RF, Cost, ShapeError
 from netspec.ops.registry import numel
 from netspec.passes.state import CompileState, Pass, need
@@ -110,9 +109,9 @@ def _check_share(
     return None
 
 
-# Receptive fields are floats: a stride product past this is a spec asking for the absurd,
-# refused before float arithmetic could overflow.
-_MAX_RF = float(MAX_VALUE) ** 2
+# Receptive fields are floats: a size or stride product past this is a spec asking for the
+# absurd, refused while one more layer (values up to MAX_VALUE) cannot overflow a float.
+_MAX_RF = 1e30
 
 
 def _rf_ok(rf: RF) -> bool:
