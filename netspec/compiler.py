@@ -2,17 +2,18 @@
 CompileState (netspec/passes/state.py) that says what it needs and what it ensures.
 
     pass        module                   needs                         ensures
-    load        passes/load.py           text, file, limits            items, sources
+    load        passes/load.py           text, file, limits,           items, sources
+                                         allow_outside
     define      passes/define.py         items, sources                program
-    bind        passes/bind.py           program, overrides, network   network, const_overrides,
-                                                                       symbols, train_overrides
+    bind        passes/bind.py           program, overrides,           network, const_overrides,
+                                         network_name                  symbols, train_overrides
     constants   passes/constants.py      program, const_overrides      values
     expand      passes/expand/           program, network, values,     graph, expansion
-                                         symbols
+                                         symbols, limits
     infer       passes/infer.py          graph                         inferred
-    limits      passes/limits.py         inferred                      -
-    train       passes/train.py          program, network,             train (or None)
-                                         train_overrides
+    limits      passes/limits.py         inferred, limits              -
+    train       passes/train.py          program, network,             train (None without a
+                                         train_overrides               train section)
     lint        passes/lints.py          program, expansion, graph     warnings (LINTS: W301-W304)
 
 Where a change goes: a new check on definitions goes in `define`, one on the network's

@@ -7,6 +7,7 @@ import ast as pyast
 import doctest
 import importlib
 import pkgutil
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import netspec
+import netspec.compiler
 import netspec.passes
 from netspec.compiler import PASSES
 from netspec.diagnostics import Span
@@ -43,6 +45,35 @@ def test_moving_a_pass_first_is_refused_naming_what_it_needs(index: int) -> None
     order = (moved, *PASSES[:index], *PASSES[index + 1 :])
     with pytest.raises(PipelineError, match=f"pass '{moved.name}' needs"):
         check_order(order)
+
+
+def _documented() -> dict[str, tuple[str, set[str], set[str]]]:
+    """compiler.py's table of passes: name -> (module, needs, ensures)."""
+    doc = netspec.compiler.__doc__ or ""
+    lines = doc.split("    pass        module", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    rows: dict[str, list[str]] = {}
+    name = ""
+    for line in lines:
+        name = line[4:16].strip() or name
+        cells = rows.setdefault(name, ["", "", ""])
+        for i, (a, b) in enumerate(((16, 41), (41, 71), (71, None))):
+            cells[i] += " " + line[a:b]
+    return {n: (c[0].strip(), _words(c[1]), _words(c[2])) for n, c in rows.items()}
+
+
+def _words(cell: str) -> set[str]:
+    """The field names of a table cell, without its remark in parentheses."""
+    return set(re.findall(r"[a-z_]+", cell.split("(")[0]))
+
+
+def test_compiler_docstring_lists_every_pass_as_it_is() -> None:
+    documented = _documented()
+    assert list(documented) == [p.name for p in PASSES]
+    for p in PASSES:
+        module, needs, ensures = documented[p.name]
+        assert (PACKAGE / module).exists(), module
+        assert needs == set(p.needs), p.name
+        assert ensures == set(p.ensures), p.name
 
 
 def test_a_pass_that_does_not_ensure_what_it_says_is_caught() -> None:
@@ -99,6 +130,7 @@ FORBIDDEN = {
     "syntax": ("netspec.passes", "netspec.compiler", "netspec.ir", *ABOVE_COMPILER),
     "passes": ("netspec.compiler", *ABOVE_COMPILER),
     "ir.py": ("netspec.passes", "netspec.compiler", *ABOVE_COMPILER),
+    "ops": ("netspec.passes", "netspec.compiler", *ABOVE_COMPILER),
     "trainspec.py": ("netspec.compiler", *ABOVE_COMPILER),
     "compiler.py": ABOVE_COMPILER,
 }
