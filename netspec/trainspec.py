@@ -1,4 +1,5 @@
-"""The `train` section: parsed here, validated with Pydantic, used by `netspec train`.
+"""The `train` section's models: validated here (for the `train` pass, passes/train.py),
+used by `netspec train`.
 
 train lenet on mnist {
     normalize mean=0.1307 std=0.3081
