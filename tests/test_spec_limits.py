@@ -78,7 +78,17 @@ def test_the_byte_limit_counts_what_is_read(tmp_path: Path) -> None:
     spec = tmp_path / "main.net"
     spec.write_text('use "lib.net"\n' + NET.format("relu"), encoding="utf-8")
     diag = refused(spec, limits=Limits(max_file_bytes=100))
-    assert diag.code == "E102" and "over the limit of 100 bytes" in diag.message
+    assert diag.code == "E102" and "is 240 bytes; the limit is 100" in diag.message
+
+
+def test_the_byte_limit_holds_for_a_file_that_claims_to_be_empty(tmp_path: Path) -> None:
+    """/proc files are regular files that say they hold 0 bytes."""
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("no /proc here")
+    spec = tmp_path / "main.net"
+    spec.write_text('use "/proc/self/maps"\n' + NET.format("relu"), encoding="utf-8")
+    diag = refused(spec, allow_outside=True, limits=Limits(max_file_bytes=10))
+    assert diag.code == "E102" and "more than the limit of 10 bytes" in diag.message
 
 
 # ---- work is bounded before it is done ---------------------------------------------------

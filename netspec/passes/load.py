@@ -31,17 +31,33 @@ def _kind(mode: int) -> str:
     return next((words for test, words in _KINDS if test(mode)), "not a regular file")
 
 
-def _read_bytes(path: Path, limit: int) -> tuple[bytes | None, str | None]:
-    """At most `limit + 1` bytes of a regular file, or why it cannot be read."""
+class _Unreadable(Exception):
+    """Why a file cannot be read as a spec: the OS's reason, or what it is instead."""
+
+
+class _TooLarge(Exception):
+    """A file over the byte limit; carries its size when the file says it."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. The limit holds while reading
+    (at most `limit + 1` bytes are read), whatever size the file claims."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
     except OSError as e:
-        return None, e.strerror or str(e)
+        raise _Unreadable(e.strerror or str(e)) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            return None, f"it is {_kind(mode)}, not a regular file"
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Unreadable(f"it is {_kind(info.st_mode)}, not a regular file")
+        if info.st_size > limit:
+            raise _TooLarge(info.st_size)
         chunks, got = [], 0
         while got <= limit:
             chunk = os.read(fd, min(1 << 16, limit + 1 - got))
@@ -49,9 +65,11 @@ def _read_bytes(path: Path, limit: int) -> tuple[bytes | None, str | None]:
                 break
             chunks.append(chunk)
             got += len(chunk)
-        return b"".join(chunks), None
+        if got > limit:
+            raise _TooLarge(None)  # it grew, or said less than it holds
+        return b"".join(chunks)
     except OSError as e:
-        return None, e.strerror or str(e)
+        raise _Unreadable(e.strerror or str(e)) from None
     finally:
         os.close(fd)
 
@@ -59,26 +77,31 @@ def _read_bytes(path: Path, limit: int) -> tuple[bytes | None, str | None]:
 def read_source(path: Path, limits: Limits, span: Span | None = None) -> str:
     """The UTF-8 text of a spec file; SpecError (E101, E102) located at `span` (the `use`)."""
     where = span or Span(str(path), 1, 1, 1, 1)
-    data, problem = _read_bytes(path, limits.max_file_bytes)
-    if data is None:
-        message = f"cannot read '{display_path(path)}': {problem}"
-        raise SpecError([Diagnostic("E101", message, where)])
-    if len(data) > limits.max_file_bytes:
+    shown, limit = display_path(path), limits.max_file_bytes
+    try:
+        data = _read_bytes(path, limit)
+    except _Unreadable as e:
+        raise SpecError([Diagnostic("E101", f"cannot read '{shown}': {e}", where)]) from None
+    except _TooLarge as e:
+        if e.size is not None:
+            message = f"'{shown}' is {e.size:,} bytes; the limit is {limit:,}"
+        else:
+            message = f"'{shown}' holds more than the limit of {limit:,} bytes"
         raise SpecError(
             [
                 Diagnostic(
                     "E102",
-                    f"'{display_path(path)}' is over the limit of {limits.max_file_bytes:,} bytes",
+                    message,
                     where,
                     hint="raise it with --max-file-bytes if it is meant to be this large",
                 )
             ]
-        )
+        ) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SpecError(
-            [Diagnostic("E101", f"cannot read '{display_path(path)}' as UTF-8 text: {e}", where)]
+            [Diagnostic("E101", f"cannot read '{shown}' as UTF-8 text: {e}", where)]
         ) from None
 
 
