@@ -87,8 +87,9 @@ def test_the_byte_limit_holds_for_a_file_that_claims_to_be_empty(tmp_path: Path)
         pytest.skip("no /proc here")
     spec = tmp_path / "main.net"
     spec.write_text('use "/proc/self/maps"\n' + NET.format("relu"), encoding="utf-8")
-    diag = refused(spec, allow_outside=True, limits=Limits(max_file_bytes=10))
-    assert diag.code == "E102" and "more than the limit of 10 bytes" in diag.message
+    diag = refused(spec, allow_outside=True, limits=Limits(max_file_bytes=200))
+    assert diag.code == "E102" and "more than the limit of 200 bytes" in diag.message
+    assert diag.span.line == 1  # at the `use`
 
 
 # ---- work is bounded before it is done ---------------------------------------------------
