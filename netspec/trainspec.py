@@ -38,7 +38,7 @@ from netspec.syntax import ast
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 PosFloat = Annotated[float, Field(gt=0)]

@@ -209,3 +209,10 @@ def test_a_bad_set_value_in_the_api_raises_usage_error() -> None:
 def test_a_symbolic_size_out_of_range_is_a_usage_error(value: int) -> None:
     with pytest.raises(netspec.UsageError, match=r"--set H="):
         netspec.compile("network n(x: 1xHxW) {\n    relu\n}\n", H=value, W=8)
+
+
+@pytest.mark.parametrize("setting", ["lr=inf", "momentum=nan", "clip=-inf"])
+def test_a_non_finite_training_value_is_a_usage_error(setting: str) -> None:
+    result = CliRunner().invoke(main, ["compile", str(ROOT / "specs/lenet.net"), "--set", setting])
+    assert result.exit_code == 2, result.output
+    assert f"error: --set {setting}: " in result.stderr
