@@ -135,8 +135,9 @@ def compile(
     allow_outside: bool = False,
     **overrides: Any,
 ) -> Compiled:
-    """Compile a spec: a `Path` is read as a file, a `str` is the spec's text. Raise
-    SpecError on any mistake in it, UsageError on a mistake in the call.
+    """Compile a spec: a `Path` is read as a file, a `str` is the spec's text (never a path:
+    a one-line str ending in `.net` that does not compile is refused with a hint to pass a
+    Path). Raise SpecError on any mistake in the spec, UsageError on one in the call.
 
     Keyword overrides set constants, symbolic sizes (`H=64`) and training values
     (`epochs=3`), as `--set NAME=VALUE` does on the command line.
@@ -145,9 +146,17 @@ def compile(
         return compile_file(
             source, network, limits=limits, allow_outside=allow_outside, **overrides
         )
-    return compile_text(
-        source, "<string>", network, limits=limits, allow_outside=allow_outside, **overrides
-    )
+    try:
+        return compile_text(
+            source, "<string>", network, limits=limits, allow_outside=allow_outside, **overrides
+        )
+    except SpecError:
+        if "\n" not in source and source.strip().endswith(".net"):
+            raise UsageError(
+                f"compile() read {source!r} as the text of a spec, not as a path",
+                hint="pass a Path, or call compile_file(), to compile a file",
+            ) from None
+        raise
 
 
 __all__ = [

@@ -177,7 +177,7 @@ def test_compile_takes_a_path_as_a_file_and_a_str_as_text() -> None:
     lenet = ROOT / "specs" / "lenet.net"
     assert netspec.compile(lenet).name == netspec.compile(lenet.read_text()).name
     assert netspec.compile_file(str(lenet)).name == "lenet"
-    with pytest.raises(netspec.SpecError):
+    with pytest.raises(netspec.UsageError, match="as the text of a spec, not as a path"):
         netspec.compile(str(lenet))  # a str is text, never guessed to be a path
 
 
