@@ -30,6 +30,7 @@ from netspec.artifact import predicted_class
 from netspec.data import load_idx_pair
 from netspec.export import ExportOptions, export_compiled
 from netspec.export.eager import torch_runner
+from netspec.lower import to_torch
 from netspec.runtime.bench import interleaved, summarize
 from netspec.runtime.session import open_model
 
@@ -133,7 +134,7 @@ def bench_lenet(work: Path, rounds: int, threads: int | None) -> dict[str, Any]:
     """ORT fp32 and int8 against PyTorch eager; then netspec's run path against a bare session
     (timed apart from PyTorch, both with ONNX Runtime's default spinning threads)."""
     compiled = netspec.compile(ROOT / "specs" / "lenet.net")
-    module = compiled.to_torch().eval()
+    module = to_torch(compiled).eval()
     fp32, int8 = work / "lenet.onnx", work / "lenet-int8.onnx"
     calib, _ = mnist("train", 1, 28)
     export_compiled(compiled, fp32, weights=module, log=lambda _: None)
@@ -159,7 +160,7 @@ def bench_lenet(work: Path, rounds: int, threads: int | None) -> dict[str, Any]:
 def bench_resnet(work: Path, rounds: int, steps: int, n_test: int) -> dict[str, Any]:
     compiled = netspec.compile(RESNET18_32)
     torch.manual_seed(0)
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     train_x, train_y = mnist("train", 3, 32)
     test_x, test_y = mnist("test", 3, 32)
     seconds = train(module, train_x, train_y, steps) if steps else 0.0

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import netspec
+from netspec.lower import to_torch
 from netspec.lower.layers import LocallyConnected2d
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,7 @@ def _compare(
 ) -> list[str]:
     torch.manual_seed(0)
     compiled = netspec.compile(spec)
-    generated = compiled.to_torch().to(device)
+    generated = to_torch(compiled).to(device)
     hand = hand.to(device)
     shape = tuple(int(d) for d in compiled.graph.inputs[0].shape)
     x = torch.randn(batch, *shape, device=device)

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from netspec.compiler import Compiled, compile, compile_text
+from netspec.compiler import Compiled, compile, compile_file, compile_text
 from netspec.diagnostics import Diagnostic, SpecError
 from netspec.errors import NetspecError, UsageError
 
@@ -21,5 +21,6 @@ __all__ = [
     "SpecError",
     "UsageError",
     "compile",
+    "compile_file",
     "compile_text",
 ]

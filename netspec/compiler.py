@@ -1,28 +1,56 @@
-"""The pipeline, in one place: parse and resolve -> expand -> infer -> check.
+"""The pipeline, in one place: PASSES, the passes in order, each a function over one
+CompileState (netspec/passes/state.py) that says what it needs and what it ensures.
 
-`compile()` is the Python API; `netspec compile` prints what it returns.
+    pass        module                   needs                         ensures
+    load        passes/load.py           text, file, limits,           items, sources
+                                         allow_outside
+    define      passes/define.py         items, sources                program
+    bind        passes/bind.py           program, overrides,           network, const_overrides,
+                                         network_name                  symbols, train_overrides
+    constants   passes/constants.py      program, const_overrides      values
+    expand      passes/expand/           program, network, values,     graph, expansion
+                                         symbols, limits
+    infer       passes/infer.py          graph                         inferred
+    limits      passes/limits.py         inferred, limits              -
+    train       passes/train.py          program, network,             train (None without a
+                                         train_overrides               train section)
+    lint        passes/lints.py          program, expansion, graph     warnings (LINTS: W301-W304)
+
+Where a change goes: a new check on definitions goes in `define`, one on the network's
+graph after `infer`; a new pass is a module in netspec/passes/ with one function and its
+`Pass` record, added to PASSES after every pass that ensures what it needs (the runner
+refuses an order that cannot work). A new warning is a rule in `passes/lints.py`.
+
+Nothing here or below imports `netspec.report` or `netspec.lower`: they sit above and
+take a `Compiled` (`netspec.report.to_json(compiled)`, `netspec.lower.to_torch(compiled)`).
+
+`compile_file(path)` and `compile_text(text)` are the Python API; `compile(source)`
+takes either: a `Path` is a file, a `str` is the spec's text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from netspec.diagnostics import Diagnostic, SpecError, did_you_mean
+from netspec.diagnostics import Diagnostic, SpecError
 from netspec.errors import UsageError
 from netspec.ir import Graph
 from netspec.limits import Limits
-from netspec.passes.check import check, unused_definitions
-from netspec.passes.expand import expand
-from netspec.passes.infer import Inferred, Layer, Totals, infer
-from netspec.passes.resolve import Program, read_spec, resolve
-from netspec.passes.values import Evaluator
-from netspec.trainspec import TRAIN_KEYS, TrainConfig, train_config
+from netspec.passes.bind import BIND
+from netspec.passes.constants import CONSTANTS
+from netspec.passes.define import DEFINE, Program
+from netspec.passes.expand import EXPAND
+from netspec.passes.infer import INFER, Inferred, Layer, Totals
+from netspec.passes.limits import LIMITS
+from netspec.passes.lints import LINT
+from netspec.passes.load import LOAD, read_source
+from netspec.passes.state import CompileState, Pass, need, run_passes
+from netspec.passes.train import TRAIN
+from netspec.trainspec import TrainConfig
 
-if TYPE_CHECKING:
-    import torch  # noqa: TID251 (a type only: torch is imported when lowering)
+PASSES: tuple[Pass, ...] = (LOAD, DEFINE, BIND, CONSTANTS, EXPAND, INFER, LIMITS, TRAIN, LINT)
 
 
 @dataclass
@@ -51,81 +79,6 @@ class Compiled:
     def source(self) -> str:
         return self.program.main_text
 
-    def to_json(self) -> dict[str, Any]:
-        from netspec.report import to_json
-
-        return to_json(self)
-
-    def to_torch(self) -> torch.nn.Module:
-        from netspec.lower import to_torch
-
-        return to_torch(self)
-
-
-def _split_overrides(
-    program: Program, overrides: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
-    consts, symbols, train = {}, {}, {}
-    symbolic = {
-        d
-        for net in program.networks.values()
-        for i in net.inputs
-        for d in i.shape
-        if isinstance(d, str)
-    }
-    for key, value in overrides.items():
-        if key in program.consts:
-            consts[key] = value
-        elif key in symbolic:
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise UsageError(f"--set {key}: a size must be a positive whole number")
-            symbols[key] = value
-        elif key in TRAIN_KEYS:
-            train[key] = value
-        else:
-            known = [*program.consts, *symbolic, *TRAIN_KEYS]
-            raise UsageError(
-                f"--set {key}: no constant, symbolic size or training setting is called '{key}'",
-                hint=did_you_mean(key, known),
-            )
-    return consts, symbols, train
-
-
-def _globals(program: Program, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, table in program.tables.items():
-        values[name] = tuple(tuple(int(v) for v in row) for row in table.matrix.rows)
-    for name, kernel in program.kernels.items():
-        values[name] = kernel.matrix.rows
-    for name, const in program.consts.items():
-        if name in overrides:
-            values[name] = overrides[name]
-        else:
-            values[name] = Evaluator(values).value(const.value)
-    return values
-
-
-def _pick_network(program: Program, network: str | None) -> str:
-    names = list(program.networks)
-    if network is not None:
-        if network not in program.networks:
-            raise UsageError(
-                f"no network named '{network}' (this spec defines: {', '.join(names) or 'none'})",
-                hint=did_you_mean(network, names),
-            )
-        return network
-    if not names:
-        raise UsageError(
-            "this spec defines no network",
-            hint="a library of blocks is used from another spec with `use`",
-        )
-    if len(names) > 1:
-        raise UsageError(
-            f"this spec defines several networks ({', '.join(names)})",
-            hint="choose one with --network NAME",
-        )
-    return names[0]
-
 
 def compile_text(
     text: str,
@@ -136,17 +89,42 @@ def compile_text(
     allow_outside: bool = False,
     **overrides: Any,
 ) -> Compiled:
+    """Compile spec text (read from `file`, which `use` paths are relative to)."""
+    state = CompileState(
+        text,
+        file,
+        network,
+        limits or Limits(),
+        allow_outside,
+        overrides,
+    )
+    run_passes(state, PASSES)
+    return Compiled(
+        need(state.program),
+        need(state.graph),
+        need(state.inferred),
+        state.train,
+        need(state.warnings),
+    )
+
+
+def compile_file(
+    path: str | Path,
+    network: str | None = None,
+    *,
+    limits: Limits | None = None,
+    allow_outside: bool = False,
+    **overrides: Any,
+) -> Compiled:
+    """Compile the spec file at `path`; UsageError if there is none."""
     limits = limits or Limits()
-    program = resolve(text, file, limits, allow_outside)
-    consts, symbols, train_overrides = _split_overrides(program, overrides)
-    net = program.networks[_pick_network(program, network)]
-    graph, expander = expand(program, net, limits, _globals(program, consts), symbols)
-    inferred = infer(graph)
-    lints = check(inferred, limits)
-    train = program.trains.get(net.name)
-    config = train_config(train, train_overrides) if train is not None else None
-    warnings = [*unused_definitions(program), *expander.warnings.items, *lints]
-    return Compiled(program, graph, inferred, config, warnings)
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"no such spec file: {path}")
+    text = read_source(path, limits)
+    return compile_text(
+        text, str(path), network, limits=limits, allow_outside=allow_outside, **overrides
+    )
 
 
 def compile(
@@ -157,23 +135,36 @@ def compile(
     allow_outside: bool = False,
     **overrides: Any,
 ) -> Compiled:
-    """Compile a spec given as a path or as text; raise SpecError on any mistake in it.
+    """Compile a spec: a `Path` is read as a file, a `str` is the spec's text (never a path:
+    a one-line str ending in `.net` that does not compile is refused with a hint to pass a
+    Path). Raise SpecError on any mistake in the spec, UsageError on one in the call.
 
     Keyword overrides set constants, symbolic sizes (`H=64`) and training values
     (`epochs=3`), as `--set NAME=VALUE` does on the command line.
     """
-    limits = limits or Limits()
-    if isinstance(source, Path) or ("\n" not in source and source.endswith(".net")):
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"no such spec file: {path}")
-        text = read_spec(path, limits)
-        return compile_text(
-            text, str(path), network, limits=limits, allow_outside=allow_outside, **overrides
+    if isinstance(source, Path):
+        return compile_file(
+            source, network, limits=limits, allow_outside=allow_outside, **overrides
         )
-    return compile_text(
-        source, "<string>", network, limits=limits, allow_outside=allow_outside, **overrides
-    )
+    try:
+        return compile_text(
+            source, "<string>", network, limits=limits, allow_outside=allow_outside, **overrides
+        )
+    except SpecError:
+        if "\n" not in source and source.strip().endswith(".net"):
+            raise UsageError(
+                f"compile() read {source!r} as the text of a spec, not as a path",
+                hint="pass a Path, or call compile_file(), to compile a file",
+            ) from None
+        raise
 
 
-__all__ = ["Compiled", "SpecError", "UsageError", "compile", "compile_text"]
+__all__ = [
+    "PASSES",
+    "Compiled",
+    "SpecError",
+    "UsageError",
+    "compile",
+    "compile_file",
+    "compile_text",
+]

@@ -29,13 +29,6 @@ class Span:
     end_line: int
     end_col: int
 
-    def __eq__(self, other: object) -> bool:
-        # Spans never make two nodes differ: comparisons ignore where things came from.
-        return isinstance(other, Span)
-
-    def __hash__(self) -> int:
-        return 0
-
     @property
     def where(self) -> str:
         return f"{display_path(self.file)}:{self.line}:{self.col}"
@@ -116,10 +109,6 @@ class Collector:
         errors = [d for d in self.items if d.severity == "error"]
         if errors:
             raise SpecError(self.items)
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.items if d.severity == "warning"]
 
 
 def _distance(a: str, b: str) -> int:

@@ -3,6 +3,7 @@
 `expand` builds it from the AST; `infer` annotates it; `lower` turns it into a
 torch module. Shapes are per sample (no batch axis): `(C, H, W)` or `(F,)`,
 and a spatial size may be a symbol such as `"H"` for fully convolutional nets.
+Spans (and the call sites a node was expanded from) are left out of equality.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class Node:
     op: str
     params: OpParams
     inputs: tuple[str, ...]
-    span: Span = UNKNOWN
-    origin: tuple[Span, ...] = ()  # the call sites this node was expanded from
+    span: Span = field(default=UNKNOWN, compare=False)
+    # the call sites this node was expanded from
+    origin: tuple[Span, ...] = field(default=(), compare=False)
     shares: str | None = None
 
 
@@ -44,7 +46,7 @@ class Node:
 class GraphInput:
     name: str
     shape: Shape
-    span: Span = UNKNOWN
+    span: Span = field(default=UNKNOWN, compare=False)
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,13 @@ class Graph:
     inputs: tuple[GraphInput, ...]
     nodes: tuple[Node, ...]
     outputs: tuple[str, ...]
-    span: Span = UNKNOWN
+    span: Span = field(default=UNKNOWN, compare=False)
     symbols: dict[str, int] = field(default_factory=dict)  # values bound for symbolic dims
+    _by_name: dict[str, Node] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {n.name: n for n in self.nodes})
 
     def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        """The node called `name` (KeyError if there is none), from an index built once."""
+        return self._by_name[name]

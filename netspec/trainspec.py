@@ -1,4 +1,5 @@
-"""The `train` section: parsed here, validated with Pydantic, used by `netspec train`.
+"""The `train` section's models: validated here (for the `train` pass, passes/train.py),
+used by `netspec train`.
 
 train lenet on mnist {
     normalize mean=0.1307 std=0.3081
@@ -31,12 +32,13 @@ from netspec.diagnostics import (
     literal_options,
     requirement,
 )
+from netspec.errors import UsageError
 from netspec.passes.values import Evaluator, Interval, Quantity, Word, describe
 from netspec.syntax import ast
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 PosFloat = Annotated[float, Field(gt=0)]
@@ -206,6 +208,16 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     data[path[-1]] = value
 
 
+def _refuse_flags(
+    by_field: Mapping[tuple[str, ...], list[Any]], flags: Mapping[tuple[str, ...], str]
+) -> None:
+    """A bad value given with --set is a usage error (exit 2) that names the flag, not a
+    mistake in the spec."""
+    for loc, errs in by_field.items():
+        if loc in flags:
+            raise UsageError(f"{flags[loc]}: {' '.join(loc)} must be {requirement(errs)}")
+
+
 def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Validate a train section (with --set overrides applied) into a TrainConfig."""
     errors = Collector()
@@ -231,8 +243,10 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
             spans[(op.name,)] = op.span
     data["augment"], aspans = _augment(train.augment, errors)
     spans.update({("augment", k): s for k, s in aspans.items()})
+    flags: dict[tuple[str, ...], str] = {}  # where a --set value landed -> the flag
     for key, value in (overrides or {}).items():
         _set(data, TRAIN_KEYS[key], value)
+        flags[TRAIN_KEYS[key]] = f"--set {key}={value}"
     errors.raise_if_any()
     try:
         return TrainConfig.model_validate(data)
@@ -240,6 +254,7 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
         by_field: dict[tuple[str, ...], list[Any]] = {}
         for err in e.errors():
             by_field.setdefault(tuple(str(p) for p in err["loc"])[:2], []).append(err)
+        _refuse_flags(by_field, flags)
         for loc, errs in by_field.items():
             given = errs[0].get("input")
             options = literal_options(errs)

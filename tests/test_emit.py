@@ -15,6 +15,7 @@ from torch import nn
 import netspec
 from cli import main
 from netspec.compiler import Compiled
+from netspec.lower import to_torch
 from netspec.lower.emit import emit_python
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def test_emitted_module_equals_to_torch(source: Path | str, overrides: dict[str,
         pytest.skip(f"{source.name} is not in specs/")
     torch.manual_seed(0)
     compiled = netspec.compile(source, **overrides)
-    generated = compiled.to_torch()
+    generated = to_torch(compiled)
     emitted = _load(emit_python(compiled))()
     weights = generated.state_dict()
     assert list(emitted.state_dict()) == list(weights)

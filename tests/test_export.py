@@ -22,6 +22,7 @@ from cli import main as cli_main
 from netspec.artifact import from_props
 from netspec.errors import ExportError
 from netspec.export import ExportOptions, export_compiled
+from netspec.lower import to_torch
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
@@ -91,7 +92,7 @@ def test_large_specs_export_and_verify(name: str, tmp_path: Path) -> None:
 
 def test_shared_weights_are_one_initializer(tmp_path: Path) -> None:
     compiled = netspec.compile(SPECS / "siamese.net")
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     out = tmp_path / "siamese.onnx"
     export_compiled(compiled, out, weights=module, **QUIET)
     model = onnx.load(str(out))
@@ -334,7 +335,7 @@ def _run_dir(tmp_path: Path, spec: str) -> tuple[Path, nn.Module]:
     (run / "weights").mkdir(parents=True)
     (run / "spec.net").write_text((SPECS / spec).read_text(encoding="utf-8"), encoding="utf-8")
     torch.manual_seed(7)
-    module = netspec.compile(run / "spec.net").to_torch().eval()
+    module = to_torch(netspec.compile(run / "spec.net")).eval()
     save_model(module, str(run / "weights" / "best.safetensors"))
     return run, module
 

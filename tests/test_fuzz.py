@@ -2,7 +2,9 @@
 or raises SpecError/UsageError whose diagnostics point inside the text; never a traceback.
 
 Inputs come from the grammar itself (Hypothesis `from_lark`, with tokens drawn from
-the language's real vocabulary) and from mutations of the specs in specs/.
+the language's real vocabulary), from mutations of the specs in specs/, from those
+specs with their numbers scaled (by 0, 10^3, 10^5, 10^12), and from deep nesting.
+Every Hypothesis test has a fixed max_examples and no deadline: nothing depends on load.
 """
 
 from __future__ import annotations
@@ -222,3 +224,65 @@ def test_every_spec_compiles_and_every_truncation_is_clean(name: str) -> None:
     ends = [m.start() for m in re.finditer("\n", text)]
     for end in ends[:: max(1, len(ends) // 15)]:
         check(text[:end])
+
+
+# ---- (c) the real specs with their numbers scaled, and deep nesting --------------------
+
+NUMBER = re.compile(r"(?<![A-Za-z_\d.])\d+(?:\.\d+)?(?:x(?:\d+|[A-Z]\w*))*")
+FACTORS = (0, 10**3, 10**5, 10**12)
+
+
+def scaled(text: str, factor: int, picked: set[int] | None = None) -> str:
+    """`text` with every number (or the `picked` ones, by position) times `factor`; the
+    parts of a size such as 3x3 are scaled one by one."""
+    count = iter(range(1 << 30))
+
+    def one(part: str) -> str:
+        if not part[0].isdigit():
+            return part  # a symbolic size such as H
+        value = float(part) * factor if "." in part else int(part) * factor
+        return repr(value) if isinstance(value, float) else str(value)
+
+    def scale(m: re.Match[str]) -> str:
+        if picked is not None and next(count) not in picked:
+            return m[0]
+        return "x".join(one(p) for p in m[0].split("x"))
+
+    return NUMBER.sub(scale, text)
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_number_scaled(name: str, factor: int) -> None:
+    check(scaled(SPECS[name], factor))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(sorted(SPECS)),
+    st.sampled_from(FACTORS),
+    st.sets(st.integers(0, 400), min_size=1, max_size=6),
+)
+def test_some_numbers_scaled(name: str, factor: int, picked: set[int]) -> None:
+    check(scaled(SPECS[name], factor, picked))
+
+
+def _nested(kind: str, depth: int) -> str:
+    if kind == "concat":
+        body = "concat {\n" * depth + "relu\n" + "}\n" * depth
+    elif kind == "repeat":
+        body = "repeat 1 " * depth + "relu\n"
+    elif kind == "shared":
+        opened = "".join(f"shared s{i} = {{\n" for i in range(depth))
+        body = opened + "relu\n" + "}\n" * depth + "s0\n"
+    elif kind == "sum":
+        body = "conv " + " + ".join(["1"] * depth) + " 1x1\n"
+    else:
+        body = "conv " + "- " * depth + "1 1x1\n"
+    return "network n(x: 1x8x8) {\n" + body + "}\n"
+
+
+@pytest.mark.parametrize("depth", [1, 10, 49, 50, 51, 161, 1000, 5000])
+@pytest.mark.parametrize("kind", ["concat", "repeat", "shared", "sum", "neg"])
+def test_deep_nesting_is_refused_cleanly(kind: str, depth: int) -> None:
+    check(_nested(kind, depth))

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 import netspec
 from netspec.compiler import Compiled
-from netspec.lower import BUILDERS
+from netspec.lower import BUILDERS, to_torch
 from netspec.lower.layers import TableConv2d
 from netspec.ops import REGISTRY
 from tests.handwritten import HandDenseBlock, HandInception, HandLeNet, HandResNetTiny
@@ -65,7 +65,7 @@ def sample(compiled: Compiled, batch: int = 2) -> list[Tensor]:
 
 def check_against_inference(compiled: Compiled, batch: int = 2) -> nn.Module:
     """Every layer's PyTorch output shape and the parameter count equal the static ones."""
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     seen: dict[str, list[tuple[int, ...]]] = {}
 
     def record(name: str):  # type: ignore[no-untyped-def]
@@ -185,14 +185,14 @@ def test_fixed_kernel_worked_example() -> None:
     image = torch.tensor(
         [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
     )
-    got = compiled.to_torch()(image.float()[None, None])
+    got = to_torch(compiled)(image.float()[None, None])
     assert torch.equal(got, torch.tensor([[[[4.0, 3, 4], [2, 4, 3], [2, 3, 4]]]]))
 
 
 @pytest.mark.skipif(not (SPECS / "filters.net").exists(), reason="specs/filters.net not present")
 def test_filters_spec_on_images() -> None:
     compiled = netspec.compile(SPECS / "filters.net", H=12, W=12)
-    module = compiled.to_torch().eval()
+    module = to_torch(compiled).eval()
     torch.manual_seed(0)
     image = torch.rand(1, 1, 12, 12)
     with torch.no_grad():
@@ -212,7 +212,7 @@ def test_filters_spec_on_images() -> None:
 
 def test_modules_are_named_and_nested_as_in_the_spec() -> None:
     compiled = netspec.compile(RESNET_TINY)
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     assert isinstance(module.get_submodule("layer2.downsample.0"), nn.Conv2d)
     assert isinstance(module.get_submodule("layer1.downsample"), nn.Identity)
     assert module.get_submodule("fc").in_features == 32
@@ -225,7 +225,7 @@ def test_modules_are_named_and_nested_as_in_the_spec() -> None:
 
 def test_wrong_input_size_is_reported_against_the_spec() -> None:
     compiled = netspec.compile("network n(image: 1x28x28) {\n    conv 4 5x5 | dense 10\n}\n")
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     with pytest.raises(netspec.SpecError) as info:
         module(torch.randn(2, 3, 32, 32))
     diag = info.value.diagnostics[0]
@@ -238,7 +238,7 @@ def test_wrong_input_size_is_reported_against_the_spec() -> None:
 def test_failure_inside_a_layer_names_the_layer_and_its_line() -> None:
     compiled = netspec.compile("network n(x: 1xHxW) {\n    relu\n    conv 4 5x5 as c\n}\n")
     with pytest.raises(netspec.SpecError) as info:
-        compiled.to_torch()(torch.randn(1, 1, 3, 3))  # smaller than the kernel
+        to_torch(compiled)(torch.randn(1, 1, 3, 3))  # smaller than the kernel
     diag = info.value.diagnostics[0]
     assert diag.code == "E602" and "'c'" in diag.message and diag.span.line == 3
 
@@ -248,14 +248,14 @@ def test_several_inputs_and_outputs() -> None:
         "a = left | conv 2 3x3\nb = right | conv 2 3x3\ns = add(a, b)\noutput a, s",
         "left: 1x6x6, right: 1x6x6",
     )
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     a, s = module(*sample(compiled))
     assert a.shape == s.shape == (2, 2, 4, 4)
 
 
 def test_a_name_pytorch_reserves_is_a_spec_error() -> None:
     with pytest.raises(netspec.SpecError, match="cannot name a layer"):
-        spec("conv 2 3x3 as forward").to_torch()
+        to_torch(spec("conv 2 3x3 as forward"))
 
 
 # ---- weight sharing --------------------------------------------------------------------------
@@ -277,7 +277,7 @@ distance(a, b) | dense 1
 def test_shared_gradient_is_the_sum_of_untied_gradients() -> None:
     inputs = "left: 1x6x6, right: 1x6x6"
     tied_spec, untied_spec = spec(SIAMESE_BODY, inputs), spec(UNTIED_BODY, inputs)
-    tied, untied = tied_spec.to_torch(), untied_spec.to_torch()
+    tied, untied = to_torch(tied_spec), to_torch(untied_spec)
     assert sum(p.numel() for p in tied.parameters()) == tied_spec.totals.trainable_params
     tower, head = list(tied.parameters())[:4], list(tied.parameters())[4:]
     with torch.no_grad():  # untied: a.1, a.3 and b.1, b.3 are copies of the tower, then the head
@@ -305,7 +305,7 @@ def test_init_schemes() -> None:
         "x: 3x16x16",
         prelude="table tab = [0; 0 1; 0 1 2; 1; 2 3 4 5 6; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]",
     )
-    m = c.to_torch()
+    m = to_torch(c)
     lecun = m.get_submodule("l")
     assert lecun.weight.abs().max() <= 2.4 / 75 and lecun.weight.abs().max() > 2.0 / 75
     assert lecun.bias.abs().max() <= 2.4 / 75
@@ -368,7 +368,7 @@ network dense_block(x: 8x6x6) {
 def test_parity_with_hand_written_modules(source: Path | str, hand: type[nn.Module]) -> None:
     torch.manual_seed(0)
     compiled = netspec.compile(source)
-    generated, reference = compiled.to_torch(), hand()
+    generated, reference = to_torch(compiled), hand()
     ours, theirs = generated.state_dict(), reference.state_dict()
     assert [v.shape for v in ours.values()] == [v.shape for v in theirs.values()]
     reference.load_state_dict(dict(zip(theirs, ours.values(), strict=True)))
@@ -398,7 +398,7 @@ def test_parity_with_hand_written_modules(source: Path | str, hand: type[nn.Modu
 def test_training_lowers_the_loss(source: Path | str) -> None:
     torch.manual_seed(0)
     compiled = netspec.compile(source)
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
     x = sample(compiled, batch=8)
     target = torch.randn_like(module(*x))
@@ -422,7 +422,7 @@ def test_training_lowers_the_loss(source: Path | str) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, on purpose
 def test_onnx_export_skips_the_input_check_and_matches(tmp_path: Path) -> None:
     compiled = netspec.compile(RESNET_TINY)
-    module = compiled.to_torch().eval()
+    module = to_torch(compiled).eval()
     path = tmp_path / "net.onnx"
     x = sample(compiled, batch=2)
     torch.onnx.export(module, tuple(x), str(path), dynamo=False, input_names=["image"])

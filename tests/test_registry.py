@@ -15,7 +15,7 @@ import netspec
 from netspec.artifact import OutputKind, class_scores, predicted_class
 from netspec.export import export_compiled
 from netspec.export.metadata import output_kind
-from netspec.lower import BUILDERS, lowerings
+from netspec.lower import BUILDERS, lowerings, to_torch
 from netspec.lower.emit import emit_python
 from netspec.ops import REGISTRY, OutputMeaning, channels_last_helps, merge_names
 from tests.test_emit import _load
@@ -36,7 +36,7 @@ def test_every_builder_has_a_declaration_and_every_declaration_a_builder() -> No
 def test_every_op_emits_the_same_network(op: str) -> None:
     torch.manual_seed(0)
     compiled = spec(OP_SNIPPETS[op])
-    generated = compiled.to_torch().eval()
+    generated = to_torch(compiled).eval()
     emitted = _load(emit_python(compiled))().eval()
     assert list(emitted.state_dict()) == list(generated.state_dict())
     emitted.load_state_dict(generated.state_dict())
@@ -115,7 +115,7 @@ def test_every_op_that_takes_init_can_be_initialized(op: str, scheme: str) -> No
 
 def test_init_draws_from_the_fans_a_layer_declares() -> None:
     torch.manual_seed(0)
-    module = spec("local 4 3x3 init=lecun as l | subsample 2x2 init=xavier as s").to_torch()
+    module = to_torch(spec("local 4 3x3 init=lecun as l | subsample 2x2 init=xavier as s"))
     local, sub = module.get_submodule("l"), module.get_submodule("s")
     assert local.weight.abs().max() <= 2.4 / 27 < 1.2 * local.weight.abs().max()  # fan-in 3*3*3
     assert sub.weight.abs().max() <= (6 / 8) ** 0.5  # fan-in = fan-out = 4 taps

@@ -26,6 +26,7 @@ from netspec.cli.train import eval_cmd, train_cmd
 from netspec.data import load_mnist, write_idx
 from netspec.errors import OutputError, RunError, UsageError
 from netspec.fileio import write_text
+from netspec.lower import to_torch
 from netspec.train.opening import open_run, read_run
 from netspec.train.setup import Request
 from netspec.train.sources import SpecFiles
@@ -127,7 +128,7 @@ def test_a_run_whose_spec_uses_a_library_exports(trained: Path, tmp_path: Path) 
 
     compiled, weights = open_run(trained)
     assert weights is not None
-    module = compiled.to_torch()
+    module = to_torch(compiled)
     load_weights(weights, module)
     export_compiled(compiled, tmp_path / "m.onnx", weights=module, log=lambda _: None)
     assert (tmp_path / "m.onnx").is_file()
@@ -428,7 +429,7 @@ def test_a_run_of_the_old_layout_is_opened_and_checked(tmp_path: Path, data: Pat
     (run / "spec.net").write_text(SINGLE)
     train = {"network": "one", "dataset": "mnist"}
     (run / "settings.json").write_text(json.dumps({"network": "one", "train": train}))
-    module = compile(run / "spec.net").to_torch()
+    module = to_torch(compile(run / "spec.net"))
     meta = {"epoch": "1", "spec_sha256": sha256(SINGLE)}
     save_model(module, str(run / "weights" / "best.safetensors"), metadata=meta)
     assert cli(run, "--data", data, command=eval_cmd).exit_code == 0

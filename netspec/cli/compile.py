@@ -68,7 +68,9 @@ def compile_cmd(
 
         click.echo(emit_python(compiled), nl=False, file=stdout)
     elif as_json:
-        echo(json.dumps(compiled.to_json(), indent=2))
+        from netspec.report import to_json
+
+        echo(json.dumps(to_json(compiled), indent=2))
     else:
         from netspec.report import table, totals_text
 

@@ -110,12 +110,13 @@ def export_cmd(
     fixed = batch_value(batch)
     from netspec.artifact import Precision
     from netspec.export.onnx_export import ExportOptions, export_compiled
+    from netspec.lower import to_torch
     from netspec.lower.weights import load_weights
 
     compiled, weights_file = open_source(source, network, parse_set(sets))
     module = None
     if weights_file is not None:
-        module = compiled.to_torch()
+        module = to_torch(compiled)
         load_weights(weights_file, module)
         say(f"weights: {weights_file}")
     calibration, calibration_labels = _data(

@@ -46,6 +46,7 @@ def torch_module(path: Path, info: ModelInfo) -> torch.nn.Module:
     from onnx import numpy_helper
 
     from netspec.compiler import compile_text
+    from netspec.lower import to_torch
 
     if info.precision == "int8" or not info.weights:
         raise ModelError(
@@ -57,7 +58,7 @@ def torch_module(path: Path, info: ModelInfo) -> torch.nn.Module:
         compiled = compile_text(info.spec, f"{path}:spec", info.network, **sizes)
     except NetspecError as e:
         raise ModelError(f"{path}: the spec in its metadata no longer compiles ({e})") from None
-    module = compiled.to_torch().eval()
+    module = to_torch(compiled).eval()
     stored = {t.name: t for t in onnx.load(str(path)).graph.initializer}
     state = module.state_dict()
     for name, tensor in state.items():

@@ -193,8 +193,10 @@ def export_compiled(
 
 def _lowered(compiled: Compiled, weights: torch.nn.Module | None) -> torch.nn.Module:
     """The module to export, as a CPU fp32 copy in eval mode; any failure is an ExportError."""
+    from netspec.lower import to_torch
+
     try:
-        return _prepared(weights if weights is not None else compiled.to_torch())
+        return _prepared(weights if weights is not None else to_torch(compiled))
     except NotImplementedError as e:  # an operation without a PyTorch builder
         raise ExportError(f"{compiled.name}: cannot lower to PyTorch: {e}") from None
     except (ValueError, TypeError, RuntimeError) as e:  # a module's constructor refused

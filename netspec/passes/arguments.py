@@ -20,6 +20,7 @@ from netspec.diagnostics import (
     spec_error,
 )
 from netspec.ir import OpParams
+from netspec.limits import MAX_VALUE
 from netspec.ops import OpDef
 from netspec.passes.values import Evaluator, Word, describe
 from netspec.syntax import ast
@@ -68,6 +69,7 @@ def validate(
     names: Mapping[str, Any],
 ) -> OpParams:
     """Validate arguments with the operation's Pydantic model; one diagnostic per parameter."""
+    _refuse_huge(opdef, kwargs, spans, stage)
     try:
         return opdef.params.model_validate(kwargs)
     except ValidationError as e:
@@ -80,6 +82,37 @@ def validate(
             where = _ParamSite(opdef, stage, kwargs, spans)
             errors.add(_param_diagnostic(where, key, errs, names))
         raise SpecError(errors.items) from None
+
+
+def _huge(value: Any) -> int | float | None:
+    """The first number in a value (itself, or inside a size or list) over MAX_VALUE."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if not abs(value) <= MAX_VALUE else None
+    if isinstance(value, tuple):
+        return next((h for h in map(_huge, value) if h is not None), None)
+    return None
+
+
+def _number(value: int | float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def _refuse_huge(
+    opdef: OpDef, kwargs: Mapping[str, Any], spans: Mapping[str, Span], stage: ast.Op | ast.Call
+) -> None:
+    """Sizes, strides, pads and counts fit in 32 bits, as PyTorch and ONNX take them."""
+    errors = Collector()
+    for key, value in kwargs.items():
+        huge = _huge(value)
+        if huge is not None:
+            errors.error(
+                "E226",
+                f"'{opdef.name}' {key} must be at most {MAX_VALUE:,}, got {_number(huge)}",
+                spans.get(key, stage.span),
+            )
+    errors.raise_if_any()
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ Parameters shared by several nodes are counted once, on the node that owns them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from netspec.diagnostics import Collector, Diagnostic, Span
 from netspec.ir import Graph, Node, Shape
 from netspec.ops import REGISTRY, RF, Cost, ShapeError
 from netspec.ops.registry import numel
+from netspec.passes.state import CompileState, Pass, need
 from netspec.text import fmt_shape
 
 
@@ -55,9 +57,14 @@ class Inferred:
     graph: Graph
     layers: tuple[Layer, ...]
     totals: Totals
+    _by_name: dict[str, Layer] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {layer.name: layer for layer in self.layers})
 
     def layer(self, name: str) -> Layer:
-        return next(layer for layer in self.layers if layer.name == name)
+        """The layer of node `name` (KeyError if there is none)."""
+        return self._by_name[name]
 
 
 def _input_rf() -> RF:
@@ -102,7 +109,32 @@ def _check_share(
     return None
 
 
-def infer(graph: Graph) -> Inferred:
+# Receptive fields are floats: a size or stride product past this is a spec asking for the
+# absurd, refused while one more layer (values up to MAX_VALUE) cannot overflow a float.
+_MAX_RF = 1e30
+
+
+def _rf_ok(rf: RF) -> bool:
+    return all(math.isfinite(v) and abs(v) <= _MAX_RF for v in (*rf.size, *rf.jump, *rf.start))
+
+
+def _too_large(node: Node, what: str) -> Diagnostic:
+    diag = Diagnostic(
+        "E304",
+        f"{node.op} '{node.name}': its {what} is too large to compute",
+        node.span,
+        hint="sizes, strides and pads this large cannot be meant; check the numbers",
+    )
+    for site in reversed(node.origin):
+        diag = diag.with_note("expanded from here", site)
+    return diag
+
+
+def _shape_ok(shape: Shape) -> bool:
+    return all(isinstance(d, str) or 0 <= d <= _MAX_RF for d in shape)
+
+
+def infer_graph(graph: Graph) -> Inferred:
     """Annotate every node; report every shape error (a failed node silences its dependents)."""
     errors = Collector()
     shapes: dict[str, Shape] = {i.name: i.shape for i in graph.inputs}
@@ -123,13 +155,18 @@ def infer(graph: Graph) -> Inferred:
             errors.add(_diag(node, e, in_shapes, made_at))
             failed.add(node.name)
             continue
+        rf = _receptive_field(node, [rfs[i] for i in node.inputs]) if _shape_ok(shape) else None
+        if rf is None:
+            errors.add(_too_large(node, "output" if not _shape_ok(shape) else "receptive field"))
+            failed.add(node.name)
+            continue
         if node.shares is not None:
             problem = _check_share(node, layers.get(node.shares), in_shapes, cost)
             if problem is not None:
                 errors.add(problem)
             cost = Cost(params=0, fixed=0, macs=cost.macs)
         shapes[node.name] = shape
-        rfs[node.name] = opdef.rf(node.params, [rfs[i] for i in node.inputs])
+        rfs[node.name] = rf
         layers[node.name] = Layer(
             node.name,
             node.op,
@@ -145,6 +182,22 @@ def infer(graph: Graph) -> Inferred:
     errors.raise_if_any()
     ordered = tuple(layers[n.name] for n in graph.nodes)
     return Inferred(graph, ordered, _totals(graph, ordered))
+
+
+def _receptive_field(node: Node, rfs: list[RF]) -> RF | None:
+    """The node's receptive field; None when it is too large for float arithmetic."""
+    try:
+        rf = REGISTRY[node.op].rf(node.params, rfs)
+    except OverflowError:
+        return None
+    return rf if _rf_ok(rf) else None
+
+
+def infer(state: CompileState) -> None:
+    state.inferred = infer_graph(need(state.graph))
+
+
+INFER = Pass("infer", infer, needs=("graph",), ensures=("inferred",))
 
 
 def _sum_or_none(values: list[int | None]) -> int | None:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,25 @@ class Interval:
     high: Any
 
 
+# Arithmetic stays far from sizes no machine has, so that no later rule (and no message
+# that prints the value) meets a number with thousands of digits.
+MAX_MAGNITUDE = 10**18
+
+
+def _bounded(value: int | float, span: Span) -> int | float:
+    finite = isinstance(value, int) or math.isfinite(value)
+    if not finite or abs(value) > MAX_MAGNITUDE:
+        raise SpecError(
+            [Diagnostic("E208", "this value is too large (over 10^18 in magnitude)", span)]
+        )
+    return value
+
+
 def _arith(op: str, a: Any, b: Any, span: Span) -> Any:
+    return _bounded(_raw_arith(op, a, b, span), span)
+
+
+def _raw_arith(op: str, a: Any, b: Any, span: Span) -> Any:
     if op == "+":
         return a + b
     if op == "-":

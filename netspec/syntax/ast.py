@@ -14,8 +14,34 @@ from netspec.diagnostics import UNKNOWN, Span
 
 
 class Node(BaseModel):
+    """Base of every AST node. Equality and hashing leave out every Span field, so that
+    the same text parsed from two places compares equal.
+
+    >>> Num(value=1, span=Span("a.net", 1, 1, 1, 2)) == Num(value=1)
+    True
+    """
+
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     span: Span = Field(default=UNKNOWN, repr=False)
+
+    def _compared(self) -> tuple[object, ...]:
+        return tuple(
+            (name, getattr(self, name))
+            for name in type(self).model_fields
+            if name not in _SPAN_FIELDS
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Node)
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._compared()))
+
+
+_SPAN_FIELDS = frozenset({"span", "name_span", "dataset_span"})
 
 
 # ---- values -----------------------------------------------------------------
@@ -177,8 +203,11 @@ class Table(Node):
 
 
 class Kernel(Node):
+    """`kernel box = [1 1; 1 1] / 4`: the entries as written, and the divisor if any."""
+
     name: str
     matrix: Matrix
+    divisor: Num | None = None
 
 
 class Use(Node):

@@ -19,6 +19,7 @@ from torch import nn
 from netspec.compiler import Compiled, compile
 from netspec.data import DataError
 from netspec.errors import UsageError
+from netspec.lower import to_torch
 from netspec.ops import channels_last_helps
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
@@ -71,7 +72,7 @@ def check_overrides(overrides: Mapping[str, Any]) -> None:
 
 def build_module(compiled: Compiled) -> nn.Module:
     """The network as a torch module (netspec.lower)."""
-    return compiled.to_torch()
+    return to_torch(compiled)
 
 
 def compile_request(spec: Path, network: str | None, overrides: Mapping[str, Any]) -> Compiled:

@@ -1,0 +1,315 @@
+"""The walk over statements and stages that emits nodes: chains, operations, merges,
+groups, repeats, block calls and shared sub-networks.
+
+The cursor: a chain that does not start from a tensor name reads the current
+tensor, which is the input at first, then the result of the last chain. A named
+result (`x = ...`) that a later statement uses by name is a branch: it does not
+move the cursor (so `body = ...` and `skip = ...` both read the block's input).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netspec.diagnostics import Collector, Span, SpecError, did_you_mean, spec_error
+from netspec.limits import MAX_VALUE, Limits
+from netspec.ops import REGISTRY, OpDef, merge_names
+from netspec.passes.arguments import op_arguments, validate
+from netspec.passes.define import Program
+from netspec.passes.expand.blocks import bind_arguments, check_call
+from netspec.passes.expand.facts import Expansion, Named
+from netspec.passes.expand.nodes import Nodes
+from netspec.passes.expand.scope import FAILED, Scope, Skip
+from netspec.passes.expand.sharing import SharedDef
+from netspec.passes.values import Evaluator, Word, describe
+from netspec.syntax import ast
+
+
+class Walker:
+    """Expands bodies into `nodes`, gathering each statement's errors (up to the cap)."""
+
+    def __init__(self, program: Program, limits: Limits, globals_: dict[str, Any]) -> None:
+        self.program = program
+        self.limits = limits
+        self.globals = globals_
+        self.out = Nodes(limits)
+        self.facts = Expansion()
+        self.errors = Collector()
+        self._seen: set[tuple[str, str, str]] = set()
+
+    # ---- statements ------------------------------------------------------------------
+
+    def body(
+        self, stmts: tuple[ast.Statement, ...], scope: Scope, cursor: str
+    ) -> tuple[str, tuple[str, ...] | None]:
+        """Expand a body from `cursor`; its last result and its `output` names, if any."""
+        last, outputs = cursor, None
+        branches = _referenced(stmts)
+        for st in stmts:
+            try:
+                if isinstance(st, ast.ChainStmt):
+                    cursor = last = self.chain(st.chain, scope, cursor, None)
+                elif isinstance(st, ast.Assign):
+                    scope.fresh(st.target, st.span, self.program.blocks)
+                    last = self.chain(st.chain, scope, cursor, st.target)
+                    scope.tensors[st.target] = last
+                    scope.assigned[st.target] = st.span
+                    if st.target not in branches:
+                        cursor = last
+                elif isinstance(st, ast.Shared):
+                    scope.fresh(st.name, st.span, self.program.blocks)
+                    scope.shared[st.name] = SharedDef(st, scope)
+                else:
+                    outputs = tuple(self.out.tensor(n.name, n.span, scope) for n in st.names)
+            except (SpecError, Skip) as e:
+                # Go on as if the line were not there (names are checked without shapes), but
+                # say nothing of lines that read the result it would have named.
+                self._record(e, scope)
+                if isinstance(st, ast.Assign):
+                    scope.tensors.setdefault(st.target, FAILED)
+        self._note_names(scope)
+        return last, outputs
+
+    def _record(self, e: SpecError | Skip, scope: Scope) -> None:
+        """Keep a statement's errors and go on with the next statement (up to the cap).
+        An error inside a block names the call sites that led there."""
+        if isinstance(e, Skip):
+            return
+        if len(self.errors.items) >= self.errors.cap:
+            raise e
+        for d in e.diagnostics:
+            key = (d.code, d.message, d.span.where)
+            if key in self._seen:
+                continue  # the same mistake in a block called again
+            self._seen.add(key)
+            for what, site in reversed(scope.sites):
+                d = d.with_note(what, site)
+            self.errors.add(d)
+
+    def _note_names(self, scope: Scope) -> None:
+        """Record the body's named results and shared definitions for the lints."""
+        for name, span in scope.assigned.items():
+            node = scope.tensors[name]
+            if node != FAILED:
+                self.facts.results.append(Named(name, span, bool(self.out.uses.get(node))))
+        for name, sd in scope.shared.items():
+            self.facts.shared.append(Named(name, sd.definition.span, sd.applied))
+
+    def chain(self, chain: ast.Chain, scope: Scope, src: str, name: str | None) -> str:
+        stages = chain.stages
+        head = stages[0]
+        if isinstance(head, ast.Op) and not head.args and head.name in scope.tensors:
+            # `x = a | conv ...` reads tensor `a`: the reference is not a stage of x.
+            src, stages = self.out.tensor(head.name, head.name_span, scope), stages[1:]
+        if name is None:
+            for stage in stages:
+                src = self.stage(stage, scope, src, None)
+            return src
+        if len(stages) == 1 and not isinstance(stages[0], ast.Repeat):
+            return self.stage(stages[0], scope, src, name)
+        index = 0  # x = a | repeat 3 b  names x.0, x.1, x.2, x.3, like one nn.Sequential
+        for stage in stages:
+            reps = self._count(stage, scope) if isinstance(stage, ast.Repeat) else 1
+            inner = stage.stage if isinstance(stage, ast.Repeat) else stage
+            for _ in range(reps):
+                src = self.stage(inner, scope, src, f"{name}.{index}")
+                index += 1
+        return src
+
+    # ---- stages ------------------------------------------------------------------------
+
+    def stage(self, stage: ast.Stage, scope: Scope, src: str, label: str | None) -> str:
+        if isinstance(stage, ast.Repeat):
+            for i in range(self._count(stage, scope)):
+                src = self.stage(stage.stage, scope, src, f"{label}.{i}" if label else None)
+            return src
+        if stage.alias is not None:
+            scope.fresh(stage.alias, stage.span, self.program.blocks)
+            label = stage.alias
+        if isinstance(stage, ast.Group):
+            out = self.group(stage, scope, src, label)
+        else:
+            out = self.named_stage(stage, scope, src, label)
+        if stage.alias is not None:
+            scope.tensors[stage.alias] = out
+        return out
+
+    def named_stage(
+        self, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
+    ) -> str:
+        name = stage.name
+        if name in scope.tensors and isinstance(stage, ast.Op) and not stage.args:
+            return self.out.tensor(name, stage.name_span, scope)
+        if name in scope.tensors:
+            raise spec_error("E211", f"'{name}' is a tensor, not an operation", stage.name_span)
+        if name in scope.shared:
+            return self.apply_shared(scope.shared[name], stage, scope, src, label)
+        if name in self.program.blocks:
+            return self.block_call(self.program.blocks[name], stage, scope, src, label)
+        opdef = REGISTRY.get(name)
+        if opdef is None:
+            candidates = [*REGISTRY, *self.program.blocks, *scope.shared, *scope.tensors]
+            raise spec_error(
+                "E202",
+                f"unknown operation '{name}'",
+                stage.name_span,
+                hint=did_you_mean(name, candidates),
+            )
+        if opdef.arity != 1:
+            return self.merge(opdef, stage, scope, label)
+        return self.op(opdef, stage, scope, src, label)
+
+    def _need(self, src: str, span: Span) -> str:
+        if src == FAILED:
+            raise Skip
+        if not src:
+            raise spec_error(
+                "E212",
+                "this stage has no input: the network has several inputs",
+                span,
+                hint="start the chain with the input it reads, e.g. 'left | conv 6 5x5'",
+            )
+        return src
+
+    def op(
+        self, opdef: OpDef, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
+    ) -> str:
+        src = self._need(src, stage.span)
+        kwargs, spans = op_arguments(opdef, stage, scope.values)
+        tie = kwargs.pop("tie", None)
+        params = validate(opdef, kwargs, spans, stage, self.globals)
+        shares = self._tie(tie, spans.get("tie", stage.span), scope) if tie is not None else None
+        name = scope.label(label, opdef.name)
+        inputs = (self.out.use(src),)
+        return self.out.emit(scope, name, opdef.name, params, inputs, stage.span, shares)
+
+    def _tie(self, tie: Any, span: Span, scope: Scope) -> str:
+        if not isinstance(tie, Word) or tie not in scope.tensors:
+            raise spec_error(
+                "E215",
+                f"tie= names the layer whose weights to share; {describe(tie)} is not a layer here",
+                span,
+                hint=did_you_mean(str(tie), scope.tensors),
+            )
+        return self.out.tensor(tie, span, scope)
+
+    def merge(self, opdef: OpDef, stage: ast.Op | ast.Call, scope: Scope, label: str | None) -> str:
+        if isinstance(stage, ast.Op):
+            raise spec_error(
+                "E206",
+                f"'{opdef.name}' merges tensors",
+                stage.span,
+                hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
+            )
+        inputs = []
+        for arg in stage.args:
+            if arg.name is not None or not isinstance(arg.value, ast.Name):
+                raise spec_error("E216", f"'{opdef.name}' takes tensor names", arg.span)
+            inputs.append(self.out.tensor(arg.value.name, arg.value.span, scope))
+        _arity(opdef, len(inputs), stage.span)
+        name = scope.label(label, opdef.name)
+        return self.out.emit(scope, name, opdef.name, opdef.params(), tuple(inputs), stage.span)
+
+    def group(self, stage: ast.Group, scope: Scope, src: str, label: str | None) -> str:
+        opdef = REGISTRY.get(stage.name)
+        if opdef is None or not opdef.merges:
+            *most, last = merge_names()
+            raise spec_error(
+                "E218",
+                f"'{stage.name}' cannot take branches",
+                stage.name_span,
+                hint=f"branches are merged by {', '.join(map(repr, most))} or {last!r}",
+            )
+        _arity(opdef, len(stage.branches), stage.span)
+        src = self._need(src, stage.span)
+        name = scope.label(label, opdef.name)
+        outs = []
+        for i, branch in enumerate(stage.branches):
+            inner = scope.branch(f"{scope.prefix}{name}.{i}.")
+            outs.append(self.chain(branch, inner, src, None))
+        return self.out.emit(scope, name, opdef.name, opdef.params(), tuple(outs), stage.span)
+
+    def _count(self, stage: ast.Repeat, scope: Scope) -> int:
+        count = Evaluator(scope.values).value(stage.count)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise spec_error(
+                "E219", f"repeat needs a whole number, got {describe(count)}", stage.count.span
+            )
+        if count > self.limits.max_repeat:
+            shown = f"{count:,}" if count <= MAX_VALUE else "a number this large"
+            raise spec_error(
+                "E401",
+                f"repeat {shown} is over the limit of {self.limits.max_repeat:,}",
+                stage.count.span,
+                hint="raise it with --max-repeat",
+            )
+        return count
+
+    # ---- blocks and shared sub-networks ---------------------------------------------------
+
+    def block_call(
+        self, block: ast.Block, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
+    ) -> str:
+        check_call(block, stage, scope, self.limits)
+        values = bind_arguments(block, stage, scope, self.globals)
+        name = scope.label(label, block.name)
+        what = f"in block '{block.name}', expanded from here"
+        inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, what, block.name)
+        out, outputs = self.body(block.body, inner, self._need(src, stage.span))
+        if outputs is not None and len(outputs) != 1:
+            raise spec_error("E220", "a block has exactly one output", block.span)
+        return outputs[0] if outputs else out
+
+    def apply_shared(
+        self, sd: SharedDef, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
+    ) -> str:
+        name = sd.definition.name
+        if isinstance(stage, ast.Call):
+            if len(stage.args) != 1 or not isinstance(stage.args[0].value, ast.Name):
+                raise spec_error(
+                    "E223", f"shared '{name}' is applied to one tensor, e.g. {name}(x)", stage.span
+                )
+            arg = stage.args[0].value
+            src = self.out.tensor(arg.name, arg.span, scope)
+        elif stage.args:
+            raise spec_error("E223", f"shared '{name}' takes no arguments", stage.span)
+        label = scope.label(label, name)
+        what = f"in shared '{name}', applied here"
+        inner = sd.scope.child(f"{scope.prefix}{label}.", sd.scope.values, stage.span, what)
+        inner.stack, inner.sites = scope.stack, (*scope.sites, (what, stage.span))
+        with self.out.sharing.applying(inner.prefix, sd):
+            out, _ = self.body(sd.definition.body, inner, self._need(src, stage.span))
+        return out
+
+
+def _arity(opdef: OpDef, n: int, span: Span) -> None:
+    want = opdef.arity or 2
+    if n < want or (opdef.arity is not None and n != want):
+        exactly = "exactly" if opdef.arity else "at least"
+        raise spec_error("E217", f"'{opdef.name}' needs {exactly} {want} inputs, got {n}", span)
+
+
+def _referenced(stmts: tuple[ast.Statement, ...]) -> set[str]:
+    """Names used as tensors in a body: a named result used by name later is a branch,
+    and does not move the cursor; one never used by name continues the chain."""
+    found: set[str] = set()
+
+    def stage(st: ast.Stage) -> None:
+        if isinstance(st, ast.Repeat):
+            stage(st.stage)
+        elif isinstance(st, ast.Group):
+            for branch in st.branches:
+                for s in branch.stages:
+                    stage(s)
+        elif isinstance(st, ast.Op) and not st.args:
+            found.add(st.name)
+        elif isinstance(st, ast.Call):
+            found.update(a.value.name for a in st.args if isinstance(a.value, ast.Name))
+
+    for st in stmts:
+        if isinstance(st, ast.ChainStmt | ast.Assign):
+            for s in st.chain.stages:
+                stage(s)
+        elif isinstance(st, ast.Output):
+            found.update(n.name for n in st.names)
+    return found
