@@ -4,15 +4,33 @@
 >>> net = netspec.compile("network tiny(x: 1x8x8) {\\n conv 4 3x3 | relu | dense 2\\n}")
 >>> net.totals.trainable_params
 298
+
+The names below are loaded on first use (PEP 562), so `import netspec` itself is
+instant: `python -m netspec` can then answer Ctrl-C from its first moment.
 """
 
 from __future__ import annotations
 
-from netspec.compiler import Compiled, compile, compile_file, compile_text
-from netspec.diagnostics import Diagnostic, SpecError
-from netspec.errors import NetspecError, UsageError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from netspec.compiler import Compiled, compile, compile_file, compile_text
+    from netspec.diagnostics import Diagnostic, SpecError
+    from netspec.errors import NetspecError, UsageError
 
 __version__ = "0.1.0"
+
+_HOME = {
+    "Compiled": "netspec.compiler",
+    "compile": "netspec.compiler",
+    "compile_file": "netspec.compiler",
+    "compile_text": "netspec.compiler",
+    "Diagnostic": "netspec.diagnostics",
+    "SpecError": "netspec.diagnostics",
+    "NetspecError": "netspec.errors",
+    "UsageError": "netspec.errors",
+}
 
 __all__ = [
     "Compiled",
@@ -24,3 +42,12 @@ __all__ = [
     "compile_file",
     "compile_text",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'netspec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

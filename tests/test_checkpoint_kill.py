@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,29 @@ def test_kill_at_every_commit_then_resume_equals_an_uninterrupted_run(
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), n
         assert [p.name for p in (run / "state").iterdir()] == [f"epoch-{EPOCHS:04d}.safetensors"]
         assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")], n
+
+
+def test_ctrl_c_while_training_exits_130_and_the_run_resumes(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGINT once the first epoch is committed (many epochs are left, so the run is still
+    training): exit 130 with a message, no traceback; the resume finishes every epoch once."""
+    spec, data = setup
+    epochs = 20
+    args = [*_args(spec, data, tmp_path), "--epochs", str(epochs)]
+    code = "from netspec.cli.train import train_cmd; train_cmd(prog_name='netspec train')"
+    run = tmp_path / "tiny"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", code, *args]
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stderr is not None
+        while not (run / "weights" / "last.safetensors").is_file():
+            assert process.poll() is None, process.stderr.read()[-2000:]
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=300) == 130, rest[-2000:]
+    assert "interrupted" in rest and "--resume" in rest
+    assert "Traceback" not in rest
+    _train("--resume", str(run), "--device", "cpu")
+    assert [r["epoch"] for r in _rows(run)] == [str(e) for e in range(1, epochs + 1)]
