@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from netspec.cli.console import fail
+from netspec.cli.options import Reported
 
 # command name -> "module:attribute" of its click command
 COMMANDS: Mapping[str, str] = {
@@ -31,8 +31,9 @@ COMMANDS: Mapping[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group that imports a command's module when the command is first asked for."""
+class LazyGroup(Reported, click.Group):
+    """A group that imports a command's module when the command is first asked for; Ctrl-C
+    while it loads one, or before the command's own handler is in place, exits 130."""
 
     def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,26 +48,6 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module), attribute)
             self.add_command(command, name)
         return super().get_command(ctx, name)
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except (KeyboardInterrupt, click.Abort):
-            fail("interrupted", 130)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; Ctrl-C before the command's own handler is in place (while its
-        module loads, while its flags are parsed) exits 130 too, not click's "Aborted!"."""
-        try:
-            return super().invoke(ctx)
-        except (KeyboardInterrupt, click.Abort):
-            fail("interrupted", 130)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -23,13 +23,12 @@ MAX_SEED = 2**63 - 1  # what torch's and numpy's generators take
 MAX_EPOCHS = 100_000
 
 
-class Command(click.Command):
-    """A netspec command: every `NetspecError` it raises becomes its message and exit code,
-    and Ctrl-C exits 130 with `interrupted` (console.reported), whichever group runs it."""
+class Reported:
+    """Mixed into a click command or group: every `NetspecError` raised while it parses its
+    flags or runs becomes its message and exit code, and Ctrl-C exits 130 with
+    `interrupted` (console.reported), never click's "Aborted!" and 1."""
 
-    def __init__(self, *args: Any, interrupted: str = "interrupted", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.interrupted = interrupted
+    interrupted = "interrupted"
 
     def make_context(
         self,
@@ -39,11 +38,19 @@ class Command(click.Command):
         **extra: Any,
     ) -> click.Context:
         with reported(self.interrupted):
-            return super().make_context(info_name, args, parent, **extra)
+            return super().make_context(info_name, args, parent, **extra)  # type: ignore[misc, no-any-return]
 
     def invoke(self, ctx: click.Context) -> Any:
         with reported(self.interrupted):
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # type: ignore[misc]
+
+
+class Command(Reported, click.Command):
+    """A netspec command, with its own message for Ctrl-C (`interrupted`)."""
+
+    def __init__(self, *args: Any, interrupted: str = "interrupted", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interrupted = interrupted
 
 
 def command(name: str, interrupted: str = "interrupted") -> Callable[[F], Command]:
