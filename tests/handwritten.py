@@ -4,6 +4,8 @@ the generated modules are compared with (tests/test_lower.py) and timed against
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -115,6 +117,242 @@ class HandResNet18(nn.Module):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# ---- the zoo of issue 10: mobile nets, squeeze-and-excitation, dense prediction -----------
+
+
+def _conv_bn(cin: int, c: int, k: int, stride: int, groups: int, act: nn.Module) -> nn.Sequential:
+    """torchvision's Conv2dNormActivation: a convolution without bias, batchnorm, activation."""
+    conv = nn.Conv2d(cin, c, k, stride, (k - 1) // 2, groups=groups, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(c), act)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNet-v2's block: expand 1x1, depthwise 3x3, project 1x1 (linear), a residual
+    connection when the shape is kept."""
+
+    def __init__(self, cin: int, c: int, stride: int, t: int) -> None:
+        super().__init__()
+        hidden = cin * t
+        layers: list[nn.Module] = []
+        if t != 1:
+            layers.append(_conv_bn(cin, hidden, 1, 1, 1, nn.ReLU6()))
+        layers += [
+            _conv_bn(hidden, hidden, 3, stride, hidden, nn.ReLU6()),
+            nn.Conv2d(hidden, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == c
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.conv(x)
+        return x + out if self.residual else out
+
+
+class HandMobileNetV2(nn.Module):
+    """torchvision's mobilenet_v2 (width 1.0): 3,504,872 parameters."""
+
+    SETTINGS = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )  # fmt: skip  (t, c, n, s)
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2, 1, nn.ReLU6())]
+        cin = 32
+        for t, c, n, s in self.SETTINGS:
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers.append(_conv_bn(cin, 1280, 1, 1, 1, nn.ReLU6()))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+class SqueezeExcitation(nn.Module):
+    """Hu et al.'s gate: global average, a 1x1 bottleneck, a sigmoid per channel, times the
+    input (a Cx1x1 gate broadcast over CxHxW)."""
+
+    def __init__(self, c: int, squeeze: int, act: nn.Module) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, squeeze, 1)
+        self.act = act
+        self.fc2 = nn.Conv2d(squeeze, c, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1))))
+        return x * torch.sigmoid(gate)
+
+
+class MBConv(nn.Module):
+    """EfficientNet's block: MobileNet-v2's with silu and a squeeze-and-excitation gate
+    (squeezed to a quarter of the block's input channels). Stochastic depth is left out: it
+    has no parameters and is the identity at inference."""
+
+    def __init__(self, cin: int, c: int, k: int, stride: int, t: int) -> None:
+        super().__init__()
+        hidden = cin * t
+        layers: list[nn.Module] = []
+        if t != 1:
+            layers.append(_conv_bn(cin, hidden, 1, 1, 1, nn.SiLU()))
+        layers += [
+            _conv_bn(hidden, hidden, k, stride, hidden, nn.SiLU()),
+            SqueezeExcitation(hidden, max(1, cin // 4), nn.SiLU()),
+            nn.Conv2d(hidden, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+        ]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == c
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.block(x)
+        return x + out if self.residual else out
+
+
+class HandEfficientNetB0(nn.Module):
+    """torchvision's efficientnet_b0: 5,288,548 parameters."""
+
+    STAGES = (
+        (1, 3, 1, 16, 1),
+        (6, 3, 2, 24, 2),
+        (6, 5, 2, 40, 2),
+        (6, 3, 2, 80, 3),
+        (6, 5, 1, 112, 3),
+        (6, 5, 2, 192, 4),
+        (6, 3, 1, 320, 1),
+    )  # fmt: skip (t, k, s, c, n)
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2, 1, nn.SiLU())]
+        cin = 32
+        for t, k, s, c, n in self.STAGES:
+            for i in range(n):
+                layers.append(MBConv(cin, c, k, s if i == 0 else 1, t))
+                cin = c
+        layers.append(_conv_bn(cin, 1280, 1, 1, 1, nn.SiLU()))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+class SEBottleneck(nn.Module):
+    """SE-ResNet-50's block: ResNet-50's bottleneck with a gate (reduction 16) on the residual
+    branch before the sum."""
+
+    def __init__(self, cin: int, c: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv_bn(cin, c, 1, 1, 1, nn.ReLU()),
+            _conv_bn(c, c, 3, stride, 1, nn.ReLU()),
+            nn.Conv2d(c, c * 4, 1, bias=False),
+            nn.BatchNorm2d(c * 4),
+            SqueezeExcitation(c * 4, c * 4 // 16, nn.ReLU()),
+        )
+        self.downsample: nn.Module = nn.Identity()
+        if stride != 1 or cin != c * 4:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, c * 4, 1, stride, bias=False), nn.BatchNorm2d(c * 4)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.body(x) + self.downsample(x))
+
+
+class HandSEResNet50(nn.Module):
+    """SE-ResNet-50 (Hu et al. 2018) on torchvision's ResNet-50: 28,088,024 parameters."""
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = _conv_bn(3, 64, 7, 2, 1, nn.ReLU())
+        self.stem[0].padding = (3, 3)
+        cin, stages = 64, []
+        for i, (c, n) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
+            blocks = []
+            for j in range(n):
+                blocks.append(SEBottleneck(cin, c, 2 if i > 0 and j == 0 else 1))
+                cin = c * 4
+            stages.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*stages)
+        self.fc = nn.Linear(2048, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layers(F.max_pool2d(self.stem(x), 3, 2, 1))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _double_conv(cin: int, c: int) -> nn.Sequential:
+    """Two unpadded 3x3 convolutions, each followed by a ReLU: 4 pixels lost per side pair."""
+    return nn.Sequential(nn.Conv2d(cin, c, 3), nn.ReLU(), nn.Conv2d(c, c, 3), nn.ReLU())
+
+
+def _centre_crop(x: Tensor, size: int) -> Tensor:
+    top, left = (x.shape[2] - size) // 2, (x.shape[3] - size) // 2
+    return x[:, :, top : top + size, left : left + size]
+
+
+class HandUNet(nn.Module):
+    """The U-Net of Ronneberger, Fischer & Brox (2015): unpadded convolutions, 2x2 max pools,
+    2x2 up-convolutions halving the channels, the encoder's maps centre-cropped and
+    concatenated; 1x572x572 in, 2x388x388 out."""
+
+    def __init__(self, classes: int = 2, base: int = 64) -> None:
+        super().__init__()
+        widths = [base * 2**i for i in range(5)]  # 64 .. 1024
+        self.down = nn.ModuleList(
+            _double_conv(cin, c) for cin, c in zip([1, *widths[:-1]], widths, strict=True)
+        )
+        ups = list(reversed(widths))  # 1024 .. 64
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(cin, c, 2, stride=2) for cin, c in itertools.pairwise(ups)
+        )
+        self.decode = nn.ModuleList(_double_conv(cin, c) for cin, c in itertools.pairwise(ups))
+        self.head = nn.Conv2d(base, classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for i, down in enumerate(self.down):
+            x = down(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for up, decode, skip in zip(self.up, self.decode, reversed(skips[:-1]), strict=True):
+            x = up(x)
+            x = decode(torch.cat([_centre_crop(skip, x.shape[2]), x], 1))
+        out: Tensor = self.head(x)
+        return out
+
+
+class HandAutoencoder(nn.Module):
+    """specs/autoencoder.net written by hand: 1x28x28 -> 8x7x7 -> 1x28x28."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.decoder = nn.Sequential(
+            nn.Upsample(scale_factor=2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.Upsample(scale_factor=2), nn.Conv2d(16, 1, 3, padding=1), nn.Sigmoid(),
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.decoder(self.encoder(x))
+        return out
 
 
 # ---- timing ----------------------------------------------------------------------------------
