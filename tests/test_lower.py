@@ -117,6 +117,7 @@ OP_SNIPPETS = {
     "avgpool": "avgpool 2x2",
     "lppool": "relu | lppool 2x2 p=3",  # after relu: a cube root of a negative sum is NaN
     "subsample": "subsample 2x2",
+    "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true",
     "batchnorm": "batchnorm eps=0.001 momentum=0.2",
     "lrn": "lrn size=3",
     "dropout": "dropout 0.3",

@@ -43,7 +43,14 @@ from netspec.ops.pointwise import (
     project_is_identity,
 )
 from netspec.ops.registry import numel
-from netspec.ops.spatial import ConvParams, LocalParams, LpPoolParams, PoolParams, SubsampleParams
+from netspec.ops.spatial import (
+    ConvParams,
+    LocalParams,
+    LpPoolParams,
+    PoolParams,
+    SubsampleParams,
+    UpsampleParams,
+)
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,13 @@ def _subsample(p: SubsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(Subsample2d, (int(ins[0][0]), kernel), opts), p.init)
 
 
+def _upsample(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts: tuple[tuple[str, Any], ...] = (("scale_factor", _one(p.scale)),)
+    if p.mode == "bilinear":  # nearest takes no align_corners (PyTorch refuses one)
+        opts += (("mode", "bilinear"), ("align_corners", p.align_corners))
+    return Lowered(Call(nn.Upsample, (), opts))
+
+
 def _batchnorm(p: BatchNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     norm = nn.BatchNorm2d if len(ins[0]) == 3 else nn.BatchNorm1d
     opts = _opts(eps=(p.eps, 1e-5), momentum=(p.momentum, 0.1))
@@ -251,6 +265,7 @@ BUILDERS: dict[str, Builder] = {
     "avgpool": _pool("avgpool"),
     "lppool": _lppool,
     "subsample": _subsample,
+    "upsample": _upsample,
     "batchnorm": _batchnorm,
     "lrn": _lrn,
     "dropout": _dropout,

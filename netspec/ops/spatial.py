@@ -302,3 +302,74 @@ register(
         "plus a bias, both learned per feature map.",
     )
 )
+
+
+class UpsampleParams(OpParams):
+    """`upsample 2` or `upsample 2x3`: integer factors along (H, W)."""
+
+    scale: Pair
+    mode: Literal["nearest", "bilinear"] = "nearest"
+    align_corners: bool = False
+
+    @model_validator(mode="after")
+    def _corners_need_bilinear(self) -> UpsampleParams:
+        if self.align_corners and self.mode != "bilinear":
+            raise ValueError("align_corners=true needs mode=bilinear")
+        return self
+
+
+def _scaled(size: int | str, s: int) -> int | str:
+    if s == 1:
+        return size
+    if isinstance(size, int):
+        return size * s
+    return f"{s}*{size}" if size.isidentifier() else f"{s}*({size})"
+
+
+def _upsample_shape(p: UpsampleParams, ins: Sequence[Shape]) -> Shape:
+    c, h, w = spatial(ins[0], "upsample")
+    return (c, _scaled(h, p.scale[0]), _scaled(w, p.scale[1]))
+
+
+def _upsample_rf(p: UpsampleParams, rfs: Sequence[RF]) -> RF:
+    """Each input unit becomes s output units: the jump is divided by s.
+
+    Output unit i stands at input position (i + 1/2)/s - 1/2 (PyTorch's half-pixel rule),
+    so the first unit's centre moves back by (1 - 1/s)/2 input jumps; with
+    `align_corners=true` output unit 0 sits on input unit 0 and the start stays (its jump
+    is then j(n-1)/(sn-1), taken as j/s: this rule does not see sizes). Nearest copies one
+    input unit, so the size stays; bilinear mixes two neighbours along an axis it scales,
+    so the size grows by one input jump there.
+    """
+    rf = rfs[0]
+    if rf.whole:
+        return rf
+    size, jump, start = [], [], []
+    for i, s in enumerate(p.scale):
+        grows = p.mode == "bilinear" and s > 1
+        size.append(rf.size[i] + (rf.jump[i] if grows else 0))
+        jump.append(rf.jump[i] / s)
+        back = 0 if p.align_corners else (1 - 1 / s) / 2 * rf.jump[i]
+        start.append(rf.start[i] - back)
+    return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+
+
+def _upsample_cost(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Cost:
+    # nearest copies; bilinear weighs the 2x2 input units around each output
+    return Cost(macs=macs_of(out, 4) if p.mode == "bilinear" else 0)
+
+
+register(
+    OpDef(
+        name="upsample",
+        params=UpsampleParams,
+        positional=("scale",),
+        shape=_upsample_shape,
+        rf=_upsample_rf,
+        cost=_upsample_cost,
+        output="pass",
+        doc="Upsampling by an integer factor per axis: each feature map grows to sH x sW, "
+        "by copying the nearest unit (`mode=nearest`) or by bilinear interpolation "
+        "(`mode=bilinear`, `align_corners=` as in PyTorch's nn.Upsample).",
+    )
+)
