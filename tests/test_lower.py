@@ -23,7 +23,8 @@ from netspec.ops import REGISTRY
 from tests.handwritten import HandDenseBlock, HandInception, HandLeNet, HandResNetTiny
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-BIG = {"alexnet", "zfnet", "vgg16", "resnet50", "resnet152", "densenet121", "googlenet"}
+BIG = {"alexnet", "zfnet", "vgg16", "resnet50", "resnet152", "densenet121", "googlenet",
+       "mobilenet_v2", "efficientnet_b0", "se_resnet", "unet"}  # fmt: skip
 
 # A basic-block ResNet on 3x32x32, in the spec language (the shape of torchvision's).
 RESNET_TINY = """

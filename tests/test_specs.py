@@ -39,6 +39,12 @@ TRAINABLE = {
     "filters.net": 0,
     # 9*32 + 9*32*32 + 9*32*64 + 9*64*64 + 3136*256 (no biases) + 2*(32+32+64+64+256) + 2570
     "mnist_deform.net": 871_082,
+    # issue 10's zoo; each also equals its hand-written module's count (tests/test_zoo.py)
+    "mobilenet_v2.net": 3_504_872,
+    "efficientnet_b0.net": 5_288_548,
+    "se_resnet.net": 28_088_024,  # ResNet-50's 25,557,032 and 2,530,992 in the SE gates
+    "unet.net": 31_030_658,
+    "autoencoder.net": 2_633,
 }
 
 

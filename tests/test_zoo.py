@@ -1,0 +1,108 @@
+"""Issue 10's zoo against PyTorch written by hand (tests/handwritten.py): the same parameter
+count, the same weights in the same order, and the same outputs once the hand-written
+module is given the generated one's weights.
+
+The parity runs on small inputs (the spec's text with a smaller image), so that it costs a
+fraction of a second: the layers do not depend on the input's size, only the shapes do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import netspec
+from netspec.compiler import Compiled
+from netspec.lower import to_torch
+from tests.handwritten import (
+    HandAutoencoder,
+    HandEfficientNetB0,
+    HandMobileNetV2,
+    HandSEResNet50,
+    HandUNet,
+)
+from tests.test_specs import TRAINABLE
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+# spec -> (its hand-written module, the spec's text at a size that keeps the test quick)
+HAND: dict[str, type[nn.Module]] = {
+    "mobilenet_v2.net": HandMobileNetV2,
+    "efficientnet_b0.net": HandEfficientNetB0,
+    "se_resnet.net": HandSEResNet50,
+    "unet.net": HandUNet,
+    "autoencoder.net": HandAutoencoder,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Small tensors on a shared 2-core machine: one thread avoids OpenMP's busy waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(name: str) -> Compiled:
+    """The spec on a small input: 3x64x64 for the classifiers; for the U-Net a 188x188 tile,
+    the smallest its four unpadded levels allow (4x4 out), every crop then 8x8."""
+    text = (SPECS / name).read_text(encoding="utf-8")
+    if name == "unet.net":
+        text = re.sub(r"crop \d+x\d+", "crop 8x8", text.replace("1x572x572", "1x188x188"))
+    return netspec.compile(text.replace("3x224x224", "3x64x64"))
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_count_equals_the_hand_written_module(name: str) -> None:
+    hand = sum(p.numel() for p in HAND[name]().parameters())
+    assert netspec.compile(SPECS / name).totals.trainable_params == hand == TRAINABLE[name]
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_same_outputs_as_the_hand_written_module(name: str) -> None:
+    """The generated module's weights and batchnorm statistics, copied in order into the
+    hand-written one (every tensor's shape must agree on the way), give the same outputs."""
+    compiled = small(name)
+    generated, hand = to_torch(compiled).eval(), HAND[name]().eval()
+    theirs = list(hand.state_dict().items())
+    ours = [(k, v) for k, v in generated.state_dict().items() if "num_batches" not in k]
+    theirs = [(k, v) for k, v in theirs if "num_batches" not in k]
+    assert [tuple(v.shape) for _, v in ours] == [tuple(v.shape) for _, v in theirs]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for (_, mine), (_, other) in zip(ours, theirs, strict=True):
+            if mine.is_floating_point() and mine.dim() == 1 and "running_var" not in _:
+                mine.uniform_(-0.5, 0.5)  # batchnorm's ones and zeros would hide a swap
+            other.copy_(mine)
+        x = torch.rand(2, *(int(d) for d in compiled.graph.inputs[0].shape))
+        want, got = hand(x), generated(x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_unet_maps_572_to_388() -> None:
+    inferred = netspec.compile(SPECS / "unet.net").inferred
+    assert inferred.layer("head").shape == (2, 388, 388)
+    crops = {n: inferred.layer(n).shape for n in ("skip4", "skip3", "skip2", "skip1")}
+    assert crops == {
+        "skip4": (512, 56, 56),
+        "skip3": (256, 104, 104),
+        "skip2": (128, 200, 200),
+        "skip1": (64, 392, 392),
+    }
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0.net", "se_resnet.net"])
+def test_squeeze_excitation_broadcasts_a_gate(name: str) -> None:
+    """Every `mul` of the SE blocks multiplies CxHxW maps by a Cx1x1 gate."""
+    muls = [layer for layer in netspec.compile(SPECS / name).layers if layer.op == "mul"]
+    assert len(muls) == {"efficientnet_b0.net": 16, "se_resnet.net": 16}[name]
+    for layer in muls:
+        maps, gate = layer.in_shapes if layer.in_shapes[1][1:] == (1, 1) else layer.in_shapes[::-1]
+        assert gate == (maps[0], 1, 1) and layer.shape == maps
