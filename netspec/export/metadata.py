@@ -1,25 +1,40 @@
-"""The netspec facts of an export that come from the compiled network: what each output
-means and the class labels a dataset implies. The file format is `netspec.artifact`.
+"""The netspec facts of an export that come from the compiled network: each output's name,
+kind and shape, and the class labels a dataset implies. The file format is `netspec.artifact`.
+
+An output's kind is decided once, here, by this rule:
+
+- declared in the spec (`output code: embedding`), it is what is declared;
+- a vector `F` (or `F x 1 x 1`, NiN's global pooling of class maps) is class scores, in the
+  sense its last operation gives (`softmax`: probabilities, `rbf`: distances, else logits);
+- a `C x H x W` output with more than one position is a map (a dense prediction: a
+  reconstruction, a density, per-pixel class scores, whatever its last operation);
+- any other shape is a raw tensor.
 """
 
 from __future__ import annotations
 
-from typing import get_args
+import math
+from typing import TYPE_CHECKING, get_args
 
-from netspec.artifact import OutputKind
-from netspec.ir import Graph
+from netspec.artifact import OutputInfo, OutputKind
+from netspec.ir import Graph, Shape
 from netspec.ops import REGISTRY
+from netspec.syntax import ast
+
+if TYPE_CHECKING:
+    from netspec.compiler import Compiled
 
 _KINDS: dict[str, OutputKind] = {k: k for k in get_args(OutputKind)}
 
 
 def output_kind(graph: Graph, output: str) -> OutputKind:
-    """What an output's numbers mean: the registry's `output` fact of its last operation,
-    looking through those that pass their input's meaning on (identity, dropout, flatten).
-
-    Plain logits when only pass-through operations stand between it and a graph input.
+    """What a vector output's class scores are: the registry's `output` fact of its last
+    operation, looking through those that pass their input's meaning on (identity, dropout,
+    flatten). Plain logits when only pass-through operations stand between it and an input.
     """
     nodes = {n.name: n for n in graph.nodes}
+    if output not in nodes:
+        return "logits"
     node = nodes[output]
     meaning = REGISTRY[node.op].output
     while meaning == "pass" and node.inputs and node.inputs[0] in nodes:
@@ -28,8 +43,96 @@ def output_kind(graph: Graph, output: str) -> OutputKind:
     return _KINDS.get(meaning, "logits")
 
 
-def default_labels(dataset: str | None, n_classes: int) -> tuple[str, ...] | None:
+def kind_of_shape(graph: Graph, output: str, shape: Shape) -> OutputKind:
+    """The inferred kind of an undeclared output of this per-sample shape (the rule above).
+
+    >>> import netspec
+    >>> g = netspec.compile("network n(x: 1x8x8) {\\n    conv 2 3x3\\n}\\n").graph
+    >>> kind_of_shape(g, g.outputs[0], (2, 6, 6)), kind_of_shape(g, g.outputs[0], (2, 1, 1))
+    ('map', 'logits')
+    """
+    if len(shape) == 1 or (len(shape) == 3 and shape[1:] == (1, 1)):
+        return output_kind(graph, output)
+    if len(shape) == 3:
+        return "map"
+    return "tensor"
+
+
+def output_infos(compiled: Compiled) -> tuple[OutputInfo, ...]:
+    """Every output of the network, in order: its spec name, its kind and its shape."""
+    graph = compiled.graph
+    names = spec_output_names(compiled)
+    declared = declared_kinds(compiled)
+    infos = []
+    for node, name in zip(graph.outputs, names, strict=True):
+        shape = tuple(compiled.inferred.layer(node).shape) if node in _layers(compiled) else None
+        if shape is None:  # an input passed straight out
+            shape = next(tuple(i.shape) for i in graph.inputs if i.name == node)
+        kind = declared.get(name) or kind_of_shape(graph, node, shape)
+        infos.append(OutputInfo(name, kind, shape))
+    return tuple(infos)
+
+
+def _layers(compiled: Compiled) -> set[str]:
+    return {layer.name for layer in compiled.layers}
+
+
+def spec_output_names(compiled: Compiled) -> tuple[str, ...]:
+    """The names the spec gives its outputs (`output density, box` -> `density`, `box`; a
+    last statement `logits = ...` -> `logits`), where they are unique and no input's name;
+    else the layer's own name (`cls.1`)."""
+    graph = compiled.graph
+    network = compiled.program.networks.get(graph.name)
+    written = _written_names(network) if network is not None else ()
+    if len(written) != len(graph.outputs):
+        written = graph.outputs
+    taken = {i.name for i in graph.inputs}
+    names: list[str] = []
+    for node, name in zip(graph.outputs, written, strict=True):
+        chosen = name if name not in taken else node
+        if chosen in taken:
+            chosen = node
+        taken.add(chosen)
+        names.append(chosen)
+    return tuple(names)
+
+
+def _written_names(network: ast.Network) -> tuple[str, ...]:
+    """The names of the network's last `output` statement, or of its last statement when
+    that is an assignment."""
+    outputs = [st for st in network.body if isinstance(st, ast.Output)]
+    if outputs:
+        return tuple(n.name for n in outputs[-1].names)
+    last = network.body[-1] if network.body else None
+    return (last.target,) if isinstance(last, ast.Assign) else ()
+
+
+def declared_kinds(compiled: Compiled) -> dict[str, OutputKind]:
+    """Kinds the spec declares for its outputs (`output code: embedding`)."""
+    network = compiled.program.networks.get(compiled.graph.name)
+    if network is None:
+        return {}
+    declared: dict[str, OutputKind] = {}
+    for st in network.body:
+        if isinstance(st, ast.Output):
+            for name, kind in zip(st.names, st.kinds, strict=False):
+                if kind is not None and kind.name in _DECLARED:
+                    declared[name.name] = _DECLARED[kind.name]
+    return declared
+
+
+# The words a spec may declare an output's kind with, and the file format's kind for each.
+_DECLARED: dict[str, OutputKind] = {
+    "scores": "logits",
+    "map": "map",
+    "embedding": "embedding",
+    "tensor": "tensor",
+}
+
+
+def default_labels(dataset: str | None, info: OutputInfo) -> tuple[str, ...] | None:
     """Class names when the training set implies them: MNIST's are its digits."""
-    if dataset == "mnist" and n_classes == 10:
+    width = math.prod(d for d in info.shape or () if isinstance(d, int))
+    if dataset == "mnist" and info.scores and width == 10:
         return tuple(str(d) for d in range(10))
     return None

@@ -60,6 +60,7 @@ class Walker:
                     scope.fresh(st.name, st.span, self.program.blocks)
                     scope.shared[st.name] = SharedDef(st, scope)
                 else:
+                    _check_kinds(st)
                     outputs = tuple(self.out.tensor(n.name, n.span, scope) for n in st.names)
             except (SpecError, Skip) as e:
                 # Go on as if the line were not there (names are checked without shapes), but
@@ -313,3 +314,16 @@ def _referenced(stmts: tuple[ast.Statement, ...]) -> set[str]:
         elif isinstance(st, ast.Output):
             found.update(n.name for n in st.names)
     return found
+
+
+def _check_kinds(st: ast.Output) -> None:
+    """A declared output kind is one netspec knows (`output code: embedding`)."""
+    for kind in st.kinds:
+        if kind is not None and kind.name not in ast.OUTPUT_KINDS:
+            raise spec_error(
+                "E240",
+                f"unknown output kind '{kind.name}'",
+                kind.span,
+                hint=did_you_mean(kind.name, ast.OUTPUT_KINDS)
+                or f"known kinds: {', '.join(ast.OUTPUT_KINDS)}",
+            )
