@@ -22,6 +22,7 @@ from netspec.diagnostics import (
 from netspec.ir import OpParams
 from netspec.limits import MAX_VALUE
 from netspec.ops import OpDef
+from netspec.ops.synonyms import param_hint
 from netspec.passes.values import Evaluator, Word, describe
 from netspec.syntax import ast
 
@@ -170,7 +171,7 @@ def _param_diagnostic(
             "E225",
             f"'{op}' has no parameter '{key}'",
             span,
-            hint=did_you_mean(key, fields) or f"it takes: {', '.join(fields)}",
+            hint=param_hint(key, fields) or f"it takes: {', '.join(fields)}",
         )
     given = site.kwargs.get(key)
     options = literal_options(errs)

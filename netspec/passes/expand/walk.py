@@ -14,6 +14,7 @@ from typing import Any
 from netspec.diagnostics import Collector, Span, SpecError, did_you_mean, spec_error
 from netspec.limits import MAX_VALUE, Limits
 from netspec.ops import REGISTRY, OpDef, merge_names
+from netspec.ops.synonyms import op_hint
 from netspec.passes.arguments import op_arguments, validate
 from netspec.passes.define import Program
 from netspec.passes.expand.blocks import bind_arguments, check_call
@@ -154,7 +155,7 @@ class Walker:
                 "E202",
                 f"unknown operation '{name}'",
                 stage.name_span,
-                hint=did_you_mean(name, candidates),
+                hint=op_hint(name, candidates),
             )
         if opdef.arity != 1:
             return self.merge(opdef, stage, scope, label)
@@ -235,6 +236,13 @@ class Walker:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise spec_error(
                 "E219", f"repeat needs a whole number, got {describe(count)}", stage.count.span
+            )
+        if count == 0:
+            raise spec_error(
+                "E219",
+                "repeat 0 repeats nothing",
+                stage.count.span,
+                hint="repeat takes a count from 1; to leave the stage out, delete the line",
             )
         if count > self.limits.max_repeat:
             shown = f"{count:,}" if count <= MAX_VALUE else "a number this large"
