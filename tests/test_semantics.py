@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import netspec
+from netspec.data.registry import DATASETS
 from netspec.ops import REGISTRY
 from netspec.ops.synonyms import OPS, PARAMS, meant_ops, op_hint
 
@@ -109,3 +113,32 @@ def test_every_synonym_is_lower_case_and_not_itself_an_operation() -> None:
     for word, meant in OPS.items():
         assert word == word.lower() and word not in meant
         assert word not in REGISTRY, word
+
+
+# ---- datasets are a registry ---------------------------------------------------------------
+
+LENET = "network n(image: 1x28x28) {\n    dense 10\n}\n"
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_registered_dataset_compiles(name: str) -> None:
+    compiled = netspec.compile(LENET + f"train n on {name} {{\n    epochs 1\n}}\n")
+    assert compiled.train is not None and compiled.train.dataset == name
+
+
+def test_a_dataset_netspec_cannot_load_is_refused_with_those_it_can() -> None:
+    with pytest.raises(netspec.SpecError) as e:
+        netspec.compile(LENET + "train n on cifar10 {\n    epochs 1\n}\n")
+    (diag,) = e.value.diagnostics
+    assert diag.code == "E506" and (diag.span.line, diag.span.col) == (4, 12)
+    assert [n.message.split(":")[0] for n in diag.notes] == list(DATASETS)
+
+
+def test_a_misspelt_dataset_gets_the_nearest_name() -> None:
+    assert _hint(LENET + "train n on mnsit {\n    epochs 1\n}\n") == "did you mean 'mnist'?"
+
+
+def test_the_dataset_registry_imports_no_numpy() -> None:
+    code = "import sys, netspec.data.registry\nassert 'numpy' not in sys.modules\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
