@@ -118,7 +118,6 @@ OP_SNIPPETS = {
     "avgpool": "avgpool 2x2",
     "lppool": "relu | lppool 2x2 p=3",  # after relu: a cube root of a negative sum is NaN
     "subsample": "subsample 2x2",
-    "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true",
     "batchnorm": "batchnorm eps=0.001 momentum=0.2",
     "lrn": "lrn size=3",
     "dropout": "dropout 0.3",
@@ -135,6 +134,26 @@ OP_SNIPPETS = {
     "concat": "concat {\n relu\n conv 2 1x1\n}",
     "distance": "distance {\n relu\n conv 3 1x1\n}",
     "project": "project(6, 2)",
+    # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
+    "mul": "mul {\n relu\n avgpool global | conv 3 1x1 | sigmoid\n}",  # an SE gate
+    "sub": "sub {\n relu\n conv 3 1x1\n}",
+    "mean": "mean {\n relu\n conv 3 1x1\n tanh\n}",
+    "max": "max {\n identity\n conv 3 1x1\n}",
+    "scale": "scale 0.5",
+    "relu6": "scale 8 | relu6",
+    "hardtanh": "hardtanh min=-0.5 max=2",
+    "silu": "silu",
+    "hardswish": "hardswish",
+    "hardsigmoid": "hardsigmoid",
+    "mish": "mish",
+    "prelu": "prelu",
+    "softplus": "softplus beta=2",
+    "log_softmax": "log_softmax",
+    "layernorm": "layernorm eps=0.001",
+    "groupnorm": "conv 4 1x1 | groupnorm 2 eps=0.001",
+    "instancenorm": "instancenorm eps=0.001",
+    "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true",
+    "deconv": "deconv 4 3x3 stride=2 pad=1 output_pad=1 bias=false",
 }
 
 

@@ -25,12 +25,19 @@ from netspec.lower.layers import (
     FixedConv2d,
     GlobalLPPool2d,
     LocallyConnected2d,
+    Max,
+    Mean,
+    Mul,
+    Scale,
     ScaledTanh,
+    Sub,
     Subsample2d,
     TableConv2d,
     lenet5_prototypes,
     random_prototypes,
 )
+from netspec.ops.activations import HardtanhParams, ScaleParams, SoftplusParams, prelu_channels
+from netspec.ops.normalization import GroupNormParams, InstanceNormParams, LayerNormParams
 from netspec.ops.pointwise import (
     BatchNormParams,
     DenseParams,
@@ -43,14 +50,8 @@ from netspec.ops.pointwise import (
     project_is_identity,
 )
 from netspec.ops.registry import numel
-from netspec.ops.spatial import (
-    ConvParams,
-    LocalParams,
-    LpPoolParams,
-    PoolParams,
-    SubsampleParams,
-    UpsampleParams,
-)
+from netspec.ops.spatial import ConvParams, LocalParams, LpPoolParams, PoolParams, SubsampleParams
+from netspec.ops.upsampling import DeconvParams, UpsampleParams
 
 
 @dataclass(frozen=True)
@@ -199,13 +200,6 @@ def _subsample(p: SubsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(Subsample2d, (int(ins[0][0]), kernel), opts), p.init)
 
 
-def _upsample(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
-    opts: tuple[tuple[str, Any], ...] = (("scale_factor", _one(p.scale)),)
-    if p.mode == "bilinear":  # nearest takes no align_corners (PyTorch refuses one)
-        opts += (("mode", "bilinear"), ("align_corners", p.align_corners))
-    return Lowered(Call(nn.Upsample, (), opts))
-
-
 def _batchnorm(p: BatchNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     norm = nn.BatchNorm2d if len(ins[0]) == 3 else nn.BatchNorm1d
     opts = _opts(eps=(p.eps, 1e-5), momentum=(p.momentum, 0.1))
@@ -255,6 +249,65 @@ def _elu(p: EluParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(nn.ELU, (), _opts(alpha=(p.alpha, 1.0))))
 
 
+# ---- issue 10: merges, activations, normalizations, upsampling ---------------------------
+
+
+def _max_inline(xs: Sequence[str]) -> str:
+    expr = xs[0]
+    for x in xs[1:]:
+        expr = f"torch.maximum({expr}, {x})"
+    return expr
+
+
+def _hardtanh(p: HardtanhParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.Hardtanh, (), _opts(min_val=(p.min, -1.0), max_val=(p.max, 1.0))))
+
+
+def _softplus(p: SoftplusParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.Softplus, (), _opts(beta=(p.beta, 1.0))))
+
+
+def _prelu(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.PReLU, (), (("num_parameters", prelu_channels(ins[0])),)))
+
+
+def _scale(p: ScaleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(Scale, (p.factor,)), inline=lambda xs: f"{xs[0]} * {p.factor!r}")
+
+
+def _layernorm(p: LayerNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    shape = [int(d) for d in ins[0]]
+    return Lowered(Call(nn.LayerNorm, (shape,), _opts(eps=(p.eps, 1e-5))))
+
+
+def _groupnorm(p: GroupNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    args = (p.groups, int(ins[0][0]))
+    return Lowered(Call(nn.GroupNorm, args, _opts(eps=(p.eps, 1e-5))))
+
+
+def _instancenorm(p: InstanceNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts = (*_opts(eps=(p.eps, 1e-5)), ("affine", True))
+    return Lowered(Call(nn.InstanceNorm2d, (int(ins[0][0]),), opts))
+
+
+def _upsample(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts: tuple[tuple[str, Any], ...] = (("scale_factor", _one(p.scale)),)
+    if p.mode == "bilinear":  # nearest takes no align_corners (PyTorch refuses one)
+        opts += (("mode", "bilinear"), ("align_corners", p.align_corners))
+    return Lowered(Call(nn.Upsample, (), opts))
+
+
+def _deconv(p: DeconvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts = _opts(
+        stride=(_one(p.stride), 1),
+        padding=(_one(p.pad), 0),
+        output_padding=(_one(p.output_pad), 0),
+        bias=(p.bias, True),
+    )
+    args = (int(ins[0][0]), p.channels, _one(p.kernel))
+    return Lowered(Call(nn.ConvTranspose2d, args, opts))
+
+
 BUILDERS: dict[str, Builder] = {
     "conv": _conv,
     "local": _local,
@@ -265,7 +318,6 @@ BUILDERS: dict[str, Builder] = {
     "avgpool": _pool("avgpool"),
     "lppool": _lppool,
     "subsample": _subsample,
-    "upsample": _upsample,
     "batchnorm": _batchnorm,
     "lrn": _lrn,
     "dropout": _dropout,
@@ -282,4 +334,24 @@ BUILDERS: dict[str, Builder] = {
     "concat": _merge(Concat, lambda xs: f"torch.cat([{', '.join(xs)}], 1)"),
     "distance": _merge(Distance, lambda xs: f"({xs[0]} - {xs[1]}).abs()"),
     "project": _project,
+    # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
+    "mul": _merge(Mul, lambda xs: " * ".join(xs)),
+    "sub": _merge(Sub, lambda xs: f"{xs[0]} - {xs[1]}"),
+    "mean": _merge(Mean, lambda xs: f"({' + '.join(xs)}) / {len(xs)}"),
+    "max": _merge(Max, _max_inline),
+    "scale": _scale,
+    "relu6": _fixed(Call(nn.ReLU6)),
+    "hardtanh": _hardtanh,
+    "silu": _fixed(Call(nn.SiLU)),
+    "hardswish": _fixed(Call(nn.Hardswish)),
+    "hardsigmoid": _fixed(Call(nn.Hardsigmoid)),
+    "mish": _fixed(Call(nn.Mish)),
+    "prelu": _prelu,
+    "softplus": _softplus,
+    "log_softmax": _fixed(Call(nn.LogSoftmax, (), (("dim", 1),))),
+    "layernorm": _layernorm,
+    "groupnorm": _groupnorm,
+    "instancenorm": _instancenorm,
+    "upsample": _upsample,
+    "deconv": _deconv,
 }

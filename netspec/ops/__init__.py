@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from netspec.ops import pointwise, spatial
+from netspec.ops import activations, merges, normalization, pointwise, spatial, upsampling
 from netspec.ops.registry import (
     REGISTRY,
     RF,
@@ -24,8 +24,12 @@ __all__ = [
     "OpDef",
     "OutputMeaning",
     "ShapeError",
+    "activations",
     "channels_last_helps",
     "merge_names",
+    "merges",
+    "normalization",
     "pointwise",
     "spatial",
+    "upsampling",
 ]
