@@ -12,12 +12,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import netspec
 from netspec.compiler import Compiled
+from netspec.export import export_compiled
 from netspec.lower import to_torch
 from tests.handwritten import (
     HandAutoencoder,
@@ -26,6 +29,7 @@ from tests.handwritten import (
     HandSEResNet50,
     HandUNet,
 )
+from tests.test_export import QUIET, invoke
 from tests.test_specs import TRAINABLE
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -106,3 +110,20 @@ def test_squeeze_excitation_broadcasts_a_gate(name: str) -> None:
     for layer in muls:
         maps, gate = layer.in_shapes if layer.in_shapes[1][1:] == (1, 1) else layer.in_shapes[::-1]
         assert gate == (maps[0], 1, 1) and layer.shape == maps
+
+
+def test_run_writes_the_autoencoders_reconstruction_as_an_image(tmp_path: Path) -> None:
+    """`netspec run` on the exported autoencoder prints its one output as a 1x28x28 map and
+    saves it as .npy and as a 28x28 PNG (a sigmoid's values, 0..1, drawn as they are)."""
+    model, digit, out = tmp_path / "ae.onnx", tmp_path / "digit.png", tmp_path / "out"
+    export_compiled(netspec.compile(SPECS / "autoencoder.net"), model, **QUIET)
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[6:22, 12:16] = 255  # a "1"
+    Image.fromarray(pixels).save(digit)
+    result = invoke("run", model, digit, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"{digit}: reconstruction (map 1x28x28): min " in result.stdout
+    saved = np.load(out / "digit.reconstruction.npy")
+    assert saved.shape == (1, 28, 28) and 0 < saved.min() <= saved.max() < 1
+    png = np.asarray(Image.open(out / "digit.reconstruction.png"), np.float64)
+    np.testing.assert_allclose(png / 255, saved[0], atol=1 / 255)
