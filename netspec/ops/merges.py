@@ -47,8 +47,9 @@ def _spreads(gate: Shape, over: Shape) -> bool:
 
 def _mismatch(verb: str, a: Shape, b: Shape, broadcast: bool) -> ShapeError:
     hint = _SAME_HINT
-    if broadcast and (_is_gate(a) or _is_gate(b)):
-        hint = "a Cx1x1 gate needs the C of the maps it multiplies (or C = 1)"
+    if broadcast and _is_gate(a) != _is_gate(b) and len(a) == len(b):
+        maps = b if _is_gate(a) else a
+        hint = f"a Cx1x1 gate spreads over maps of its own C ({maps[0]}), or C = 1"
     elif broadcast and {len(a), len(b)} == {1, 3}:
         hint = "a gate of one value per map is Cx1x1: make it with a 1x1 conv, not dense"
     return ShapeError(f"cannot {verb} tensors of shapes {fmt_shape(a)} and {fmt_shape(b)}", hint)
