@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from netspec.ops import activations, merges, normalization, pointwise, spatial, upsampling
+from netspec.ops import activations, merges, normalization, pointwise, shape, spatial, upsampling
 from netspec.ops.registry import (
     REGISTRY,
     RF,
@@ -30,6 +30,7 @@ __all__ = [
     "merges",
     "normalization",
     "pointwise",
+    "shape",
     "spatial",
     "upsampling",
 ]
