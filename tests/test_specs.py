@@ -39,6 +39,7 @@ TRAINABLE = {
     "filters.net": 0,
     # 9*32 + 9*32*32 + 9*32*64 + 9*64*64 + 3136*256 (no biases) + 2*(32+32+64+64+256) + 2570
     "mnist_deform.net": 871_082,
+    "signal1d.net": 10_645,  # 1-D: 112 + 32 + 2,560 + 64 + 6,144 + 128 + 1,605
     # issue 10's zoo; each also equals its hand-written module's count (tests/test_zoo.py)
     "mobilenet_v2.net": 3_504_872,
     "efficientnet_b0.net": 5_288_548,

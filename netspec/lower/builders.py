@@ -206,8 +206,9 @@ def _pool(kind: str) -> Builder:
         window, adaptive = _POOLS[(kind, dims)]
         if p.kernel == "global":
             return Lowered(Call(adaptive, (1,)))
-        if p.to is not None:
-            return Lowered(Call(adaptive, (_axes(p.to, dims),)))
+        to = p.output_size()
+        if to is not None:
+            return Lowered(Call(adaptive, (_axes(to, dims),)))
         kernel = _axes(p.window, dims)
         (top, _), (left, _) = p.pads()
         padding = _one((top, left)) if dims == 2 else left

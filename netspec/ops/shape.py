@@ -124,8 +124,7 @@ def _permute_shape(p: PermuteParams, ins: Sequence[Shape]) -> Shape:
         raise ShapeError(
             f"permute {' '.join(map(str, p.order))} is not an order of the input's {axes} "
             f"axes ({fmt_shape(ins[0])}: {listed})",
-            hint=f"name each of {listed} once, e.g. 'permute {' '.join(map(str, range(axes)))}' "
-            "keeps the order",
+            hint=f"name each of {listed} once: axis 0 is the channels (the batch is not counted)",
         )
     return tuple(ins[0][i] for i in p.order)
 

@@ -34,6 +34,7 @@ from netspec.ops.registry import (
     window_rf,
     window_sizes,
 )
+from netspec.text import fmt_shape
 
 
 class ConvParams(OpParams):
@@ -208,16 +209,41 @@ register(
 
 
 class PoolParams(OpParams):
-    """A window (`maxpool 2x2`), `global`, or adaptive pooling `to` an output size."""
+    """A window (`lppool 2x2`) or `global`."""
 
-    kernel: Pair | Literal["global", "to"] | None = None
-    to: Pair | None = None  # adaptive pooling: the output size (`avgpool to 7x7`)
+    kernel: Pair | Literal["global"]
     stride: Pair | None = None
     pad: Padding = (0, 0)
     ceil: bool = False
 
+    @property
+    def window(self) -> tuple[int, int]:
+        assert isinstance(self.kernel, tuple)
+        return self.kernel
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        return self.stride or self.window
+
+    def dilations(self) -> tuple[int, int]:
+        return (1, 1)
+
+    def output_size(self) -> tuple[int, int] | None:
+        """The size pooled `to` (adaptive pooling); None for a window or `global`."""
+        return None
+
+    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return resolve_pad(self.pad, self.window, self.dilations(), self.strides)
+
+
+class AdaptivePoolParams(PoolParams):
+    """A window (`maxpool 2x2`), `global`, or adaptive pooling `to` an output size."""
+
+    kernel: Pair | Literal["global", "to"] | None = None  # type: ignore[assignment]
+    to: Pair | None = None  # adaptive pooling: the output size (`avgpool to 7x7`)
+
     @model_validator(mode="after")
-    def _window_or_size(self) -> PoolParams:
+    def _window_or_size(self) -> AdaptivePoolParams:
         if self.to is not None:
             if self.kernel not in (None, "to"):
                 raise ValueError(
@@ -234,23 +260,11 @@ class PoolParams(OpParams):
             raise ValueError("'to' needs the output size, e.g. 'avgpool to 7x7'")
         return self
 
-    @property
-    def window(self) -> tuple[int, int]:
-        assert isinstance(self.kernel, tuple)
-        return self.kernel
-
-    @property
-    def strides(self) -> tuple[int, int]:
-        return self.stride or self.window
-
-    def dilations(self) -> tuple[int, int]:
-        return (1, 1)
-
-    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        return resolve_pad(self.pad, self.window, self.dilations(), self.strides)
+    def output_size(self) -> tuple[int, int] | None:
+        return self.to
 
 
-class MaxPoolParams(PoolParams):
+class MaxPoolParams(AdaptivePoolParams):
     dilation: Pair = (1, 1)
 
     def dilations(self) -> tuple[int, int]:
@@ -264,13 +278,16 @@ def _adaptive_sizes(to: tuple[int, int], dims: tuple[Dim, ...]) -> tuple[int, ..
         raise ShapeError(
             f"on a 1-D signal (C x L) the size after 'to' is one number, got {to[0]}x{to[1]}"
         )
-    for n, m in zip(dims, out, strict=True):
-        if isinstance(n, int) and n % m:
-            raise ShapeError(
-                f"pooling to {m} needs an input size that is a multiple of {m}, got {n}",
-                hint="windows of unequal size have no standard ONNX form: crop or pad the "
-                "input to a multiple first, or pool with a window",
-            )
+    if any(isinstance(n, int) and n % m for n, m in zip(dims, out, strict=True)):
+        sizes = [int(n) if isinstance(n, int) else 0 for n in dims]
+        below = [max(n // m, 1) * m for n, m in zip(sizes, out, strict=True)]
+        above = [-(-n // m) * m for n, m in zip(sizes, out, strict=True)]
+        raise ShapeError(
+            f"pooling to {fmt_shape(out)} needs an input size that is a multiple of "
+            f"{fmt_shape(out)}, got {fmt_shape(dims)}",
+            hint=f"crop to {fmt_shape(tuple(below))} or pad to {fmt_shape(tuple(above))} first, "
+            "or pool with a window: windows of unequal size have no standard ONNX form",
+        )
     return out
 
 
@@ -278,8 +295,9 @@ def _pool_shape(p: PoolParams, ins: Sequence[Shape]) -> Shape:
     c, dims = maps_or_signal(ins[0], "pooling")
     if p.kernel == "global":
         return (c, *(1 for _ in dims))
-    if p.to is not None:
-        return (c, *_adaptive_sizes(p.to, dims))
+    to = p.output_size()
+    if to is not None:
+        return (c, *_adaptive_sizes(to, dims))
     (ph, pw), k = p.pads(), p.window
     if max(ph) * 2 > k[0] or max(pw) * 2 > k[1]:
         raise ShapeError("pooling padding must be at most half the window")
@@ -291,9 +309,10 @@ def _pool_rf(p: PoolParams, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
     as the sizes divide); `global`, `to 1x1` and a symbolic input size see the whole input."""
     if p.kernel == "global":
         return rf_whole(p, rfs)
-    if p.to is not None:
+    to = p.output_size()
+    if to is not None:
         dims = ins[0][1:]
-        out = _adaptive_sizes(p.to, dims)
+        out = _adaptive_sizes(to, dims)
         if all(m == 1 for m in out) or not all(isinstance(n, int) for n in dims):
             return rf_whole(p, rfs)
         ks = [int(n) // m for n, m in zip(dims, out, strict=True)]
@@ -315,7 +334,7 @@ for _name, _params, _doc in (
     ),
     (
         "avgpool",
-        PoolParams,
+        AdaptivePoolParams,
         "Average pooling over a window; `avgpool global` averages each map; "
         "`avgpool to 7x7` averages to a given output size (adaptive pooling).",
     ),
@@ -335,12 +354,6 @@ for _name, _params, _doc in (
 
 class LpPoolParams(PoolParams):
     p: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0
-
-    @model_validator(mode="after")
-    def _no_adaptive(self) -> LpPoolParams:
-        if self.to is not None:
-            raise ValueError("lppool pools over a window or 'global', not 'to' a size")
-        return self
 
 
 register(
