@@ -306,6 +306,21 @@ def _centre_crop(x: Tensor, size: int) -> Tensor:
     return x[:, :, top : top + size, left : left + size]
 
 
+class UpLevel(nn.Module):
+    """A U-Net decoder level: a 2x2 up-convolution halving the channels, the encoder's maps
+    centre-cropped to its size and stacked before it, two unpadded convolutions."""
+
+    def __init__(self, cin: int, c: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin, c, 2, stride=2)
+        self.conv = _double_conv(cin, c)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        x = self.up(x)
+        out: Tensor = self.conv(torch.cat([_centre_crop(skip, x.shape[2]), x], 1))
+        return out
+
+
 class HandUNet(nn.Module):
     """The U-Net of Ronneberger, Fischer & Brox (2015): unpadded convolutions, 2x2 max pools,
     2x2 up-convolutions halving the channels, the encoder's maps centre-cropped and
@@ -317,11 +332,7 @@ class HandUNet(nn.Module):
         self.down = nn.ModuleList(
             _double_conv(cin, c) for cin, c in zip([1, *widths[:-1]], widths, strict=True)
         )
-        ups = list(reversed(widths))  # 1024 .. 64
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(cin, c, 2, stride=2) for cin, c in itertools.pairwise(ups)
-        )
-        self.decode = nn.ModuleList(_double_conv(cin, c) for cin, c in itertools.pairwise(ups))
+        self.ups = nn.ModuleList(UpLevel(cin, c) for cin, c in itertools.pairwise(widths[::-1]))
         self.head = nn.Conv2d(base, classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -329,9 +340,8 @@ class HandUNet(nn.Module):
         for i, down in enumerate(self.down):
             x = down(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
-        for up, decode, skip in zip(self.up, self.decode, reversed(skips[:-1]), strict=True):
-            x = up(x)
-            x = decode(torch.cat([_centre_crop(skip, x.shape[2]), x], 1))
+        for up, skip in zip(self.ups, reversed(skips[:-1]), strict=True):
+            x = up(x, skip)
         out: Tensor = self.head(x)
         return out
 
