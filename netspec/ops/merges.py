@@ -89,6 +89,22 @@ def _per_output(per_input: int, offset: int) -> CostRule:
     return lambda p, ins, out: Cost(macs=macs_of(out, per_input * len(ins) + offset))
 
 
+def _concat_hint(a: Shape, b: Shape) -> str:
+    """Maps of one rank whose sizes differ by a few units, not by a stride's factor: name the
+    crop that makes the larger fit (U-Net's skip connections, after unpadded convolutions)."""
+    same = "give every branch the same stride and padding"
+    pairs = list(zip(a[1:], b[1:], strict=False))
+    if len(a) != len(b) or not pairs or not all(_near(x, y) for x, y in pairs):
+        return same
+    small = "x".join(str(min(int(x), int(y))) for x, y in pairs)
+    return f"{same}, or centre-crop the larger to fit: `crop {small}` (as U-Net does)"
+
+
+def _near(x: object, y: object) -> bool:
+    """Two numeric sizes, the larger less than twice the smaller."""
+    return isinstance(x, int) and isinstance(y, int) and max(x, y) < 2 * min(x, y)
+
+
 def _concat_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
     rest = ins[0][1:]
     for other in ins[1:]:
@@ -96,7 +112,7 @@ def _concat_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
             raise ShapeError(
                 f"cannot concatenate {fmt_shape(ins[0])} and {fmt_shape(other)}: "
                 "all but the feature-map axis must agree",
-                hint="give every branch the same stride and padding",
+                hint=_concat_hint(ins[0], other),
             )
     channels = [s[0] for s in ins]
     if not all(isinstance(c, int) for c in channels):
