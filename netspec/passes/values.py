@@ -179,6 +179,13 @@ class Evaluator:
         owner = self.names.get(node.of)
         if isinstance(owner, InputSizes):
             return owner.size(node)
+        if node.of == "in":
+            raise _error(
+                "E229",
+                f"in.{node.attr}: this network has several inputs, so 'in' names none of them",
+                node.span,
+                hint="'in' is the input of a block, or of a network with one input",
+            )
         raise _error(
             "E229",
             f"'{node.of}.{node.attr}': only the input 'in' has sizes to read",

@@ -175,7 +175,8 @@ class Walker:
         self, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
     ) -> str:
         name = stage.name
-        if name in scope.tensors and isinstance(stage, ast.Op) and not stage.args:
+        reads = isinstance(stage, ast.Op) and not stage.args
+        if reads and (name in scope.tensors or name == "in"):  # `in` where there is none: E203
             return self.out.tensor(name, stage.name_span, scope)
         if name in scope.tensors:
             raise spec_error("E211", f"'{name}' is a tensor, not an operation", stage.name_span)
