@@ -5,6 +5,11 @@ The cursor: a chain that does not start from a tensor name reads the current
 tensor, which is the input at first, then the result of the last chain. A named
 result (`x = ...`) that a later statement uses by name is a branch: it does not
 move the cursor (so `body = ...` and `skip = ...` both read the block's input).
+
+`in` is the tensor a body reads (a block's or shared body's input, or a one-input
+network's), and `in.c`, `in.h`, `in.w` its sizes: `Walker.shape_of` applies the
+shape rules to the nodes emitted so far when a value asks for one. A merge's
+argument is a tensor's name or a chain (`add(body, project(c, stride))`).
 """
 
 from __future__ import annotations
