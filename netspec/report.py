@@ -75,17 +75,8 @@ def table(compiled: Compiled) -> Table:
         header_style="bold",
         pad_edge=False,
     )
-    for col, justify in (
-        ("layer", "left"),
-        ("op", "left"),
-        ("output", "left"),
-        ("receptive field", "right"),
-        ("params", "right"),
-        ("MACs", "right"),
-    ):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for layer in compiled.layers:
-        t.add_row(
+    rows = [
+        (
             layer.name,
             layer.op,
             fmt_shape(layer.shape),
@@ -93,6 +84,23 @@ def table(compiled: Compiled) -> Table:
             _params_text(layer),
             _human(layer.macs),
         )
+        for layer in compiled.layers
+    ]
+    for i, (col, justify) in enumerate(
+        (
+            ("layer", "left"),
+            ("op", "left"),
+            ("output", "left"),
+            ("receptive field", "right"),
+            ("params", "right"),
+            ("MACs", "right"),
+        )
+    ):
+        # A narrow console wraps the headers at their spaces; no cell is ever cut.
+        keep = max([len(r[i]) for r in rows] + [len(word) for word in col.split()])
+        t.add_column(col, justify=justify, min_width=keep)  # type: ignore[arg-type]
+    for row in rows:
+        t.add_row(*row)
     return t
 
 

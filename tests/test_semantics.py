@@ -142,3 +142,139 @@ def test_the_dataset_registry_imports_no_numpy() -> None:
     code = "import sys, netspec.data.registry\nassert 'numpy' not in sys.modules\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# ---- a body's input: in, in.c, in.h, in.w --------------------------------------------------
+
+DENSENET = """\
+block transition() {
+    batchnorm | relu | conv in.c//2 1x1 bias=false | avgpool 2x2
+}
+
+block depthwise(c) {
+    conv in.c 3x3 pad=same groups=in.c bias=false | conv c 1x1 bias=false
+}
+
+network net(image: 24x16x16) {
+    transition()
+    depthwise(32)
+    avgpool global | dense 10
+}
+"""
+
+
+def test_a_block_reads_its_inputs_channel_count() -> None:
+    compiled = netspec.compile(DENSENET)
+    conv = compiled.inferred.layer("transition1.conv1")
+    assert conv.shape == (12, 16, 16) and conv.params == 24 * 12
+    dw = compiled.inferred.layer("depthwise1.conv1")
+    assert dw.shape == (12, 8, 8) and dw.params == 12 * 9  # one 3x3 kernel per channel
+
+
+def test_each_call_reads_its_own_input() -> None:
+    text = "block half() {\n    conv in.c//2 1x1\n}\n" + NET.format("conv 32 1x1 | half() | half()")
+    shapes = [layer.shape[0] for layer in netspec.compile(text).layers]
+    assert shapes == [32, 16, 8]
+
+
+def test_in_h_and_in_w_are_the_spatial_sizes() -> None:
+    text = "block whole() {\n    conv 4 1x1 | maxpool 1x1 stride=in.w\n}\n" + NET.format("whole()")
+    assert netspec.compile(text).layers[-1].shape == (4, 1, 1)
+
+
+def test_in_is_the_input_of_a_one_input_network_and_of_a_shared_body() -> None:
+    text = NET.format(
+        "shared s = conv in.c 1x1\n    a = s(x)\n    b = x | relu | s\n"
+        "    concat(a, b, in | conv in.c 1x1)"
+    )
+    compiled = netspec.compile(text)
+    assert compiled.inferred.layer("a.conv1").shape == (3, 16, 16)
+    assert compiled.inferred.layer("b.1.conv1").shared_with == "a.conv1"
+    assert compiled.layers[-1].shape == (3 + 3 + 3, 16, 16)
+
+
+def test_a_shape_error_before_in_c_is_reported_once() -> None:
+    text = "block b() {\n    conv in.c 3x3\n}\n" + NET.format("conv 4 32x32\n    b() | dense 2")
+    with pytest.raises(netspec.SpecError) as e:
+        netspec.compile(text)
+    assert [d.code for d in e.value.diagnostics] == ["E301"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("conv in.q 3x3", "E229"),
+        ("a = conv 4 1x1\n    conv a.c 1x1", "E229"),
+        ("dense 4 | dense 4 | depth()", "E229"),
+        ("conv in 1x1", "E226"),
+    ],
+)
+def test_sizes_that_cannot_be_read(body: str, code: str) -> None:
+    text = "block depth() {\n    dense in.h\n}\n" + NET.format(body)
+    assert _codes(text) == [code]
+
+
+# ---- calls and chains inside merges ------------------------------------------------------------
+
+BASIC = """\
+block basic(c, stride=1) {
+    body = conv c 3x3 stride=stride pad=1 | batchnorm | relu | conv c 3x3 pad=1
+    MERGE | relu
+}
+
+network net(image: 16x16x16) {
+    basic(16) | basic(32, stride=2)
+    avgpool global | dense 10
+}
+"""
+
+
+def test_a_call_inside_a_merge_is_the_same_as_a_named_branch() -> None:
+    inline = netspec.compile(BASIC.replace("MERGE", "add(body, project(c, stride))"))
+    named = netspec.compile(
+        BASIC.replace("MERGE", "skip = project(c, stride)\n    add(body, skip)")
+    )
+    assert [(la.shape, la.params) for la in inline.layers] == [
+        (la.shape, la.params) for la in named.layers
+    ]
+    assert inline.totals == named.totals
+
+
+@pytest.mark.parametrize("merge", ["add(body, identity)", "add(body, in)", "add(in, body)"])
+def test_the_blocks_input_by_name_in_a_merge(merge: str) -> None:
+    compiled = netspec.compile(BASIC.replace("MERGE", merge).replace("(32, stride=2)", "(16)"))
+    add = compiled.inferred.layer("basic1.add1")
+    assert add.in_shapes == ((16, 16, 16), (16, 16, 16))
+
+
+def test_a_chain_from_a_tensor_inside_a_merge() -> None:
+    text = NET.format("a = conv 8 1x1\n    concat(a, x | conv 8 1x1 | relu) | dense 2")
+    compiled = netspec.compile(text)
+    assert compiled.inferred.layer("concat1").shape == (16, 16, 16)
+    assert compiled.inferred.layer("conv1").in_shapes == ((3, 16, 16),)
+    assert compiled.warnings == []
+
+
+def test_a_tensor_used_only_inside_a_chain_argument_is_a_branch() -> None:
+    """`body` read inside `add(project(8, 1), body | relu)` does not move the cursor."""
+    text = NET.format("body = conv 8 3x3 pad=same\n    add(project(8, 1), body | relu) | dense 2")
+    compiled = netspec.compile(text)
+    assert compiled.inferred.layer("project1").in_shapes == ((3, 16, 16),)
+
+
+def test_merges_of_chains_lower_to_the_inferred_shapes() -> None:
+    """Real PyTorch: the module runs, every layer's output shape is the inferred one."""
+    torch = pytest.importorskip("torch")
+    from netspec.lower import to_torch
+
+    text = DENSENET.replace(
+        "    depthwise(32)\n",
+        "    depthwise(32)\n    concat(in | avgpool 2x2 | conv 4 1x1, identity)\n",
+    )
+    compiled = netspec.compile(text)
+    module = to_torch(compiled).eval()
+    with torch.no_grad():
+        out = module(torch.randn(2, 24, 16, 16))
+    assert tuple(out.shape) == (2, 10)
+    assert compiled.inferred.layer("concat1").shape == (4 + 32, 8, 8)
+    assert sum(p.numel() for p in module.parameters()) == compiled.totals.trainable_params

@@ -141,7 +141,7 @@ class _ParamSite:
     kwargs: Mapping[str, Any]
     spans: Mapping[str, Span]
 
-    def written(self, key: str) -> ast.Value | None:
+    def written(self, key: str) -> ast.Value | ast.Chain | None:
         """The argument as written for parameter `key` (positional or by name)."""
         positional = [a for a in self.stage.args if a.name is None]
         for name, arg in zip(self.opdef.positional, positional, strict=False):
@@ -167,7 +167,7 @@ def _word_in(value: Any) -> Word | None:
     return None
 
 
-def _divides(value: ast.Value | None) -> bool:
+def _divides(value: ast.Value | ast.Chain | None) -> bool:
     if isinstance(value, ast.BinOp):
         return value.op == "/" or _divides(value.left) or _divides(value.right)
     return isinstance(value, ast.Neg) and _divides(value.operand)

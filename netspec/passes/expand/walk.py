@@ -5,6 +5,11 @@ The cursor: a chain that does not start from a tensor name reads the current
 tensor, which is the input at first, then the result of the last chain. A named
 result (`x = ...`) that a later statement uses by name is a branch: it does not
 move the cursor (so `body = ...` and `skip = ...` both read the block's input).
+
+`in` is the tensor a body reads (a block's or shared body's input, or a one-input
+network's), and `in.c`, `in.h`, `in.w` its sizes: `Walker.shape_of` applies the
+shape rules to the nodes emitted so far when a value asks for one. A merge's
+argument is a tensor's name or a chain (`add(body, project(c, stride))`).
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from netspec.diagnostics import Collector, Span, SpecError, did_you_mean, spec_error
+from netspec.ir import Graph, GraphInput, Shape
 from netspec.limits import MAX_VALUE, Limits
-from netspec.ops import REGISTRY, OpDef, merge_names
+from netspec.ops import REGISTRY, OpDef, ShapeError, merge_names
 from netspec.ops.synonyms import op_hint
 from netspec.passes.arguments import op_arguments, validate
 from netspec.passes.define import Program
@@ -22,7 +28,8 @@ from netspec.passes.expand.facts import Expansion, Named
 from netspec.passes.expand.nodes import Nodes
 from netspec.passes.expand.scope import FAILED, Scope, Skip
 from netspec.passes.expand.sharing import SharedDef
-from netspec.passes.values import Evaluator, Word, describe
+from netspec.passes.infer import infer_graph
+from netspec.passes.values import Evaluator, InputSizes, Word, describe
 from netspec.syntax import ast
 
 
@@ -37,6 +44,40 @@ class Walker:
         self.facts = Expansion()
         self.errors = Collector()
         self._seen: set[tuple[str, str, str]] = set()
+        self.inputs: tuple[GraphInput, ...] = ()
+        self._shapes: dict[str, Shape] = {}
+        self._shaped = 0  # how many emitted nodes have a shape in _shapes
+
+    def start(self, inputs: tuple[GraphInput, ...]) -> None:
+        """The network's inputs, before its body is walked."""
+        self.inputs = inputs
+        self._shapes = {i.name: i.shape for i in inputs}
+
+    def shape_of(self, node: str) -> Shape:
+        """The shape of tensor `node`, emitted already: the shape rules of `infer` applied
+        to the nodes emitted so far. A shape error on the way is reported as `infer`
+        reports it, and the statement that asked stops."""
+        nodes = self.out.nodes
+        try:
+            for n in nodes[self._shaped :]:
+                ins = [self._shapes[i] for i in n.inputs]
+                self._shapes[n.name] = REGISTRY[n.op].shape(n.params, ins)
+                self._shaped += 1
+        except (ShapeError, KeyError):
+            partial = Graph("partial", self.inputs, tuple(nodes[: self._shaped + 1]), ())
+            try:
+                infer_graph(partial)
+            except SpecError as e:
+                for d in e.diagnostics:
+                    if (d.code, d.message, d.span.where) not in self._seen:
+                        self._seen.add((d.code, d.message, d.span.where))
+                        self.errors.add(d)
+            raise Skip from None
+        return self._shapes[node]
+
+    def sizes(self, src: str) -> InputSizes:
+        """What `in` means in a body that reads `src`: its sizes, found when asked for."""
+        return InputSizes(lambda: self.shape_of(src))
 
     # ---- statements ------------------------------------------------------------------
 
@@ -140,7 +181,8 @@ class Walker:
         self, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
     ) -> str:
         name = stage.name
-        if name in scope.tensors and isinstance(stage, ast.Op) and not stage.args:
+        reads = isinstance(stage, ast.Op) and not stage.args
+        if reads and (name in scope.tensors or name == "in"):  # `in` where there is none: E203
             return self.out.tensor(name, stage.name_span, scope)
         if name in scope.tensors:
             raise spec_error("E211", f"'{name}' is a tensor, not an operation", stage.name_span)
@@ -158,7 +200,7 @@ class Walker:
                 hint=op_hint(name, candidates),
             )
         if opdef.arity != 1:
-            return self.merge(opdef, stage, scope, label)
+            return self.merge(opdef, stage, scope, src, label)
         return self.op(opdef, stage, scope, src, label)
 
     def _need(self, src: str, span: Span) -> str:
@@ -195,7 +237,9 @@ class Walker:
             )
         return self.out.tensor(tie, span, scope)
 
-    def merge(self, opdef: OpDef, stage: ast.Op | ast.Call, scope: Scope, label: str | None) -> str:
+    def merge(
+        self, opdef: OpDef, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
+    ) -> str:
         if isinstance(stage, ast.Op):
             raise spec_error(
                 "E206",
@@ -203,14 +247,42 @@ class Walker:
                 stage.span,
                 hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
             )
-        inputs = []
-        for arg in stage.args:
-            if arg.name is not None or not isinstance(arg.value, ast.Name):
-                raise spec_error("E216", f"'{opdef.name}' takes tensor names", arg.span)
-            inputs.append(self.out.tensor(arg.value.name, arg.value.span, scope))
+        inputs = [self._merged(opdef, arg, scope, src) for arg in stage.args]
         _arity(opdef, len(inputs), stage.span)
         name = scope.label(label, opdef.name)
         return self.out.emit(scope, name, opdef.name, opdef.params(), tuple(inputs), stage.span)
+
+    def _merged(self, opdef: OpDef, arg: ast.Arg, scope: Scope, src: str) -> str:
+        """One input of a merge: a tensor by name, or a chain that reads the current tensor
+        (`project(c, stride)`, `identity`) or starts from a tensor (`x | conv 8 1x1`)."""
+        value = arg.value
+        if (
+            isinstance(value, ast.Name)
+            and value.name not in scope.tensors
+            and self._one_input(value.name, scope)
+        ):
+            op = ast.Op(name=value.name, name_span=value.span, span=value.span)
+            value = ast.Chain(stages=(op,), span=value.span)
+        if isinstance(value, ast.Name):
+            return self.out.tensor(value.name, value.span, scope)
+        if arg.name is not None or not isinstance(value, ast.Chain):
+            raise spec_error(
+                "E216",
+                f"'{opdef.name}' takes tensors",
+                arg.span,
+                hint=f"write their names, or chains: {opdef.name}(body, project(c, stride)), "
+                f"{opdef.name}(a, x | conv 8 1x1)",
+            )
+        return self.chain(value, scope, self._need(src, value.span), None)
+
+    def _one_input(self, name: str, scope: Scope) -> bool:
+        """Whether `name` is a stage that reads one tensor: an operation, block or shared."""
+        opdef = REGISTRY.get(name)
+        return (
+            (opdef is not None and opdef.arity == 1)
+            or name in self.program.blocks
+            or (name in scope.shared)
+        )
 
     def group(self, stage: ast.Group, scope: Scope, src: str, label: str | None) -> str:
         opdef = REGISTRY.get(stage.name)
@@ -263,8 +335,11 @@ class Walker:
         values = bind_arguments(block, stage, scope, self.globals)
         name = scope.label(label, block.name)
         what = f"in block '{block.name}', expanded from here"
+        src = self._need(src, stage.span)
+        values["in"] = self.sizes(src)
         inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, what, block.name)
-        out, outputs = self.body(block.body, inner, self._need(src, stage.span))
+        inner.tensors["in"] = src
+        out, outputs = self.body(block.body, inner, src)
         if outputs is not None and len(outputs) != 1:
             raise spec_error("E220", "a block has exactly one output", block.span)
         return outputs[0] if outputs else out
@@ -284,10 +359,13 @@ class Walker:
             raise spec_error("E223", f"shared '{name}' takes no arguments", stage.span)
         label = scope.label(label, name)
         what = f"in shared '{name}', applied here"
-        inner = sd.scope.child(f"{scope.prefix}{label}.", sd.scope.values, stage.span, what)
+        src = self._need(src, stage.span)
+        values = {**sd.scope.values, "in": self.sizes(src)}
+        inner = sd.scope.child(f"{scope.prefix}{label}.", values, stage.span, what)
         inner.stack, inner.sites = scope.stack, (*scope.sites, (what, stage.span))
+        inner.tensors["in"] = src
         with self.out.sharing.applying(inner.prefix, sd):
-            out, _ = self.body(sd.definition.body, inner, self._need(src, stage.span))
+            out, _ = self.body(sd.definition.body, inner, src)
         return out
 
 
@@ -313,7 +391,12 @@ def _referenced(stmts: tuple[ast.Statement, ...]) -> set[str]:
         elif isinstance(st, ast.Op) and not st.args:
             found.add(st.name)
         elif isinstance(st, ast.Call):
-            found.update(a.value.name for a in st.args if isinstance(a.value, ast.Name))
+            for a in st.args:
+                if isinstance(a.value, ast.Name):
+                    found.add(a.value.name)
+                elif isinstance(a.value, ast.Chain):
+                    for s in a.value.stages:
+                        stage(s)
 
     for st in stmts:
         if isinstance(st, ast.ChainStmt | ast.Assign):
