@@ -6,8 +6,8 @@ unit (its centre shifts by the padding or the crop's offset); `channel_shuffle` 
 nothing spatial. After a `reshape` or `permute` that moves values between the channel
 axis and the spatial ones, positions no longer correspond to windows of the input: the
 receptive field becomes the whole input (`all`, the bound that holds), as after a dense
-stage. A reshape that keeps the spatial sizes (it only regroups channels) or flattens, and
-a permute that swaps H and W, keep an exact one.
+stage. A reshape to a vector (as `flatten`, which keeps its input's receptive field) or to
+the same shape keeps it, and a permute that swaps H and W swaps it with them.
 """
 
 from __future__ import annotations
@@ -90,8 +90,7 @@ def _reshape_shape(p: ReshapeParams, ins: Sequence[Shape]) -> Shape:
 
 def _reshape_rf(p: ReshapeParams, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
     out = _reshape_shape(p, ins)
-    keeps = len(out) == 1 or (len(out) == len(ins[0]) and out[1:] == ins[0][1:])
-    return rfs[0] if keeps else rf_whole(p, rfs)
+    return rfs[0] if len(out) == 1 or out == ins[0] else rf_whole(p, rfs)
 
 
 register(
