@@ -45,7 +45,7 @@ TRAINABLE = {
     "efficientnet_b0.net": 5_288_548,
     "se_resnet.net": 28_088_024,  # ResNet-50's 25,557,032 and 2,530,992 in the SE gates
     "unet.net": 31_030_658,
-    "autoencoder.net": 2_633,
+    "autoencoder.net": 2_713,
 }
 
 
