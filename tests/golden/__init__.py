@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-CASE = re.compile(r"\d\d_[a-z0-9_]+\.net")
+CASE = re.compile(r"\d{2,3}_[a-z0-9_]+\.net")
 
 
 @dataclass(frozen=True)
