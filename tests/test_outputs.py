@@ -17,8 +17,9 @@ from PIL import Image
 import netspec
 from netspec.artifact import from_props
 from netspec.errors import MetadataError
-from netspec.export import export_compiled
+from netspec.export import ExportOptions, export_compiled
 from netspec.export.metadata import output_infos
+from netspec.export.verify import values_agree
 from netspec.runtime.inputs import load_inputs
 from netspec.runtime.session import open_model
 from tests.test_export import QUIET, invoke
@@ -151,3 +152,13 @@ def test_a_classifier_prints_as_it_always_did(tmp_path: Path) -> None:
     result = invoke("run", model, _image(tmp_path), "--json")
     (record,) = json.loads(result.stdout)
     assert len(record["top"]) == 3 and record["outputs"][0]["name"] == "logits"
+
+
+def test_a_reduced_map_model_agrees_by_its_values(tmp_path: Path) -> None:
+    """fp16 has no top-1 class to compare for a map: every value must stay near fp32's."""
+    spec = "network f(image: 1x16x16) {\n    conv 4 3x3 pad=same | relu | conv 1 1x1\n}\n"
+    report = export_compiled(
+        netspec.compile(spec), tmp_path / "f16.onnx", ExportOptions(precision="fp16"), **QUIET
+    )
+    assert report.reduced is not None and report.reduced.agreement == 1.0
+    assert values_agree(np.ones((2, 4)), np.zeros((2, 4))) == 0.0  # a flat map: any change

@@ -29,6 +29,7 @@ network ae(image: 1x28x28) {
     conv 4 3x3 pad=same | relu          # a narrow code: 4 maps
     conv 16 3x3 pad=same | relu
     recon = conv 1 3x3 pad=same | sigmoid
+    output recon
 }
 
 train ae on npz {

@@ -259,14 +259,18 @@ def evaluate(
 
 
 class Bar:
-    """A rich progress bar for one epoch at a time: step, loss, accuracy, images/s, ETA."""
+    """A rich progress bar for one epoch at a time: step, loss, accuracy (none for a map),
+    images/s, ETA."""
 
-    def __init__(self, console: Console, enabled: bool) -> None:
+    def __init__(self, console: Console, enabled: bool, accuracy: bool = True) -> None:
+        scores = "loss {task.fields[loss]:.4f}" + (
+            " acc {task.fields[acc]:.2%}" if accuracy else ""
+        )
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
+            TextColumn(scores),
             TextColumn("{task.fields[rate]:,.0f} img/s"),
             TimeRemainingColumn(),
         )

@@ -104,7 +104,7 @@ def train(request: Request, console: Console, build: Build = build_module) -> Pa
             finish(
                 run.dir, run.compiled, run.config, run.data, run.module, run.place, run.rows, log
             )
-            _next_steps(run.dir, console)
+            _next_steps(run.dir, console, run.data.target.task != "classes")
         return run.dir
     finally:
         torch.set_num_threads(threads)
@@ -296,7 +296,8 @@ def _restore(parts: Parts, checkpoint: Checkpoint, directory: Path) -> float:
 
 def _train(run: Run, console: Console, log: Log) -> None:
     config, place = run.config, run.place
-    with Bar(console, place.rank == 0 and console.is_terminal) as bar:
+    shown = place.rank == 0 and console.is_terminal
+    with Bar(console, shown, run.data.target.accuracy is not None) as bar:
         for epoch in range(run.epoch + 1, config.epochs + 1):
             bar.begin(epoch, config.epochs, run.parts.steps_per_epoch)
             start = time.perf_counter()
@@ -467,10 +468,11 @@ def _export_onnx(
         raise RunError(f"the run is saved, but exporting model.onnx failed: {e}") from None
 
 
-def _next_steps(directory: Path, console: Console) -> None:
+def _next_steps(directory: Path, console: Console, maps: bool) -> None:
     lines = ["next:"]
     if (directory / "model.onnx").is_file():
-        lines.append(f"  netspec run {directory / 'model.onnx'} {directory / 'samples'}")
+        out = f" --out {directory / 'outputs'}" if maps else ""
+        lines.append(f"  netspec run {directory / 'model.onnx'} {directory / 'samples'}{out}")
     lines.append(f"  netspec eval {directory}")
     console.print("\n".join(lines), markup=False, highlight=False)
 

@@ -411,10 +411,13 @@ def _check_kinds(st: ast.Output) -> None:
     """A declared output kind is one netspec knows (`output code: embedding`)."""
     for kind in st.kinds:
         if kind is not None and kind.name not in ast.OUTPUT_KINDS:
+            reserved = kind.name == "boxes"
             raise spec_error(
                 "E240",
-                f"unknown output kind '{kind.name}'",
+                "the output kind 'boxes' is reserved for detection heads, not yet declarable"
+                if reserved
+                else f"unknown output kind '{kind.name}'",
                 kind.span,
-                hint=did_you_mean(kind.name, ast.OUTPUT_KINDS)
+                hint=(None if reserved else did_you_mean(kind.name, ast.OUTPUT_KINDS))
                 or f"known kinds: {', '.join(ast.OUTPUT_KINDS)}",
             )
