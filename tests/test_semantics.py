@@ -80,18 +80,18 @@ def test_every_parameter_synonym_names_a_parameter_of_some_operation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("word", "meant"),
+    ("word", "hint"),
     [
-        ("linear", "dense"),
-        ("fc", "dense"),
-        ("bn", "batchnorm"),
-        ("conv2d", "conv"),
-        ("cat", "concat"),
-        ("LeakyReLU", "leaky_relu"),
+        ("linear", "netspec calls it 'dense'"),
+        ("fc", "netspec calls it 'dense'"),
+        ("bn", "netspec calls it 'batchnorm'"),
+        ("cat", "netspec calls it 'concat'"),
+        ("conv2d", "did you mean 'conv'?"),  # a spelling too: the plain hint says it
+        ("LeakyReLU", "did you mean 'leaky_relu'?"),
     ],
 )
-def test_another_frameworks_word_names_netspecs(word: str, meant: str) -> None:
-    assert _hint(NET.format(f"{word} | dense 2")) == f"netspec calls it '{meant}'"
+def test_another_frameworks_word_names_netspecs(word: str, hint: str) -> None:
+    assert _hint(NET.format(f"{word} | dense 2")) == hint
 
 
 @pytest.mark.parametrize(
