@@ -278,3 +278,8 @@ def test_merges_of_chains_lower_to_the_inferred_shapes() -> None:
     assert tuple(out.shape) == (2, 10)
     assert compiled.inferred.layer("concat1").shape == (4 + 32, 8, 8)
     assert sum(p.numel() for p in module.parameters()) == compiled.totals.trainable_params
+
+
+def test_a_parameters_default_may_read_the_calls_input() -> None:
+    text = "block keep(c=in.c) {\n    conv c 1x1\n}\n" + NET.format("conv 6 1x1 | keep() | keep(2)")
+    assert [layer.shape[0] for layer in netspec.compile(text).layers] == [6, 6, 2]
