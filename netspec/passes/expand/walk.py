@@ -282,11 +282,9 @@ class Walker:
     def _one_input(self, name: str, scope: Scope) -> bool:
         """Whether `name` is a stage that reads one tensor: an operation, block or shared."""
         opdef = REGISTRY.get(name)
-        return (
-            (opdef is not None and opdef.arity == 1)
-            or name in self.program.blocks
-            or (name in scope.shared)
-        )
+        if opdef is not None:
+            return opdef.arity == 1
+        return name in self.program.blocks or name in scope.shared
 
     def group(self, stage: ast.Group, scope: Scope, src: str, label: str | None) -> str:
         opdef = REGISTRY.get(stage.name)
