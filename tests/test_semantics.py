@@ -80,18 +80,18 @@ def test_every_parameter_synonym_names_a_parameter_of_some_operation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("word", "meant"),
+    ("word", "hint"),
     [
-        ("linear", "dense"),
-        ("fc", "dense"),
-        ("bn", "batchnorm"),
-        ("conv2d", "conv"),
-        ("cat", "concat"),
-        ("LeakyReLU", "leaky_relu"),
+        ("linear", "netspec calls it 'dense'"),
+        ("fc", "netspec calls it 'dense'"),
+        ("bn", "netspec calls it 'batchnorm'"),
+        ("cat", "netspec calls it 'concat'"),
+        ("conv2d", "did you mean 'conv'?"),  # a spelling too: the plain hint says it
+        ("LeakyReLU", "did you mean 'leaky_relu'?"),
     ],
 )
-def test_another_frameworks_word_names_netspecs(word: str, meant: str) -> None:
-    assert _hint(NET.format(f"{word} | dense 2")) == f"netspec calls it '{meant}'"
+def test_another_frameworks_word_names_netspecs(word: str, hint: str) -> None:
+    assert _hint(NET.format(f"{word} | dense 2")) == hint
 
 
 @pytest.mark.parametrize(
@@ -278,3 +278,8 @@ def test_merges_of_chains_lower_to_the_inferred_shapes() -> None:
     assert tuple(out.shape) == (2, 10)
     assert compiled.inferred.layer("concat1").shape == (4 + 32, 8, 8)
     assert sum(p.numel() for p in module.parameters()) == compiled.totals.trainable_params
+
+
+def test_a_parameters_default_may_read_the_calls_input() -> None:
+    text = "block keep(c=in.c) {\n    conv c 1x1\n}\n" + NET.format("conv 6 1x1 | keep() | keep(2)")
+    assert [layer.shape[0] for layer in netspec.compile(text).layers] == [6, 6, 2]

@@ -11,6 +11,10 @@ operation it names is registered.
 ['deconv']
 >>> meant_ops("upsampling", ["subsample"])
 []
+>>> op_hint("fc", ["conv", "dense"])
+"netspec calls it 'dense'"
+>>> op_hint("logsoftmax", ["log_softmax", "softmax"])
+"did you mean 'log_softmax'?"
 >>> op_hint("deconv", ["conv", "dense"]) is None  # no transposed convolution: say nothing
 True
 >>> PARAMS["padding"]
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from netspec.diagnostics import did_you_mean
+from netspec.diagnostics import did_you_mean, nearest
 
 # A word from PyTorch, Keras, ONNX or the literature -> the netspec operations it means.
 OPS: dict[str, tuple[str, ...]] = {
@@ -155,6 +159,8 @@ def op_hint(word: str, candidates: Iterable[str]) -> str | None:
     knows (a near spelling of such a word is a different operation, not a typo)."""
     pool = list(candidates)
     meant = meant_ops(word, pool)
+    if meant and meant == [nearest(word, pool)]:
+        return did_you_mean(word, pool)  # `hard_swish`: a spelling, and the same meaning
     if meant:
         return f"netspec calls it {_quoted(meant)}"
     key = word.lower().replace("-", "_")

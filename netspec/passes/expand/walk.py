@@ -14,7 +14,7 @@ argument is a tensor's name or a chain (`add(body, project(c, stride))`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from netspec.diagnostics import Collector, Span, SpecError, did_you_mean, spec_error
 from netspec.ir import Graph, GraphInput, Shape
@@ -63,17 +63,22 @@ class Walker:
                 ins = [self._shapes[i] for i in n.inputs]
                 self._shapes[n.name] = REGISTRY[n.op].shape(n.params, ins)
                 self._shaped += 1
-        except (ShapeError, KeyError):
-            partial = Graph("partial", self.inputs, tuple(nodes[: self._shaped + 1]), ())
-            try:
-                infer_graph(partial)
-            except SpecError as e:
-                for d in e.diagnostics:
-                    if (d.code, d.message, d.span.where) not in self._seen:
-                        self._seen.add((d.code, d.message, d.span.where))
-                        self.errors.add(d)
-            raise Skip from None
+        except ShapeError:
+            self._shape_errors(Graph("partial", self.inputs, tuple(nodes[: self._shaped + 1]), ()))
         return self._shapes[node]
+
+    def _shape_errors(self, partial: Graph) -> NoReturn:
+        """Report the shape errors of `partial` as `infer` words them (each once), then
+        stop the statement that asked for a shape."""
+        try:
+            infer_graph(partial)
+        except SpecError as found:
+            for d in found.diagnostics:
+                if (d.code, d.message, d.span.where) not in self._seen:
+                    self._seen.add((d.code, d.message, d.span.where))
+                    self.errors.add(d)
+            raise Skip from None
+        raise AssertionError("a shape rule refused a node in expand but not in infer")
 
     def sizes(self, src: str) -> InputSizes:
         """What `in` means in a body that reads `src`: its sizes, found when asked for."""
@@ -278,11 +283,9 @@ class Walker:
     def _one_input(self, name: str, scope: Scope) -> bool:
         """Whether `name` is a stage that reads one tensor: an operation, block or shared."""
         opdef = REGISTRY.get(name)
-        return (
-            (opdef is not None and opdef.arity == 1)
-            or name in self.program.blocks
-            or (name in scope.shared)
-        )
+        if opdef is not None:
+            return opdef.arity == 1
+        return name in self.program.blocks or name in scope.shared
 
     def group(self, stage: ast.Group, scope: Scope, src: str, label: str | None) -> str:
         opdef = REGISTRY.get(stage.name)
@@ -332,11 +335,11 @@ class Walker:
         self, block: ast.Block, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
     ) -> str:
         check_call(block, stage, scope, self.limits)
-        values = bind_arguments(block, stage, scope, self.globals)
+        src = self._need(src, stage.span)
+        # `in` is bound before the defaults, so that `block b(c=in.c)` reads the call's input
+        values = bind_arguments(block, stage, scope, {**self.globals, "in": self.sizes(src)})
         name = scope.label(label, block.name)
         what = f"in block '{block.name}', expanded from here"
-        src = self._need(src, stage.span)
-        values["in"] = self.sizes(src)
         inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, what, block.name)
         inner.tensors["in"] = src
         out, outputs = self.body(block.body, inner, src)
