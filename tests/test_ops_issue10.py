@@ -318,3 +318,23 @@ def test_output_kind_of_the_new_operations(body: str, kind: str) -> None:
 
     compiled = spec(body)
     assert output_kind(compiled.graph, compiled.graph.outputs[0]) == kind
+
+
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        ("3x3 stride=2", "pad=1 output_pad=1 gives 2*H"),
+        ("4x4 stride=2", "pad=1 output_pad=0 gives 2*H"),
+        ("3x3", "pad=1 output_pad=0 gives H"),
+        ("2x2", "no pad= gives H with a 2-wide kernel"),
+    ],
+)
+def test_deconv_pad_same_is_refused_with_the_numbers_that_work(args: str, advice: str) -> None:
+    with pytest.raises(netspec.SpecError, match="deconv has no pad=same") as info:
+        spec(f"deconv 4 {args} pad=same")
+    assert advice in info.value.diagnostics[0].message
+    if "no pad=" not in advice:
+        fixed = advice.split(" gives")[0]
+        assert spec(f"deconv 4 {args} {fixed}").layers[0].shape[1:] == (
+            (8, 8) if advice.endswith(" H") else (16, 16)
+        )
