@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import model_validator
@@ -83,7 +84,7 @@ def _upsample_rf(p: UpsampleParams, rfs: Sequence[RF]) -> RF:
         jump.append(rf.jump[i] / s)
         back = 0 if p.align_corners else (1 - 1 / s) / 2 * rf.jump[i]
         start.append(rf.start[i] - back)
-    return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+    return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
 
 
 def _upsample_cost(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Cost:
@@ -122,7 +123,7 @@ class DeconvParams(OpParams):
     bias: bool = True
 
     @model_validator(mode="after")
-    def _output_pad_below_stride(self) -> DeconvParams:
+    def _pad_and_output_pad(self) -> DeconvParams:
         if self.pad == "same":
             raise ValueError(_no_same(self.kernel[0], self.stride[0]))
         if any(q >= s for q, s in zip(self.output_pad, self.stride, strict=True)):
@@ -195,7 +196,7 @@ def _deconv_rf(p: DeconvParams, rfs: Sequence[RF]) -> RF:
         size.append(rf.size[i] + (math.ceil(k / s) - 1) * rf.jump[i])
         start.append(rf.start[i] + (pad - (k - 1) / 2) / s * rf.jump[i])
         jump.append(rf.jump[i] / s)
-    return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+    return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
 
 
 def _deconv_cost(p: DeconvParams, ins: Sequence[Shape], out: Shape) -> Cost:
