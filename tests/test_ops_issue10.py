@@ -5,7 +5,9 @@ parameter and multiply-add counts are the declared ones; and the receptive field
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import netspec
+from netspec.export import export_compiled
 from netspec.lower import to_torch
 from tests.test_lower import _one_thread, check_against_inference, spec
 
@@ -318,3 +321,57 @@ def test_output_kind_of_the_new_operations(body: str, kind: str) -> None:
 
     compiled = spec(body)
     assert output_kind(compiled.graph, compiled.graph.outputs[0]) == kind
+
+
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        ("3x3 stride=2", "pad=1 output_pad=1 gives 2*H"),
+        ("4x4 stride=2", "pad=1 output_pad=0 gives 2*H"),
+        ("3x3", "pad=1 output_pad=0 gives H"),
+        ("2x2", "no pad= gives H with a 2-wide kernel"),
+    ],
+)
+def test_deconv_pad_same_is_refused_with_the_numbers_that_work(args: str, advice: str) -> None:
+    with pytest.raises(netspec.SpecError, match="deconv has no pad=same") as info:
+        spec(f"deconv 4 {args} pad=same")
+    assert advice in info.value.diagnostics[0].message
+    if "no pad=" not in advice:
+        fixed = advice.split(" gives")[0]
+        assert spec(f"deconv 4 {args} {fixed}").layers[0].shape[1:] == (
+            (8, 8) if advice.endswith(" H") else (16, 16)
+        )
+
+
+def _new_ops_chain(rng: random.Random) -> str:
+    stages = [
+        "relu6",
+        f"hardtanh min=-{rng.randint(1, 3)} max={rng.randint(1, 3)}",
+        "silu",
+        "hardswish",
+        "hardsigmoid",
+        "mish",
+        "prelu",
+        f"softplus beta={rng.choice([0.5, 1, 2])}",
+        f"scale {rng.choice([-2, 0.5, 3])}",
+        "layernorm",
+        f"groupnorm {rng.choice([1, 3])}",
+        "instancenorm",
+        f"upsample {rng.choice([1, 2])} mode={rng.choice(['nearest', 'bilinear'])}",
+        f"deconv 3 {rng.choice([2, 3])}x3 stride={rng.choice([1, 2])} pad=1",
+        "mul {\n identity\n avgpool global | conv 3 1x1 | sigmoid\n}",
+        "add {\n identity\n avgpool global\n}",
+        f"{rng.choice(['mean', 'max', 'sub'])} {{\n tanh\n conv 3 3x3 pad=same\n}}",
+    ]
+    return " | ".join(
+        [*rng.sample(stages, 5), rng.choice(["log_softmax", "dense 4 | log_softmax"])]
+    )
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, on purpose
+@pytest.mark.parametrize("seed", range(4))
+def test_generated_chains_of_new_ops_match_inference_and_export(seed: int, tmp_path: Path) -> None:
+    compiled = spec(_new_ops_chain(random.Random(seed)), "x: 3x6x6")
+    check_against_inference(compiled)
+    report = export_compiled(compiled, tmp_path / "chain.onnx", log=lambda _: None)
+    assert report.checks and all(c.ok for c in report.checks)

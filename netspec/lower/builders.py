@@ -345,7 +345,7 @@ def _upsample(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
 def _deconv(p: DeconvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     opts = _opts(
         stride=(_one(p.stride), 1),
-        padding=(_one(p.pad), 0),
+        padding=(_one(p.pads), 0),
         output_padding=(_one(p.output_pad), 0),
         bias=(p.bias, True),
     )

@@ -2,7 +2,9 @@
 constant scale, and the log-softmax output.
 
 Each keeps its input's shape and its receptive field. MACs: an activation counts nothing,
-as fvcore counts them (and as `relu` already does here); `scale K` one multiply per output.
+as fvcore counts them and as `relu` already does here (ptflops counts one per element for
+the few it knows: relu6, prelu, silu); `scale K` one multiply per output, as ptflops counts
+`torch.mul`.
 Only `prelu` has parameters: one slope per feature map (per unit after a dense stage).
 
 What a network ending in one of them outputs (`OpDef.output`): plain numbers, which

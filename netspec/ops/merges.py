@@ -5,10 +5,11 @@ position of a `CxHxW` one, as a squeeze-and-excitation block multiplies its feat
 by one learned weight per map. Every other merge needs equal shapes, and any other
 mismatch is refused with both shapes named.
 
-MACs, one per multiply-add, as fvcore counts a fused one: `add` and `mul` one per output
-per input after the first (a gate's product is one multiply per output), `sub` and
-`distance` one per output, `mean` one per output per input (the adds, then the 1/n scale).
-`max` compares and `concat` copies: nothing, as for pooling.
+MACs, one per multiply-add: `add` and `mul` one per output per input after the first (a
+gate's product is one multiply per output), `sub` and `distance` one per output, `mean`
+one per output per input (the adds, then the 1/n scale). That is ptflops's count for
+`torch.add` and `torch.mul` (one per output element); fvcore counts no elementwise
+arithmetic. `max` compares and `concat` copies: nothing, as for pooling.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import model_validator
@@ -17,6 +18,7 @@ from netspec.ops.registry import (
     RF,
     Cost,
     OpDef,
+    Padding,
     PadPair,
     Pair,
     Pos,
@@ -82,7 +84,7 @@ def _upsample_rf(p: UpsampleParams, rfs: Sequence[RF]) -> RF:
         jump.append(rf.jump[i] / s)
         back = 0 if p.align_corners else (1 - 1 / s) / 2 * rf.jump[i]
         start.append(rf.start[i] - back)
-    return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+    return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
 
 
 def _upsample_cost(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Cost:
@@ -116,12 +118,14 @@ class DeconvParams(OpParams):
     channels: Pos
     kernel: Pair
     stride: Pair = (1, 1)
-    pad: PadPair = (0, 0)
+    pad: Padding = (0, 0)
     output_pad: PadPair = (0, 0)
     bias: bool = True
 
     @model_validator(mode="after")
-    def _output_pad_below_stride(self) -> DeconvParams:
+    def _pad_and_output_pad(self) -> DeconvParams:
+        if self.pad == "same":
+            raise ValueError(_no_same(self.kernel[0], self.stride[0]))
         if any(q >= s for q, s in zip(self.output_pad, self.stride, strict=True)):
             raise ValueError(
                 f"output_pad= must be smaller than the stride (output_pad="
@@ -130,6 +134,20 @@ class DeconvParams(OpParams):
                 "stride allows"
             )
         return self
+
+    @property
+    def pads(self) -> tuple[int, int]:
+        """The padding per axis: `valid` is none (`same` is refused above)."""
+        return (0, 0) if isinstance(self.pad, str) else self.pad
+
+
+def _no_same(k: int, s: int) -> str:
+    """Why `pad=same` has no meaning here, and the numbers that make stride*H."""
+    why = "deconv has no pad=same: it makes (H-1)*stride - 2*pad + kernel + output_pad"
+    pad, extra, size = -(-(k - s) // 2), (k - s) % 2, "H" if s == 1 else f"{s}*H"
+    if k < s or extra >= s:
+        return f"{why}; no pad= gives {size} with a {k}-wide kernel"
+    return f"{why}; pad={pad} output_pad={extra} gives {size}"
 
 
 def _deconv_length(n: Dim, k: int, s: int, pad: int, extra: int) -> Dim:
@@ -150,8 +168,8 @@ def _deconv_shape(p: DeconvParams, ins: Sequence[Shape]) -> Shape:
         raise ShapeError("the number of input feature maps must be a number")
     return (
         p.channels,
-        _deconv_length(h, p.kernel[0], p.stride[0], p.pad[0], p.output_pad[0]),
-        _deconv_length(w, p.kernel[1], p.stride[1], p.pad[1], p.output_pad[1]),
+        _deconv_length(h, p.kernel[0], p.stride[0], p.pads[0], p.output_pad[0]),
+        _deconv_length(w, p.kernel[1], p.stride[1], p.pads[1], p.output_pad[1]),
     )
 
 
@@ -174,11 +192,11 @@ def _deconv_rf(p: DeconvParams, rfs: Sequence[RF]) -> RF:
         return rf
     size, jump, start = [], [], []
     for i in range(2):
-        k, s, pad = p.kernel[i], p.stride[i], p.pad[i]
+        k, s, pad = p.kernel[i], p.stride[i], p.pads[i]
         size.append(rf.size[i] + (math.ceil(k / s) - 1) * rf.jump[i])
         start.append(rf.start[i] + (pad - (k - 1) / 2) / s * rf.jump[i])
         jump.append(rf.jump[i] / s)
-    return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+    return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
 
 
 def _deconv_cost(p: DeconvParams, ins: Sequence[Shape], out: Shape) -> Cost:
