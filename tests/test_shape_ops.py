@@ -201,6 +201,7 @@ def test_adaptive_pooling_is_an_even_window_and_global_at_one() -> None:
         ("avgpool to", ["'to' needs the output size"]),
         ("maxpool to 2x2 stride=2", ["leave out stride"]),
         ("lppool to 2x2", ["lppool"]),
+        ("maxpool global dilation=2", ["dilation= spaces the taps of a window"]),
     ],
 )
 def test_mistakes_are_located_errors(body: str, words: list[str]) -> None:
