@@ -89,11 +89,17 @@ def test_channel_shuffle_equals_pytorchs() -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, on purpose
 @pytest.mark.parametrize(
-    "body",
-    ["channel_shuffle 3 | pad 1 2 mode=replicate | crop 5x3", "permute 2 0 1 | reshape -1x2"],
+    ("body", "inputs"),
+    [
+        ("channel_shuffle 3 | pad 1 2 mode=replicate | crop 5x3", "x: 6x5x4"),
+        ("permute 2 0 1 | reshape -1x2", "x: 6x5x4"),
+        ("avgpool to 5x2 | maxpool 2x2 stride=1 pad=1 dilation=2 | lppool global p=3", "x: 6x5x4"),
+        ("channel_shuffle 2 | pad 1 3 mode=reflect | crop 9 | lppool 3 p=3", "x: 6x10"),
+        ("conv 4 3 stride=2 pad=1 dilation=2 groups=2 | maxpool to 2 | permute 1 0", "x: 6x10"),
+    ],
 )
-def test_shape_operations_export_to_standard_onnx(body: str, tmp_path: Path) -> None:
-    report = export_compiled(net(body, "x: 6x5x4"), tmp_path / "m.onnx", **QUIET)
+def test_shape_operations_export_to_standard_onnx(body: str, inputs: str, tmp_path: Path) -> None:
+    report = export_compiled(net(body, inputs), tmp_path / "m.onnx", **QUIET)
     assert report.checks and all(c.ok for c in report.checks)
     model = onnx.load(str(tmp_path / "m.onnx"))
     assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}
