@@ -174,6 +174,15 @@ def test_reshapes_that_mix_channels_into_positions_see_the_whole_input() -> None
     assert rf_text(layers[-1]) == "all"
 
 
+def test_reshaping_the_input_itself_starts_the_receptive_field_afresh() -> None:
+    flat = net("reshape 1x28x28 | conv 2 5x5 | maxpool 2x2", "x: 784").layers
+    assert (flat[-1].rf.size, flat[-1].rf.jump, flat[-1].rf.whole) == ((6, 6), (2, 2), False)
+    channels_last = net("permute 2 0 1 | conv 2 3x3", "x: 8x8x3").layers[-1]
+    assert (channels_last.shape, channels_last.rf.size) == ((2, 6, 6), (3, 3))
+    signal = net("reshape 1x-1 | conv 2 9", "x: 100").layers[-1]
+    assert (signal.rf.line, signal.rf.size[1]) == (True, 9)
+
+
 def test_maxpool_dilation_widens_the_receptive_field() -> None:
     layer = net("maxpool 3x3 stride=1 dilation=2").layers[-1]
     assert (layer.rf.size, layer.rf.jump, layer.rf.start) == ((5, 5), (1, 1), (2.5, 2.5))
