@@ -89,11 +89,17 @@ def test_channel_shuffle_equals_pytorchs() -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, on purpose
 @pytest.mark.parametrize(
-    "body",
-    ["channel_shuffle 3 | pad 1 2 mode=replicate | crop 5x3", "permute 2 0 1 | reshape -1x2"],
+    ("body", "inputs"),
+    [
+        ("channel_shuffle 3 | pad 1 2 mode=replicate | crop 5x3", "x: 6x5x4"),
+        ("permute 2 0 1 | reshape -1x2", "x: 6x5x4"),
+        ("avgpool to 5x2 | maxpool 2x2 stride=1 pad=1 dilation=2 | lppool global p=3", "x: 6x5x4"),
+        ("channel_shuffle 2 | pad 1 3 mode=reflect | crop 9 | lppool 3 p=3", "x: 6x10"),
+        ("conv 4 3 stride=2 pad=1 dilation=2 groups=2 | maxpool to 2 | permute 1 0", "x: 6x10"),
+    ],
 )
-def test_shape_operations_export_to_standard_onnx(body: str, tmp_path: Path) -> None:
-    report = export_compiled(net(body, "x: 6x5x4"), tmp_path / "m.onnx", **QUIET)
+def test_shape_operations_export_to_standard_onnx(body: str, inputs: str, tmp_path: Path) -> None:
+    report = export_compiled(net(body, inputs), tmp_path / "m.onnx", **QUIET)
     assert report.checks and all(c.ok for c in report.checks)
     model = onnx.load(str(tmp_path / "m.onnx"))
     assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}
@@ -168,6 +174,15 @@ def test_reshapes_that_mix_channels_into_positions_see_the_whole_input() -> None
     assert rf_text(layers[-1]) == "all"
 
 
+def test_reshaping_the_input_itself_starts_the_receptive_field_afresh() -> None:
+    flat = net("reshape 1x28x28 | conv 2 5x5 | maxpool 2x2", "x: 784").layers
+    assert (flat[-1].rf.size, flat[-1].rf.jump, flat[-1].rf.whole) == ((6, 6), (2, 2), False)
+    channels_last = net("permute 2 0 1 | conv 2 3x3", "x: 8x8x3").layers[-1]
+    assert (channels_last.shape, channels_last.rf.size) == ((2, 6, 6), (3, 3))
+    signal = net("reshape 1x-1 | conv 2 9", "x: 100").layers[-1]
+    assert (signal.rf.line, signal.rf.size[1]) == (True, 9)
+
+
 def test_maxpool_dilation_widens_the_receptive_field() -> None:
     layer = net("maxpool 3x3 stride=1 dilation=2").layers[-1]
     assert (layer.rf.size, layer.rf.jump, layer.rf.start) == ((5, 5), (1, 1), (2.5, 2.5))
@@ -201,6 +216,7 @@ def test_adaptive_pooling_is_an_even_window_and_global_at_one() -> None:
         ("avgpool to", ["'to' needs the output size"]),
         ("maxpool to 2x2 stride=2", ["leave out stride"]),
         ("lppool to 2x2", ["lppool"]),
+        ("maxpool global dilation=2", ["dilation= spaces the taps of a window"]),
     ],
 )
 def test_mistakes_are_located_errors(body: str, words: list[str]) -> None:

@@ -7,7 +7,9 @@ nothing spatial. After a `reshape` or `permute` that moves values between the ch
 axis and the spatial ones, positions no longer correspond to windows of the input: the
 receptive field becomes the whole input (`all`, the bound that holds), as after a dense
 stage. A reshape to a vector (as `flatten`, which keeps its input's receptive field) or to
-the same shape keeps it, and a permute that swaps H and W swaps it with them.
+the same shape keeps it, and a permute that swaps H and W swaps it with them. Applied to
+the input itself, before anything spatial, either starts the receptive field afresh in
+the new axes (a flat `784` reshaped to 1x28x28 counts pixels of the 28x28 image).
 """
 
 from __future__ import annotations
@@ -88,9 +90,20 @@ def _reshape_shape(p: ReshapeParams, ins: Sequence[Shape]) -> Shape:
     return p.shape
 
 
+def _afresh(rf: RF, out: Shape) -> RF | None:
+    """Where each value still is one input value (nothing spatial before it), a reshape or
+    permute starts the receptive field again in the new shape's axes: a flat `784` input
+    reshaped to 1x28x28, or an H x W x C image permuted to C x H x W."""
+    if rf.whole or rf != RF(line=rf.line):
+        return None
+    return RF(line=len(out) == 2)
+
+
 def _reshape_rf(p: ReshapeParams, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
     out = _reshape_shape(p, ins)
-    return rfs[0] if len(out) == 1 or out == ins[0] else rf_whole(p, rfs)
+    if len(out) == 1 or out == ins[0]:
+        return rfs[0]
+    return _afresh(rfs[0], out) or rf_whole(p, rfs)
 
 
 register(
@@ -132,13 +145,13 @@ def _flip(pair: tuple[float, float]) -> tuple[float, float]:
     return (pair[1], pair[0])
 
 
-def _permute_rf(p: PermuteParams, rfs: Sequence[RF]) -> RF:
+def _permute_rf(p: PermuteParams, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
     rf = rfs[0]
     if p.order == tuple(range(len(p.order))) or rf.whole:
         return rf
     if p.order == (0, 2, 1) and not rf.line:  # H and W swap places
         return replace(rf, size=_flip(rf.size), jump=_flip(rf.jump), start=_flip(rf.start))
-    return rf_whole(p, rfs)
+    return _afresh(rf, _permute_shape(p, ins)) or rf_whole(p, rfs)
 
 
 register(
@@ -148,7 +161,7 @@ register(
         positional=("order",),
         variadic=True,
         shape=_permute_shape,
-        rf=_permute_rf,
+        sized_rf=_permute_rf,
         output="pass",
         doc="Reorders each sample's axes (0 = channels): `permute 1 2 0` makes C x H x W "
         "into H x W x C.",

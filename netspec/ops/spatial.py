@@ -267,6 +267,12 @@ class AdaptivePoolParams(PoolParams):
 class MaxPoolParams(AdaptivePoolParams):
     dilation: Pair = (1, 1)
 
+    @model_validator(mode="after")
+    def _dilation_needs_a_window(self) -> MaxPoolParams:
+        if self.dilation != (1, 1) and not isinstance(self.kernel, tuple):
+            raise ValueError("dilation= spaces the taps of a window, e.g. 'maxpool 3x3 dilation=2'")
+        return self
+
     def dilations(self) -> tuple[int, int]:
         return self.dilation
 
