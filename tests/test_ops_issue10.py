@@ -375,3 +375,52 @@ def test_generated_chains_of_new_ops_match_inference_and_export(seed: int, tmp_p
     check_against_inference(compiled)
     report = export_compiled(compiled, tmp_path / "chain.onnx", log=lambda _: None)
     assert report.checks and all(c.ok for c in report.checks)
+
+
+ALL_NEW = """
+maps = conv 8 3x3 pad=same | groupnorm 2 | prelu
+gate = maps | avgpool global | conv 8 1x1 | hardsigmoid
+mul(maps, gate) | relu6 | hardtanh min=-2 max=2 | silu | hardswish | mish | softplus beta=2
+deconv 4 3x3 stride=2 pad=1 output_pad=1 | instancenorm | scale 0.5
+a = maxpool 2x2 | upsample 2 mode=bilinear
+b = conv 4 1x1 | layernorm
+m = max(a, b)
+s = sub(a, b)
+mean(m, s, b) | add {
+    identity
+    avgpool global
+}
+dense 3 | log_softmax
+"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, on purpose
+def test_every_new_op_exports_to_standard_onnx(tmp_path: Path) -> None:
+    import onnx
+
+    compiled = spec(ALL_NEW)
+    report = export_compiled(compiled, tmp_path / "all.onnx", log=lambda _: None)
+    assert report.checks and all(c.ok for c in report.checks)
+    graph = onnx.load(str(tmp_path / "all.onnx")).graph
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}  # no custom operators
+    ops = {n.op_type for n in graph.node}
+    expected = {"ConvTranspose", "Resize", "PRelu", "HardSigmoid", "Max", "Sub", "LogSoftmax"}
+    assert expected <= ops, ops - expected
+
+
+def test_a_network_of_every_new_op_trains() -> None:
+    torch.manual_seed(0)
+    compiled = spec(ALL_NEW)
+    module = to_torch(compiled).train()
+    optimizer = torch.optim.SGD(module.parameters(), lr=1e-3)  # its gradients are large
+    labels = torch.arange(8) % 3
+    x = torch.randn(8, 3, 8, 8)
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = F.nll_loss(module(x), labels)  # log_softmax's output is log-probabilities
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    assert all(p.grad is not None for p in module.parameters()), "every parameter learns"

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netspec.ir import Shape
+from netspec.ir import OpParams, Shape
 from netspec.lower.layers import (
     Add,
     CenterCrop,
@@ -312,7 +312,7 @@ def _softplus(p: SoftplusParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(nn.Softplus, (), _opts(beta=(p.beta, 1.0))))
 
 
-def _prelu(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+def _prelu(p: OpParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(nn.PReLU, (), (("num_parameters", prelu_channels(ins[0])),)))
 
 
