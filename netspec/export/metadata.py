@@ -79,19 +79,21 @@ def _layers(compiled: Compiled) -> set[str]:
 
 def spec_output_names(compiled: Compiled) -> tuple[str, ...]:
     """The names the spec gives its outputs (`output density, box` -> `density`, `box`; a
-    last statement `logits = ...` -> `logits`), where they are unique and no input's name;
-    else the layer's own name (`cls.1`)."""
+    last statement `logits = ...` -> `logits`; else the layer's own name, `cls.1`), made
+    unique (`output a, a` -> `a`, `a_2`)."""
     graph = compiled.graph
     network = compiled.program.networks.get(graph.name)
     written = _written_names(network) if network is not None else ()
     if len(written) != len(graph.outputs):
         written = graph.outputs
-    taken = {i.name for i in graph.inputs}
+    inputs = {i.name for i in graph.inputs}
+    taken: set[str] = set()
     names: list[str] = []
     for node, name in zip(graph.outputs, written, strict=True):
-        chosen = name if name not in taken else node
-        if chosen in taken:
-            chosen = node
+        chosen = node if name in inputs and name != node else name  # an input passed out
+        base, n = chosen, 2
+        while chosen in taken:  # `output a, a`: the second is a_2
+            chosen, n = f"{base}_{n}", n + 1
         taken.add(chosen)
         names.append(chosen)
     return tuple(names)
