@@ -162,3 +162,20 @@ def test_a_reduced_map_model_agrees_by_its_values(tmp_path: Path) -> None:
     )
     assert report.reduced is not None and report.reduced.agreement == 1.0
     assert values_agree(np.ones((2, 4)), np.zeros((2, 4))) == 0.0  # a flat map: any change
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ("    a = conv 2 3x3\n    output a, a\n", ["a", "a_2"]),  # one tensor, two names
+        ("    a = conv 2 3x3\n    output a, image\n", ["a", "image"]),  # the input passed out
+        ("    conv 2 3x3 | relu\n", ["relu1"]),  # no name in the spec: the layer's
+    ],
+)
+def test_output_names_are_unique_and_match_the_graph(
+    body: str, names: list[str], tmp_path: Path
+) -> None:
+    model = tmp_path / "m.onnx"
+    export_compiled(netspec.compile(f"network n(image: 1x8x8) {{\n{body}}}\n"), model, **QUIET)
+    assert [o.name for o in onnx.load(str(model)).graph.output] == names
+    assert [o.name for o in open_model(model, "cpu").info.outputs] == names

@@ -19,9 +19,10 @@ from netspec.compiler import compile
 from netspec.data import load_mnist
 from netspec.train.setup import build_module, seeded_module
 from tests.test_export import invoke
-from tests.test_train import REAL_MNIST
+from tests.test_train import REAL_MNIST, small
 
 pytestmark = pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
+__all__ = ["small"]  # test_train's fixture: 2,000/1,000 MNIST digits as IDX files
 
 AUTOENCODER = """
 network ae(image: 1x28x28) {
@@ -199,3 +200,13 @@ def test_an_rbf_loss_on_a_map_is_refused(digits: np.ndarray, tmp_path: Path) -> 
     np.savez(data, x=digits)
     result = train(path, "--data", data, "--out", tmp_path / "runs")
     assert result.exit_code == 1 and "a map output trains with loss mse" in result.output
+
+
+def test_an_autoencoder_on_mnist_ignores_the_labels(small: Path, tmp_path: Path) -> None:
+    """`train ae on mnist`: MNIST has labels, not maps; the output has the input's shape."""
+    spec = tmp_path / "ae.net"
+    spec.write_text(AUTOENCODER.replace("train ae on npz", "train ae on mnist"))
+    result = train(spec, "--data", small, "--limit", "300", "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "reconstructing it (its labels are not used)" in result.output
+    assert rows(tmp_path / "runs" / "ae")[0]["test_loss"]

@@ -6,8 +6,9 @@ An output's kind is decided once, here, by this rule:
 - declared in the spec (`output code: embedding`), it is what is declared;
 - a vector `F` (or `F x 1 x 1`, NiN's global pooling of class maps) is class scores, in the
   sense its last operation gives (`softmax`: probabilities, `rbf`: distances, else logits);
-- a `C x H x W` output with more than one position is a map (a dense prediction: a
-  reconstruction, a density, per-pixel class scores, whatever its last operation);
+- a `C x H x W` output (or `C x L`, along a 1-D signal) with more than one position is a
+  map (a dense prediction: a reconstruction, a density, per-pixel class scores, whatever
+  its last operation);
 - any other shape is a raw tensor.
 """
 
@@ -50,10 +51,12 @@ def kind_of_shape(graph: Graph, output: str, shape: Shape) -> OutputKind:
     >>> g = netspec.compile("network n(x: 1x8x8) {\\n    conv 2 3x3\\n}\\n").graph
     >>> kind_of_shape(g, g.outputs[0], (2, 6, 6)), kind_of_shape(g, g.outputs[0], (2, 1, 1))
     ('map', 'logits')
+    >>> kind_of_shape(g, g.outputs[0], (4, 100)), kind_of_shape(g, g.outputs[0], (2, 3, 4, 5))
+    ('map', 'tensor')
     """
-    if len(shape) == 1 or (len(shape) == 3 and shape[1:] == (1, 1)):
+    if len(shape) == 1 or (len(shape) in (2, 3) and all(d == 1 for d in shape[1:])):
         return output_kind(graph, output)
-    if len(shape) == 3:
+    if len(shape) in (2, 3):  # C x L along a signal, C x H x W over an image
         return "map"
     return "tensor"
 
@@ -79,19 +82,21 @@ def _layers(compiled: Compiled) -> set[str]:
 
 def spec_output_names(compiled: Compiled) -> tuple[str, ...]:
     """The names the spec gives its outputs (`output density, box` -> `density`, `box`; a
-    last statement `logits = ...` -> `logits`), where they are unique and no input's name;
-    else the layer's own name (`cls.1`)."""
+    last statement `logits = ...` -> `logits`; else the layer's own name, `cls.1`), made
+    unique (`output a, a` -> `a`, `a_2`)."""
     graph = compiled.graph
     network = compiled.program.networks.get(graph.name)
     written = _written_names(network) if network is not None else ()
     if len(written) != len(graph.outputs):
         written = graph.outputs
-    taken = {i.name for i in graph.inputs}
+    inputs = {i.name for i in graph.inputs}
+    taken: set[str] = set()
     names: list[str] = []
     for node, name in zip(graph.outputs, written, strict=True):
-        chosen = name if name not in taken else node
-        if chosen in taken:
-            chosen = node
+        chosen = node if name in inputs and name != node else name  # an input passed out
+        base, n = chosen, 2
+        while chosen in taken:  # `output a, a`: the second is a_2
+            chosen, n = f"{base}_{n}", n + 1
         taken.add(chosen)
         names.append(chosen)
     return tuple(names)

@@ -354,6 +354,12 @@ def _model_info(
 ) -> ModelInfo:
     """The metadata to write, checked as `run` will check it (so nothing unreadable is written)."""
     outputs = output_infos(compiled)
+    exported = [o.name for o in model.graph.output]
+    if exported != [o.name for o in outputs]:  # what `run` reports must be what ORT returns
+        raise ExportError(
+            f"{compiled.name}: the ONNX graph's outputs are {', '.join(exported)}, "
+            f"not the spec's {', '.join(o.name for o in outputs)}"
+        )
     dataset = compiled.train.dataset if compiled.train is not None else None
     names = options.labels if options.labels is not None else default_labels(dataset, outputs[0])
     info = ModelInfo(
