@@ -38,7 +38,7 @@ from tests.test_train import REAL_MNIST
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
-# spec -> (its hand-written module, the spec's text at a size that keeps the test quick)
+# spec -> the PyTorch module written by hand with the same layers
 HAND: dict[str, type[nn.Module]] = {
     "mobilenet_v2.net": HandMobileNetV2,
     "efficientnet_b0.net": HandEfficientNetB0,
@@ -78,14 +78,13 @@ def test_same_outputs_as_the_hand_written_module(name: str) -> None:
     hand-written one (every tensor's shape must agree on the way), give the same outputs."""
     compiled = small(name)
     generated, hand = to_torch(compiled).eval(), HAND[name]().eval()
-    theirs = list(hand.state_dict().items())
     ours = [(k, v) for k, v in generated.state_dict().items() if "num_batches" not in k]
-    theirs = [(k, v) for k, v in theirs if "num_batches" not in k]
-    assert [tuple(v.shape) for _, v in ours] == [tuple(v.shape) for _, v in theirs]
+    theirs = [v for k, v in hand.state_dict().items() if "num_batches" not in k]
+    assert [tuple(v.shape) for _, v in ours] == [tuple(v.shape) for v in theirs]
     torch.manual_seed(0)
     with torch.no_grad():
-        for (_, mine), (_, other) in zip(ours, theirs, strict=True):
-            if mine.is_floating_point() and mine.dim() == 1 and "running_var" not in _:
+        for (key, mine), other in zip(ours, theirs, strict=True):
+            if mine.dim() == 1 and not key.endswith("running_var"):
                 mine.uniform_(-0.5, 0.5)  # batchnorm's ones and zeros would hide a swap
             other.copy_(mine)
         x = torch.rand(2, *(int(d) for d in compiled.graph.inputs[0].shape))
@@ -108,9 +107,9 @@ def test_unet_maps_572_to_388() -> None:
 
 @pytest.mark.parametrize("name", ["efficientnet_b0.net", "se_resnet.net"])
 def test_squeeze_excitation_broadcasts_a_gate(name: str) -> None:
-    """Every `mul` of the SE blocks multiplies CxHxW maps by a Cx1x1 gate."""
+    """Each of the 16 blocks' `mul` multiplies CxHxW maps by a Cx1x1 gate."""
     muls = [layer for layer in netspec.compile(SPECS / name).layers if layer.op == "mul"]
-    assert len(muls) == {"efficientnet_b0.net": 16, "se_resnet.net": 16}[name]
+    assert len(muls) == 16
     for layer in muls:
         maps, gate = layer.in_shapes if layer.in_shapes[1][1:] == (1, 1) else layer.in_shapes[::-1]
         assert gate == (maps[0], 1, 1) and layer.shape == maps
@@ -136,8 +135,9 @@ def test_run_writes_the_autoencoders_reconstruction_as_an_image(tmp_path: Path) 
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
 def test_the_autoencoder_trains_from_its_spec(tmp_path: Path) -> None:
     """specs/autoencoder.net as written (loss mse, adam), on 8,000 real digits for one epoch:
-    its test loss falls below half of the flat grey image's (MNIST's pixel variance, about
-    0.095), and `netspec run` on a test digit draws a reconstruction closer to it than blank."""
+    its test loss falls below a quarter of the flat grey image's (MNIST's pixel variance,
+    about 0.095), and `netspec run` on a test digit draws a reconstruction closer to it than a
+    blank image is."""
     runs = tmp_path / "runs"
     result = CliRunner().invoke(
         train_cmd,
@@ -148,7 +148,7 @@ def test_the_autoencoder_trains_from_its_spec(tmp_path: Path) -> None:
     assert "reconstructing it" in result.output
     with open(runs / "autoencoder" / "metrics.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
-    assert float(row["test_loss"]) < 0.095 / 2
+    assert float(row["test_loss"]) < 0.095 / 4
     digit, out = runs / "autoencoder" / "samples" / "00.png", tmp_path / "out"
     ran = invoke("run", runs / "autoencoder" / "model.onnx", digit, "--out", out)
     assert ran.exit_code == 0, ran.output
