@@ -280,7 +280,6 @@ class HandSEResNet50(nn.Module):
     def __init__(self, classes: int = 1000) -> None:
         super().__init__()
         self.stem = _conv_bn(3, 64, 7, 2, 1, nn.ReLU())
-        self.stem[0].padding = (3, 3)
         cin, stages = 64, []
         for i, (c, n) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
             blocks = []
