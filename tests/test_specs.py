@@ -259,7 +259,7 @@ def cli_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int
     return results
 
 
-@pytest.mark.slow  # fourteen processes on two cores: about ten seconds in all
+@pytest.mark.slow  # a process per spec, side by side on two cores: ten to twenty seconds
 @pytest.mark.parametrize("name", sorted(TRAINABLE))
 def test_cli_json(name: str, cli_results: dict[str, tuple[int, str, str]]) -> None:
     code, out, err = cli_results[name]
