@@ -35,6 +35,13 @@ def op_arguments(
     kwargs: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     positional = [a for a in stage.args if a.name is None]
+    if opdef.variadic and len(positional) >= len(opdef.positional) > 0:
+        *head, rest = opdef.positional
+        for key, arg in zip(head, positional, strict=False):
+            kwargs[key], spans[key] = ev.value(arg.value), arg.span
+        tail = positional[len(head) :]
+        kwargs[rest], spans[rest] = tuple(ev.value(a.value) for a in tail), tail[0].span
+        positional = []
     if len(positional) > len(opdef.positional):
         names = ", ".join(opdef.positional) or "none"
         raise spec_error(
