@@ -44,6 +44,8 @@ def rf_text(layer: Layer) -> str:
         return "all"
     h, w = (_num(s) for s in layer.rf.size)
     jh, jw = (_num(j) for j in layer.rf.jump)
+    if layer.rf.line:  # a 1-D signal: along its one axis
+        return f"{w} /{jw}"
     size = f"{h}" if h == w else f"{h}x{w}"
     jump = f"{jh}" if jh == jw else f"{jh}x{jw}"
     return f"{size} /{jump}"
@@ -68,17 +70,8 @@ def table(compiled: Compiled) -> Table:
         header_style="bold",
         pad_edge=False,
     )
-    for col, justify in (
-        ("layer", "left"),
-        ("op", "left"),
-        ("output", "left"),
-        ("receptive field", "right"),
-        ("params", "right"),
-        ("MACs", "right"),
-    ):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for layer in compiled.layers:
-        t.add_row(
+    rows = [
+        (
             layer.name,
             layer.op,
             fmt_shape(layer.shape),
@@ -86,6 +79,23 @@ def table(compiled: Compiled) -> Table:
             _params_text(layer),
             _human(layer.macs),
         )
+        for layer in compiled.layers
+    ]
+    for i, (col, justify) in enumerate(
+        (
+            ("layer", "left"),
+            ("op", "left"),
+            ("output", "left"),
+            ("receptive field", "right"),
+            ("params", "right"),
+            ("MACs", "right"),
+        )
+    ):
+        # A narrow console wraps the headers at their spaces; no cell is ever cut.
+        keep = max([len(r[i]) for r in rows] + [len(word) for word in col.split()])
+        t.add_column(col, justify=justify, min_width=keep)  # type: ignore[arg-type]
+    for row in rows:
+        t.add_row(*row)
     return t
 
 
@@ -108,10 +118,10 @@ def _layer_json(layer: Layer) -> dict[str, Any]:
         "name": layer.name,
         "op": layer.op,
         "shape": list(layer.shape),
-        "receptive_field": {
-            "size": [_num(s) for s in layer.rf.size],
-            "jump": [_num(j) for j in layer.rf.jump],
-            "start": [_num(s) for s in layer.rf.start],
+        "receptive_field": {  # along (H, W), or along L alone for a 1-D signal
+            "size": [_num(layer.rf.size[i]) for i in layer.rf.axes],
+            "jump": [_num(layer.rf.jump[i]) for i in layer.rf.axes],
+            "start": [_num(layer.rf.start[i]) for i in layer.rf.axes],
             "whole_input": layer.rf.whole,
         },
         "params": layer.params,

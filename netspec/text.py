@@ -2,6 +2,8 @@
 
 >>> fmt_shape((1, 28, 28))
 '1x28x28'
+>>> fmt_shape((8, "H-2", "W-2"))
+'8x(H-2)x(W-2)'
 >>> first_line(ValueError("bad value\\nmore detail"))
 'bad value'
 >>> first_line(KeyError())
@@ -20,8 +22,18 @@ UNBOUND_SIZE = 32
 
 
 def fmt_shape(shape: Iterable[object]) -> str:
-    """A per-sample shape as the spec writes it: `16x5x5`."""
-    return "x".join(str(d) for d in shape)
+    """A per-sample shape as the spec writes it: `16x5x5`; a symbolic size that is more
+    than a name is parenthesized, so that its `x` and its arithmetic do not run together.
+
+    >>> fmt_shape((32, "(H-1)//2+1", "W"))
+    '32x((H-1)//2+1)xW'
+    """
+    return "x".join(_dim(d) for d in shape)
+
+
+def _dim(d: object) -> str:
+    text = str(d)
+    return text if text.isidentifier() or text.isdigit() else f"({text})"
 
 
 def first_line(e: BaseException) -> str:

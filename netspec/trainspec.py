@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from netspec.data.registry import DATASETS
 from netspec.diagnostics import (
     Collector,
     Diagnostic,
@@ -218,9 +219,25 @@ def _refuse_flags(
             raise UsageError(f"{flags[loc]}: {' '.join(loc)} must be {requirement(errs)}")
 
 
+def _unknown_dataset(train: ast.Train) -> Diagnostic:
+    diag = Diagnostic(
+        "E506",
+        f"netspec cannot load a dataset called '{train.dataset}'",
+        train.dataset_span,
+        hint=did_you_mean(train.dataset, DATASETS)
+        or "netspec loads the datasets below; for other images, name their format "
+        "(idx, folders or npz) and pass --data PATH",
+    )
+    for d in DATASETS.values():
+        diag = diag.with_note(f"{d.name}: {d.summary}")
+    return diag
+
+
 def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Validate a train section (with --set overrides applied) into a TrainConfig."""
     errors = Collector()
+    if train.dataset not in DATASETS:
+        errors.add(_unknown_dataset(train))
     data: dict[str, Any] = {"network": train.network, "dataset": train.dataset}
     spans: dict[tuple[str, ...], Span] = {}
     for op in train.settings:

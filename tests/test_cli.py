@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 import netspec
 from cli import main
+from netspec.text import fmt_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 LENET5 = ROOT / "specs" / "lenet5.net"
@@ -334,3 +335,47 @@ def test_ctrl_c_during_start_up_exits_130(tmp_path: Path, marker: str) -> None:
     assert code == 130, rest[-2000:]
     assert "error: interrupted" in rest
     assert "Traceback" not in rest and "Aborted!" not in rest
+
+
+LONG_NAMES = """\
+block a_block_with_a_rather_long_name(c) {
+    conv c 3x3 stride=2 as the_convolution_of_this_block | relu
+}
+
+network narrow(image: 1xHxW) {
+    a_block_with_a_rather_long_name(16) as the_first_stage_of_the_network
+    a_block_with_a_rather_long_name(32) as the_second_stage_of_the_network
+}
+"""
+
+
+def _table(spec: Path, *flags: str) -> list[str]:
+    env = {**os.environ, "COLUMNS": "50"}
+    result = subprocess.run(
+        [sys.executable, "-m", "netspec", "compile", str(spec), *flags],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("flags", [(), ("--wide",)], ids=["narrow", "wide"])
+def test_names_and_symbolic_shapes_print_whole(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """In a 50-column console names are never cut mid-word and symbolic sizes print in
+    parentheses; with --wide each layer is one line."""
+    spec = tmp_path / "narrow.net"
+    spec.write_text(LONG_NAMES, encoding="utf-8")
+    compiled = netspec.compile(spec)
+    lines = _table(spec, *flags)
+    text = "\n".join(lines)
+    assert "…" not in text
+    assert "16x((H-3)//2+1)x((W-3)//2+1)" in text
+    for layer in compiled.layers:
+        assert layer.name in text
+        if flags:
+            (row,) = [line for line in lines if line.startswith(layer.name + " ")]
+            assert row.split()[2] == fmt_shape(layer.shape)

@@ -30,7 +30,7 @@ QUIET = {"log": lambda _: None}
 
 # Specs small enough to export and verify in a second or two each.
 FAST = ["lenet.net", "lenet5.net", "local.net", "siamese.net", "filters.net", "ciresan2010.net",
-        "mnist_deform.net"]  # fmt: skip
+        "mnist_deform.net", "signal1d.net"]  # fmt: skip
 # 224x224 inputs and millions of weights: 2 to 30 s each to export and verify here (vgg16,
 # 138M weights, the longest; about a minute when the machine is busy).
 LARGE = ["resnet18.net", "googlenet.net", "densenet121.net", "resnet50.net", "zfnet.net",
@@ -191,12 +191,17 @@ def test_a_path_may_be_a_string(tmp_path: Path) -> None:
     assert report.path == out and out.is_file()
 
 
+# Six fixed [2e9 -2e9] kernels overflow float32 to +-inf; the dense stage then adds both signs.
+OVERFLOW_TO_NAN = (
+    "kernel k = [2000000000 -2000000000]\n"
+    "network n(x: 1x8x8) {\n    repeat 6 conv fixed=[k]\n    dense 3\n}\n"
+)
+
+
 def test_nan_output_fails_verification_by_name(tmp_path: Path) -> None:
-    """lppool with p=3 takes cube roots of negative sums: NaN in PyTorch and ONNX Runtime,
-    which compare as 'max abs err 0' unless NaN is looked for."""
-    compiled = netspec.compile(
-        "network n(x: 1x8x8) {\n    conv 2 3x3 | lppool 2x2 p=3 | dense 3\n}\n"
-    )
+    """Fixed kernels that overflow float32 to +inf and -inf, then add them: NaN in PyTorch and
+    ONNX Runtime, which compare as 'max abs err 0' unless NaN is looked for."""
+    compiled = netspec.compile(OVERFLOW_TO_NAN)
     out = tmp_path / "m.onnx"
     lines: list[str] = []
     with pytest.raises(ExportError, match=r"PyTorch.s output has [0-9]+ NaN") as caught:
@@ -208,7 +213,7 @@ def test_nan_output_fails_verification_by_name(tmp_path: Path) -> None:
 
 def test_compile_output_reports_export_errors(tmp_path: Path) -> None:
     spec = tmp_path / "lp.net"
-    spec.write_text("network n(x: 1x8x8) {\n    conv 2 3x3 | lppool 2x2 p=3 | dense 3\n}\n")
+    spec.write_text(OVERFLOW_TO_NAN)
     result = invoke("compile", spec, "-o", tmp_path / "lp.onnx")
     assert result.exit_code == 1 and "NaN" in result.output
     spec.write_text("network n(x: 1x8x8) {\n    conv 2 3x3 | lppool 2x2 p=0 | dense 3\n}\n")

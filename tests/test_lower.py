@@ -113,9 +113,9 @@ OP_SNIPPETS = {
     "dense": "dense 5",
     "rbf": "dense 84 | rbf 10",
     "flatten": "flatten",
-    "maxpool": "maxpool 3x3 stride=2 pad=1 ceil=true",
-    "avgpool": "avgpool 2x2",
-    "lppool": "relu | lppool 2x2 p=3",  # after relu: a cube root of a negative sum is NaN
+    "maxpool": "maxpool 3x3 stride=2 pad=1 ceil=true dilation=2",
+    "avgpool": "avgpool to 4x2",
+    "lppool": "lppool 2x2 p=3",
     "subsample": "subsample 2x2",
     "batchnorm": "batchnorm eps=0.001 momentum=0.2",
     "lrn": "lrn size=3",
@@ -133,6 +133,12 @@ OP_SNIPPETS = {
     "concat": "concat {\n relu\n conv 2 1x1\n}",
     "distance": "distance {\n relu\n conv 3 1x1\n}",
     "project": "project(6, 2)",
+    # ---- shape, pools
+    "reshape": "conv 4 3x3 pad=1 | reshape 16x-1x4",
+    "permute": "permute 1 2 0",
+    "channel_shuffle": "conv 4 1x1 | channel_shuffle 2",
+    "pad": "pad 1 2 3 4 mode=reflect",
+    "crop": "crop 5x4",
 }
 
 

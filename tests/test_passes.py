@@ -101,8 +101,8 @@ def test_lints_are_a_tuple_of_rules_with_one_code_each() -> None:
 
 def test_many_unused_results_stay_warnings() -> None:
     names = [f"r{i}" for i in range(30)]
-    body = "\n    ".join(f"{n} = relu" for n in names)
-    body += f"\n    repeat 0 concat({', '.join(names)})\n    output x"  # read 0 times
+    body = "\n    ".join(f"{n} = x | relu" for n in names)  # each reads x, none is read
+    body += "\n    output x"
     compiled = netspec.compile(NET.format(body))
     assert {d.code for d in compiled.warnings} == {"W301"}
     assert len(compiled.warnings) == 30

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from netspec.cli.console import echo, out_console, parse_set, say, show_diagnostics, stdout
 from netspec.cli.options import command, limit_options, network_option, sets_option
@@ -48,6 +50,11 @@ def load(
     help="also export the (untrained) network to this ONNX file",
 )
 @click.option(
+    "--wide",
+    is_flag=True,
+    help="print the table at its full width, never cutting a name or shape to fit",
+)
+@click.option(
     "--allow-outside", is_flag=True, help="let `use` read files outside the spec's directory"
 )
 @limit_options
@@ -58,6 +65,7 @@ def compile_cmd(
     sets: tuple[str, ...],
     emit: str,
     output: Path | None,
+    wide: bool,
     allow_outside: bool,
     **limits: int,
 ) -> None:
@@ -74,10 +82,20 @@ def compile_cmd(
     else:
         from netspec.report import table, totals_text
 
-        out_console.print(table(compiled))
+        _print_table(table(compiled), wide)
         out_console.print()
         out_console.print(totals_text(compiled), markup=False)
     if output is not None:
         from netspec.export.onnx_export import export_compiled
 
         export_compiled(compiled, output, log=say)
+
+
+def _print_table(t: Table, wide: bool) -> None:
+    """The layer table at the console's width (names and shapes are kept whole; headers
+    and numbers wrap first), or with `--wide` at its own full width, one line per row."""
+    if wide:
+        full = Console(width=1 << 16).measure(t).maximum
+        Console(file=stdout, highlight=False, emoji=False, width=full).print(t)
+    else:
+        out_console.print(t)

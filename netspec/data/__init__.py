@@ -1,14 +1,36 @@
 """Datasets as numpy arrays: IDX files, MNIST (fetched, verified, cached), .npz, image folders.
 
-This layer imports numpy but never torch, so checking a spec stays light.
+This layer imports numpy but never torch, so checking a spec stays light;
+`netspec.data.registry` (the names a train section may give) imports neither.
 """
 
 from __future__ import annotations
 
-from netspec.data.folders import ImageFolder, LabeledArrays, load_image_folder, load_npz
-from netspec.data.idx import IdxPair, load_idx_pair, read_idx, write_idx
-from netspec.data.mnist import DEFAULT_MIRRORS, MnistData, default_cache_dir, load_mnist
-from netspec.errors import DataError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from netspec.data.folders import ImageFolder, LabeledArrays, load_image_folder, load_npz
+    from netspec.data.idx import IdxPair, load_idx_pair, read_idx, write_idx
+    from netspec.data.mnist import DEFAULT_MIRRORS, MnistData, default_cache_dir, load_mnist
+    from netspec.errors import DataError
+
+# Names load on first use (PEP 562), so that `netspec.data.registry` imports no numpy.
+_HOME = {
+    "ImageFolder": "netspec.data.folders",
+    "LabeledArrays": "netspec.data.folders",
+    "load_image_folder": "netspec.data.folders",
+    "load_npz": "netspec.data.folders",
+    "IdxPair": "netspec.data.idx",
+    "load_idx_pair": "netspec.data.idx",
+    "read_idx": "netspec.data.idx",
+    "write_idx": "netspec.data.idx",
+    "DEFAULT_MIRRORS": "netspec.data.mnist",
+    "MnistData": "netspec.data.mnist",
+    "default_cache_dir": "netspec.data.mnist",
+    "load_mnist": "netspec.data.mnist",
+    "DataError": "netspec.errors",
+}
 
 __all__ = [
     "DEFAULT_MIRRORS",
@@ -25,3 +47,12 @@ __all__ = [
     "read_idx",
     "write_idx",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'netspec.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -19,12 +19,16 @@ from torch import nn
 from netspec.ir import Shape
 from netspec.lower.layers import (
     Add,
+    CenterCrop,
+    ChannelShuffle,
     Concat,
     Distance,
     EuclideanRBF,
     FixedConv2d,
     GlobalLPPool2d,
     LocallyConnected2d,
+    LPPool,
+    Permute,
     ScaledTanh,
     Subsample2d,
     TableConv2d,
@@ -43,6 +47,7 @@ from netspec.ops.pointwise import (
     project_is_identity,
 )
 from netspec.ops.registry import numel
+from netspec.ops.shape import ChannelShuffleParams, CropParams, PadParams, PermuteParams, crop_box
 from netspec.ops.spatial import ConvParams, LocalParams, LpPoolParams, PoolParams, SubsampleParams
 
 
@@ -107,6 +112,8 @@ def _opts(**given: tuple[Any, Any]) -> tuple[tuple[str, Any], ...]:
 
 def _conv(p: ConvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     cin = int(ins[0][0])
+    if len(ins[0]) == 2:
+        return _conv1d(p, cin)
     stride, padding, dilation = _one(p.stride), _padding(p.pads()), _one(p.dilation)
     geometry = {"stride": (stride, 1), "padding": (padding, 0), "dilation": (dilation, 1)}
     if p.fixed is not None:
@@ -120,6 +127,19 @@ def _conv(p: ConvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
         return Lowered(Call(TableConv2d, args, _opts(**geometry, **bias)), p.init)
     opts = _opts(**geometry, groups=(p.groups, 1), **bias)
     return Lowered(Call(nn.Conv2d, (cin, p.channels, kernel), opts), p.init)
+
+
+def _conv1d(p: ConvParams, cin: int) -> Lowered:
+    """A convolution along a signal: every size is its W entry (the shape rule checked them)."""
+    assert p.channels is not None and p.kernel is not None
+    opts = _opts(
+        stride=(p.stride[1], 1),
+        padding=(p.pads()[1][0], 0),
+        dilation=(p.dilation[1], 1),
+        groups=(p.groups, 1),
+        bias=(p.bias, True),
+    )
+    return Lowered(Call(nn.Conv1d, (cin, p.channels, p.kernel[1]), opts), p.init)
 
 
 def _local(p: LocalParams, ins: Sequence[Shape], out: Shape) -> Lowered:
@@ -159,16 +179,37 @@ def _rbf(p: RbfParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(EuclideanRBF, (n, prototypes)), flatten=flatten)
 
 
-def _pool(kind: str) -> Builder:
-    window = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}[kind]
-    adaptive = {"maxpool": nn.AdaptiveMaxPool2d, "avgpool": nn.AdaptiveAvgPool2d}[kind]
+_POOLS: dict[tuple[str, int], tuple[type[nn.Module], type[nn.Module]]] = {
+    ("maxpool", 2): (nn.MaxPool2d, nn.AdaptiveMaxPool2d),
+    ("avgpool", 2): (nn.AvgPool2d, nn.AdaptiveAvgPool2d),
+    ("maxpool", 1): (nn.MaxPool1d, nn.AdaptiveMaxPool1d),
+    ("avgpool", 1): (nn.AvgPool1d, nn.AdaptiveAvgPool1d),
+}
 
+
+def _axes(pair: tuple[int, int], dims: int) -> int | tuple[int, int]:
+    """A size as PyTorch's 2-D (`3` or `(3, 5)`) or 1-D (the W entry) layers take it."""
+    return _one(pair) if dims == 2 else pair[1]
+
+
+def _pool(kind: str) -> Builder:
     def build(p: PoolParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+        dims = len(ins[0]) - 1
+        window, adaptive = _POOLS[(kind, dims)]
         if p.kernel == "global":
             return Lowered(Call(adaptive, (1,)))
-        kernel = _one(p.kernel)
-        stride, padding = _one(p.strides), _padding(p.pads())
-        opts = _opts(stride=(stride, kernel), padding=(padding, 0), ceil_mode=(p.ceil, False))
+        to = p.output_size()
+        if to is not None:
+            return Lowered(Call(adaptive, (_axes(to, dims),)))
+        kernel = _axes(p.window, dims)
+        (top, _), (left, _) = p.pads()
+        padding = _one((top, left)) if dims == 2 else left
+        opts = _opts(
+            stride=(_axes(p.strides, dims), kernel),
+            padding=(padding, 0),
+            dilation=(_axes(p.dilations(), dims), 1),
+            ceil_mode=(p.ceil, False),
+        )
         return Lowered(Call(window, (kernel,), opts))
 
     return build
@@ -177,13 +218,17 @@ def _pool(kind: str) -> Builder:
 def _lppool(p: LpPoolParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     if p.kernel == "global":
         return Lowered(Call(GlobalLPPool2d, (p.p,)))
-    kernel = _one(p.kernel)
-    opts = _opts(stride=(_one(p.strides), kernel), ceil_mode=(p.ceil, False))
-    pool = Call(nn.LPPool2d, (p.p, kernel), opts)
+    dims = len(ins[0]) - 1
     (top, bottom), (left, right) = p.pads()
-    if top == bottom == left == right == 0:
-        return Lowered(pool)
-    return Lowered(Call(nn.Sequential, (Call(nn.ZeroPad2d, ((left, right, top, bottom),)), pool)))
+    padding = (left, right, top, bottom) if dims == 2 else (left, right)
+    kernel = _axes(p.window, dims)
+    opts = _opts(
+        stride=(_axes(p.strides, dims), kernel),
+        padding=(padding if any(padding) else (), ()),
+        ceil_mode=(p.ceil, False),
+        dims=(dims, 2),
+    )
+    return Lowered(Call(LPPool, (p.p, kernel), opts))
 
 
 def _subsample(p: SubsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
@@ -241,6 +286,48 @@ def _elu(p: EluParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(nn.ELU, (), _opts(alpha=(p.alpha, 1.0))))
 
 
+# ---- shape
+
+
+def _reshape(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+    """Flatten each sample, then unflatten it to the inferred shape (ONNX Reshape)."""
+    sizes = tuple(int(d) for d in out)
+    if len(sizes) == 1:
+        return Lowered(Call(nn.Flatten))
+    return Lowered(Call(nn.Unflatten, (1, sizes)), flatten=len(ins[0]) != 1)
+
+
+def _permute(p: PermuteParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    dims = ", ".join(str(i + 1) for i in p.order)
+    return Lowered(Call(Permute, (p.order,)), inline=lambda xs: f"{xs[0]}.permute(0, {dims})")
+
+
+def _channel_shuffle(p: ChannelShuffleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(ChannelShuffle, (p.groups,)))
+
+
+_PADS = {
+    ("constant", 2): nn.ConstantPad2d,
+    ("reflect", 2): nn.ReflectionPad2d,
+    ("replicate", 2): nn.ReplicationPad2d,
+    ("constant", 1): nn.ConstantPad1d,
+    ("reflect", 1): nn.ReflectionPad1d,
+    ("replicate", 1): nn.ReplicationPad1d,
+}
+
+
+def _pad(p: PadParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    """PyTorch's padding order: last axis first, (left, right, top, bottom)."""
+    axes = len(ins[0]) - 1
+    widths = tuple(w for side in reversed(p.sides(axes)) for w in side)
+    args: tuple[Any, ...] = (widths,) if p.mode != "constant" else (widths, p.value)
+    return Lowered(Call(_PADS[(p.mode, axes)], args))
+
+
+def _crop(p: CropParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(CenterCrop, crop_box(p, ins[0])))
+
+
 BUILDERS: dict[str, Builder] = {
     "conv": _conv,
     "local": _local,
@@ -267,4 +354,10 @@ BUILDERS: dict[str, Builder] = {
     "concat": _merge(Concat, lambda xs: f"torch.cat([{', '.join(xs)}], 1)"),
     "distance": _merge(Distance, lambda xs: f"({xs[0]} - {xs[1]}).abs()"),
     "project": _project,
+    # ---- shape
+    "reshape": _reshape,
+    "permute": _permute,
+    "channel_shuffle": _channel_shuffle,
+    "pad": _pad,
+    "crop": _crop,
 }

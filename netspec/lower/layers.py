@@ -390,18 +390,48 @@ class FixedConv2d(nn.Module):
 
 
 class GlobalLPPool2d(nn.Module):
-    """Power-average pooling of each whole map to one value: ``(sum x^p)^(1/p)``, any size."""
+    """Power-average pooling of each whole map (or signal) to one value: ``(sum |x|^p)^(1/p)``."""
 
     def __init__(self, norm_type: float = 2.0) -> None:
         super().__init__()
         self.norm_type = norm_type
 
     def forward(self, x: Tensor) -> Tensor:
-        p = self.norm_type
-        return x.pow(p).sum((2, 3), keepdim=True).pow(1.0 / p)  # (B, C, 1, 1)
+        p, axes = self.norm_type, tuple(range(2, x.dim()))
+        return x.abs().pow(p).sum(axes, keepdim=True).pow(1.0 / p)  # (B, C, 1, 1) or (B, C, 1)
+
+
+class LPPool(nn.Module):
+    """Power-average pooling over each window, ``(sum |x|^p)^(1/p)``, as ONNX's LpPool.
+
+    ``nn.LPPool2d`` raises x to the power p without the absolute value, so an odd p gives
+    NaN wherever a window's sum is negative; here the absolute value comes first. Zero
+    padding adds nothing to a sum. ``dims`` is 2 for feature maps, 1 for a signal.
+    """
+
+    def __init__(
+        self,
+        norm_type: float,
+        kernel: Pair,
+        stride: Pair | None = None,
+        padding: tuple[int, ...] = (),
+        ceil_mode: bool = False,
+        dims: int = 2,
+    ) -> None:
+        super().__init__()
+        self.norm_type, self.kernel, self.stride = norm_type, kernel, stride
+        self.padding, self.ceil_mode, self.dims = padding, ceil_mode, dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x.abs(), self.padding) if self.padding else x.abs()  # |x|: odd p stays real
+        pool = F.lp_pool2d if self.dims == 2 else F.lp_pool1d
+        return pool(x, self.norm_type, self.kernel, self.stride, self.ceil_mode)  # type: ignore[arg-type]
 
     def extra_repr(self) -> str:
-        return f"norm_type={self.norm_type}"
+        return (
+            f"norm_type={self.norm_type}, kernel={self.kernel}, stride={self.stride}, "
+            f"padding={self.padding}, ceil_mode={self.ceil_mode}, dims={self.dims}"
+        )
 
 
 # ---- merges: modules so that hooks, names and spans cover them like any other layer ----------
@@ -428,3 +458,56 @@ class Distance(nn.Module):
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return (a - b).abs()
+
+
+# ---- shape: moving values without computing on them ------------------------------------------
+
+
+class Permute(nn.Module):
+    """Reorders each sample's axes: output axis i is input axis ``order[i]`` (batch stays 0)."""
+
+    def __init__(self, order: tuple[int, ...]) -> None:
+        super().__init__()
+        self.order = tuple(order)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, *(i + 1 for i in self.order))
+
+    def extra_repr(self) -> str:
+        return f"order={self.order}"
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's shuffle: maps as ``groups`` groups of C/groups, interleaved.
+
+    Written as reshape, transpose, reshape (ONNX Reshape and Transpose), for feature maps
+    and for signals alike.
+    """
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, *rest = x.shape
+        x = x.reshape(b, self.groups, c // self.groups, *rest)  # (B, G, C/G, ...)
+        return x.transpose(1, 2).reshape(b, c, *rest)  # (B, C, ...): map g*C/G+i -> i*G+g
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class CenterCrop(nn.Module):
+    """Keeps ``sizes`` units from ``offsets`` on along each spatial axis (ONNX Slice)."""
+
+    def __init__(self, offsets: tuple[int, ...], sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.offsets, self.sizes = tuple(offsets), tuple(sizes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for axis, (start, size) in enumerate(zip(self.offsets, self.sizes, strict=True), 2):
+            x = x.narrow(axis, start, size)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"offsets={self.offsets}, sizes={self.sizes}"

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from netspec.ops import pointwise, spatial
+from netspec.ops import pointwise, shape, spatial
 from netspec.ops.registry import (
     REGISTRY,
     RF,
@@ -27,5 +27,6 @@ __all__ = [
     "channels_last_helps",
     "merge_names",
     "pointwise",
+    "shape",
     "spatial",
 ]

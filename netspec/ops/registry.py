@@ -29,7 +29,7 @@ A new operation touches two files, plus its documentation and tests:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
@@ -45,12 +45,21 @@ class ShapeError(NetspecError):
 
 @dataclass(frozen=True)
 class RF:
-    """Receptive field along (H, W): size, jump (stride product) and centre of the first unit."""
+    """Receptive field along (H, W): size, jump (stride product) and centre of the first unit.
+
+    A 1-D signal (C x L) keeps its one axis in the W slot and `line` set; H stays 1.
+    """
 
     size: tuple[float, float] = (1, 1)
     jump: tuple[float, float] = (1, 1)
     start: tuple[float, float] = (0.5, 0.5)
-    whole: bool = False  # sees the whole input (dense layers, global pooling)
+    whole: bool = False  # sees the whole input (dense layers, global pooling, reshapes)
+    line: bool = False  # the network's input is a 1-D signal: only the W slot moves
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        """The slots a window moves along: (1,) for a signal, (0, 1) for feature maps."""
+        return (1,) if self.line else (0, 1)
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ OutputMeaning = Literal["logits", "probabilities", "rbf_distances", "sigmoid", "
 
 ShapeRule = Callable[[Any, Sequence[Shape]], Shape]
 RFRule = Callable[[Any, Sequence[RF]], RF]
+# A receptive-field rule that needs the input shapes too (a crop's offset, adaptive windows).
+SizedRFRule = Callable[[Any, Sequence[RF], Sequence[Shape]], RF]
 CostRule = Callable[[Any, Sequence[Shape], Shape], Cost]
 
 
@@ -87,12 +98,18 @@ class OpDef:
     shape: ShapeRule
     doc: str
     positional: tuple[str, ...] = ()
+    variadic: bool = False  # the last positional parameter takes every remaining value
     arity: int | None = 1  # number of inputs; None for merges (two or more)
     rf: RFRule = _rf_same
+    sized_rf: SizedRFRule | None = None  # replaces `rf` where the rule needs input shapes
     cost: CostRule = _no_cost
     weighted: bool = False  # has trainable parameters that `tie=` may share
     output: OutputMeaning = "logits"  # what the network's output means when this op is last
     channels_last: bool = False  # a convolution-like op: CUDA training lays its input NHWC
+
+    def receptive_field(self, p: Any, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
+        """The node's receptive field from its inputs' (and, where needed, their shapes)."""
+        return self.rf(p, rfs) if self.sized_rf is None else self.sized_rf(p, rfs, ins)
 
     @property
     def merges(self) -> bool:
@@ -215,11 +232,53 @@ def resolve_pad(
 
 def spatial(shape: Shape, op: str) -> tuple[Dim, Dim, Dim]:
     if len(shape) != 3:
+        hint = (
+            f"{op} works on 2-D feature maps only; a 1-D signal takes conv, the pools, "
+            "pad, crop and the pointwise operations"
+            if len(shape) == 2
+            else "a dense stage flattens; spatial operations must come before it"
+        )
+        raise ShapeError(f"{op} needs feature maps (C x H x W), got {fmt_shape(shape)}", hint=hint)
+    return shape[0], shape[1], shape[2]
+
+
+def maps_or_signal(shape: Shape, op: str) -> tuple[Dim, tuple[Dim, ...]]:
+    """(channels, spatial sizes) of C x H x W feature maps or of a 1-D signal C x L."""
+    if len(shape) not in (2, 3):
         raise ShapeError(
-            f"{op} needs feature maps (C x H x W), got {fmt_shape(shape)}",
+            f"{op} needs feature maps (C x H x W) or a signal (C x L), got {fmt_shape(shape)}",
             hint="a dense stage flattens; spatial operations must come before it",
         )
-    return shape[0], shape[1], shape[2]
+    return shape[0], tuple(shape[1:])
+
+
+def one_number(pair: tuple[int, int], what: str) -> int:
+    """A 1-D signal's kernel, stride or dilation: one number (`7`, or a square `7x7`)."""
+    if pair[0] != pair[1]:
+        raise ShapeError(
+            f"on a 1-D signal (C x L) the {what} is one number, got {pair[0]}x{pair[1]}",
+            hint=f"write the {what} along the signal alone, e.g. {pair[1]}",
+        )
+    return pair[1]
+
+
+def window_sizes(
+    dims: tuple[Dim, ...],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    dilation: tuple[int, int] = (1, 1),
+    ceil: bool = False,
+) -> tuple[Dim, ...]:
+    """Output sizes of a window sliding over (H, W), or over a signal's one axis (L)."""
+    if len(dims) == 1:
+        one_number(kernel, "kernel")
+        one_number(stride, "stride")
+        one_number(dilation, "dilation")
+        return (window_out(dims[0], kernel[1], stride[1], pads[1], dilation[1], ceil),)
+    return tuple(
+        window_out(dims[i], kernel[i], stride[i], pads[i], dilation[i], ceil) for i in range(2)
+    )
 
 
 def window_rf(
@@ -232,23 +291,24 @@ def window_rf(
     """The classic recurrence: r += (k-1)·d·j; start += ((k-1)·d/2 - pad)·j; j *= s."""
     if rf.whole:
         return rf
-    size = tuple(rf.size[i] + (kernel[i] - 1) * dilation[i] * rf.jump[i] for i in range(2))
-    start = tuple(
-        rf.start[i] + ((kernel[i] - 1) * dilation[i] / 2 - pad[i][0]) * rf.jump[i] for i in range(2)
-    )
-    jump = tuple(rf.jump[i] * stride[i] for i in range(2))
-    return RF(size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+    size, jump, start = list(rf.size), list(rf.jump), list(rf.start)
+    for i in rf.axes:
+        reach = (kernel[i] - 1) * dilation[i]
+        size[i] += reach * rf.jump[i]
+        start[i] += (reach / 2 - pad[i][0]) * rf.jump[i]
+        jump[i] *= stride[i]
+    return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
 
 
 def rf_whole(p: Any, rfs: Sequence[RF]) -> RF:
-    return RF(size=rfs[0].size, jump=rfs[0].jump, start=rfs[0].start, whole=True)
+    return replace(rfs[0], whole=True)
 
 
 def rf_merge(p: Any, rfs: Sequence[RF]) -> RF:
     if any(r.whole for r in rfs):
         return next(r for r in rfs if r.whole)
     size = (max(r.size[0] for r in rfs), max(r.size[1] for r in rfs))
-    return RF(size=size, jump=rfs[0].jump, start=rfs[0].start)
+    return replace(rfs[0], size=size)
 
 
 def macs_of(out: Shape, per_output: int) -> int | None:

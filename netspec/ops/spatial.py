@@ -1,5 +1,10 @@
 """Operations with a local receptive field: convolution (shared weights), locally
-connected layers (unshared), pooling and LeNet's trainable subsampling."""
+connected layers (unshared), pooling and LeNet's trainable subsampling.
+
+Convolution and the pools also slide along a 1-D signal (C x L): there a kernel, stride,
+pad and dilation are one number (`conv 16 7`), the window moves along L, and the
+receptive field is reported along that one axis.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from netspec.ir import OpParams, Shape
+from netspec.ir import Dim, OpParams, Shape
 from netspec.ops.registry import (
     RF,
     Cost,
@@ -20,12 +25,16 @@ from netspec.ops.registry import (
     Pos,
     ShapeError,
     macs_of,
+    maps_or_signal,
     register,
     resolve_pad,
+    rf_whole,
     spatial,
     window_out,
     window_rf,
+    window_sizes,
 )
+from netspec.text import fmt_shape
 
 
 class ConvParams(OpParams):
@@ -89,22 +98,17 @@ def _check_table(p: ConvParams, cin: int) -> None:
             raise ShapeError(f"row {row} of the connection table repeats an input map")
 
 
-def _window_hw(p: ConvParams, shape: Shape, op: str) -> tuple[int | str, int | str]:
-    _, h, w = spatial(shape, op)
-    (ph, pw), k = p.pads(), p.kernel_size
-    return (
-        window_out(h, k[0], p.stride[0], ph, p.dilation[0]),
-        window_out(w, k[1], p.stride[1], pw, p.dilation[1]),
-    )
-
-
 def _conv_shape(p: ConvParams, ins: Sequence[Shape]) -> Shape:
-    cin = ins[0][0] if ins[0] else 0
+    cin, dims = maps_or_signal(ins[0], "conv")
     if not isinstance(cin, int):
         raise ShapeError("the number of input feature maps must be a number")
-    h, w = _window_hw(p, ins[0], "conv")
+    if len(dims) == 1 and (p.fixed is not None or p.connect is not None):
+        raise ShapeError(
+            "fixed= kernels and connect= tables need 2-D feature maps, not a 1-D signal"
+        )
+    hw = window_sizes(dims, p.kernel_size, p.stride, p.pads(), p.dilation)
     if p.fixed is not None:
-        return (cin * len(p.fixed), h, w)
+        return (cin * len(p.fixed), *hw)
     assert p.channels is not None
     if p.connect is not None:
         _check_table(p, cin)
@@ -113,7 +117,7 @@ def _conv_shape(p: ConvParams, ins: Sequence[Shape]) -> Shape:
             f"groups={p.groups} must divide both the input maps ({cin}) and the output "
             f"maps ({p.channels})"
         )
-    return (p.channels, h, w)
+    return (p.channels, *hw)
 
 
 def _conv_rf(p: ConvParams, rfs: Sequence[RF]) -> RF:
@@ -121,7 +125,7 @@ def _conv_rf(p: ConvParams, rfs: Sequence[RF]) -> RF:
 
 
 def _conv_cost(p: ConvParams, ins: Sequence[Shape], out: Shape) -> Cost:
-    kh, kw = p.kernel_size
+    kh, kw = p.kernel_size if len(ins[0]) == 3 else (1, p.kernel_size[1])
     cin = int(ins[0][0])
     if p.fixed is not None:
         return Cost(fixed=len(p.fixed) * kh * kw, macs=macs_of(out, kh * kw))
@@ -205,56 +209,149 @@ register(
 
 
 class PoolParams(OpParams):
+    """A window (`lppool 2x2`) or `global`."""
+
     kernel: Pair | Literal["global"]
     stride: Pair | None = None
     pad: Padding = (0, 0)
     ceil: bool = False
 
     @property
+    def window(self) -> tuple[int, int]:
+        assert isinstance(self.kernel, tuple)
+        return self.kernel
+
+    @property
     def strides(self) -> tuple[int, int]:
-        assert self.kernel != "global"
-        return self.stride or self.kernel
+        return self.stride or self.window
+
+    def dilations(self) -> tuple[int, int]:
+        return (1, 1)
+
+    def output_size(self) -> tuple[int, int] | None:
+        """The size pooled `to` (adaptive pooling); None for a window or `global`."""
+        return None
 
     def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        assert self.kernel != "global"
-        return resolve_pad(self.pad, self.kernel, (1, 1), self.strides)
+        return resolve_pad(self.pad, self.window, self.dilations(), self.strides)
+
+
+class AdaptivePoolParams(PoolParams):
+    """A window (`maxpool 2x2`), `global`, or adaptive pooling `to` an output size."""
+
+    kernel: Pair | Literal["global", "to"] | None = None  # type: ignore[assignment]
+    to: Pair | None = None  # adaptive pooling: the output size (`avgpool to 7x7`)
+
+    @model_validator(mode="after")
+    def _window_or_size(self) -> AdaptivePoolParams:
+        if self.to is not None:
+            if self.kernel not in (None, "to"):
+                raise ValueError(
+                    "pooling takes a window or 'to' an output size, not both: "
+                    "e.g. 'avgpool 2x2' or 'avgpool to 7x7'"
+                )
+            if self.stride is not None or self.pad != (0, 0) or self.ceil:
+                raise ValueError(
+                    "pooling 'to' a size chooses its own windows: leave out stride, pad and ceil"
+                )
+        elif self.kernel is None:
+            raise ValueError("pooling needs a window, 'global' or 'to' a size, e.g. 'maxpool 2x2'")
+        elif self.kernel == "to":
+            raise ValueError("'to' needs the output size, e.g. 'avgpool to 7x7'")
+        return self
+
+    def output_size(self) -> tuple[int, int] | None:
+        return self.to
+
+
+class MaxPoolParams(AdaptivePoolParams):
+    dilation: Pair = (1, 1)
+
+    @model_validator(mode="after")
+    def _dilation_needs_a_window(self) -> MaxPoolParams:
+        if self.dilation != (1, 1) and not isinstance(self.kernel, tuple):
+            raise ValueError("dilation= spaces the taps of a window, e.g. 'maxpool 3x3 dilation=2'")
+        return self
+
+    def dilations(self) -> tuple[int, int]:
+        return self.dilation
+
+
+def _adaptive_sizes(to: tuple[int, int], dims: tuple[Dim, ...]) -> tuple[int, ...]:
+    """The output sizes of pooling `to` a size; each input size must be a multiple of its own."""
+    out = (to[1],) if len(dims) == 1 else to
+    if len(dims) == 1 and to[0] != to[1]:
+        raise ShapeError(
+            f"on a 1-D signal (C x L) the size after 'to' is one number, got {to[0]}x{to[1]}"
+        )
+    if any(isinstance(n, int) and n % m for n, m in zip(dims, out, strict=True)):
+        sizes = [int(n) if isinstance(n, int) else 0 for n in dims]
+        below = [max(n // m, 1) * m for n, m in zip(sizes, out, strict=True)]
+        above = [-(-n // m) * m for n, m in zip(sizes, out, strict=True)]
+        raise ShapeError(
+            f"pooling to {fmt_shape(out)} needs an input size that is a multiple of "
+            f"{fmt_shape(out)}, got {fmt_shape(dims)}",
+            hint=f"crop to {fmt_shape(tuple(below))} or pad to {fmt_shape(tuple(above))} first, "
+            "or pool with a window: windows of unequal size have no standard ONNX form",
+        )
+    return out
 
 
 def _pool_shape(p: PoolParams, ins: Sequence[Shape]) -> Shape:
-    c, h, w = spatial(ins[0], "pooling")
+    c, dims = maps_or_signal(ins[0], "pooling")
     if p.kernel == "global":
-        return (c, 1, 1)
-    (ph, pw), s = p.pads(), p.strides
-    if max(ph) * 2 > p.kernel[0] or max(pw) * 2 > p.kernel[1]:
+        return (c, *(1 for _ in dims))
+    to = p.output_size()
+    if to is not None:
+        return (c, *_adaptive_sizes(to, dims))
+    (ph, pw), k = p.pads(), p.window
+    if max(ph) * 2 > k[0] or max(pw) * 2 > k[1]:
         raise ShapeError("pooling padding must be at most half the window")
-    return (
-        c,
-        window_out(h, p.kernel[0], s[0], ph, ceil=p.ceil),
-        window_out(w, p.kernel[1], s[1], pw, ceil=p.ceil),
-    )
+    return (c, *window_sizes(dims, k, p.strides, (ph, pw), p.dilations(), p.ceil))
 
 
-def _pool_rf(p: PoolParams, rfs: Sequence[RF]) -> RF:
+def _pool_rf(p: PoolParams, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
+    """A window's rule; pooling `to` a size is the window in/out with stride in/out (exact,
+    as the sizes divide); `global`, `to 1x1` and a symbolic input size see the whole input."""
     if p.kernel == "global":
-        return RF(size=rfs[0].size, jump=rfs[0].jump, start=rfs[0].start, whole=True)
-    return window_rf(rfs[0], p.kernel, p.strides, p.pads())
+        return rf_whole(p, rfs)
+    to = p.output_size()
+    if to is not None:
+        dims = ins[0][1:]
+        out = _adaptive_sizes(to, dims)
+        if all(m == 1 for m in out) or not all(isinstance(n, int) for n in dims):
+            return rf_whole(p, rfs)
+        ks = [int(n) // m for n, m in zip(dims, out, strict=True)]
+        k = (ks[0], ks[0]) if len(ks) == 1 else (ks[0], ks[1])
+        return window_rf(rfs[0], k, k, ((0, 0), (0, 0)))
+    return window_rf(rfs[0], p.window, p.strides, p.pads(), p.dilations())
 
 
 def _pool_cost(p: PoolParams, ins: Sequence[Shape], out: Shape) -> Cost:
     return Cost(macs=0)
 
 
-for _name, _doc in (
-    ("maxpool", "Max pooling over a window; `maxpool global` pools each map to one value."),
-    ("avgpool", "Average pooling over a window; `avgpool global` averages each map."),
+for _name, _params, _doc in (
+    (
+        "maxpool",
+        MaxPoolParams,
+        "Max pooling over a window (`dilation=` spaces its taps); `maxpool global` pools "
+        "each map to one value; `maxpool to 1x1` pools to a given output size.",
+    ),
+    (
+        "avgpool",
+        AdaptivePoolParams,
+        "Average pooling over a window; `avgpool global` averages each map; "
+        "`avgpool to 7x7` averages to a given output size (adaptive pooling).",
+    ),
 ):
     register(
         OpDef(
             name=_name,
-            params=PoolParams,
-            positional=("kernel",),
+            params=_params,
+            positional=("kernel", "to"),
             shape=_pool_shape,
-            rf=_pool_rf,
+            sized_rf=_pool_rf,
             cost=_pool_cost,
             doc=_doc,
         )
@@ -271,8 +368,9 @@ register(
         params=LpPoolParams,
         positional=("kernel",),
         shape=_pool_shape,
-        rf=_pool_rf,
-        doc="Power-average pooling: (sum x^p)^(1/p) over a window (p=2 by default).",
+        sized_rf=_pool_rf,
+        doc="Power-average pooling: (sum |x|^p)^(1/p) over a window (p=2 by default), "
+        "as ONNX's LpPool.",
     )
 )
 

@@ -22,6 +22,7 @@ from netspec.diagnostics import (
 from netspec.ir import OpParams
 from netspec.limits import MAX_VALUE
 from netspec.ops import OpDef
+from netspec.ops.synonyms import param_hint
 from netspec.passes.values import Evaluator, Word, describe
 from netspec.syntax import ast
 
@@ -34,6 +35,13 @@ def op_arguments(
     kwargs: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     positional = [a for a in stage.args if a.name is None]
+    if opdef.variadic and len(positional) >= len(opdef.positional) > 0:
+        *head, rest = opdef.positional
+        for key, arg in zip(head, positional, strict=False):
+            kwargs[key], spans[key] = ev.value(arg.value), arg.span
+        tail = positional[len(head) :]
+        kwargs[rest], spans[rest] = tuple(ev.value(a.value) for a in tail), tail[0].span
+        positional = []
     if len(positional) > len(opdef.positional):
         names = ", ".join(opdef.positional) or "none"
         raise spec_error(
@@ -124,7 +132,7 @@ class _ParamSite:
     kwargs: Mapping[str, Any]
     spans: Mapping[str, Span]
 
-    def written(self, key: str) -> ast.Value | None:
+    def written(self, key: str) -> ast.Value | ast.Chain | None:
         """The argument as written for parameter `key` (positional or by name)."""
         positional = [a for a in self.stage.args if a.name is None]
         for name, arg in zip(self.opdef.positional, positional, strict=False):
@@ -150,7 +158,7 @@ def _word_in(value: Any) -> Word | None:
     return None
 
 
-def _divides(value: ast.Value | None) -> bool:
+def _divides(value: ast.Value | ast.Chain | None) -> bool:
     if isinstance(value, ast.BinOp):
         return value.op == "/" or _divides(value.left) or _divides(value.right)
     return isinstance(value, ast.Neg) and _divides(value.operand)
@@ -170,7 +178,7 @@ def _param_diagnostic(
             "E225",
             f"'{op}' has no parameter '{key}'",
             span,
-            hint=did_you_mean(key, fields) or f"it takes: {', '.join(fields)}",
+            hint=param_hint(key, fields) or f"it takes: {', '.join(fields)}",
         )
     given = site.kwargs.get(key)
     options = literal_options(errs)

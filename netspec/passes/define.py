@@ -1,8 +1,9 @@
 """define: index every definition by name, into one Program.
 
 Names are global to a compilation. A name defined twice, a name that shadows an
-operation, a table that is not feature-map numbers, a kernel that is not
-rectangular or is divided by zero, an input with a size under 1: refused here.
+operation, a symbolic input size that is also a constant's name, a table that is not
+feature-map numbers, a kernel that is not rectangular or is divided by zero, an input
+with a size under 1: refused here.
 """
 
 from __future__ import annotations
@@ -125,6 +126,25 @@ class _Definer:
                 )
         self.program.networks[item.name] = item
 
+    def symbols_apart(self) -> None:
+        """A symbolic size may not share a constant's name: `const SIZE = 64` and
+        `image: 3xSIZExSIZE` would leave the reader unsure which one the shape means."""
+        consts = self.program.consts
+        for net in self.program.networks.values():
+            for inp in net.inputs:
+                for dim in dict.fromkeys(d for d in inp.shape if isinstance(d, str)):
+                    if dim in consts:
+                        self.errors.add(
+                            Diagnostic(
+                                "E110",
+                                f"input '{inp.name}' has a symbolic size '{dim}', "
+                                f"and '{dim}' is also a constant",
+                                inp.span,
+                                hint="write the size as a number, or give the symbolic "
+                                "size a name of its own",
+                            ).with_note(f"the constant '{dim}' is defined here", consts[dim].span)
+                        )
+
 
 def _good_dim(dim: int | str) -> bool:
     if isinstance(dim, str):
@@ -138,6 +158,7 @@ def define(state: CompileState) -> None:
     definer = _Definer(program)
     for item in need(state.items):
         definer.define(item)
+    definer.symbols_apart()
     state.diagnostics += definer.errors.items
     state.program = program
 

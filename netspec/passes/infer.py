@@ -67,8 +67,9 @@ class Inferred:
         return self._by_name[name]
 
 
-def _input_rf() -> RF:
-    return RF()
+def _input_rf(shape: Shape) -> RF:
+    """A pixel of the input; a 1-D signal (C x L) moves along its one axis only."""
+    return RF(line=len(shape) == 2)
 
 
 def _diag(
@@ -138,7 +139,7 @@ def infer_graph(graph: Graph) -> Inferred:
     """Annotate every node; report every shape error (a failed node silences its dependents)."""
     errors = Collector()
     shapes: dict[str, Shape] = {i.name: i.shape for i in graph.inputs}
-    rfs: dict[str, RF] = {i.name: _input_rf() for i in graph.inputs}
+    rfs: dict[str, RF] = {i.name: _input_rf(i.shape) for i in graph.inputs}
     layers: dict[str, Layer] = {}
     failed: set[str] = set()
     made_at = {i.name: i.span for i in graph.inputs} | {n.name: n.span for n in graph.nodes}
@@ -155,7 +156,11 @@ def infer_graph(graph: Graph) -> Inferred:
             errors.add(_diag(node, e, in_shapes, made_at))
             failed.add(node.name)
             continue
-        rf = _receptive_field(node, [rfs[i] for i in node.inputs]) if _shape_ok(shape) else None
+        rf = (
+            _receptive_field(node, [rfs[i] for i in node.inputs], in_shapes)
+            if _shape_ok(shape)
+            else None
+        )
         if rf is None:
             errors.add(_too_large(node, "output" if not _shape_ok(shape) else "receptive field"))
             failed.add(node.name)
@@ -184,10 +189,10 @@ def infer_graph(graph: Graph) -> Inferred:
     return Inferred(graph, ordered, _totals(graph, ordered))
 
 
-def _receptive_field(node: Node, rfs: list[RF]) -> RF | None:
+def _receptive_field(node: Node, rfs: list[RF], in_shapes: list[Shape]) -> RF | None:
     """The node's receptive field; None when it is too large for float arithmetic."""
     try:
-        rf = REGISTRY[node.op].rf(node.params, rfs)
+        rf = REGISTRY[node.op].receptive_field(node.params, rfs, in_shapes)
     except OverflowError:
         return None
     return rf if _rf_ok(rf) else None

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from netspec.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from netspec.syntax import ast
+from netspec.text import fmt_shape
 
 WORDS = {"true": True, "false": False}
 
@@ -28,6 +29,53 @@ class Word(str):
         word = super().__new__(cls, text)
         word.span = span
         return word
+
+
+# The sizes `in.c`, `in.h`, `in.w` read: the axis of a per-sample shape (C, H, W).
+AXES = {"c": 0, "h": 1, "w": 2}
+
+
+class InputSizes:
+    """What `in` stands for in a body's values: the tensor the body reads, whose sizes
+    `in.c`, `in.h` and `in.w` are found only when asked for (the shape of every layer
+    emitted so far, by the shape rules `infer` uses)."""
+
+    def __init__(self, shape: Callable[[], tuple[int | str, ...]]) -> None:
+        self._shape = shape
+
+    def size(self, node: ast.Attr) -> int:
+        """The size `node` names (`in.c`), or a located error saying why there is none."""
+        axis = AXES.get(node.attr)
+        if axis is None:
+            raise _error(
+                "E229",
+                f"'{node.of}' has no size '{node.attr}'",
+                node.span,
+                hint=f"a tensor's sizes are {node.of}.c (channels), {node.of}.h and {node.of}.w",
+            )
+        shape = self._shape()
+        if axis >= len(shape):
+            raise _error(
+                "E229",
+                f"{node.of}.{node.attr}: the input is {fmt_shape(shape)}, which has no "
+                f"axis {node.attr}",
+                node.span,
+            )
+        dim = shape[axis]
+        if isinstance(dim, str):
+            raise _error(
+                "E229",
+                f"{node.of}.{node.attr} is the symbolic size '{dim}' here, not a number",
+                node.span,
+                hint=f"set it with --set {dim}=VALUE, or fix the input's size"
+                if dim.isidentifier()
+                else "fix the input's size, e.g. 1x28x28",
+            )
+        return dim
+
+
+def _error(code: str, message: str, span: Span, hint: str | None = None) -> SpecError:
+    return SpecError([Diagnostic(code, message, span, hint=hint)])
 
 
 @dataclass(frozen=True)
@@ -93,9 +141,18 @@ class Evaluator:
             )
         return value
 
-    def value(self, node: ast.Value) -> Any:
+    def value(self, node: ast.Value | ast.Chain) -> Any:
         if isinstance(node, ast.Num):
             return node.value
+        if isinstance(node, ast.Attr):
+            return self._attr(node)
+        if isinstance(node, ast.Chain):
+            raise _error(
+                "E228",
+                "a chain is not a value",
+                node.span,
+                hint="only a merge takes a chain as an argument, e.g. add(body, project(c, 2))",
+            )
         if isinstance(node, ast.Name):
             if node.name in self.names:
                 return self.names[node.name]
@@ -118,6 +175,24 @@ class Evaluator:
         assert isinstance(node, ast.Range)
         return Interval(self.value(node.low), self.value(node.high))
 
+    def _attr(self, node: ast.Attr) -> int:
+        owner = self.names.get(node.of)
+        if isinstance(owner, InputSizes):
+            return owner.size(node)
+        if node.of == "in":
+            raise _error(
+                "E229",
+                f"in.{node.attr}: this network has several inputs, so 'in' names none of them",
+                node.span,
+                hint="'in' is the input of a block, or of a network with one input",
+            )
+        raise _error(
+            "E229",
+            f"'{node.of}.{node.attr}': only the input 'in' has sizes to read",
+            node.span,
+            hint="in.c is the channels of the tensor the block reads; in.h and in.w its size",
+        )
+
 
 def describe(value: Any) -> str:
     if isinstance(value, Word):
@@ -132,4 +207,6 @@ def describe(value: Any) -> str:
         return f"{value.value:g}{value.unit}"
     if isinstance(value, Interval):
         return "a range"
+    if isinstance(value, InputSizes):
+        return "the input 'in' (its channels are in.c)"
     return repr(value)

@@ -55,6 +55,14 @@ class Name(Node):
     name: str
 
 
+class Attr(Node):
+    """`in.c`: a size of a tensor (its channels `c`, height `h` or width `w`), known once
+    the block that reads it is expanded."""
+
+    of: str
+    attr: str
+
+
 class BinOp(Node):
     op: Literal["+", "-", "*", "//", "/", "%"]
     left: Expr
@@ -91,15 +99,16 @@ class Range(Node):
     high: Value
 
 
-Expr = Num | Name | BinOp | Neg
-Value = Num | Name | BinOp | Neg | Size | Quantity | Matrix | ListValue | Range
+Expr = Num | Name | Attr | BinOp | Neg
+Value = Num | Name | Attr | BinOp | Neg | Size | Quantity | Matrix | ListValue | Range
 
 
 class Arg(Node):
-    """A positional (`name` is None) or keyword argument."""
+    """A positional (`name` is None) or keyword argument. A merge's argument may be a
+    chain (`add(body, project(c, stride))`); nothing else takes one."""
 
     name: str | None = None
-    value: Value
+    value: Value | Chain
 
 
 # ---- stages and statements ----------------------------------------------------

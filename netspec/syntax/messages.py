@@ -99,6 +99,15 @@ _KNOWN = (
         caret="word",
     ),
     _Known(
+        "'{word}' cannot take arguments here: a call's arguments are separated by ','",
+        "in a merge, a stage with arguments reads a tensor named first, e.g. 'in | {word} ...'",
+        tuple(
+            _in_net(f"add(a, conv {arg})")
+            for arg in ("8 1x1", "c 1x1", "1x1", "15deg", "stride=2", "[1, 2]", "(c)")
+        ),
+        caret="word",
+    ),
+    _Known(
         "'repeat' needs a count and a stage",
         "e.g. 'repeat 3 conv 16 3x3 pad=same'",
         (_in_net("repeat"), _in_net("repeat 2"), _in_net("repeat 2 | relu")),

@@ -196,6 +196,12 @@ class _Builder(Transformer[Token, ast.Module]):
 
     carg = arg
 
+    def argchain(self, meta: Any, c: list[Any]) -> ast.Chain:
+        return ast.Chain(stages=tuple(c), span=self._s(meta))
+
+    def ref(self, meta: Any, c: list[Token]) -> ast.Op:
+        return ast.Op(name=str(c[0]), name_span=tok_span(self.file, c[0]), span=self._s(meta))
+
     def kwarg(self, meta: Any, c: list[Any]) -> ast.Arg:
         return ast.Arg(name=str(c[0]), value=self._value(c[1]), span=self._s(meta))
 
@@ -240,6 +246,9 @@ class _Builder(Transformer[Token, ast.Module]):
 
     def name(self, meta: Any, c: list[Token]) -> ast.Name:
         return ast.Name(name=str(c[0]), span=self._s(meta))
+
+    def attr(self, meta: Any, c: list[Token]) -> ast.Attr:
+        return ast.Attr(of=str(c[0]), attr=str(c[1]), span=self._s(meta))
 
     # -- training
     def train(self, meta: Any, c: list[Any]) -> ast.Train:

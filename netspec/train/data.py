@@ -65,7 +65,7 @@ def read_arrays(dataset: str, data: str | os.PathLike[str] | None, log: Log) -> 
     if data is None:
         if dataset != "mnist":
             raise DataError(
-                f"no built-in dataset '{dataset}' (netspec knows: mnist); "
+                f"the dataset '{dataset}' is read from --data: "
                 "pass --data DIR (IDX files, train/ and test/ image folders) or --data FILE.npz"
             )
         return _from_mnist(load_mnist(log=log))

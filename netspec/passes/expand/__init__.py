@@ -44,7 +44,11 @@ def expand(state: CompileState) -> None:
         shape = tuple(symbols.get(d, d) if isinstance(d, str) else d for d in inp.shape)
         inputs.append(GraphInput(inp.name, shape, inp.span))
         scope.tensors[inp.name] = inp.name
+    walker.start(tuple(inputs))
     cursor = network.inputs[0].name if len(network.inputs) == 1 else ""
+    if cursor:  # `in` is the network's input when it has one
+        scope.values["in"] = walker.sizes(cursor)
+        scope.tensors.setdefault("in", cursor)
     last, outputs = walker.body(network.body, scope, cursor)
     walker.errors.raise_if_any()
     nodes = walker.out.nodes

@@ -5,15 +5,22 @@ The cursor: a chain that does not start from a tensor name reads the current
 tensor, which is the input at first, then the result of the last chain. A named
 result (`x = ...`) that a later statement uses by name is a branch: it does not
 move the cursor (so `body = ...` and `skip = ...` both read the block's input).
+
+`in` is the tensor a body reads (a block's or shared body's input, or a one-input
+network's), and `in.c`, `in.h`, `in.w` its sizes: `Walker.shape_of` applies the
+shape rules to the nodes emitted so far when a value asks for one. A merge's
+argument is a tensor's name or a chain (`add(body, project(c, stride))`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from netspec.diagnostics import Collector, Span, SpecError, did_you_mean, spec_error
+from netspec.ir import Graph, GraphInput, Shape
 from netspec.limits import MAX_VALUE, Limits
-from netspec.ops import REGISTRY, OpDef, merge_names
+from netspec.ops import REGISTRY, OpDef, ShapeError, merge_names
+from netspec.ops.synonyms import op_hint
 from netspec.passes.arguments import op_arguments, validate
 from netspec.passes.define import Program
 from netspec.passes.expand.blocks import bind_arguments, check_call
@@ -21,7 +28,8 @@ from netspec.passes.expand.facts import Expansion, Named
 from netspec.passes.expand.nodes import Nodes
 from netspec.passes.expand.scope import FAILED, Scope, Skip
 from netspec.passes.expand.sharing import SharedDef
-from netspec.passes.values import Evaluator, Word, describe
+from netspec.passes.infer import infer_graph
+from netspec.passes.values import Evaluator, InputSizes, Word, describe
 from netspec.syntax import ast
 
 
@@ -36,6 +44,45 @@ class Walker:
         self.facts = Expansion()
         self.errors = Collector()
         self._seen: set[tuple[str, str, str]] = set()
+        self.inputs: tuple[GraphInput, ...] = ()
+        self._shapes: dict[str, Shape] = {}
+        self._shaped = 0  # how many emitted nodes have a shape in _shapes
+
+    def start(self, inputs: tuple[GraphInput, ...]) -> None:
+        """The network's inputs, before its body is walked."""
+        self.inputs = inputs
+        self._shapes = {i.name: i.shape for i in inputs}
+
+    def shape_of(self, node: str) -> Shape:
+        """The shape of tensor `node`, emitted already: the shape rules of `infer` applied
+        to the nodes emitted so far. A shape error on the way is reported as `infer`
+        reports it, and the statement that asked stops."""
+        nodes = self.out.nodes
+        try:
+            for n in nodes[self._shaped :]:
+                ins = [self._shapes[i] for i in n.inputs]
+                self._shapes[n.name] = REGISTRY[n.op].shape(n.params, ins)
+                self._shaped += 1
+        except ShapeError:
+            self._shape_errors(Graph("partial", self.inputs, tuple(nodes[: self._shaped + 1]), ()))
+        return self._shapes[node]
+
+    def _shape_errors(self, partial: Graph) -> NoReturn:
+        """Report the shape errors of `partial` as `infer` words them (each once), then
+        stop the statement that asked for a shape."""
+        try:
+            infer_graph(partial)
+        except SpecError as found:
+            for d in found.diagnostics:
+                if (d.code, d.message, d.span.where) not in self._seen:
+                    self._seen.add((d.code, d.message, d.span.where))
+                    self.errors.add(d)
+            raise Skip from None
+        raise AssertionError("a shape rule refused a node in expand but not in infer")
+
+    def sizes(self, src: str) -> InputSizes:
+        """What `in` means in a body that reads `src`: its sizes, found when asked for."""
+        return InputSizes(lambda: self.shape_of(src))
 
     # ---- statements ------------------------------------------------------------------
 
@@ -139,7 +186,8 @@ class Walker:
         self, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
     ) -> str:
         name = stage.name
-        if name in scope.tensors and isinstance(stage, ast.Op) and not stage.args:
+        reads = isinstance(stage, ast.Op) and not stage.args
+        if reads and (name in scope.tensors or name == "in"):  # `in` where there is none: E203
             return self.out.tensor(name, stage.name_span, scope)
         if name in scope.tensors:
             raise spec_error("E211", f"'{name}' is a tensor, not an operation", stage.name_span)
@@ -154,10 +202,10 @@ class Walker:
                 "E202",
                 f"unknown operation '{name}'",
                 stage.name_span,
-                hint=did_you_mean(name, candidates),
+                hint=op_hint(name, candidates),
             )
         if opdef.arity != 1:
-            return self.merge(opdef, stage, scope, label)
+            return self.merge(opdef, stage, scope, src, label)
         return self.op(opdef, stage, scope, src, label)
 
     def _need(self, src: str, span: Span) -> str:
@@ -194,7 +242,9 @@ class Walker:
             )
         return self.out.tensor(tie, span, scope)
 
-    def merge(self, opdef: OpDef, stage: ast.Op | ast.Call, scope: Scope, label: str | None) -> str:
+    def merge(
+        self, opdef: OpDef, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
+    ) -> str:
         if isinstance(stage, ast.Op):
             raise spec_error(
                 "E206",
@@ -202,14 +252,40 @@ class Walker:
                 stage.span,
                 hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
             )
-        inputs = []
-        for arg in stage.args:
-            if arg.name is not None or not isinstance(arg.value, ast.Name):
-                raise spec_error("E216", f"'{opdef.name}' takes tensor names", arg.span)
-            inputs.append(self.out.tensor(arg.value.name, arg.value.span, scope))
+        inputs = [self._merged(opdef, arg, scope, src) for arg in stage.args]
         _arity(opdef, len(inputs), stage.span)
         name = scope.label(label, opdef.name)
         return self.out.emit(scope, name, opdef.name, opdef.params(), tuple(inputs), stage.span)
+
+    def _merged(self, opdef: OpDef, arg: ast.Arg, scope: Scope, src: str) -> str:
+        """One input of a merge: a tensor by name, or a chain that reads the current tensor
+        (`project(c, stride)`, `identity`) or starts from a tensor (`x | conv 8 1x1`)."""
+        value = arg.value
+        if (
+            isinstance(value, ast.Name)
+            and value.name not in scope.tensors
+            and self._one_input(value.name, scope)
+        ):
+            op = ast.Op(name=value.name, name_span=value.span, span=value.span)
+            value = ast.Chain(stages=(op,), span=value.span)
+        if isinstance(value, ast.Name):
+            return self.out.tensor(value.name, value.span, scope)
+        if arg.name is not None or not isinstance(value, ast.Chain):
+            raise spec_error(
+                "E216",
+                f"'{opdef.name}' takes tensors",
+                arg.span,
+                hint=f"write their names, or chains: {opdef.name}(body, project(c, stride)), "
+                f"{opdef.name}(a, x | conv 8 1x1)",
+            )
+        return self.chain(value, scope, self._need(src, value.span), None)
+
+    def _one_input(self, name: str, scope: Scope) -> bool:
+        """Whether `name` is a stage that reads one tensor: an operation, block or shared."""
+        opdef = REGISTRY.get(name)
+        if opdef is not None:
+            return opdef.arity == 1
+        return name in self.program.blocks or name in scope.shared
 
     def group(self, stage: ast.Group, scope: Scope, src: str, label: str | None) -> str:
         opdef = REGISTRY.get(stage.name)
@@ -236,6 +312,13 @@ class Walker:
             raise spec_error(
                 "E219", f"repeat needs a whole number, got {describe(count)}", stage.count.span
             )
+        if count == 0:
+            raise spec_error(
+                "E219",
+                "repeat 0 repeats nothing",
+                stage.count.span,
+                hint="repeat takes a count from 1; to leave the stage out, delete the line",
+            )
         if count > self.limits.max_repeat:
             shown = f"{count:,}" if count <= MAX_VALUE else "a number this large"
             raise spec_error(
@@ -252,11 +335,14 @@ class Walker:
         self, block: ast.Block, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
     ) -> str:
         check_call(block, stage, scope, self.limits)
-        values = bind_arguments(block, stage, scope, self.globals)
+        src = self._need(src, stage.span)
+        # `in` is bound before the defaults, so that `block b(c=in.c)` reads the call's input
+        values = bind_arguments(block, stage, scope, {**self.globals, "in": self.sizes(src)})
         name = scope.label(label, block.name)
         what = f"in block '{block.name}', expanded from here"
         inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, what, block.name)
-        out, outputs = self.body(block.body, inner, self._need(src, stage.span))
+        inner.tensors["in"] = src
+        out, outputs = self.body(block.body, inner, src)
         if outputs is not None and len(outputs) != 1:
             raise spec_error("E220", "a block has exactly one output", block.span)
         return outputs[0] if outputs else out
@@ -276,10 +362,13 @@ class Walker:
             raise spec_error("E223", f"shared '{name}' takes no arguments", stage.span)
         label = scope.label(label, name)
         what = f"in shared '{name}', applied here"
-        inner = sd.scope.child(f"{scope.prefix}{label}.", sd.scope.values, stage.span, what)
+        src = self._need(src, stage.span)
+        values = {**sd.scope.values, "in": self.sizes(src)}
+        inner = sd.scope.child(f"{scope.prefix}{label}.", values, stage.span, what)
         inner.stack, inner.sites = scope.stack, (*scope.sites, (what, stage.span))
+        inner.tensors["in"] = src
         with self.out.sharing.applying(inner.prefix, sd):
-            out, _ = self.body(sd.definition.body, inner, self._need(src, stage.span))
+            out, _ = self.body(sd.definition.body, inner, src)
         return out
 
 
@@ -305,7 +394,12 @@ def _referenced(stmts: tuple[ast.Statement, ...]) -> set[str]:
         elif isinstance(st, ast.Op) and not st.args:
             found.add(st.name)
         elif isinstance(st, ast.Call):
-            found.update(a.value.name for a in st.args if isinstance(a.value, ast.Name))
+            for a in st.args:
+                if isinstance(a.value, ast.Name):
+                    found.add(a.value.name)
+                elif isinstance(a.value, ast.Chain):
+                    for s in a.value.stages:
+                        stage(s)
 
     for st in stmts:
         if isinstance(st, ast.ChainStmt | ast.Assign):

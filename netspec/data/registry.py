@@ -1,0 +1,46 @@
+"""The datasets netspec can load, by the name a train section gives them
+(`train lenet on mnist`), so that `netspec compile` refuses a name netspec cannot load
+before anything runs. Imports nothing heavy: the front end checks names with it.
+
+A new kind of dataset registers itself here with `register(...)`; its loader lives
+beside the others in netspec/data/ and is chosen by `netspec.train.data`.
+
+>>> DATASETS["mnist"].needs_data
+False
+>>> known()
+'mnist, idx, folders, npz'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A name a train section may give, what it is, and whether it needs `--data`."""
+
+    name: str
+    summary: str
+    needs_data: bool  # read from `netspec train --data PATH`, not fetched by netspec
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register(dataset: Dataset) -> Dataset:
+    """Add a dataset; a name registered twice is a mistake in netspec itself."""
+    assert dataset.name not in DATASETS, dataset.name
+    DATASETS[dataset.name] = dataset
+    return dataset
+
+
+def known() -> str:
+    """The registered names, in the order they were registered."""
+    return ", ".join(DATASETS)
+
+
+register(Dataset("mnist", "MNIST's digits, fetched and cached (or read from --data DIR)", False))
+register(Dataset("idx", "an IDX pair of images and labels, read from --data DIR", True))
+register(Dataset("folders", "train/ and test/ image folders, one per class, from --data DIR", True))
+register(Dataset("npz", "an .npz file with arrays x and y (or only x), from --data FILE.npz", True))
