@@ -155,3 +155,18 @@ def test_the_autoencoder_trains_from_its_spec(tmp_path: Path) -> None:
     recon = np.asarray(Image.open(out / "00.reconstruction.png"), np.float64) / 255
     original = np.asarray(Image.open(digit), np.float64) / 255
     assert float(((recon - original) ** 2).mean()) < 0.5 * float((original**2).mean())
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks"), [("mobilenet_v2.net", 17), ("efficientnet_b0.net", 16)]
+)
+def test_depthwise_convolutions_have_one_kernel_per_map(name: str, blocks: int) -> None:
+    """`groups=in.c*t`: in each block, every expanded map gets a kxk kernel of its own."""
+    compiled = netspec.compile(SPECS / name)
+    grouped = [n for n in compiled.graph.nodes if n.op == "conv" and n.params.groups > 1]
+    assert len(grouped) == blocks
+    for node in grouped:
+        layer = compiled.inferred.layer(node.name)
+        c, (kh, kw) = layer.in_shapes[0][0], node.params.kernel
+        assert node.params.groups == c == layer.shape[0]
+        assert layer.params == c * kh * kw  # no bias: a batchnorm follows
