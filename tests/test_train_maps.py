@@ -19,10 +19,9 @@ from netspec.compiler import compile
 from netspec.data import load_mnist
 from netspec.train.setup import build_module, seeded_module
 from tests.test_export import invoke
-from tests.test_train import REAL_MNIST, small
+from tests.test_train import REAL_MNIST, small  # noqa: F401  (small: a fixture used below)
 
 pytestmark = pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
-__all__ = ["small"]  # test_train's fixture: 2,000/1,000 MNIST digits as IDX files
 
 AUTOENCODER = """
 network ae(image: 1x28x28) {
