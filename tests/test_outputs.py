@@ -18,8 +18,8 @@ import netspec
 from netspec.artifact import from_props
 from netspec.errors import MetadataError
 from netspec.export import ExportOptions, export_compiled
-from netspec.export.metadata import output_infos
 from netspec.export.verify import values_agree
+from netspec.kinds import output_infos
 from netspec.runtime.inputs import load_inputs
 from netspec.runtime.session import open_model
 from tests.test_export import QUIET, invoke
@@ -179,3 +179,20 @@ def test_output_names_are_unique_and_match_the_graph(
     export_compiled(netspec.compile(f"network n(image: 1x8x8) {{\n{body}}}\n"), model, **QUIET)
     assert [o.name for o in onnx.load(str(model)).graph.output] == names
     assert [o.name for o in open_model(model, "cpu").info.outputs] == names
+
+
+def test_compile_prints_each_outputs_name_and_kind(tmp_path: Path) -> None:
+    spec = tmp_path / "heads.net"
+    spec.write_text(HEADS)
+    text = invoke("compile", spec).stdout
+    assert (
+        "outputs       density (density.1): map 1x16x16, box: map 4x16x16, "
+        "cls (cls.1): logits 10, code (code.1): embedding 8"
+    ) in text
+    data = json.loads(invoke("compile", spec, "--json").stdout)
+    assert [(o["name"], o["kind"]) for o in data["output_kinds"]] == [
+        ("density", "map"),
+        ("box", "map"),
+        ("cls", "logits"),
+        ("code", "embedding"),
+    ]

@@ -16,10 +16,10 @@ from PIL import Image
 
 from netspec.cli.train import eval_cmd, train_cmd
 from netspec.compiler import compile
-from netspec.data import load_mnist
+from netspec.data import load_mnist, write_idx
 from netspec.train.setup import build_module, seeded_module
 from tests.test_export import invoke
-from tests.test_train import REAL_MNIST, small  # noqa: F401  (small: a fixture used below)
+from tests.test_train import REAL_MNIST
 
 pytestmark = pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
 
@@ -201,11 +201,19 @@ def test_an_rbf_loss_on_a_map_is_refused(digits: np.ndarray, tmp_path: Path) -> 
     assert result.exit_code == 1 and "a map output trains with loss mse" in result.output
 
 
-def test_an_autoencoder_on_mnist_ignores_the_labels(small: Path, tmp_path: Path) -> None:
+def test_an_autoencoder_on_mnist_ignores_the_labels(tmp_path: Path) -> None:
     """`train ae on mnist`: MNIST has labels, not maps; the output has the input's shape."""
+    d, idx = load_mnist(REAL_MNIST), tmp_path / "mnist"
+    for name, array in (
+        ("train-images-idx3-ubyte.gz", d.train_x[:300]),
+        ("train-labels-idx1-ubyte.gz", d.train_y[:300].astype(np.uint8)),
+        ("t10k-images-idx3-ubyte.gz", d.test_x[:100]),
+        ("t10k-labels-idx1-ubyte.gz", d.test_y[:100].astype(np.uint8)),
+    ):
+        write_idx(idx / name, array)
     spec = tmp_path / "ae.net"
     spec.write_text(AUTOENCODER.replace("train ae on npz", "train ae on mnist"))
-    result = train(spec, "--data", small, "--limit", "300", "--out", tmp_path / "runs")
+    result = train(spec, "--data", idx, "--out", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     assert "reconstructing it (its labels are not used)" in result.output
     assert rows(tmp_path / "runs" / "ae")[0]["test_loss"]

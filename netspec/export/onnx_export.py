@@ -34,10 +34,11 @@ import numpy.typing as npt
 import netspec
 from netspec.artifact import InputInfo, ModelInfo, OutputKind, Precision, from_props
 from netspec.errors import ExportError, MetadataError, NetspecError
-from netspec.export.metadata import default_labels, output_infos
+from netspec.export.metadata import default_labels
 from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
 from netspec.fileio import atomic_path
+from netspec.kinds import output_infos
 from netspec.text import UNBOUND_SIZE, first_line
 
 if TYPE_CHECKING:

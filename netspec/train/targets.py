@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from netspec.compiler import Compiled
 from netspec.data import DataError
-from netspec.export.metadata import output_infos
 from netspec.ir import Shape
+from netspec.kinds import output_infos
 from netspec.text import fmt_shape
 from netspec.trainspec import Loss
 
