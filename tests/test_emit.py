@@ -132,6 +132,7 @@ def test_emitted_source_reads_like_hand_written_code() -> None:
     ]
     assert names[:3] == ["c1", "scaled_tanh1", "s2"]  # spec order
     assert max(len(line) for line in source.splitlines()) <= 100
+    assert source.isascii()  # the carried docstrings too: any stdout can take the file
 
 
 def test_a_spec_path_cannot_break_the_docstring(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keyword
 import pprint
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ class _Writer:
             if origin != module:
                 lines.append(f"# ---- from {origin} (netspec {__version__})")
                 module = origin
-            lines += [text, "", ""]
+            lines += [_ascii(text), "", ""]
         return lines
 
 
@@ -226,6 +227,37 @@ def _in_docstring(text: str) -> str:
     quotes, control and non-ASCII characters escaped (a Windows path, a name with triple
     quotes)."""
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+# Typographic characters of docstrings and comments, in the ASCII a person would type.
+_TYPED = {
+    "\N{PLUS-MINUS SIGN}": "+/-",
+    "\N{MULTIPLICATION SIGN}": "x",
+    "\N{MIDDLE DOT}": "*",
+    "\N{MINUS SIGN}": "-",
+    "\N{EN DASH}": "-",
+    "\N{EM DASH}": "--",
+    "\N{HORIZONTAL ELLIPSIS}": "...",
+    "\N{RIGHTWARDS ARROW}": "->",
+    "\N{LESS-THAN OR EQUAL TO}": "<=",
+    "\N{GREATER-THAN OR EQUAL TO}": ">=",
+    "\N{LEFT SINGLE QUOTATION MARK}": "'",
+    "\N{RIGHT SINGLE QUOTATION MARK}": "'",
+    "\N{LEFT DOUBLE QUOTATION MARK}": '"',
+    "\N{RIGHT DOUBLE QUOTATION MARK}": '"',
+}
+
+
+def _escaped(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"\\N{{{name}}}" if name else ch.encode("unicode_escape").decode("ascii")
+
+
+def _ascii(text: str) -> str:
+    """Carried source as plain ASCII, which any stdout can take: typographic characters in
+    their typed spelling (`+/-1` for plus-minus one), any other escaped (`\\N{NAME}`), which
+    a string reads back as the character itself."""
+    return "".join(ch if ch.isascii() else _TYPED.get(ch) or _escaped(ch) for ch in text)
 
 
 def _header(compiled: Compiled, cls: str) -> list[str]:
