@@ -168,11 +168,19 @@ class _Case:
     want: list[torch.Tensor]
     sums: list[list[float]]
     keys: list[str]
+    imports: set[str]  # the top-level packages the emitted file imports
 
 
 def _checksum(t: torch.Tensor) -> list[float]:
     t = t.detach().double().flatten()
     return [float(t.sum()), float((t * torch.arange(1, t.numel() + 1)).sum())]
+
+
+def _imported(source: str) -> set[str]:
+    tree = ast.parse(source)
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    return {name.split(".")[0] for name in names}
 
 
 def _prepare(name: str, source: Any, folder: Path) -> tuple[_Case, dict[str, Any]]:
@@ -197,7 +205,8 @@ def _prepare(name: str, source: Any, folder: Path) -> tuple[_Case, dict[str, Any
     with torch.no_grad():
         out = reference(*inputs)
     want = list(out) if isinstance(out, tuple) else [out]
-    case = _Case(compiled, want, [_checksum(v) for v in state.values()], list(state))
+    sums = [_checksum(v) for v in state.values()]
+    case = _Case(compiled, want, sums, list(state), _imported(text))
     job = {"module": name, "file": f"{name}.py", "cls": type(emitted).__name__}
     return case, job | {"inputs": f"{name}.inputs.pt"}
 
@@ -270,6 +279,7 @@ def test_emitted_module_runs_with_torch_alone(name: str, runs: dict[str, Any]) -
         raise runs["failed"][name]
     case: _Case = runs["cases"][name]
     got = runs["results"][name]
+    assert case.imports - set(sys.stdlib_module_names) <= {"torch"}
     assert not isinstance(got, str), got  # a traceback from the torch-only process
     assert got["keys"] == case.keys
     assert got["sums"] == case.sums, "the emitted module built other weights there"
