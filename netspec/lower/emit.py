@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import keyword
 import pprint
-import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from netspec.lower import layers
 from netspec.lower.builders import Call, Lowered
 from netspec.lower.init import init_weights
 from netspec.lower.module import name_taken
-from netspec.lower.sources import Import, Sources, import_lines
+from netspec.lower.sources import Import, Sources, import_lines, of_netspec
 from netspec.text import fmt_shape
 
 if TYPE_CHECKING:
@@ -83,7 +82,7 @@ class _Writer:
         name = str(fn.__name__)
         if getattr(nn, name, None) is fn:
             return f"nn.{name}"
-        if str(getattr(fn, "__module__", "")).startswith("netspec."):
+        if of_netspec(fn):
             return self.sources.need(fn)
         raise ValueError(f"cannot write a call to {fn!r}")
 
@@ -153,7 +152,7 @@ class _Writer:
         pending = [low.call for low in self.lowered.values()]
         while pending:
             c = pending.pop(0)
-            if str(getattr(c.fn, "__module__", "")).startswith("netspec."):
+            if of_netspec(c.fn):
                 self.sources.need(c.fn)
             pending += [a for a in (*c.args, *(v for _, v in c.kwargs)) if isinstance(a, Call)]
         if any(low.init != "default" for low in self.lowered.values()):
@@ -168,7 +167,7 @@ class _Writer:
             if origin != module:
                 lines.append(f"# ---- from {origin} (netspec {__version__})")
                 module = origin
-            lines += [_ascii(text), "", ""]
+            lines += [text, "", ""]
         return lines
 
 
@@ -227,37 +226,6 @@ def _in_docstring(text: str) -> str:
     quotes, control and non-ASCII characters escaped (a Windows path, a name with triple
     quotes)."""
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-
-
-# Typographic characters of docstrings and comments, in the ASCII a person would type.
-_TYPED = {
-    "\N{PLUS-MINUS SIGN}": "+/-",
-    "\N{MULTIPLICATION SIGN}": "x",
-    "\N{MIDDLE DOT}": "*",
-    "\N{MINUS SIGN}": "-",
-    "\N{EN DASH}": "-",
-    "\N{EM DASH}": "--",
-    "\N{HORIZONTAL ELLIPSIS}": "...",
-    "\N{RIGHTWARDS ARROW}": "->",
-    "\N{LESS-THAN OR EQUAL TO}": "<=",
-    "\N{GREATER-THAN OR EQUAL TO}": ">=",
-    "\N{LEFT SINGLE QUOTATION MARK}": "'",
-    "\N{RIGHT SINGLE QUOTATION MARK}": "'",
-    "\N{LEFT DOUBLE QUOTATION MARK}": '"',
-    "\N{RIGHT DOUBLE QUOTATION MARK}": '"',
-}
-
-
-def _escaped(ch: str) -> str:
-    name = unicodedata.name(ch, "")
-    return f"\\N{{{name}}}" if name else ch.encode("unicode_escape").decode("ascii")
-
-
-def _ascii(text: str) -> str:
-    """Carried source as plain ASCII, which any stdout can take: typographic characters in
-    their typed spelling (`+/-1` for plus-minus one), any other escaped (`\\N{NAME}`), which
-    a string reads back as the character itself."""
-    return "".join(ch if ch.isascii() else _TYPED.get(ch) or _escaped(ch) for ch in text)
 
 
 def _header(compiled: Compiled, cls: str, carried: bool) -> list[str]:

@@ -3,7 +3,7 @@
 An emitted network that uses a layer PyTorch lacks (`TableConv2d`, `EuclideanRBF`, ...) or
 asks for `init=` stays a standalone file by carrying that code. `Sources.need(obj)` copies a
 class or function of netspec's from its module's source as written (docstring and shape
-comments too), after the module-level definitions it refers to (helpers such as `_pair`,
+comments too, in ASCII), after the module-level definitions it refers to (helpers such as `_pair`,
 constants, type aliases), each once, in the order first needed; the imports they use are
 collected, and a name imported from another netspec module is followed there. The
 definitions are found in the module's syntax tree, not in a list kept by hand, so a layer
@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,18 +100,55 @@ def _references(stmt: ast.stmt) -> list[str]:
     return list(dict.fromkeys(name for _, _, name in names))
 
 
+# Typographic characters of docstrings and comments, in the ASCII a person would type.
+_TYPED = {
+    "\N{PLUS-MINUS SIGN}": "+/-",
+    "\N{MULTIPLICATION SIGN}": "x",
+    "\N{MIDDLE DOT}": "*",
+    "\N{MINUS SIGN}": "-",
+    "\N{EN DASH}": "-",
+    "\N{EM DASH}": "--",
+    "\N{HORIZONTAL ELLIPSIS}": "...",
+    "\N{RIGHTWARDS ARROW}": "->",
+    "\N{LESS-THAN OR EQUAL TO}": "<=",
+    "\N{GREATER-THAN OR EQUAL TO}": ">=",
+    "\N{LEFT SINGLE QUOTATION MARK}": "'",
+    "\N{RIGHT SINGLE QUOTATION MARK}": "'",
+    "\N{LEFT DOUBLE QUOTATION MARK}": '"',
+    "\N{RIGHT DOUBLE QUOTATION MARK}": '"',
+}
+
+
+def _escaped(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"\\N{{{name}}}" if name else ch.encode("unicode_escape").decode("ascii")
+
+
+def _ascii(text: str) -> str:
+    """Source as plain ASCII, which any stdout can take: typographic characters in their
+    typed spelling (`+/-1` for plus-minus one), any other escaped (`\\N{NAME}`), which a
+    string reads back as the character itself."""
+    return "".join(ch if ch.isascii() else _TYPED.get(ch) or _escaped(ch) for ch in text)
+
+
 def _text(parsed: _Parsed, stmt: ast.stmt) -> str:
-    """`stmt`'s source lines, with its decorators and the comment lines right above it."""
+    """`stmt`'s source lines, with its decorators and the comment lines right above it, in
+    ASCII."""
     decorators = getattr(stmt, "decorator_list", [])
     start = min([stmt.lineno, *(d.lineno for d in decorators)]) - 1
     while start > 0 and parsed.lines[start - 1].lstrip().startswith("#"):
         start -= 1
     end = stmt.end_lineno or stmt.lineno
-    return "\n".join(parsed.lines[start:end])
+    return _ascii("\n".join(parsed.lines[start:end]))
 
 
 def _is_netspec(module: str) -> bool:
     return module == "netspec" or module.startswith("netspec.")
+
+
+def of_netspec(obj: Any) -> bool:
+    """Whether `obj` is defined in netspec (so a file that uses it must carry it)."""
+    return _is_netspec(str(getattr(obj, "__module__", "")))
 
 
 @dataclass
@@ -155,7 +193,7 @@ class Sources:
             return
         stmt = parsed.defs.get(name)
         if stmt is None:
-            return  # a builtin
+            return  # bound some other way (under an `if`): the standalone test finds it unbound
         own = _bound(stmt)
         if all(self._defined.get(n) == (module, stmt.lineno) for n in own):
             return
