@@ -253,6 +253,12 @@ def _demo(compiled: Compiled, cls: str) -> list[str]:
     return ["", "", 'if __name__ == "__main__":', f"    print({cls}()({zeros}))"]
 
 
+def _after_imports(body: list[str]) -> list[str]:
+    """The blank lines isort puts after the imports: two before a definition, else one."""
+    code = next((line for line in body if line and not line.startswith("#")), "class")
+    return ["", ""] if code.startswith(("class ", "def ", "async def ", "@", "class")) else [""]
+
+
 def _unique_class(name: str, taken: set[str]) -> str:
     while name in taken:
         name += "Net"
@@ -281,12 +287,12 @@ def emit_python(compiled: Compiled) -> str:
         w.init += ["", "# init= from the spec", *w.inits]
     head = _header(compiled, cls, carried=bool(w.sources.blocks))
     lines = [*head, "", "from __future__ import annotations", ""]
-    lines += [*import_lines(w.sources.imports.values()), "", "", *w.carried()]
-    lines += [*(f"{c}\n" for c in w.constants), ""] if w.constants else []
+    body = [*w.carried(), *([*(f"{c}\n" for c in w.constants), ""] if w.constants else [])]
+    lines += [*import_lines(w.sources.imports.values()), *_after_imports(body), *body]
     lines += [f"class {cls}(nn.Module):", "    def __init__(self) -> None:"]
     lines += ["        super().__init__()", *(f"        {x}" if x else "" for x in w.init), ""]
     lines += [f"    def forward(self, {params}) -> {ret}:"]
-    body = [part for line in w.forward for part in line.split("\n")]
-    lines += [*(f"        {x}" for x in body), f"        return {', '.join(outs)}"]
+    steps = [part for line in w.forward for part in line.split("\n")]
+    lines += [*(f"        {x}" for x in steps), f"        return {', '.join(outs)}"]
     lines += _demo(compiled, cls)
     return "\n".join(lines) + "\n"
