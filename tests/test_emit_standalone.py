@@ -345,3 +345,13 @@ def test_emitted_file_passes_ruff_check(name: str, tmp_path: Path) -> None:
     args = ["check", "--isolated", "--line-length", "100", "--select", "F,I", str(path)]
     done = subprocess.run([str(RUFF), *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
+
+
+def test_only_what_the_network_uses_is_carried() -> None:
+    """A merge written inline (`x + y`) carries no module; a net of PyTorch's layers, nothing
+    (but the `init=` helpers if it asks for them)."""
+    branches = emit_python(netspec.compile(BRANCHES))
+    assert "class Add(" not in branches and "class Concat(" not in branches
+    assert "def init_weights(" in branches  # `dense 10 init=kaiming`
+    resnet = emit_python(netspec.compile(SPECS / "resnet18.net"))
+    assert "# ---- from netspec" not in resnet and "defined below" not in resnet

@@ -145,11 +145,12 @@ class _Writer:
             self.inits.append(f'init_weights({_access(node.name)}, "{low.init}")')
 
     def carry(self) -> None:
-        """Carry every netspec definition the calls use before any constant is named, so that
-        `constant_name` knows all the names the carried code binds."""
+        """Carry every netspec definition the layers' calls use (an inline merge's module is
+        not written), before any constant is named, so that `constant_name` knows all the
+        names the carried code binds."""
         for imp in _BASE_IMPORTS:
             self.sources.add_import(imp)
-        pending = [low.call for low in self.lowered.values()]
+        pending = [low.call for low in self.lowered.values() if low.inline is None]
         while pending:
             c = pending.pop(0)
             if of_netspec(c.fn):
