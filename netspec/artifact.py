@@ -38,8 +38,14 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 # What an output's numbers mean; `run`, `eval` and the export checks act on this, never on
-# operation names. "rbf_distances": smaller is the class (LeNet-5's RBF output).
-OutputKind = Literal["logits", "rbf_distances", "probabilities", "sigmoid"]
+# operation names. The first four are class scores ("rbf_distances": smaller is the class,
+# LeNet-5's RBF output); "map" is a dense prediction C x H x W (a reconstruction, a density,
+# per-pixel class scores); "embedding" a vector that is not class scores (declared in the
+# spec); "boxes" is reserved for detection heads; "tensor" is any other shape.
+OutputKind = Literal[
+    "logits", "rbf_distances", "probabilities", "sigmoid", "map", "embedding", "boxes", "tensor"
+]
+SCORES: tuple[OutputKind, ...] = ("logits", "rbf_distances", "probabilities", "sigmoid")
 Precision = Literal["fp32", "fp16", "int8"]
 
 MAX_DIMS = 8  # per-sample axes of one input
@@ -94,8 +100,17 @@ class InputInfo:
 
 @dataclass(frozen=True)
 class OutputInfo:
+    """One model output: its ONNX name (the spec's), what its numbers mean, and its
+    per-sample shape (None in files written before netspec recorded it)."""
+
     name: Name
     kind: OutputKind
+    shape: Shape | None = None
+
+    @property
+    def scores(self) -> bool:
+        """Class scores: `run` prints the top classes, export checks top-1 agreement."""
+        return self.kind in SCORES
 
 
 @dataclass(frozen=True)

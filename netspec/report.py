@@ -108,9 +108,21 @@ def totals_text(compiled: Compiled) -> str:
         f"multiply-adds {_count(tot.macs)} per sample ({_human(tot.macs)})",
         f"memory        {_bytes(tot.memory_per_sample)} of activations per sample (float32), "
         f"{_bytes(4 * tot.params)} of weights",
-        f"outputs       {', '.join(compiled.graph.outputs)}",
+        f"outputs       {outputs_text(compiled)}",
     ]
     return "\n".join(lines)
+
+
+def outputs_text(compiled: Compiled) -> str:
+    """`density (density.1): map 1x28x28, cls: logits 10`: each output's name, the layer it
+    is when that is named otherwise, its kind and its shape (netspec.kinds)."""
+    from netspec.kinds import output_infos
+
+    parts = []
+    for info, layer in zip(output_infos(compiled), compiled.graph.outputs, strict=True):
+        named = info.name if info.name == layer else f"{info.name} ({layer})"
+        parts.append(f"{named}: {info.kind} {fmt_shape(info.shape or ())}")
+    return ", ".join(parts)
 
 
 def _layer_json(layer: Layer) -> dict[str, Any]:
@@ -132,12 +144,21 @@ def _layer_json(layer: Layer) -> dict[str, Any]:
     }
 
 
+def _outputs_json(compiled: Compiled) -> list[dict[str, Any]]:
+    """Each output's name, the layer it is, and its kind (netspec.kinds)."""
+    from netspec.kinds import output_infos
+
+    infos = zip(output_infos(compiled), compiled.graph.outputs, strict=True)
+    return [{"name": info.name, "layer": layer, "kind": info.kind} for info, layer in infos]
+
+
 def to_json(compiled: Compiled) -> dict[str, Any]:
     tot = compiled.totals
     return {
         "network": compiled.graph.name,
         "inputs": {i.name: list(i.shape) for i in compiled.graph.inputs},
         "outputs": list(compiled.graph.outputs),
+        "output_kinds": _outputs_json(compiled),
         "layers": [_layer_json(layer) for layer in compiled.layers],
         "totals": {
             "params": tot.params,

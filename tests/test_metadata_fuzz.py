@@ -69,7 +69,9 @@ output_records = st.fixed_dictionaries(
     {},
     optional={
         "name": st.one_of(st.just("y"), st.text(max_size=4), st.integers()),
-        "kind": st.one_of(st.sampled_from(["logits", "sigmoid", "boxes", ""]), json_values),
+        "kind": st.one_of(
+            st.sampled_from(["logits", "sigmoid", "map", "bounding", ""]), json_values
+        ),
     },
 )
 
@@ -164,7 +166,12 @@ def test_the_good_metadata_reads_back() -> None:
         ("labels", json.dumps({"a": 1}), "labels"),
         ("weights", "[1, 2]", "weights"),
         ("outputs", "[]", "outputs"),
-        ("outputs", json.dumps([{"name": "y", "kind": "boxes"}]), "outputs[0].kind"),
+        ("outputs", json.dumps([{"name": "y", "kind": "bounding"}]), "outputs[0].kind"),
+        (
+            "outputs",
+            json.dumps([{"name": "y", "kind": "map", "shape": [0]}]),
+            "outputs[0].shape[0]",
+        ),
         ("sizes", json.dumps({"H": -1}), "sizes.H"),
         ("precision", "fp64", "precision"),
     ],

@@ -14,7 +14,7 @@ import torch
 import netspec
 from netspec.artifact import OutputKind, class_scores, predicted_class
 from netspec.export import export_compiled
-from netspec.export.metadata import output_kind
+from netspec.kinds import output_kind
 from netspec.lower import BUILDERS, lowerings, to_torch
 from netspec.lower.emit import emit_python
 from netspec.ops import REGISTRY, OutputMeaning, channels_last_helps, merge_names

@@ -30,9 +30,9 @@ from netspec.data import load_mnist, write_idx
 from netspec.errors import OutputError, UsageError
 from netspec.fileio import CRASH_ENV
 from netspec.train.augment import augment
-from netspec.train.loop import loss_sum, predict
 from netspec.train.run import new_run_dir, weights_meta, write_atomic, write_text
 from netspec.train.setup import train_config
+from netspec.train.targets import CLASSES, loss_sum, predict
 from netspec.trainspec import Augment, Loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -397,9 +397,9 @@ def test_rbf_loss_is_lenet5s_and_predicts_the_nearest() -> None:
         float(d[y]) + math.log(math.exp(-1) + float(torch.exp(-d).sum()))
         for d, y in zip(distances, labels, strict=True)
     )
-    assert float(loss_sum(distances, labels, Loss(name="rbf"))) == pytest.approx(expected)
-    assert predict(distances, Loss(name="rbf")).tolist() == [0, 1]
-    assert predict(distances, Loss()).tolist() == [2, 0]
+    assert float(loss_sum(distances, labels, Loss(name="rbf"), CLASSES)) == pytest.approx(expected)
+    assert predict(distances, Loss(name="rbf"), CLASSES).tolist() == [0, 1]
+    assert predict(distances, Loss(), CLASSES).tolist() == [2, 0]
 
 
 def test_atomic_writes_leave_no_temp_file_and_keep_the_old_on_failure(tmp_path: Path) -> None:

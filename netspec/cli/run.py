@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 @click.option("--top", "k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of lines")
 @click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="save every map and tensor output here as .npy (and a map of 1 or 3 channels as "
+    "PNG); without it they are only summarized",
+)
+@click.option(
     "--batch",
     type=batch_range(),
     default=64,
@@ -47,15 +53,17 @@ def run_cmd(
     inputs: tuple[Path, ...],
     k: int,
     as_json: bool,
+    out: Path | None,
     batch: int,
     provider: str,
     invert: bool,
 ) -> None:
-    """Classify INPUTS (PNG/JPEG images, .npy, IDX files, directories) with MODEL.onnx."""
-    from netspec.artifact import class_scores
+    """Run MODEL.onnx on INPUTS (PNG/JPEG images, .npy, IDX files, directories) and print
+    every output as its kind calls for: the top classes of class scores; the shape and
+    range of a map or tensor (saved under --out DIR); an embedding's length."""
     from netspec.runtime.batching import run_model
     from netspec.runtime.inputs import load_inputs
-    from netspec.runtime.outputs import top_k
+    from netspec.runtime.outputs import Reading, read_outputs
     from netspec.runtime.session import open_model
 
     opened = open_model(model, provider)
@@ -68,22 +76,47 @@ def run_cmd(
             "netspec run feeds models with one input"
         )
     loaded = load_inputs(list(inputs), info.inputs[0], invert=invert, notice=say)
-    outputs = run_model(opened, loaded.array, batch)[0]
-    rows = top_k(class_scores(outputs, info.outputs[0].kind), k, info.labels)
-    _print_predictions(loaded.names, rows, as_json)
+    outputs = run_model(opened, loaded.array, batch)
+    if out is None and any(not o.scores and o.kind != "embedding" for o in info.outputs):
+        say("maps and tensors are summarized only: pass --out DIR to save them (.npy, PNG)")
+    records = read_outputs(Reading(info, k, out), loaded.names, outputs)
+    _print_records(records, as_json)
 
 
-def _print_predictions(
-    names: Sequence[str], rows: list[list[dict[str, Any]]], as_json: bool
-) -> None:
+def _print_records(records: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        echo(
-            json.dumps([{"input": n, "top": r} for n, r in zip(names, rows, strict=True)], indent=2)
-        )
+        echo(json.dumps(records, indent=2, allow_nan=False))
         return
-    for name, row in zip(names, rows, strict=True):
-        best = ", ".join(f"{c['label']} ({c['probability']:.3f})" for c in row)
-        echo(f"{name}: {best}")
+    for record in records:
+        if "top" in record:  # a classifier: one line per input, as always
+            echo(f"{record['input']}: {_classes(record['top'])}")
+            continue
+        for output in record["outputs"]:
+            echo(f"{record['input']}: {output['name']} {_describe(output)}")
+
+
+def _classes(top: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c['label']} ({c['probability']:.3f})" for c in top)
+
+
+def _describe(output: dict[str, Any]) -> str:
+    """`(map 1x28x28): min 0 max 0.998 mean 0.13 -> out/a.recon.npy, out/a.recon.png`."""
+    if "top" in output:
+        return f"({output['kind']}): {_classes(output['top'])}"
+    shape = "x".join(str(d) for d in output["shape"])
+    text = f"({output['kind']} {shape}): "
+    if output["kind"] == "embedding":
+        head = ", ".join(f"{v:.4g}" for v in output["head"])
+        text += f"norm {output['norm']:.4g}, first values [{head}]"
+    elif output["min"] is None:
+        text += "no finite values"
+    else:
+        text += f"min {output['min']:.4g} max {output['max']:.4g} mean {output['mean']:.4g}"
+    if output["nonfinite"]:
+        text += f" ({output['nonfinite']} values NaN or infinite)"
+    if output.get("files"):
+        text += " -> " + ", ".join(output["files"])
+    return text
 
 
 def batch_sizes(text: str) -> list[int]:

@@ -13,7 +13,14 @@ import numpy.typing as npt
 from netspec.data.idx import MAX_BYTES
 from netspec.errors import DataError
 
-__all__ = ["ImageFolder", "LabeledArrays", "load_image_folder", "load_npz"]
+__all__ = [
+    "ImageFolder",
+    "LabeledArrays",
+    "TargetArrays",
+    "load_image_folder",
+    "load_npz",
+    "load_npz_targets",
+]
 
 MAX_PIXELS = 2**25  # per image: checked from its header, before it is decoded
 PathLike = str | os.PathLike[str]
@@ -24,6 +31,15 @@ class LabeledArrays(NamedTuple):
 
     x: npt.NDArray[Any]
     y: npt.NDArray[np.int64]
+
+
+class TargetArrays(NamedTuple):
+    """Inputs as `LabeledArrays`' and what to train towards: labels ``(N,)``, per-pixel
+    classes ``(N, H, W)`` (integers), maps ``(N, C, H, W)`` (floats), or None (no ``y``:
+    the inputs are their own targets)."""
+
+    x: npt.NDArray[Any]
+    y: npt.NDArray[Any] | None
 
 
 class ImageFolder(NamedTuple):
@@ -38,7 +54,38 @@ def load_npz(path: PathLike, max_bytes: int = MAX_BYTES) -> LabeledArrays:
     """Load an ``.npz`` with arrays ``x`` (uint8 or float, 3-D or 4-D) and ``y`` (integer, 1-D).
 
     Each array's declared size is checked against ``max_bytes`` before it is read."""
+    x, y = _read_npz(Path(path), max_bytes, need_y=True)
+    assert y is not None
+    _check_arrays(x, y, str(path))
+    return LabeledArrays(x, y.astype(np.int64))
+
+
+def load_npz_targets(path: PathLike, max_bytes: int = MAX_BYTES) -> TargetArrays:
+    """Load an ``.npz`` for training: ``x`` as `load_npz` takes it, and ``y`` labels ``(N,)``
+    or per-pixel classes ``(N, H, W)`` (integers), maps ``(N, H, W)`` or ``(N, C, H, W)``
+    (floats), or no ``y`` at all (the inputs are the targets: an autoencoder's data)."""
     path = Path(path)
+    x, y = _read_npz(path, max_bytes, need_y=False)
+    _check_x(x, str(path))
+    if y is None:
+        return TargetArrays(x, None)
+    integer = y.dtype.kind in "iu"
+    if not (integer or y.dtype.kind == "f") or y.ndim not in ((1, 3) if integer else (3, 4)):
+        raise DataError(
+            f"{path}: y must be integer labels (N,) or per-pixel classes (N, H, W), or float "
+            f"maps (N, H, W) or (N, C, H, W); found {y.dtype} {y.shape}"
+        )
+    if len(x) != len(y):
+        raise DataError(f"{path}: {len(x)} inputs in x but {len(y)} targets in y")
+    if not integer and not np.isfinite(y).all():
+        raise DataError(f"{path}: y has NaN or infinite values")
+    return TargetArrays(x, y.astype(np.int64) if integer else y.astype(np.float32))
+
+
+def _read_npz(
+    path: Path, max_bytes: int, need_y: bool
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
+    """The arrays ``x`` and ``y`` (None if absent and not needed), sizes checked first."""
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises OSError, ValueError, EOFError, ... for non-npz files
@@ -46,19 +93,20 @@ def load_npz(path: PathLike, max_bytes: int = MAX_BYTES) -> LabeledArrays:
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: a single .npy array; expected an .npz with arrays x and y")
     with loaded:
-        if "x" not in loaded.files or "y" not in loaded.files:
+        names = ("x", "y") if need_y or "y" in loaded.files else ("x",)
+        if any(n not in loaded.files for n in names):
             found = ", ".join(sorted(loaded.files)) or "none"
-            raise DataError(f"{path}: expected arrays 'x' and 'y', found: {found}")
+            wanted = "arrays 'x' and 'y'" if need_y else "an array 'x' (and 'y')"
+            raise DataError(f"{path}: expected {wanted}, found: {found}")
         try:
-            for name in ("x", "y"):
+            for name in names:
                 _check_size(loaded, name, path, max_bytes)
-            x, y = loaded["x"], loaded["y"]
+            arrays = [loaded[n] for n in names]
         except DataError:
             raise
         except Exception as e:  # object arrays (pickles), corrupt members
-            raise DataError(f"{path}: cannot read x and y ({e})") from None
-    _check_arrays(x, y, str(path))
-    return LabeledArrays(x, y.astype(np.int64))
+            raise DataError(f"{path}: cannot read {' and '.join(names)} ({e})") from None
+    return arrays[0], arrays[1] if len(arrays) > 1 else None
 
 
 def _check_size(loaded: Any, name: str, path: Path, max_bytes: int) -> None:
@@ -79,12 +127,16 @@ def _check_size(loaded: Any, name: str, path: Path, max_bytes: int) -> None:
         )
 
 
-def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None:
+def _check_x(x: npt.NDArray[Any], source: str) -> None:
     if x.ndim not in (3, 4) or not (x.dtype == np.uint8 or x.dtype.kind == "f"):
         raise DataError(
             f"{source}: x must be uint8 or float with shape (N, H, W) or (N, C, H, W); "
             f"found {x.dtype} {x.shape}"
         )
+
+
+def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None:
+    _check_x(x, source)
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise DataError(f"{source}: y must be integer labels (N,); found {y.dtype} {y.shape}")
     if len(x) != len(y):

@@ -43,4 +43,4 @@ def known() -> str:
 register(Dataset("mnist", "MNIST's digits, fetched and cached (or read from --data DIR)", False))
 register(Dataset("idx", "an IDX pair of images and labels, read from --data DIR", True))
 register(Dataset("folders", "train/ and test/ image folders, one per class, from --data DIR", True))
-register(Dataset("npz", "an .npz file with arrays x and y, read from --data FILE.npz", True))
+register(Dataset("npz", "an .npz file with arrays x and y (or only x), from --data FILE.npz", True))

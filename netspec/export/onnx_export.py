@@ -32,12 +32,13 @@ import numpy as np
 import numpy.typing as npt
 
 import netspec
-from netspec.artifact import InputInfo, ModelInfo, OutputInfo, OutputKind, Precision, from_props
+from netspec.artifact import InputInfo, ModelInfo, OutputKind, Precision, from_props
 from netspec.errors import ExportError, MetadataError, NetspecError
-from netspec.export.metadata import default_labels, output_kind
+from netspec.export.metadata import default_labels
 from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
 from netspec.fileio import atomic_path
+from netspec.kinds import output_infos
 from netspec.text import UNBOUND_SIZE, first_line
 
 if TYPE_CHECKING:
@@ -183,8 +184,15 @@ def export_compiled(
         len(final.graph.node),
         len(final.graph.initializer),
     )
-    kind = output_kind(compiled.graph, compiled.graph.outputs[0])
-    evidence = _Evidence(module, fp32, kind, examples, _floats(samples), _classes(targets))
+    first = output_infos(compiled)[0]
+    evidence = _Evidence(
+        module,
+        fp32,
+        first.kind,
+        examples,
+        _floats(samples),
+        _classes(targets) if first.scores else None,
+    )
     with torch.no_grad():
         _write_checked(final, path, lambda tmp: _verify(report, evidence, tmp, options, log))
     log(f"wrote {path} ({options.precision}, opset {options.opset}, batch {options.batch})")
@@ -244,8 +252,8 @@ def _dynamic_axes(compiled: Compiled, batch: str | int) -> dict[str, dict[int, s
     for i in compiled.graph.inputs:
         named = {k + 1: str(d) for k, d in enumerate(i.shape) if isinstance(d, str)}
         axes[i.name] = ({0: "batch"} if batch == "dynamic" else {}) | named
-    for o in compiled.graph.outputs:
-        axes[o] = {0: "batch"} if batch == "dynamic" else {}
+    for o in output_infos(compiled):
+        axes[o.name] = {0: "batch"} if batch == "dynamic" else {}
     return {k: v for k, v in axes.items() if v}
 
 
@@ -271,7 +279,7 @@ def _trace(
                 dynamo=False,
                 opset_version=opset,
                 input_names=[i.name for i in compiled.graph.inputs],
-                output_names=list(compiled.graph.outputs),
+                output_names=[o.name for o in output_infos(compiled)],
                 dynamic_axes=_dynamic_axes(compiled, batch),
                 do_constant_folding=False,
                 keep_initializers_as_inputs=True,
@@ -346,14 +354,15 @@ def _model_info(
     path: Path,
 ) -> ModelInfo:
     """The metadata to write, checked as `run` will check it (so nothing unreadable is written)."""
-    outputs = tuple(OutputInfo(o, output_kind(compiled.graph, o)) for o in compiled.graph.outputs)
-    classes = compiled.inferred.layer(compiled.graph.outputs[0]).shape
+    outputs = output_infos(compiled)
+    exported = [o.name for o in model.graph.output]
+    if exported != [o.name for o in outputs]:  # what `run` reports must be what ORT returns
+        raise ExportError(
+            f"{compiled.name}: the ONNX graph's outputs are {', '.join(exported)}, "
+            f"not the spec's {', '.join(o.name for o in outputs)}"
+        )
     dataset = compiled.train.dataset if compiled.train is not None else None
-    names = (
-        options.labels
-        if options.labels is not None
-        else default_labels(dataset, int(classes[0]) if len(classes) == 1 else 0)
-    )
+    names = options.labels if options.labels is not None else default_labels(dataset, outputs[0])
     info = ModelInfo(
         network=compiled.name,
         spec=compiled.source,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.artifact import OutputKind, predicted_class
+from netspec.artifact import SCORES, OutputKind, predicted_class
 from netspec.errors import ExportError
 from netspec.runtime.batching import padded, run_batched
 
@@ -33,6 +33,7 @@ Arrays = list[npt.NDArray[np.float32]]
 RTOL, ATOL = 1e-3, 1e-5
 REL_FLOOR = 1e-3  # relative error is reported where |reference| exceeds this
 TIMING_ROUNDS = 7
+MAP_AGREEMENT = 0.05  # fp16/int8 maps agree when every value is this close (of the range)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class ReducedCheck:
 
     precision: str
     samples: int
-    agreement: float  # fraction of samples whose top-1 class equals fp32 PyTorch's
+    agreement: float  # fraction of samples whose top-1 class (a map: values) agrees with fp32
     max_abs: float
     accuracy_fp32: float | None  # where the true classes are known
     accuracy: float | None
@@ -184,28 +185,49 @@ def check_reduced(
     bad = nonfinite([want], "PyTorch") or nonfinite([got], f"the {precision} file")
     if bad is not None:
         raise ExportError(f"cannot check the {precision} file against PyTorch: {bad}")
-    p_want, p_got = predicted_class(want, kind), predicted_class(got, kind)
-    agreement = float(np.mean(p_want == p_got))
     acc32 = acc = None
-    if targets is not None and len(targets) == len(p_got):
-        acc32, acc = float(np.mean(p_want == targets)), float(np.mean(p_got == targets))
+    if kind in SCORES:
+        p_want, p_got = predicted_class(want, kind), predicted_class(got, kind)
+        agreement = float(np.mean(p_want == p_got))
+        if targets is not None and len(targets) == len(p_got):
+            acc32, acc = float(np.mean(p_want == targets)), float(np.mean(p_got == targets))
+    else:
+        agreement = values_agree(got, want)
     speedup = _speedup(ort_fn(reference), ort_fn(reduced), inputs, batch)
     result = ReducedCheck(
         precision,
-        len(p_got),
+        len(got),
         agreement,
         float(np.abs(got - want).max(initial=0.0)),
         acc32,
         acc,
         speedup,
     )
-    log(_describe(result))
+    log(_describe(result, kind))
     return result
 
 
-def _describe(r: ReducedCheck) -> str:
+def values_agree(got: npt.NDArray[Any], want: npt.NDArray[Any]) -> float:
+    """The fraction of samples (a map, a tensor) whose every value is within MAP_AGREEMENT
+    of the fp32 sample's range: what "the same prediction" means where there is no class.
+
+    >>> float(values_agree(np.array([[0.0, 1.0], [0.0, 1.5]]), np.array([[0.0, 1.0], [0.0, 1.0]])))
+    0.5
+    """
+    got, want = got.reshape(len(got), -1), want.reshape(len(want), -1)
+    spread = np.maximum(want.max(axis=1) - want.min(axis=1), 1e-12)
+    worst = np.abs(got - want).max(axis=1, initial=0.0) / spread
+    return float(np.mean(worst <= MAP_AGREEMENT))
+
+
+def _describe(r: ReducedCheck, kind: OutputKind) -> str:
+    agrees = (
+        "top-1 agrees with fp32 on"
+        if kind in SCORES
+        else f"every value within {MAP_AGREEMENT:.0%} of fp32's range on"
+    )
     text = (
-        f"{r.precision} on {r.samples} inputs: top-1 agrees with fp32 on "
+        f"{r.precision} on {r.samples} inputs: {agrees} "
         f"{100 * r.agreement:.2f}%, max abs diff {r.max_abs:.3g}"
     )
     if r.accuracy is not None and r.accuracy_fp32 is not None:

@@ -25,7 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.artifact import InputInfo
-from netspec.data import DataError, load_idx_pair, load_npz, read_idx
+from netspec.data import DataError, load_idx_pair, read_idx
+from netspec.data.folders import load_npz_targets
 from netspec.errors import InputError
 from netspec.text import fmt_shape
 
@@ -122,11 +123,13 @@ def load_samples(
     path: Path, info: InputInfo, *, invert: bool = False, notice: Notice = lambda _: None
 ) -> tuple[FloatArray, npt.NDArray[np.int64] | None]:
     """Inputs and, where the data carries them, labels: an IDX images file with its labels file
-    beside it (MNIST's names), an `.npz` with `x` and `y`, or any input `load_inputs` reads."""
+    beside it (MNIST's names), an `.npz` with `x` (and labels `y`), or any input `load_inputs`
+    reads."""
     try:
         if path.is_file() and file_kind(path) == "npz":
-            data = load_npz(path)
-            return _from_array(data.x, info, path, invert, notice), data.y
+            data = load_npz_targets(path)  # y may be absent, or maps: no labels then
+            labels = data.y if data.y is not None and data.y.ndim == 1 else None
+            return _from_array(data.x, info, path, invert, notice), labels
         labels_file = _labels_beside(path)
         if labels_file is not None:
             _check_idx_dims(path)

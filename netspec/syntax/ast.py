@@ -169,8 +169,13 @@ class Shared(Node):
     body: tuple[Statement, ...]
 
 
+# The kinds an `output` may declare (`output code: embedding`); undeclared, netspec infers one.
+OUTPUT_KINDS = ("scores", "map", "embedding", "tensor")
+
+
 class Output(Node):
     names: tuple[Name, ...]
+    kinds: tuple[Name | None, ...] = ()  # one per name: the declared kind, if any
 
 
 Statement = ChainStmt | Assign | Shared | Output

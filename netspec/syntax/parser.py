@@ -125,9 +125,16 @@ class _Builder(Transformer[Token, ast.Module]):
             body = (ast.ChainStmt(chain=body, span=body.span),)
         return ast.Shared(name=str(c[0]), body=body, span=self._s(meta))
 
-    def output(self, meta: Any, c: list[Token]) -> ast.Output:
-        names = tuple(ast.Name(name=str(t), span=tok_span(self.file, t)) for t in c)
-        return ast.Output(names=names, span=self._s(meta))
+    def output(self, meta: Any, c: list[tuple[Token, Token | None]]) -> ast.Output:
+        names = tuple(ast.Name(name=str(t), span=tok_span(self.file, t)) for t, _ in c)
+        kinds = tuple(
+            ast.Name(name=str(k), span=tok_span(self.file, k)) if k is not None else None
+            for _, k in c
+        )
+        return ast.Output(names=names, kinds=kinds, span=self._s(meta))
+
+    def oname(self, meta: Any, c: list[Token | None]) -> tuple[Token, Token | None]:
+        return (c[0], c[1])  # type: ignore[return-value]
 
     def chain(self, meta: Any, c: list[Any]) -> ast.Chain:
         return ast.Chain(stages=tuple(c), span=self._s(meta))

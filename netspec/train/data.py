@@ -17,9 +17,11 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from netspec.data import DataError, MnistData, load_image_folder, load_mnist, load_npz
+from netspec.data import DataError, MnistData, load_image_folder, load_mnist
+from netspec.data.folders import load_npz_targets
 from netspec.ir import Shape
 from netspec.text import fmt_shape
+from netspec.train.targets import CLASSES, Target
 
 Log = Callable[[str], None]
 HOLDOUT = 6  # an .npz without a test split: its last 1/HOLDOUT is the test set
@@ -27,19 +29,22 @@ HOLDOUT = 6  # an .npz without a test split: its last 1/HOLDOUT is the test set
 
 @dataclass(frozen=True)
 class Arrays:
-    """Both splits as numpy arrays ``(N, C, H, W)`` (any dtype) and int64 labels."""
+    """Both splits as numpy arrays ``(N, C, H, W)`` (any dtype) and their targets: int64
+    labels ``(N,)`` or per-pixel classes ``(N, H, W)``, float maps ``(N, C, H, W)``, or None
+    (an `.npz` without `y`)."""
 
     train_x: npt.NDArray[Any]
-    train_y: npt.NDArray[np.int64]
+    train_y: npt.NDArray[Any] | None
     test_x: npt.NDArray[Any]
-    test_y: npt.NDArray[np.int64]
+    test_y: npt.NDArray[Any] | None
     source: str
     labels: tuple[str, ...] = ()  # class names, when the data has them
 
 
 @dataclass(frozen=True)
 class Tensors:
-    """Both splits on the training device: images float ``(N, C, H, W)`` in [0, 1]."""
+    """Both splits on the training device: images float ``(N, C, H, W)`` in [0, 1], and the
+    targets of the network's task (for a reconstruction, the images themselves)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -47,6 +52,7 @@ class Tensors:
     test_y: torch.Tensor
     source: str
     labels: tuple[str, ...]  # one name per class
+    target: Target = CLASSES
 
     @property
     def classes(self) -> int:
@@ -82,12 +88,16 @@ def _channels_first(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 def _from_npz(path: Path, log: Log) -> Arrays:
-    x, y = load_npz(path)
+    x, y = load_npz_targets(path)
     cut = len(x) - max(1, len(x) // HOLDOUT)
     if cut < 1:
         raise DataError(f"{path}: {len(x)} samples; need at least 2 (train and test)")
     log(f"reading {path}: training on the first {cut}, testing on the last {len(x) - cut}")
     x = _channels_first(x)
+    if y is None:
+        return Arrays(x[:cut], None, x[cut:], None, str(path))
+    if y.dtype.kind == "f":
+        y = _channels_first(y)  # a float map (N, H, W) is one channel
     return Arrays(x[:cut], y[:cut], x[cut:], y[cut:], str(path))
 
 
@@ -113,23 +123,22 @@ def _from_folders(path: Path, log: Log) -> Arrays:
 def fit_to_input(
     arrays: Arrays,
     shape: Shape,
-    classes: int | None,
+    target: Target,
     limit: int | None,
     device: torch.device,
     log: Log,
 ) -> Tensors:
-    """Scale to [0, 1], pad or resize to the input's (H, W), check channels and labels."""
+    """Scale to [0, 1], pad or resize to the input's (H, W), check channels and targets."""
     if len(shape) != 3:
         raise DataError(
             f"the network's input is {fmt_shape(shape)}; training needs images C x H x W"
         )
     channels, height, width = shape
     _check_channels(arrays, channels)
-    n_classes = _check_labels(arrays, classes)
     train_x, train_y = arrays.train_x, arrays.train_y
     if limit is not None and limit < len(train_x):
         log(f"training on the first {limit} of {len(train_x)} samples (--limit)")
-        train_x, train_y = train_x[:limit], train_y[:limit]
+        train_x, train_y = train_x[:limit], None if train_y is None else train_y[:limit]
     size = (
         height if isinstance(height, int) else arrays.train_x.shape[2],
         width if isinstance(width, int) else arrays.train_x.shape[3],
@@ -140,14 +149,86 @@ def fit_to_input(
             f"fitting images of {src[0]}x{src[1]} to the input's {size[0]}x{size[1]} "
             f"({'padding' if _pads(src, size) else 'resizing'})"
         )
-    return Tensors(
-        _tensor(train_x, size, device),
-        torch.as_tensor(train_y, device=device),
-        _tensor(arrays.test_x, size, device),
-        torch.as_tensor(arrays.test_y, device=device),
-        arrays.source,
-        _labels(arrays.labels, n_classes),
-    )
+    x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
+    if target.task == "classes":
+        n_classes = _check_labels(arrays, target.classes)
+        return Tensors(
+            x[0],
+            torch.as_tensor(train_y, device=device),
+            x[1],
+            torch.as_tensor(arrays.test_y, device=device),
+            arrays.source,
+            _labels(arrays.labels, n_classes),
+            target,
+        )
+    target = _map_target(arrays, shape, size, target, log)
+    if target.reconstruct:
+        return Tensors(x[0], x[0], x[1], x[1], arrays.source, (), target)
+    assert train_y is not None and arrays.test_y is not None
+    ys = (_target_tensor(train_y, target, device), _target_tensor(arrays.test_y, target, device))
+    return Tensors(x[0], ys[0], x[1], ys[1], arrays.source, (), target)
+
+
+def _map_target(
+    arrays: Arrays, shape: Shape, size: tuple[int, int], target: Target, log: Log
+) -> Target:
+    """The map target, checked against the data: maps (or per-pixel classes) of the output's
+    shape, or the inputs themselves when the data has none and the output has their shape."""
+    y = arrays.train_y
+    out = target.shape
+    if not len(arrays.train_x) or not len(arrays.test_x):
+        raise DataError(f"{arrays.source}: an empty training or test set")
+    if y is None or (y.ndim == 1 and target.task == "map"):
+        fitted = (shape[0], *size)
+        if target.task == "map" and tuple(out) == fitted:
+            had = "" if y is None else " (its labels are not used)"
+            log(f"the output is a {fmt_shape(out)} map, as the input: reconstructing it{had}")
+            return Target(target.task, target.shape, reconstruct=True)
+        what = "maps N x " + fmt_shape(out) if target.task == "map" else "classes N x H x W"
+        raise DataError(
+            f"{arrays.source} has no targets of the output's shape {fmt_shape(out)}; "
+            f"expected an .npz whose y holds {what}"
+            + (
+                f" (or an output of the input's shape {fmt_shape(fitted)}, to reconstruct it)"
+                if target.task == "map"
+                else ""
+            )
+        )
+    want = tuple(out) if target.task == "map" else tuple(out[1:])
+    integer = y.dtype.kind in "iu"
+    if target.task == "segmentation" and not (integer and y.ndim == 3):
+        raise DataError(
+            f"{arrays.source}: loss cross_entropy on a map needs integer per-pixel classes "
+            f"y of shape N x {fmt_shape(want)}; found {y.dtype} {tuple(y.shape)}"
+        )
+    if target.task == "map" and integer:
+        raise DataError(
+            f"{arrays.source}: loss mse on a map needs float maps y of shape "
+            f"N x {fmt_shape(want)}; found integer {tuple(y.shape)} (per-pixel classes train "
+            "with loss cross_entropy)"
+        )
+    if tuple(y.shape[1:]) != want:
+        raise DataError(
+            f"{arrays.source}: the targets are {fmt_shape(tuple(y.shape[1:]))} per sample, but "
+            f"the network outputs {fmt_shape(out)}; they must match"
+        )
+    if target.task == "segmentation":
+        _check_pixel_classes(arrays, int(out[0]))
+    return target
+
+
+def _check_pixel_classes(arrays: Arrays, classes: int) -> None:
+    for y in (arrays.train_y, arrays.test_y):
+        if y is not None and y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
+            raise DataError(
+                f"{arrays.source}: per-pixel classes from {int(y.min())} to {int(y.max())}, but "
+                f"the output map has {classes} channels (classes 0 to {classes - 1})"
+            )
+
+
+def _target_tensor(y: npt.NDArray[Any], target: Target, device: torch.device) -> torch.Tensor:
+    dtype = torch.int64 if target.task == "segmentation" else torch.float32
+    return torch.as_tensor(np.ascontiguousarray(y)).to(device=device, dtype=dtype)
 
 
 def _labels(names: tuple[str, ...], classes: int) -> tuple[str, ...]:
@@ -166,6 +247,10 @@ def _check_channels(arrays: Arrays, channels: int | str) -> None:
 
 def _check_labels(arrays: Arrays, classes: int | None) -> int:
     """The number of classes: the network's output width, which must cover every label."""
+    if arrays.train_y is None or arrays.test_y is None or arrays.train_y.ndim != 1:
+        raise DataError(
+            f"{arrays.source} has no class labels y (N,); the network's output is class scores"
+        )
     labels = [int(y.max()) for y in (arrays.train_y, arrays.test_y) if y.size]
     top = max(labels, default=-1)
     if min((int(y.min()) for y in (arrays.train_y, arrays.test_y) if y.size), default=0) < 0:

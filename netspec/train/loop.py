@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -31,9 +30,9 @@ from torch import nn
 from netspec.errors import RunError
 from netspec.train.augment import augment
 from netspec.train.data import Tensors
-from netspec.trainspec import Loss, Optimizer, Schedule, TrainConfig
+from netspec.train.targets import CLASSES, Target, hits, loss_sum, predict
+from netspec.trainspec import Optimizer, Schedule, TrainConfig
 
-RBF_J = 1.0  # LeNet-5's constant j: keeps the penalty of a distance from vanishing
 EVAL_BATCH = 1000
 
 
@@ -88,6 +87,9 @@ class EpochResult:
 
 @dataclass
 class Evaluation:
+    """The test loss, the accuracy (per sample, or per pixel; NaN for a map), and the
+    predicted classes (empty for a map or a segmentation: nothing to confuse per sample)."""
+
     loss: float
     acc: float
     predictions: torch.Tensor = field(repr=False)
@@ -144,31 +146,6 @@ def make_parts(
     return Parts(module, optimizer, scheduler, scaler, steps)
 
 
-def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """The summed loss of a batch.
-
-    ``rbf`` is LeNet-5's criterion: the outputs are squared distances to class
-    prototypes, and the loss is ``y_correct + log(exp(-j) + sum_i exp(-y_i))`` with j = 1,
-    which pulls the right prototype close and pushes the others away. ``mse`` compares
-    the outputs with one-hot targets (smoothed like cross-entropy's).
-    """
-    out = out.float()
-    if loss.name == "cross_entropy":
-        return F.cross_entropy(out, y, label_smoothing=loss.smoothing, reduction="sum")
-    if loss.name == "rbf":
-        j = torch.full_like(out[:, :1], -RBF_J)
-        correct = out.gather(1, y[:, None]).squeeze(1)
-        return (correct + torch.logsumexp(torch.cat([j, -out], 1), 1)).sum()
-    classes = out.shape[1]
-    target = F.one_hot(y, classes).float() * (1 - loss.smoothing) + loss.smoothing / classes
-    return F.mse_loss(out, target, reduction="none").mean(1).sum()
-
-
-def predict(out: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """The predicted class: nearest prototype for ``rbf`` distances, else the top score."""
-    return out.argmin(1) if loss.name == "rbf" else out.argmax(1)
-
-
 def _mix(*values: int) -> int:
     """A 63-bit seed from several integers (the same on every platform and process)."""
     h = 0x9E3779B97F4A7C15
@@ -206,10 +183,11 @@ def train_epoch(
         batch = order[step * config.batch : (step + 1) * config.batch]
         idx = batch.tensor_split(place.world)[place.rank]
         x = augment(data.train_x[idx], config.augment, aug_gen)
-        x, y = place.batch((x - mean) / std), data.train_y[idx]
+        y = x if data.target.reconstruct else data.train_y[idx]  # the deformed input itself
+        x = place.batch((x - mean) / std)
         with place.autocast():
             out = parts.module(x)
-        summed = loss_sum(out, y, config.loss)
+        summed = loss_sum(out, y, config.loss, data.target)
         parts.optimizer.zero_grad(set_to_none=True)
         scaled: torch.Tensor = parts.scaler.scale(summed * (place.world / len(batch)))
         scaled.backward()  # type: ignore[no-untyped-call]
@@ -222,7 +200,7 @@ def train_epoch(
         with torch.no_grad():
             bad = (first_bad == 0) & ~torch.isfinite(summed.detach())
             first_bad = torch.where(bad, step + 1, first_bad)
-            correct = (predict(out.detach(), config.loss) == y).sum()
+            correct = hits(predict(out.detach(), config.loss, data.target), y, data.target)
             total += torch.stack(
                 [
                     summed.detach().double(),
@@ -254,32 +232,45 @@ def _stop_if_diverged(step: int, epoch: int) -> None:
 
 @torch.no_grad()
 def evaluate(
-    module: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, place: Place
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    place: Place,
+    target: Target = CLASSES,
 ) -> Evaluation:
     """Loss, accuracy and every prediction on ``(x, y)``, without augmentation."""
     module.eval()
-    loss = 0.0
+    loss = correct = 0.0
     preds: list[torch.Tensor] = []
     for i in range(0, len(x), EVAL_BATCH):
         xb = place.batch((x[i : i + EVAL_BATCH] - config.normalize.mean) / config.normalize.std)
+        yb = y[i : i + EVAL_BATCH]
         with place.autocast():
             out = module(xb)
-        loss += float(loss_sum(out, y[i : i + EVAL_BATCH], config.loss))
-        preds.append(predict(out.float(), config.loss))
+        loss += float(loss_sum(out, yb, config.loss, target))
+        pred = predict(out.float(), config.loss, target)
+        correct += float(hits(pred, yb, target))
+        if target.task == "classes":
+            preds.append(pred)
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long, device=y.device)
-    acc = float((pred == y).float().mean()) if len(y) else math.nan
+    acc = correct / len(y) if len(y) and target.accuracy else math.nan
     return Evaluation(loss / max(len(y), 1), acc, pred)
 
 
 class Bar:
-    """A rich progress bar for one epoch at a time: step, loss, accuracy, images/s, ETA."""
+    """A rich progress bar for one epoch at a time: step, loss, accuracy (none for a map),
+    images/s, ETA."""
 
-    def __init__(self, console: Console, enabled: bool) -> None:
+    def __init__(self, console: Console, enabled: bool, accuracy: bool = True) -> None:
+        scores = "loss {task.fields[loss]:.4f}" + (
+            " acc {task.fields[acc]:.2%}" if accuracy else ""
+        )
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
+            TextColumn(scores),
             TextColumn("{task.fields[rate]:,.0f} img/s"),
             TimeRemainingColumn(),
         )

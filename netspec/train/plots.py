@@ -16,6 +16,7 @@ import numpy.typing as npt
 from netspec.fileio import PathLike, make_dirs, write_atomic
 
 ERROR_GRID = (6, 10)  # rows, columns of misclassified examples
+MAP_ROWS = 6  # test samples in predictions.png
 
 
 def _pyplot() -> Any:
@@ -33,23 +34,59 @@ def _save(fig: Any, path: PathLike) -> None:
 
 
 def curves(path: PathLike, rows: Sequence[Mapping[str, float]], title: str) -> None:
-    """Loss and accuracy (train and test) per epoch, and the learning rate."""
+    """Loss and accuracy (train and test; pixel accuracy for a segmentation map, none for
+    a map trained with mse) per epoch, and the learning rate."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
-    fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.8))
+    accuracy = next((k for k in ("acc", "pixel_acc") if f"test_{k}" in rows[0]), None)
+    panels = 3 if accuracy else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.3 * panels, 3.8))
+    loss_ax, lr_ax = axes[0], axes[-1]
     for key, label in (("train_loss", "train"), ("test_loss", "test")):
         loss_ax.plot(epochs, [r[key] for r in rows], marker=".", label=label)
-    for key, label in (("train_acc", "train"), ("test_acc", "test")):
-        acc_ax.plot(epochs, [100 * (1 - r[key]) for r in rows], marker=".", label=label)
+    loss_ax.set(title="loss" if accuracy else "loss (mse per value)", xlabel="epoch")
+    legends = [loss_ax]
+    if accuracy:
+        acc_ax = axes[1]
+        for split in ("train", "test"):
+            values = [100 * (1 - r[f"{split}_{accuracy}"]) for r in rows]
+            acc_ax.plot(epochs, values, marker=".", label=split)
+        name = "error rate" if accuracy == "acc" else "pixel error rate"
+        acc_ax.set(title=f"{name} (%)", xlabel="epoch", yscale="log")
+        legends.append(acc_ax)
     lr_ax.plot(epochs, [r["lr"] for r in rows], marker=".")
-    loss_ax.set(title="loss", xlabel="epoch")
-    acc_ax.set(title="error rate (%)", xlabel="epoch", yscale="log")
     lr_ax.set(title="learning rate (end of epoch)", xlabel="epoch")
-    for ax in (loss_ax, acc_ax):
+    for ax in legends:
         ax.legend()
-    for ax in (loss_ax, acc_ax, lr_ax):
+    for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def maps(
+    path: PathLike,
+    inputs: npt.NDArray[np.float32],
+    targets: npt.NDArray[Any],
+    outputs: npt.NDArray[Any],
+    title: str,
+) -> None:
+    """One row per test sample: the input, its target and the network's output (a map's
+    first channel, or per-pixel classes), so that a reconstruction can be seen."""
+    plt = _pyplot()
+    n = len(inputs)
+    fig, axes = plt.subplots(n, 3, figsize=(3 * 1.5, n * 1.5), squeeze=False)
+    for r in range(n):
+        for c, image in enumerate((inputs[r], targets[r], outputs[r])):
+            shown = image if image.ndim == 2 else image[0] if image.shape[0] != 3 else image
+            if shown.ndim == 3:
+                shown = np.clip(shown.transpose(1, 2, 0), 0, 1)
+            axes[r, c].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+            axes[r, c].axis("off")
+    for c, name in enumerate(("input", "target", "output")):
+        axes[0, c].set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
 
@@ -147,10 +184,13 @@ def augmented_grid(
 
 
 def sample_images(
-    directory: PathLike, images: npt.NDArray[Any], labels: npt.NDArray[Any], count: int = 8
+    directory: PathLike,
+    images: npt.NDArray[Any],
+    labels: npt.NDArray[Any] | None,
+    count: int = 8,
 ) -> list[Path]:
-    """The first test images as PNG files (`00_7.png`: index, then the true label), so that
-    `netspec run model.onnx samples/` has something to read."""
+    """The first test images as PNG files (`00_7.png`: index, then the true label; `00.png`
+    without labels), so that `netspec run model.onnx samples/` has something to read."""
     from PIL import Image
 
     directory = make_dirs(directory)
@@ -158,7 +198,7 @@ def sample_images(
     for i in range(min(count, len(images))):
         pixels = (np.clip(images[i], 0.0, 1.0) * 255).round().astype(np.uint8)  # (C, H, W)
         picture = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
-        path = directory / f"{i:02d}_{int(labels[i])}.png"
+        path = directory / (f"{i:02d}.png" if labels is None else f"{i:02d}_{int(labels[i])}.png")
         write_atomic(path, partial(_save_png, picture))
         written.append(path)
     return written

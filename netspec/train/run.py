@@ -54,6 +54,20 @@ from netspec.lower.weights import load_weights
 from netspec.train.state import load_state, save_state
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+# Every column a metrics file may have, in order: a classifier's are METRICS; a map trained
+# with mse has no accuracy, a segmentation map has pixel accuracy instead.
+COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "train_pixel_acc",
+    "test_loss",
+    "test_acc",
+    "test_pixel_acc",
+    "lr",
+    "seconds",
+)
+REQUIRED = ("epoch", "train_loss", "test_loss", "lr", "seconds")
 MAX_RUNS_OF_A_NAME = 100_000
 MAX_RUN_FILE_BYTES = 64 * 2**20  # settings.json, metrics.csv: kilobytes in any real run
 
@@ -139,11 +153,13 @@ def remove_temp_files(run: Path) -> None:
 
 
 def write_metrics(path: PathLike, rows: Sequence[Mapping[str, float]]) -> None:
+    """One row per epoch, with the columns the rows have (METRICS for a classifier)."""
+    fields = [k for k in COLUMNS if k in rows[0]] if rows else list(METRICS)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRICS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(row[k]) for k in METRICS})
+        writer.writerow({k: _cell(row[k]) for k in fields})
     write_text(path, buf.getvalue())
 
 
@@ -158,7 +174,10 @@ def read_metrics(path: PathLike) -> list[dict[str, float]]:
     try:
         text = read_capped(path, MAX_RUN_FILE_BYTES).decode("utf-8")
         rows = csv.DictReader(io.StringIO(text, newline=""))
-        return [{k: float(row[k]) for k in METRICS} for row in rows]
+        fields = [k for k in COLUMNS if k in (rows.fieldnames or ())]
+        if any(k not in fields for k in REQUIRED):
+            raise KeyError(", ".join(k for k in REQUIRED if k not in fields))
+        return [{k: float(row[k]) for k in fields} for row in rows]
     except (OSError, KeyError, TypeError, ValueError, csv.Error) as e:
         raise RunError(f"{path}: not a netspec metrics file ({e})") from None
 

@@ -24,6 +24,7 @@ from netspec.ops import channels_last_helps
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
 from netspec.train.sources import spec_files
+from netspec.train.targets import target_of
 from netspec.trainspec import TRAIN_KEYS, TrainConfig
 
 Log = Callable[[str], None]
@@ -203,19 +204,6 @@ def make_place(request: Request, compiled: Compiled, log: Log) -> Place:
     return Place(device, amp, device.type == "cuda" and convs, rank, world)
 
 
-def input_and_classes(compiled: Compiled) -> tuple[tuple[int | str, ...], int | None]:
-    """The single input's shape and the output's width, or a DataError saying why not."""
-    graph = compiled.graph
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise DataError(
-            f"network '{graph.name}' has {len(graph.inputs)} input(s) and {len(graph.outputs)} "
-            "output(s); training on a labelled image set needs one of each"
-        )
-    out = compiled.inferred.layer(graph.outputs[0]).shape
-    classes = out[0] if len(out) == 1 and isinstance(out[0], int) else None
-    return graph.inputs[0].shape, classes
-
-
 def load_tensors(
     compiled: Compiled,
     config: TrainConfig,
@@ -224,9 +212,17 @@ def load_tensors(
     device: torch.device,
     log: Log,
 ) -> Tensors:
-    shape, classes = input_and_classes(compiled)
+    """The data, fitted to the network's input and checked against what its output is
+    trained as (netspec.train.targets)."""
+    target = target_of(compiled, config.loss)
     arrays = read_arrays(config.dataset, data, log)
-    return fit_to_input(arrays, shape, classes, limit, device, log)
+    tensors = fit_to_input(arrays, compiled.graph.inputs[0].shape, target, limit, device, log)
+    if target.task != "classes" and not tensors.target.reconstruct and config.augment.enabled:
+        raise DataError(
+            "augmentation deforms the inputs but not their target maps; train this map "
+            "output without an augment block"
+        )
+    return tensors
 
 
 def seeded_module(compiled: Compiled, build: Build, seed: int) -> nn.Module:

@@ -16,7 +16,7 @@ from netspec.train.augment import augment
 from netspec.train.loop import Evaluation, evaluate
 from netspec.train.opening import check_weights, compile_run, read_run
 from netspec.train.run import read_metrics
-from netspec.train.session import draw
+from netspec.train.session import describe_test, draw
 from netspec.train.setup import (
     Build,
     Request,
@@ -53,15 +53,12 @@ def evaluate_run(
     tensors = load_tensors(compiled, config, source, kept.settings.get("limit"), place.device, log)
     module = seeded_module(compiled, build, config.seed).to(place.device)
     load_weights(best, module)
-    test = evaluate(module, tensors.test_x, tensors.test_y, config, place)
-    log(
-        f"{kept.dir} (best weights) on {tensors.source}: test loss {test.loss:.4f}, "
-        f"accuracy {test.acc:.2%}, {test.errors} errors of {len(tensors.test_y)}"
-    )
-    draw(kept.dir, compiled.name, tensors, test, read_metrics(kept.dir / "metrics.csv"))
-    log(
-        f"plots: {kept.dir / 'confusion.png'}, {kept.dir / 'errors.png'}, {kept.dir / 'curves.png'}"
-    )
+    test = evaluate(module, tensors.test_x, tensors.test_y, config, place, tensors.target)
+    loss = f"test loss {test.loss:.4f}, " if tensors.target.task == "classes" else "test "
+    log(f"{kept.dir} (best weights) on {tensors.source}: {loss}{describe_test(test, tensors)}")
+    rows = read_metrics(kept.dir / "metrics.csv")
+    drawn = draw(kept.dir, compiled.name, tensors, test, rows, module, config, place)
+    log(f"plots: {', '.join(str(p) for p in drawn)}")
     return test
 
 

@@ -107,6 +107,7 @@ class Walker:
                     scope.fresh(st.name, st.span, self.program.blocks)
                     scope.shared[st.name] = SharedDef(st, scope)
                 else:
+                    _check_kinds(st)
                     outputs = tuple(self.out.tensor(n.name, n.span, scope) for n in st.names)
             except (SpecError, Skip) as e:
                 # Go on as if the line were not there (names are checked without shapes), but
@@ -407,3 +408,19 @@ def _referenced(stmts: tuple[ast.Statement, ...]) -> set[str]:
         elif isinstance(st, ast.Output):
             found.update(n.name for n in st.names)
     return found
+
+
+def _check_kinds(st: ast.Output) -> None:
+    """A declared output kind is one netspec knows (`output code: embedding`)."""
+    for kind in st.kinds:
+        if kind is not None and kind.name not in ast.OUTPUT_KINDS:
+            reserved = kind.name == "boxes"
+            raise spec_error(
+                "E240",
+                "the output kind 'boxes' is reserved for detection heads, not yet declarable"
+                if reserved
+                else f"unknown output kind '{kind.name}'",
+                kind.span,
+                hint=(None if reserved else did_you_mean(kind.name, ast.OUTPUT_KINDS))
+                or f"known kinds: {', '.join(ast.OUTPUT_KINDS)}",
+            )
