@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netspec.cli.console import parse_set, say
-from netspec.cli.options import MAX_BATCH, command, network_option, sets_option
+from netspec.cli.options import command, network_option, sets_option
 from netspec.errors import UsageError
 
 if TYPE_CHECKING:
@@ -40,7 +40,9 @@ def open_source(
 
 
 def batch_value(batch: str) -> str | int:
-    """`--batch`: 'dynamic', or a fixed size from 1 to MAX_BATCH."""
+    """`--batch`: 'dynamic', or a fixed size from 1 to the exporter's MAX_BATCH."""
+    from netspec.export.onnx_export import MAX_BATCH  # the one bound: ExportOptions checks it
+
     if batch == "dynamic":
         return batch
     if batch.isdigit() and 0 < int(batch) <= MAX_BATCH:
@@ -105,6 +107,10 @@ def export_cmd(
     """Export SOURCE (a spec, a run directory, or a .safetensors file) to ONNX, verified."""
     if int8 and calibrate is None:
         raise UsageError("--int8 needs --calibrate DATA (samples like the model's inputs)")
+    if calibrate is not None and not int8:
+        raise UsageError(
+            "--calibrate is for --int8 only", hint="add --int8, or verify on data with --samples"
+        )
     if fp16 and int8:
         raise UsageError("choose one of --fp16 and --int8")
     fixed = batch_value(batch)

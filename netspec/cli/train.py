@@ -14,8 +14,8 @@ import click
 from netspec.cli.console import echo, out_console, parse_set
 from netspec.cli.options import (
     MAX_EPOCHS,
+    MAX_TRAIN_BATCH,
     FiniteFloat,
-    batch_range,
     command,
     network_option,
     seed_option,
@@ -41,7 +41,9 @@ _device = click.Choice(["auto", "cpu", "cuda"])
     "folders, or an .npz with x and y (default: the spec's dataset)",
 )
 @click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), help="override the spec's epochs")
-@click.option("--batch", type=batch_range(), help="override the spec's batch size")
+@click.option(
+    "--batch", type=click.IntRange(1, MAX_TRAIN_BATCH), help="override the spec's batch size"
+)
 @click.option("--lr", type=FiniteFloat(minimum=0), help="override the spec's lr")
 @seed_option("override the spec's seed")
 @click.option("--device", type=_device, default="auto", show_default=True)
@@ -114,18 +116,23 @@ def train_cmd(
     train(request, out_console)
 
 
-@command("eval", interrupted=INTERRUPTED)
+@command("eval")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data", type=_path, help="evaluate on this data instead of the run's")
+@click.option(
+    "--data",
+    type=_path,
+    help="evaluate on this data instead of the run's (plots go to RUN/eval/NAME)",
+)
 @click.option("--device", type=_device, default="auto", show_default=True)
 def eval_cmd(run: Path, data: Path | None, device: str) -> None:
-    """Re-evaluate RUN's best weights on the test set and redraw its plots."""
+    """Re-evaluate RUN's best weights on the test set and redraw its plots (with --data,
+    the plots for that data go to RUN/eval/NAME, beside the run's own)."""
     from netspec.train.tools import evaluate_run
 
     evaluate_run(run, data, device, echo)
 
 
-@command("augment", interrupted=INTERRUPTED)
+@command("augment")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o",

@@ -12,6 +12,8 @@ import numpy.typing as npt
 
 from netspec.data.idx import MAX_BYTES
 from netspec.errors import DataError
+from netspec.fileio import open_regular
+from netspec.text import fmt_shape
 
 __all__ = ["ImageFolder", "LabeledArrays", "load_image_folder", "load_npz"]
 
@@ -40,9 +42,23 @@ def load_npz(path: PathLike, max_bytes: int = MAX_BYTES) -> LabeledArrays:
     Each array's declared size is checked against ``max_bytes`` before it is read."""
     path = Path(path)
     try:
-        loaded = np.load(path, allow_pickle=False)
+        with open_regular(path) as f:
+            x, y = _read_npz(_np_load(f, path), path, max_bytes)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e}); expected an .npz") from None
+    _check_arrays(x, y, str(path))
+    return LabeledArrays(x, y.astype(np.int64))
+
+
+def _np_load(f: Any, path: Path) -> Any:
+    try:
+        return np.load(f, allow_pickle=False)
     except Exception as e:  # numpy raises OSError, ValueError, EOFError, ... for non-npz files
         raise DataError(f"{path}: cannot read as .npz ({e})") from None
+
+
+def _read_npz(loaded: Any, path: Path, max_bytes: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """``x`` and ``y`` of an opened .npz, each checked against ``max_bytes`` first."""
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: a single .npy array; expected an .npz with arrays x and y")
     with loaded:
@@ -57,8 +73,7 @@ def load_npz(path: PathLike, max_bytes: int = MAX_BYTES) -> LabeledArrays:
             raise
         except Exception as e:  # object arrays (pickles), corrupt members
             raise DataError(f"{path}: cannot read x and y ({e})") from None
-    _check_arrays(x, y, str(path))
-    return LabeledArrays(x, y.astype(np.int64))
+    return x, y
 
 
 def _check_size(loaded: Any, name: str, path: Path, max_bytes: int) -> None:
@@ -74,7 +89,7 @@ def _check_size(loaded: Any, name: str, path: Path, max_bytes: int) -> None:
     size = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if size > max_bytes:
         raise DataError(
-            f"{path}: '{name}' declares {'x'.join(map(str, shape))} {dtype} = {size:,} bytes; "
+            f"{path}: '{name}' declares {fmt_shape(shape)} {dtype} = {size:,} bytes; "
             f"netspec reads at most {max_bytes:,}"
         )
 
@@ -89,6 +104,10 @@ def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None
         raise DataError(f"{source}: y must be integer labels (N,); found {y.dtype} {y.shape}")
     if len(x) != len(y):
         raise DataError(f"{source}: {len(x)} inputs in x but {len(y)} labels in y")
+    if len(x) == 0:
+        raise DataError(f"{source}: no samples (x is {fmt_shape(x.shape)}); expected at least one")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{source}: x holds NaN or infinite values; expected finite numbers")
 
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import stat
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from netspec.errors import DataError
-from netspec.fileio import PathLike, write_bytes
+from netspec.fileio import PathLike, open_regular, write_bytes
 
 __all__ = [
     "IdxPair",
@@ -80,7 +78,7 @@ def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = M
     """
     name = source or str(path)
     try:
-        with _open_regular(path, name) as f:
+        with open_regular(path) as f:
             compressed = f.read(2) == GZIP_MAGIC
             f.seek(0)
             if not compressed:
@@ -92,17 +90,7 @@ def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = M
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{name}: corrupt gzip data ({e}); expected a gzipped IDX file") from None
     except OSError as e:
-        raise DataError(f"{name}: cannot read: {e.strerror or e}") from None
-
-
-def _open_regular(path: PathLike, name: str) -> BinaryIO:
-    """``path`` opened for reading if it is a regular file; a FIFO or a device (which would
-    block or never end) is refused without waiting on it."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise DataError(f"{name}: not a regular file; expected an IDX file")
-    return os.fdopen(fd, "rb")
+        raise DataError(f"{name}: cannot read: {e.strerror or e}; expected an IDX file") from None
 
 
 def _read_bounded(read: Read, name: str, max_bytes: int) -> bytes:

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.artifact import ModelInfo
+from netspec.runtime.batching import run_failure
 from netspec.runtime.session import Model
 from netspec.text import UNBOUND_SIZE
 
@@ -92,7 +93,14 @@ def random_inputs(info: ModelInfo, batch: int, seed: int = 0) -> Inputs:
 def ort_runner(model: Model, inputs: Inputs) -> Runner:
     feeds = dict(zip(model.input_names, inputs, strict=True))
     session = model.session
-    return lambda: session.run(None, feeds)
+
+    def run() -> object:
+        try:
+            return session.run(None, feeds)
+        except Exception as e:  # ONNX Runtime's own error types, as `run` reports them
+            raise run_failure(model, inputs[0], e) from None
+
+    return run
 
 
 def bench(

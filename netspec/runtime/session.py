@@ -67,6 +67,27 @@ def check_declared(info: ModelInfo, source: str) -> None:
             )
 
 
+def check_graph(info: ModelInfo, session: ort.InferenceSession, source: str) -> None:
+    """Refuse metadata whose input shapes disagree with the graph's fixed sizes: inputs
+    would be fitted to the one and fail in the other."""
+    graph = session.get_inputs()
+    if len(graph) != len(info.inputs):
+        raise MetadataError(
+            f"{source}: the metadata declares {len(info.inputs)} inputs; the graph has {len(graph)}"
+        )
+    for declared, actual in zip(info.inputs, graph, strict=True):
+        sizes = list(actual.shape)[1:]  # the graph's per-sample sizes (axis 0 is the batch)
+        if len(sizes) != len(declared.shape) or any(
+            isinstance(d, int) and isinstance(g, int) and d != g
+            for d, g in zip(declared.shape, sizes, strict=True)
+        ):
+            graph_shape = fmt_shape(tuple(g if isinstance(g, int) else "?" for g in sizes))
+            raise MetadataError(
+                f"{source}: the metadata declares input '{declared.name}' as "
+                f"{fmt_shape(declared.shape)} per sample; the graph takes {graph_shape}"
+            )
+
+
 def choose_providers(choice: str, available: list[str]) -> list[str]:
     """The provider list for a session, best first, always ending with the CPU as fallback.
 
@@ -150,6 +171,7 @@ def open_model(
     try:
         info = from_props(session.get_modelmeta().custom_metadata_map, str(path))
         check_declared(info, str(path))
+        check_graph(info, session, str(path))
     except MetadataError as e:
         raise ModelError(str(e)) from None
     return Model(path, session, info, session.get_providers()[0])

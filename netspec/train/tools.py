@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.augment import augment
 from netspec.train.loop import Evaluation, evaluate
-from netspec.train.opening import check_weights, compile_run, read_run
+from netspec.train.opening import check_weights, compile_run, read_run, stored_data
 from netspec.train.run import read_metrics
 from netspec.train.session import draw
 from netspec.train.setup import (
@@ -48,8 +49,7 @@ def evaluate_run(
     check_weights(best, kept.files)
     config = kept.config()
     place = make_place(Request(device=device), compiled, log)
-    stored = kept.settings.get("data")
-    source = Path(data) if data is not None else (Path(stored) if stored else None)
+    source = stored_data(kept, data)
     tensors = load_tensors(compiled, config, source, kept.settings.get("limit"), place.device, log)
     module = seeded_module(compiled, build, config.seed).to(place.device)
     load_weights(best, module)
@@ -58,11 +58,25 @@ def evaluate_run(
         f"{kept.dir} (best weights) on {tensors.source}: test loss {test.loss:.4f}, "
         f"accuracy {test.acc:.2%}, {test.errors} errors of {len(tensors.test_y)}"
     )
-    draw(kept.dir, compiled.name, tensors, test, read_metrics(kept.dir / "metrics.csv"))
-    log(
-        f"plots: {kept.dir / 'confusion.png'}, {kept.dir / 'errors.png'}, {kept.dir / 'curves.png'}"
-    )
+    if data is None:
+        draw(kept.dir, compiled.name, tensors, test, read_metrics(kept.dir / "metrics.csv"))
+        plotted = [kept.dir / n for n in ("confusion.png", "errors.png", "curves.png")]
+    else:  # other data: its plots beside the run's own, never over them
+        where = eval_dir(kept.dir, data)
+        draw(where, compiled.name, tensors, test, [])
+        plotted = [where / n for n in ("confusion.png", "errors.png")]
+    log(f"plots: {', '.join(map(str, plotted))}")
     return test
+
+
+def eval_dir(run: Path, data: PathLike) -> Path:
+    """Where `netspec eval RUN --data DATA` draws: ``RUN/eval/NAME``, NAME from DATA's name.
+
+    >>> eval_dir(Path("runs/lenet"), "/data/my mnist.npz")
+    PosixPath('runs/lenet/eval/my_mnist.npz')
+    """
+    name = re.sub(r"[^\w.-]", "_", Path(data).resolve().name).strip(".")
+    return run / "eval" / (name or "data")  # made by the first plot written into it
 
 
 def augment_grid(
