@@ -121,12 +121,12 @@ def train_cmd(
 @click.option(
     "--data",
     type=_path,
-    help="evaluate on this data instead of the run's (plots go to RUN/eval/NAME)",
+    help="evaluate on this data (other data than the run's: plots go to RUN/eval/NAME)",
 )
 @click.option("--device", type=_device, default="auto", show_default=True)
 def eval_cmd(run: Path, data: Path | None, device: str) -> None:
-    """Re-evaluate RUN's best weights on the test set and redraw its plots (with --data,
-    the plots for that data go to RUN/eval/NAME, beside the run's own)."""
+    """Re-evaluate RUN's best weights on the test set and redraw its plots (with --data
+    other than the run's, the plots for that data go to RUN/eval/NAME, beside the run's)."""
     from netspec.train.tools import evaluate_run
 
     evaluate_run(run, data, device, echo)

@@ -58,10 +58,10 @@ def evaluate_run(
         f"{kept.dir} (best weights) on {tensors.source}: test loss {test.loss:.4f}, "
         f"accuracy {test.acc:.2%}, {test.errors} errors of {len(tensors.test_y)}"
     )
-    if data is None:
+    if data is None or str(Path(data).resolve()) == kept.settings.get("data"):  # its own
         draw(kept.dir, compiled.name, tensors, test, read_metrics(kept.dir / "metrics.csv"))
         plotted = [kept.dir / n for n in ("confusion.png", "errors.png", "curves.png")]
-    else:  # other data: its plots beside the run's own, never over them
+    else:  # other data: its plots beside the run's, never over them
         where = eval_dir(kept.dir, data)
         draw(where, compiled.name, tensors, test, [])
         plotted = [where / n for n in ("confusion.png", "errors.png")]
