@@ -23,6 +23,7 @@ import torch
 from click.testing import CliRunner, Result
 from safetensors.torch import save_file
 
+from netspec.cli.export import export_cmd
 from netspec.cli.train import eval_cmd, train_cmd
 from netspec.errors import OutputError, RunError, UsageError
 from netspec.fileio import write_text
@@ -428,3 +429,103 @@ def test_a_run_of_the_old_layout_is_opened_and_checked(tmp_path: Path, data: Pat
     (run / "spec.net").write_text(SINGLE.replace("relu", "tanh"))
     result = cli(run, "--data", data, command=eval_cmd)
     assert result.exit_code == 1 and "trained on another spec" in result.output
+
+
+# ---- what a clumsy or hostile user found after issue 9 ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [({"overrides": {"epochs": -1}}, "epochs"), ({"network": "nope"}, "nope")],
+    ids=["override", "network"],
+)
+def test_damaged_stored_settings_are_run_errors_naming_settings_json(
+    run: Path, data: Path, fields: dict[str, object], named: str
+) -> None:
+    """A bad value stored in settings.json is damage in the run (exit 1), not a flag the
+    user typed (exit 2, "--set epochs=-1")."""
+    _rewrite(run, **fields)
+    resume = ("--resume", run, "--data", data)
+    for args, command in (((run, "--data", data), eval_cmd), (resume, train_cmd)):
+        result = cli(*args, command=command)
+        assert result.exit_code == 1, result.output
+        assert "settings.json" in result.output and named in result.output, result.output
+
+
+def test_a_stored_data_path_outside_the_cache_is_not_followed(run: Path) -> None:
+    _rewrite(run, data="/etc")
+    for args, command in (((run,), eval_cmd), (("--resume", run), train_cmd)):
+        result = cli(*args, command=command)
+        assert result.exit_code == 2, result.output
+        assert "pass --data" in result.output and '--data "/etc"' in result.output
+        assert not {"passwd", "hostname", "found:"} & set(result.output.split()), result.output
+
+
+def test_a_stored_data_path_inside_the_cache_is_followed(
+    run: Path, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NETSPEC_CACHE_DIR", str(tmp_path / "cache"))
+    cached = shutil.copytree(data, tmp_path / "cache" / "datasets" / "mine")
+    _rewrite(run, data=str(cached))
+    result = cli(run, command=eval_cmd)
+    assert result.exit_code == 0, result.output
+    assert f"on {cached}" in result.output
+
+
+def test_a_bad_run_name_is_refused_before_the_data_is_read(trained: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "data.fifo"
+    os.mkfifo(fifo)  # reading it would block: the name must be refused first
+    spec = trained / "spec" / "tiny.net"
+    result = cli(spec, "--data", fifo, "--name", "../../escape", "--out", tmp_path / "runs")
+    assert result.exit_code == 2 and "--name '../../escape'" in result.output, result.output
+    with pytest.raises(UsageError, match="--name"):
+        Request(spec, name="a/b")
+
+
+def test_eval_on_other_data_keeps_the_runs_plots(run: Path, data: Path, tmp_path: Path) -> None:
+    before = {n: (run / n).read_bytes() for n in ("confusion.png", "errors.png", "curves.png")}
+    other = shutil.copytree(data, tmp_path / "other data")
+    result = cli(run, "--data", other, command=eval_cmd)
+    assert result.exit_code == 0, result.output
+    assert {n: (run / n).read_bytes() for n in before} == before
+    assert (run / "eval" / "other_data" / "confusion.png").is_file()
+    assert str(run / "eval" / "other_data" / "errors.png") in result.output
+
+
+def test_eval_refuses_nan_images(run: Path, tmp_path: Path) -> None:
+    x = np.full((6, 1, 28, 28), np.nan, np.float32)
+    np.savez(tmp_path / "n6.npz", x=x, y=np.arange(6))
+    result = cli(run, "--data", tmp_path / "n6.npz", command=eval_cmd)
+    assert result.exit_code == 1 and "NaN or infinite" in result.output, result.output
+    assert "accuracy" not in result.output
+
+
+def test_another_runs_weights_are_said_to_belong_to_another_spec(
+    run: Path, data: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.net"
+    other.write_text(MAIN.replace('use "lib/blocks.net"', LIB).replace("stage(4)", "stage(6)"))
+    made = cli(other, "--data", data, "--out", tmp_path / "runs")
+    assert made.exit_code == 0, made.output
+    shutil.copy(tmp_path / "runs" / "tiny" / "weights" / "best.safetensors", run / "weights")
+    result = cli(run, "--data", data, command=eval_cmd)
+    assert result.exit_code == 1 and "trained on another spec" in result.output
+    assert "belong to another spec" in result.output and "edited after" not in result.output
+
+
+def test_a_legacy_runs_use_outside_it_names_no_missing_flag(tmp_path: Path) -> None:
+    (tmp_path / "lib.net").write_text(LIB)
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "spec.net").write_text('use "../../lib.net"\n' + MAIN.split("\n", 2)[2])
+    result = CliRunner().invoke(export_cmd, [str(run), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1, result.output
+    assert "E103" in result.output and "kept inside the run" in result.output
+    assert "--allow-outside" not in result.output
+
+
+def test_weights_outside_a_run_are_named(trained: Path, tmp_path: Path) -> None:
+    weights = shutil.copy(trained / "weights" / "best.safetensors", tmp_path / "w.safetensors")
+    result = CliRunner().invoke(export_cmd, [str(weights), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1, result.output
+    assert f"{weights}: not in a netspec run" in result.output

@@ -35,6 +35,7 @@ from netspec.train.sources import (
 from netspec.trainspec import TrainConfig
 
 LEGACY_SPEC = "spec.net"
+INF = (float("inf"), float("-inf"))  # JSON's Infinity: no override is (nor NaN)
 MAX_THREADS = 1024  # a stored thread count beyond this is damage, not a machine
 OUTSIDE = "E103"  # the code of a `use` that leaves the spec's directory (passes.load)
 WEIGHTS = ("best.safetensors", "last.safetensors")  # what export and eval load, in this order
@@ -130,7 +131,7 @@ def check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:
     for key, value in overrides.items():
         if not key.isidentifier() or key in RESERVED:
             raise RunError(f"{path}: bad override name {json.dumps(key)[:80]}")
-        if not isinstance(value, bool | int | float | str):
+        if not isinstance(value, bool | int | float | str) or value != value or value in INF:
             raise RunError(f"{path}: bad override '{key}': {json.dumps(value)[:80]}")
     for name, digest in (settings.get("sources") or {}).items():
         if not isinstance(digest, str):
@@ -187,12 +188,13 @@ def _from_command_line(
 ) -> bool:
     """Whether ``e`` is about what the command line gave, not about what the run stored
     (a stored value is damage in the run, exit 1, not a mistake in a flag)."""
-    stored = [k for k in kept.overrides if k not in overrides]
+    given = [k for k, v in overrides.items() if k not in kept.overrides or kept.overrides[k] != v]
+    stored = [k for k in kept.overrides if k not in given]
     if any(flag in e.message for k in stored for flag in (f"--set {k}=", f"--set {k}:", f"--{k} ")):
         return False
-    if network is None and kept.network is not None and repr(kept.network) in e.message:
+    if network in (None, kept.network) and repr(kept.network) in e.message:
         return False
-    return bool(overrides) or network is not None
+    return bool(given) or network not in (None, kept.network)
 
 
 def check_weights(path: PathLike, files: SpecFiles) -> None:
