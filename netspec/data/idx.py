@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from netspec.errors import DataError
 from netspec.fileio import PathLike, open_regular, write_bytes
+from netspec.text import fmt_shape
 
 __all__ = [
     "IdxPair",
@@ -110,9 +111,8 @@ def _read_bounded(read: Read, name: str, max_bytes: int) -> bytes:
     dims = tuple(int(d) for d in np.frombuffer(head, ">u4", count=ndim, offset=4))
     expected = math.prod(dims) * DTYPES[head[2]].itemsize
     if expected > max_bytes:
-        shape = "x".join(str(d) for d in dims)
         raise DataError(
-            f"{name}: header says {shape} {DTYPES[head[2]].name} = {expected:,} bytes; "
+            f"{name}: header says {fmt_shape(dims)} {DTYPES[head[2]].name} = {expected:,} bytes; "
             f"netspec reads at most {max_bytes:,}"
         )
     data = head + _read_up_to(read, expected + TRAILING_LIMIT + 1)
@@ -194,9 +194,8 @@ def _check_payload(
     noun = {1: "labels", 3: "pixels"}.get(len(dims), "values") if dtype.itemsize == 1 else "values"
     kind = "" if dtype.itemsize == 1 else f" {dtype.name}"
     problem = "truncated" if size < expected else f"{size - expected} trailing bytes"
-    shape = "x".join(str(d) for d in dims)
     raise DataError(
-        f"{source}: {problem}: header says {shape}{kind} = {expected} bytes of {noun}, "
+        f"{source}: {problem}: header says {fmt_shape(dims)}{kind} = {expected} bytes of {noun}, "
         f"file has {size}"
     )
 

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from netspec.artifact import ModelInfo
 from netspec.runtime.batching import run_failure
 from netspec.runtime.session import Model
-from netspec.text import UNBOUND_SIZE
+from netspec.text import bound_shape
 
 Runner = Callable[[], object]
 Inputs = list[npt.NDArray[np.float32]]
@@ -83,10 +83,7 @@ def iterations(runners: Mapping[str, Runner]) -> int:
 def random_inputs(info: ModelInfo, batch: int, seed: int = 0) -> Inputs:
     rng = np.random.default_rng(seed)
     return [
-        rng.standard_normal(
-            (batch, *(d if isinstance(d, int) else UNBOUND_SIZE for d in i.shape))
-        ).astype(np.float32)
-        for i in info.inputs
+        rng.standard_normal((batch, *bound_shape(i.shape))).astype(np.float32) for i in info.inputs
     ]
 
 
