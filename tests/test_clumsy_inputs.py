@@ -195,3 +195,28 @@ def test_calibrate_without_int8_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert code == 2 and "--calibrate is for --int8 only" in output, output
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ---- 15. the compile limits on every command that compiles -------------------------------
+
+
+def test_the_limits_are_flags_of_every_command_that_compiles(tmp_path: Path) -> None:
+    spec = tmp_path / "three.net"
+    spec.write_text(
+        "network three(image: 1x28x28) {\n"
+        "    conv 4 3x3 pad=1 | relu | conv 4 3x3 pad=1 | relu | conv 4 3x3 pad=1 | relu\n"
+        "    flatten | dense 10\n}\n"
+    )
+    fifo = tmp_path / "data.fifo"
+    os.mkfifo(fifo)  # the limit is met while compiling, before any data is read
+    for args in (
+        ("export", spec, "-o", tmp_path / "m.onnx"),
+        ("train", spec, "--data", fifo, "--out", tmp_path),
+        ("augment", spec, "--data", fifo, "-o", tmp_path / "a.png"),
+    ):
+        code, output = invoke(*args, "--max-nodes", "4")
+        assert code == 1 and "E403" in output and "more than 4 layers" in output, output
+    code, output = invoke(
+        "export", spec, "-o", tmp_path / "m.onnx", "--no-verify", "--max-nodes", "9"
+    )
+    assert code == 0 and (tmp_path / "m.onnx").is_file(), output

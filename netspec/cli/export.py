@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netspec.cli.console import parse_set, say
-from netspec.cli.options import command, network_option, sets_option
+from netspec.cli.options import command, limit_options, network_option, sets_option
 from netspec.errors import UsageError
+from netspec.limits import Limits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,19 +25,19 @@ CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before thi
 
 
 def open_source(
-    source: Path, network: str | None, overrides: dict[str, Any]
+    source: Path, network: str | None, overrides: dict[str, Any], limits: Limits | None = None
 ) -> tuple[Compiled, Path | None]:
     """The network and its weights from a spec file, or from a run directory or a
     `.safetensors` file in one, opened and checked as `netspec eval` opens a run."""
     if source.is_dir() or source.suffix == ".safetensors":
         from netspec.train.opening import open_run  # imports torch
 
-        return open_run(source, network, overrides)
+        return open_run(source, network, overrides, limits)
     if not source.is_file():
         raise UsageError(f"{source}: no such file or directory")
     from netspec.compiler import compile
 
-    return compile(source, network, **overrides), None
+    return compile(source, network, limits=limits, **overrides), None
 
 
 def batch_value(batch: str) -> str | int:
@@ -91,6 +92,7 @@ def _data(
     "it gives accuracy)",
 )
 @click.option("--no-verify", is_flag=True, help="skip the check against PyTorch")
+@limit_options
 def export_cmd(
     source: Path,
     output: Path,
@@ -103,6 +105,7 @@ def export_cmd(
     calibrate: Path | None,
     samples: Path | None,
     no_verify: bool,
+    **limits: int,
 ) -> None:
     """Export SOURCE (a spec, a run directory, or a .safetensors file) to ONNX, verified."""
     if int8 and calibrate is None:
@@ -119,7 +122,7 @@ def export_cmd(
     from netspec.lower import to_torch
     from netspec.lower.weights import load_weights
 
-    compiled, weights_file = open_source(source, network, parse_set(sets))
+    compiled, weights_file = open_source(source, network, parse_set(sets), Limits(**limits))
     module = None
     if weights_file is not None:
         module = to_torch(compiled)

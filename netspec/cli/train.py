@@ -17,6 +17,7 @@ from netspec.cli.options import (
     MAX_TRAIN_BATCH,
     FiniteFloat,
     command,
+    limit_options,
     network_option,
     seed_option,
     sets_option,
@@ -73,6 +74,7 @@ _device = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--limit", type=click.IntRange(min=1), help="train on the first N samples only")
 @sets_option("override a constant or a training value (epochs, lr, optimizer, ...)")
 @click.option("--compile", "compile_", is_flag=True, help="run the module through torch.compile")
+@limit_options
 def train_cmd(
     spec: Path | None,
     network: str | None,
@@ -90,12 +92,14 @@ def train_cmd(
     limit: int | None,
     sets: tuple[str, ...],
     compile_: bool,
+    **limits: int,
 ) -> None:
     """Train the network of SPEC on its `train` section's data; write a run directory."""
     if spec is None and resume is None:
         raise UsageError("missing SPEC", hint="netspec train SPEC, or netspec train --resume RUN")
     flags = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
     overrides = {**parse_set(sets), **{k: v for k, v in flags.items() if v is not None}}
+    from netspec.limits import Limits
     from netspec.train.session import train
     from netspec.train.setup import Request
 
@@ -112,6 +116,7 @@ def train_cmd(
         name=name,
         resume=resume,
         nproc=nproc,
+        limits=Limits(**limits),
     )
     train(request, out_console)
 
@@ -124,12 +129,14 @@ def train_cmd(
     help="evaluate on this data (other data than the run's: plots go to RUN/eval/NAME)",
 )
 @click.option("--device", type=_device, default="auto", show_default=True)
-def eval_cmd(run: Path, data: Path | None, device: str) -> None:
+@limit_options
+def eval_cmd(run: Path, data: Path | None, device: str, **limits: int) -> None:
     """Re-evaluate RUN's best weights on the test set and redraw its plots (with --data
     other than the run's, the plots for that data go to RUN/eval/NAME, beside the run's)."""
+    from netspec.limits import Limits
     from netspec.train.tools import evaluate_run
 
-    evaluate_run(run, data, device, echo)
+    evaluate_run(run, data, device, echo, limits=Limits(**limits))
 
 
 @command("augment")
@@ -156,6 +163,7 @@ def eval_cmd(run: Path, data: Path | None, device: str) -> None:
 )
 @seed_option("random seed (default: the spec's)")
 @sets_option("override a constant or a training value")
+@limit_options
 def augment_cmd(
     spec: Path,
     output: Path,
@@ -165,11 +173,24 @@ def augment_cmd(
     copies: int,
     seed: int | None,
     sets: tuple[str, ...],
+    **limits: int,
 ) -> None:
     """Draw a grid of augmented test images, as the train section's `augment` makes them."""
+    from netspec.limits import Limits
     from netspec.train.tools import augment_grid
 
-    augment_grid(spec, network, parse_set(sets), data, output, count, copies, seed, echo)
+    augment_grid(
+        spec,
+        network,
+        parse_set(sets),
+        data,
+        output,
+        count,
+        copies,
+        seed,
+        echo,
+        limits=Limits(**limits),
+    )
 
 
 if __name__ == "__main__":  # the processes that `netspec train --nproc N` starts (torchrun)

@@ -21,6 +21,7 @@ from netspec.data import default_cache_dir
 from netspec.diagnostics import Diagnostic, SpecError
 from netspec.errors import RunError, UsageError
 from netspec.fileio import PathLike
+from netspec.limits import Limits
 from netspec.train.run import read_json, weights_meta
 from netspec.train.setup import RESERVED, check_overrides
 from netspec.train.sources import (
@@ -145,10 +146,13 @@ def check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def compile_run(
-    kept: KeptRun, network: str | None = None, overrides: Mapping[str, Any] | None = None
+    kept: KeptRun,
+    network: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> Compiled:
     """Compile the run's kept spec, from inside the run only (no `use` may leave it);
-    ``network`` and ``overrides`` (on top of the run's) as on the command line."""
+    ``network``, ``overrides`` (on top of the run's) and ``limits`` as on the command line."""
     merged = {**kept.overrides, **(overrides or {})}
     try:
         check_overrides(merged)
@@ -156,6 +160,7 @@ def compile_run(
             kept.main,
             network if network is not None else kept.network,
             allow_outside=False,
+            limits=limits,
             **merged,
         )
     except SpecError as e:  # no `--allow-outside` here: say what a run's spec may use
@@ -235,12 +240,16 @@ def stored_data(kept: KeptRun, given: PathLike | None) -> Path | None:
 
 
 def open_run(
-    source: PathLike, network: str | None = None, overrides: Mapping[str, Any] | None = None
+    source: PathLike,
+    network: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> tuple[Compiled, Path | None]:
     """The run's compiled network and the weights to load, after every check: settings, kept
     files, and the weights' record of their spec. ``source`` is a run directory (weights:
     best, else last, else None) or a ``.safetensors`` file in one (``RUN/weights/X``).
-    ``network`` and ``overrides`` (on top of the run's) as `--network` and `--set` give them."""
+    ``network``, ``overrides`` (on top of the run's) and ``limits`` as `--network`, `--set`
+    and the `--max-...` flags give them."""
     path = Path(source)
     weights: Path | None = None
     if path.suffix == ".safetensors" and not path.is_dir():
@@ -257,7 +266,7 @@ def open_run(
             hint="weights are exported with their run: RUN/weights/NAME.safetensors, "
             "or the run directory itself",
         ) from None
-    compiled = compile_run(kept, network, overrides)
+    compiled = compile_run(kept, network, overrides, limits)
     if weights is None:
         weights = next(
             (w for w in (kept.dir / "weights" / n for n in WEIGHTS) if w.is_file()), None

@@ -151,10 +151,10 @@ def _stored(request: Request) -> tuple[Request, KeptRun]:
 
 def _resolve(request: Request, log: Log, kept: KeptRun | None) -> tuple[Compiled, TrainConfig]:
     if kept is not None and request.spec is None:
-        compiled = compile_run(kept, request.network, request.overrides)
+        compiled = compile_run(kept, request.network, request.overrides, request.limits)
     else:
         assert request.spec is not None
-        compiled = compile_request(request.spec, request.network, request.overrides)
+        compiled = compile_request(request.spec, request.network, request.overrides, request.limits)
     return compiled, train_config(compiled, request.overrides, log)
 
 

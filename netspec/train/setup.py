@@ -18,6 +18,7 @@ from torch import nn
 from netspec.compiler import Compiled, compile
 from netspec.data import DataError
 from netspec.errors import UsageError
+from netspec.limits import Limits
 from netspec.lower import to_torch
 from netspec.ops import channels_last_helps
 from netspec.syntax import ast
@@ -49,6 +50,7 @@ class Request:
     name: str | None = None
     resume: Path | None = None
     nproc: int = 1
+    limits: Limits = field(default_factory=Limits)  # the compile limits (--max-... flags)
 
     def __post_init__(self) -> None:
         for name in ("spec", "data", "out", "resume"):
@@ -81,10 +83,12 @@ def build_module(compiled: Compiled) -> nn.Module:
     return to_torch(compiled)
 
 
-def compile_request(spec: Path, network: str | None, overrides: Mapping[str, Any]) -> Compiled:
-    """Compile the spec at ``spec`` with the command line's overrides."""
+def compile_request(
+    spec: Path, network: str | None, overrides: Mapping[str, Any], limits: Limits | None = None
+) -> Compiled:
+    """Compile the spec at ``spec`` with the command line's overrides and limits."""
     check_overrides(overrides)
-    return compile(spec, network, **overrides)
+    return compile(spec, network, limits=limits, **overrides)
 
 
 def train_config(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> TrainConfig:

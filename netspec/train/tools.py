@@ -11,6 +11,7 @@ import torch
 
 from netspec.errors import RunError
 from netspec.fileio import PathLike
+from netspec.limits import Limits
 from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.augment import augment
@@ -35,7 +36,13 @@ Log = Callable[[str], None]
 
 
 def evaluate_run(
-    run: PathLike, data: PathLike | None, device: str, log: Log, build: Build = build_module
+    run: PathLike,
+    data: PathLike | None,
+    device: str,
+    log: Log,
+    build: Build = build_module,
+    *,
+    limits: Limits | None = None,
 ) -> Evaluation:
     """Test the run's best weights (on ``data``, else the run's own data); redraw its plots.
 
@@ -45,7 +52,7 @@ def evaluate_run(
     best = kept.dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise RunError(f"{best}: missing; the run has not finished an epoch yet")
-    compiled = compile_run(kept)
+    compiled = compile_run(kept, limits=limits)
     check_weights(best, kept.files)
     config = kept.config()
     place = make_place(Request(device=device), compiled, log)
@@ -89,9 +96,11 @@ def augment_grid(
     copies: int,
     seed: int | None,
     log: Log,
+    *,
+    limits: Limits | None = None,
 ) -> None:
     """Draw the first ``count`` test images and ``copies`` augmented versions of each."""
-    compiled = compile_request(Path(spec), network, overrides)
+    compiled = compile_request(Path(spec), network, overrides, limits)
     config = train_config(compiled, overrides, log)
     if not config.augment.enabled:
         log("the train section enables no augmentation: the copies equal the originals")
