@@ -5,7 +5,6 @@ training."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +45,7 @@ network resnet_tiny(image: 3x32x32) {
 RESNET18_32 = (SPECS / "resnet18.net").read_text().replace("3x224x224", "3x32x32")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors on a shared 2-core machine: one thread avoids OpenMP's busy waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small tensors, one thread
 
 
 def spec(body: str, inputs: str = "x: 3x8x8", prelude: str = "") -> Compiled:
