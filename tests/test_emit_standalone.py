@@ -46,9 +46,9 @@ from netspec.lower.emit import emit_python
 from netspec.lower.init import init_weights
 from netspec.lower.sources import Sources, import_lines
 from tests.test_emit import BRANCHES, TWO_OUTPUTS, _load
-from tests.test_lower import OP_SNIPPETS, _one_thread, spec
+from tests.test_lower import OP_SNIPPETS, spec
 
-__all__ = ["_one_thread"]  # the module-scoped fixture: one torch thread here too
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

@@ -507,13 +507,15 @@ def _launch(request: Request, console: Console, log: Log) -> Path:
         request.device,
         "--precision",
         request.precision,
+        *(["--data", str(Path(request.data).resolve())] if request.data is not None else []),
         *(["--compile"] if request.compile else []),
     ]
     log(f"starting {request.nproc} processes: {' '.join(command[1:])}")
     code = subprocess.call(command)
     if code != 0:
+        data = f" --data {command[command.index('--data') + 1]}" if "--data" in command else ""
         raise RunError(
             f"the distributed run exited with status {code}; resume it with "
-            f"netspec train --resume {directory} --nproc {request.nproc}"
+            f"netspec train --resume {directory}{data} --nproc {request.nproc}"
         )
     return directory
