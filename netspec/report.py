@@ -39,11 +39,16 @@ def _num(x: float) -> int | float:
     return int(x) if float(x).is_integer() else x
 
 
+def _short(x: float) -> str:
+    """A receptive-field number for the table: `3`, `0.5`, `0.1667` (after an upsample)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
 def rf_text(layer: Layer) -> str:
     if layer.rf.whole:
         return "all"
-    h, w = (_num(s) for s in layer.rf.size)
-    jh, jw = (_num(j) for j in layer.rf.jump)
+    h, w = (_short(s) for s in layer.rf.size)
+    jh, jw = (_short(j) for j in layer.rf.jump)
     if layer.rf.line:  # a 1-D signal: along its one axis
         return f"{w} /{jw}"
     size = f"{h}" if h == w else f"{h}x{w}"

@@ -132,6 +132,26 @@ OP_SNIPPETS = {
     "channel_shuffle": "conv 4 1x1 | channel_shuffle 2",
     "pad": "pad 1 2 3 4 mode=reflect",
     "crop": "crop 5x4",
+    # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
+    "mul": "mul {\n relu\n avgpool global | conv 3 1x1 | sigmoid\n}",  # an SE gate
+    "sub": "sub {\n relu\n conv 3 1x1\n}",
+    "mean": "mean {\n relu\n conv 3 1x1\n tanh\n}",
+    "max": "max {\n identity\n conv 3 1x1\n}",
+    "scale": "scale 0.5",
+    "relu6": "scale 8 | relu6",
+    "hardtanh": "hardtanh min=-0.5 max=2",
+    "silu": "silu",
+    "hardswish": "hardswish",
+    "hardsigmoid": "hardsigmoid",
+    "mish": "mish",
+    "prelu": "prelu",
+    "softplus": "softplus beta=2",
+    "log_softmax": "log_softmax",
+    "layernorm": "layernorm eps=0.001",
+    "groupnorm": "conv 4 1x1 | groupnorm 2 eps=0.001",
+    "instancenorm": "instancenorm eps=0.001",
+    "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true",
+    "deconv": "deconv 4 3x3 stride=2 pad=1 output_pad=1 bias=false",
 }
 
 

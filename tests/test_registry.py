@@ -83,7 +83,7 @@ def test_output_kind_follows_the_registry(body: str, kind: str) -> None:
 
 
 def test_merges_are_declared_and_written_inline() -> None:
-    assert merge_names() == ("add", "concat", "distance")
+    assert merge_names() == ("add", "concat", "distance", "mul", "sub", "mean", "max")
     compiled = spec(OP_SNIPPETS["add"])
     lowered = lowerings(compiled)
     merge = next(n for n in compiled.graph.nodes if n.op == "add")
@@ -92,7 +92,7 @@ def test_merges_are_declared_and_written_inline() -> None:
 
 
 def test_channels_last_is_a_declared_fact() -> None:
-    assert {name for name, d in REGISTRY.items() if d.channels_last} == {"conv", "local"}
+    assert {name for name, d in REGISTRY.items() if d.channels_last} == {"conv", "local", "deconv"}
     assert channels_last_helps(n.op for n in spec("conv 2 3x3 | relu").graph.nodes)
     assert not channels_last_helps(n.op for n in spec("dense 3").graph.nodes)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netspec.ir import Shape
+from netspec.ir import OpParams, Shape
 from netspec.lower.layers import (
     Add,
     CenterCrop,
@@ -28,13 +28,20 @@ from netspec.lower.layers import (
     GlobalLPPool2d,
     LocallyConnected2d,
     LPPool,
+    Max,
+    Mean,
+    Mul,
     Permute,
+    Scale,
     ScaledTanh,
+    Sub,
     Subsample2d,
     TableConv2d,
     lenet5_prototypes,
     random_prototypes,
 )
+from netspec.ops.activations import HardtanhParams, ScaleParams, SoftplusParams, prelu_channels
+from netspec.ops.normalization import GroupNormParams, InstanceNormParams, LayerNormParams
 from netspec.ops.pointwise import (
     BatchNormParams,
     DenseParams,
@@ -49,6 +56,7 @@ from netspec.ops.pointwise import (
 from netspec.ops.registry import numel
 from netspec.ops.shape import ChannelShuffleParams, CropParams, PadParams, PermuteParams, crop_box
 from netspec.ops.spatial import ConvParams, LocalParams, LpPoolParams, PoolParams, SubsampleParams
+from netspec.ops.upsampling import DeconvParams, UpsampleParams
 
 
 @dataclass(frozen=True)
@@ -328,6 +336,65 @@ def _crop(p: CropParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(CenterCrop, crop_box(p, ins[0])))
 
 
+# ---- issue 10: merges, activations, normalizations, upsampling ---------------------------
+
+
+def _max_inline(xs: Sequence[str]) -> str:
+    expr = xs[0]
+    for x in xs[1:]:
+        expr = f"torch.maximum({expr}, {x})"
+    return expr
+
+
+def _hardtanh(p: HardtanhParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.Hardtanh, (), _opts(min_val=(p.min, -1.0), max_val=(p.max, 1.0))))
+
+
+def _softplus(p: SoftplusParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.Softplus, (), _opts(beta=(p.beta, 1.0))))
+
+
+def _prelu(p: OpParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.PReLU, (), (("num_parameters", prelu_channels(ins[0])),)))
+
+
+def _scale(p: ScaleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(Scale, (p.factor,)), inline=lambda xs: f"{xs[0]} * {p.factor!r}")
+
+
+def _layernorm(p: LayerNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    shape = [int(d) for d in ins[0]]
+    return Lowered(Call(nn.LayerNorm, (shape,), _opts(eps=(p.eps, 1e-5))))
+
+
+def _groupnorm(p: GroupNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    args = (p.groups, int(ins[0][0]))
+    return Lowered(Call(nn.GroupNorm, args, _opts(eps=(p.eps, 1e-5))))
+
+
+def _instancenorm(p: InstanceNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts = (*_opts(eps=(p.eps, 1e-5)), ("affine", True))
+    return Lowered(Call(nn.InstanceNorm2d, (int(ins[0][0]),), opts))
+
+
+def _upsample(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts: tuple[tuple[str, Any], ...] = (("scale_factor", _one(p.scale)),)
+    if p.mode == "bilinear":  # nearest takes no align_corners (PyTorch refuses one)
+        opts += (("mode", "bilinear"), ("align_corners", p.align_corners))
+    return Lowered(Call(nn.Upsample, (), opts))
+
+
+def _deconv(p: DeconvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    opts = _opts(
+        stride=(_one(p.stride), 1),
+        padding=(_one(p.pads), 0),
+        output_padding=(_one(p.output_pad), 0),
+        bias=(p.bias, True),
+    )
+    args = (int(ins[0][0]), p.channels, _one(p.kernel))
+    return Lowered(Call(nn.ConvTranspose2d, args, opts))
+
+
 BUILDERS: dict[str, Builder] = {
     "conv": _conv,
     "local": _local,
@@ -360,4 +427,24 @@ BUILDERS: dict[str, Builder] = {
     "channel_shuffle": _channel_shuffle,
     "pad": _pad,
     "crop": _crop,
+    # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
+    "mul": _merge(Mul, lambda xs: " * ".join(xs)),
+    "sub": _merge(Sub, lambda xs: f"{xs[0]} - {xs[1]}"),
+    "mean": _merge(Mean, lambda xs: f"({' + '.join(xs)}) / {len(xs)}"),
+    "max": _merge(Max, _max_inline),
+    "scale": _scale,
+    "relu6": _fixed(Call(nn.ReLU6)),
+    "hardtanh": _hardtanh,
+    "silu": _fixed(Call(nn.SiLU)),
+    "hardswish": _fixed(Call(nn.Hardswish)),
+    "hardsigmoid": _fixed(Call(nn.Hardsigmoid)),
+    "mish": _fixed(Call(nn.Mish)),
+    "prelu": _prelu,
+    "softplus": _softplus,
+    "log_softmax": _fixed(Call(nn.LogSoftmax, (), (("dim", 1),))),
+    "layernorm": _layernorm,
+    "groupnorm": _groupnorm,
+    "instancenorm": _instancenorm,
+    "upsample": _upsample,
+    "deconv": _deconv,
 }

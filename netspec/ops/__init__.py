@@ -5,7 +5,15 @@
 
 from __future__ import annotations
 
-from netspec.ops import pointwise, shape, spatial
+from netspec.ops import (
+    activations,
+    merges,
+    normalization,
+    pointwise,
+    shape,
+    spatial,
+    upsampling,
+)
 from netspec.ops.registry import (
     REGISTRY,
     RF,
@@ -24,9 +32,13 @@ __all__ = [
     "OpDef",
     "OutputMeaning",
     "ShapeError",
+    "activations",
     "channels_last_helps",
     "merge_names",
+    "merges",
+    "normalization",
     "pointwise",
     "shape",
     "spatial",
+    "upsampling",
 ]

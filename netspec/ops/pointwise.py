@@ -1,4 +1,5 @@
-"""Dense stages, the RBF output, normalization, dropout, activations, and merges."""
+"""Dense stages, the RBF output, batch and response normalization, dropout, the first
+activations, and the residual shortcut. Merges live in `netspec.ops.merges`."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from netspec.ops.registry import (
     macs_of,
     numel,
     register,
-    rf_merge,
     rf_whole,
     spatial,
     window_out,
@@ -230,68 +230,7 @@ register(
 )
 
 
-# ---- merges -----------------------------------------------------------------------------
-
-
-def _add_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
-    first = ins[0]
-    for other in ins[1:]:
-        if other != first:
-            raise ShapeError(
-                f"cannot add tensors of shapes {fmt_shape(first)} and {fmt_shape(other)}",
-                hint="merged branches must have the same shape; project one of them "
-                "(e.g. a 1x1 conv with the right stride)",
-            )
-    return first
-
-
-def _concat_shape(p: OpParams, ins: Sequence[Shape]) -> Shape:
-    rest = ins[0][1:]
-    for other in ins[1:]:
-        if other[1:] != rest or len(other) != len(ins[0]):
-            raise ShapeError(
-                f"cannot concatenate {fmt_shape(ins[0])} and {fmt_shape(other)}: "
-                "all but the feature-map axis must agree",
-                hint="give every branch the same stride and padding",
-            )
-    channels = [s[0] for s in ins]
-    if not all(isinstance(c, int) for c in channels):
-        raise ShapeError("concatenated tensors need numeric channel counts")
-    return (sum(int(c) for c in channels), *rest)
-
-
-register(
-    OpDef(
-        name="add",
-        params=NoParams,
-        shape=_add_shape,
-        arity=None,
-        rf=rf_merge,
-        cost=lambda p, ins, out: Cost(macs=macs_of(out, len(ins) - 1)),
-        doc="Elementwise sum of two or more tensors of one shape (residual connections).",
-    )
-)
-register(
-    OpDef(
-        name="concat",
-        params=NoParams,
-        shape=_concat_shape,
-        arity=None,
-        rf=rf_merge,
-        doc="Stacks the feature maps of two or more tensors (Inception, DenseNet).",
-    )
-)
-register(
-    OpDef(
-        name="distance",
-        params=NoParams,
-        shape=_add_shape,
-        arity=2,
-        rf=rf_merge,
-        cost=lambda p, ins, out: Cost(macs=macs_of(out, 1)),
-        doc="Elementwise absolute difference |a - b| (siamese networks).",
-    )
-)
+# ---- residual shortcuts ---------------------------------------------------------------
 
 
 class ProjectParams(OpParams):

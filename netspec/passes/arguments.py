@@ -21,10 +21,19 @@ from netspec.diagnostics import (
 )
 from netspec.ir import OpParams
 from netspec.limits import MAX_VALUE
-from netspec.ops import OpDef
+from netspec.ops import REGISTRY, OpDef
 from netspec.ops.synonyms import param_hint
 from netspec.passes.values import Evaluator, Word, describe
 from netspec.syntax import ast
+
+
+def _extra_hint(opdef: OpDef, extra: ast.Arg) -> str:
+    """`relu 6` most likely means `relu6`; an operation without parameters takes none."""
+    if isinstance(extra.value, ast.Num) and f"{opdef.name}{extra.value.value}" in REGISTRY:
+        return f"did you mean '{opdef.name}{extra.value.value}'?"
+    if not opdef.params.model_fields:
+        return f"'{opdef.name}' takes no arguments"
+    return "give the others by name, e.g. stride=2"
 
 
 def op_arguments(
@@ -50,7 +59,7 @@ def op_arguments(
             f"{plural(len(opdef.positional), 'positional argument')} ({names}), "
             f"got {len(positional)}",
             positional[len(opdef.positional)].span,
-            hint="give the others by name, e.g. stride=2",
+            hint=_extra_hint(opdef, positional[len(opdef.positional)]),
         )
     for key, arg in zip(opdef.positional, positional, strict=False):
         kwargs[key], spans[key] = ev.value(arg.value), arg.span

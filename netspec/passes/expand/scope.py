@@ -33,11 +33,12 @@ class Scope:
     sites: tuple[tuple[str, Span], ...] = ()  # (what, where) of each enclosing call
 
     def label(self, label: str | None, base: str) -> str:
-        """The given label, else the operation's name and a counter: conv1, conv2, ..."""
+        """The given label, else the operation's name and a counter: conv1, conv2, ...
+        (relu6_1 after a name that ends in a digit, which relu61 would hide)."""
         if label is not None:
             return label
         self.counters[base] = self.counters.get(base, 0) + 1
-        return f"{base}{self.counters[base]}"
+        return f"{base}{'_' if base[-1].isdigit() else ''}{self.counters[base]}"
 
     def child(
         self, prefix: str, values: dict[str, Any], site: Span, what: str, block: str | None = None
