@@ -17,7 +17,7 @@ short printable strings, bounded JSON nesting), and a bad one is a
 ...             "outputs": '[{"name": "y", "kind": "logits"}]'}, "m.onnx")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
     ...
-netspec.errors.MetadataError: m.onnx: bad netspec metadata: inputs[0].shape[1]: a size is ...
+netspec.errors.MetadataError: m.onnx: bad netspec metadata: inputs[0].shape[1]: expected ...
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pydantic import AfterValidator, Field, PlainValidator, TypeAdapter, Validat
 from pydantic_core import from_json
 
 from netspec.errors import MetadataError
+from netspec.text import UNBOUND_SIZE, bound_shape
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +50,7 @@ SCORES: tuple[OutputKind, ...] = ("logits", "rbf_distances", "probabilities", "s
 Precision = Literal["fp32", "fp16", "int8"]
 
 MAX_DIMS = 8  # per-sample axes of one input
-MAX_ELEMENTS = 1 << 26  # per sample (256 MiB of float32), a symbolic size counted as 1
+MAX_ELEMENTS = 1 << 26  # values per sample (256 MiB of float32), a symbolic size as UNBOUND_SIZE
 MAX_NAME = 256  # characters in a name or a label
 MAX_ENTRIES = 1 << 17  # labels, inputs, outputs, weight names
 MAX_TEXT = 16 << 20  # characters in one metadata value
@@ -62,14 +63,23 @@ def _dim(value: object) -> int | str:
         return value
     if isinstance(value, str) and value.isidentifier() and len(value) <= MAX_NAME:
         return value
-    raise ValueError(f"a size is a positive number or a size's name, got {value!r:.40}")
+    raise ValueError(f"expected positive sizes or symbolic names, got {value!r:.40}")
 
 
 def _elements(shape: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    total = math.prod(d for d in shape if isinstance(d, int))
+    total = math.prod(bound_shape(shape))
     if total > MAX_ELEMENTS:
-        raise ValueError(f"{total} elements per sample; at most {MAX_ELEMENTS} are allowed")
+        raise ValueError(
+            f"{total:,} values per sample (a symbolic size counted as {UNBOUND_SIZE}); "
+            f"netspec runs inputs of at most {MAX_ELEMENTS:,}"
+        )
     return shape
+
+
+def check_shape(shape: tuple[object, ...]) -> tuple[int | str, ...]:
+    """The one check of a declared per-sample shape, for metadata read here and for a
+    ModelInfo made elsewhere: positive sizes or names, at most MAX_ELEMENTS values."""
+    return _elements(tuple(_dim(d) for d in shape))
 
 
 def _printable(text: str) -> str:

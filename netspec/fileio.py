@@ -12,6 +12,7 @@ nothing else reads it.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from netspec.errors import OutputError
 
@@ -109,15 +111,27 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def open_regular(path: PathLike) -> BinaryIO:
+    """``path`` opened for reading in binary if it is a regular file. A FIFO, a device or a
+    directory is refused with an OSError ("not a regular file") without waiting on it: the
+    open does not block (O_NONBLOCK), and nothing is read from what is not a file."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return os.fdopen(fd, "rb")
+
+
 def read_capped(path: PathLike, cap: int) -> bytes:
     """A regular file's bytes, at most ``cap`` of them (the size is counted while reading,
     never taken from ``stat``); OSError for a FIFO, a device or a directory, ValueError for
     a file over the cap."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(f"{path}: not a regular file")
-    with os.fdopen(fd, "rb") as f:
+    with open_regular(path) as f:
         data = f.read(cap + 1)
     if len(data) > cap:
         raise ValueError(f"more than {cap:,} bytes")

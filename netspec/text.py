@@ -14,11 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["UNBOUND_SIZE", "first_line", "fmt_shape"]
+__all__ = ["UNBOUND_SIZE", "bound_shape", "first_line", "fmt_shape"]
 
 # The size a symbolic H or W takes when something must be built or traced at a concrete
 # size (ONNX export, benchmarks); the exported file keeps such an axis dynamic.
 UNBOUND_SIZE = 32
+
+
+def bound_shape(shape: Iterable[int | str], unbound: int = UNBOUND_SIZE) -> tuple[int, ...]:
+    """``shape`` with each symbolic size (a name) replaced by ``unbound``: the one place that
+    says what size a symbolic axis takes when something must be made at a concrete size.
+
+    >>> bound_shape((3, "H", "W"))
+    (3, 32, 32)
+    """
+    return tuple(d if isinstance(d, int) else unbound for d in shape)
 
 
 def fmt_shape(shape: Iterable[object]) -> str:

@@ -17,19 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from netspec.cli.train import train_cmd
-from netspec.data import load_mnist, write_idx
 from netspec.fileio import CRASH_ENV
+from tests.conftest import write_mnist_subset
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MNIST = Path(os.environ.get("NETSPEC_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
-pytestmark = pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
 EPOCHS = 2
 SPEC = f"""
 network tiny(image: 1x28x28) {{
@@ -52,17 +49,9 @@ CREATION_COMMITS = 3  # spec/tiny.net, settings.json, the run directory's rename
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The spec and 300/100 MNIST images."""
-    d = load_mnist(REAL_MNIST)
+    """The spec and 300/100 MNIST images (synthetic digits where MNIST is not there)."""
     root = tmp_path_factory.mktemp("kill")
-    data = root / "data"
-    for name, array in (
-        ("train-images-idx3-ubyte.gz", d.train_x[:300]),
-        ("train-labels-idx1-ubyte.gz", d.train_y[:300].astype(np.uint8)),
-        ("t10k-images-idx3-ubyte.gz", d.test_x[:100]),
-        ("t10k-labels-idx1-ubyte.gz", d.test_y[:100].astype(np.uint8)),
-    ):
-        write_idx(data / name, array)
+    data = write_mnist_subset(root / "data", 300, 100)
     spec = root / "tiny.net"
     spec.write_text(SPEC)
     return spec, data
@@ -126,7 +115,7 @@ def test_kill_at_every_commit_then_resume_equals_an_uninterrupted_run(
             assert not run.exists(), n
             _train(*args)
         else:
-            _train("--resume", str(run), "--device", "cpu")
+            _train("--resume", str(run), "--data", str(data), "--device", "cpu")
         assert sorted(p.name for p in out.iterdir()) == ["tiny"], n
         assert _rows(run) == want_rows, n
         got = load_file(run / "weights" / "last.safetensors")
@@ -157,5 +146,5 @@ def test_ctrl_c_while_training_exits_130_and_the_run_resumes(
         assert process.wait(timeout=300) == 130, rest[-2000:]
     assert "interrupted" in rest and "--resume" in rest
     assert "Traceback" not in rest
-    _train("--resume", str(run), "--device", "cpu")
+    _train("--resume", str(run), "--data", str(data), "--device", "cpu")
     assert [r["epoch"] for r in _rows(run)] == [str(e) for e in range(1, epochs + 1)]

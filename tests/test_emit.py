@@ -72,7 +72,7 @@ def _load(source: str) -> type[nn.Module]:
     namespace: dict[str, object] = {"__name__": "emitted"}
     exec(compile(source, "<emitted>", "exec"), namespace)
     classes = [v for v in namespace.values() if isinstance(v, type) and v.__module__ == "emitted"]
-    (cls,) = classes
+    cls = classes[-1]  # the network: the carried layers come before it
     assert issubclass(cls, nn.Module)
     return cls
 
@@ -123,12 +123,16 @@ def test_emitted_source_reads_like_hand_written_code() -> None:
     assert "        self.c3 = TableConv2d(6, 16, 5, C3_TABLE)" in source
     assert "        x = self.f6(torch.flatten(x, 1))  # 84" in source
     assert '        init_weights(self.c1, "lecun")' in source
-    forward = source.split("def forward")[1]
+    assert "netspec" not in "".join(line for line in source.splitlines() if "import" in line)
+    assert source.count("class TableConv2d(nn.Module):") == 1  # carried once, before its use
+    assert source.index("class TableConv2d(") < source.index("class Lenet5(")
+    forward = source.split("class Lenet5(nn.Module):")[1].split("def forward")[1]
     names = [
         line.split("self.")[1].split("(")[0] for line in forward.splitlines() if "self." in line
     ]
     assert names[:3] == ["c1", "scaled_tanh1", "s2"]  # spec order
     assert max(len(line) for line in source.splitlines()) <= 100
+    assert source.isascii()  # the carried docstrings too: any stdout can take the file
 
 
 def test_a_spec_path_cannot_break_the_docstring(tmp_path: Path) -> None:

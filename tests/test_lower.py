@@ -5,7 +5,6 @@ training."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +46,7 @@ network resnet_tiny(image: 3x32x32) {
 RESNET18_32 = (SPECS / "resnet18.net").read_text().replace("3x224x224", "3x32x32")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors on a shared 2-core machine: one thread avoids OpenMP's busy waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small tensors, one thread
 
 
 def spec(body: str, inputs: str = "x: 3x8x8", prelude: str = "") -> Compiled:
@@ -134,6 +127,12 @@ OP_SNIPPETS = {
     "concat": "concat {\n relu\n conv 2 1x1\n}",
     "distance": "distance {\n relu\n conv 3 1x1\n}",
     "project": "project(6, 2)",
+    # ---- shape, pools
+    "reshape": "conv 4 3x3 pad=1 | reshape 16x-1x4",
+    "permute": "permute 1 2 0",
+    "channel_shuffle": "conv 4 1x1 | channel_shuffle 2",
+    "pad": "pad 1 2 3 4 mode=reflect",
+    "crop": "crop 5x4",
     # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
     "mul": "mul {\n relu\n avgpool global | conv 3 1x1 | sigmoid\n}",  # an SE gate
     "sub": "sub {\n relu\n conv 3 1x1\n}",
@@ -154,12 +153,6 @@ OP_SNIPPETS = {
     "instancenorm": "instancenorm eps=0.001",
     "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true",
     "deconv": "deconv 4 3x3 stride=2 pad=1 output_pad=1 bias=false",
-    # ---- shape, pools
-    "reshape": "conv 4 3x3 pad=1 | reshape 16x-1x4",
-    "permute": "permute 1 2 0",
-    "channel_shuffle": "conv 4 1x1 | channel_shuffle 2",
-    "pad": "pad 1 2 3 4 mode=reflect",
-    "crop": "crop 5x4",
 }
 
 

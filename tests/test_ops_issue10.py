@@ -18,9 +18,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import netspec
 from netspec.export import export_compiled
 from netspec.lower import to_torch
-from tests.test_lower import _one_thread, check_against_inference, spec
+from tests.test_lower import check_against_inference, spec
 
-__all__ = ["_one_thread"]  # the module-scoped fixture: one torch thread here too
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread
 
 Binary = Callable[[Tensor, Tensor], Tensor]
 Ternary = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -317,7 +317,7 @@ def test_upsample_is_interpolate() -> None:
     ],
 )
 def test_output_kind_of_the_new_operations(body: str, kind: str) -> None:
-    from netspec.export.metadata import output_kind
+    from netspec.kinds import output_kind
 
     compiled = spec(body)
     assert output_kind(compiled.graph, compiled.graph.outputs[0]) == kind

@@ -19,9 +19,9 @@ from netspec.lower import BUILDERS, lowerings, to_torch
 from netspec.lower.emit import emit_python
 from netspec.ops import REGISTRY, OutputMeaning, channels_last_helps, merge_names
 from tests.test_emit import _load
-from tests.test_lower import OP_SNIPPETS, _one_thread, check_against_inference, spec
+from tests.test_lower import OP_SNIPPETS, check_against_inference, spec
 
-__all__ = ["_one_thread"]  # the module-scoped fixture: one torch thread here too
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small tensors, one thread
 
 QUIET = {"log": lambda _: None}
 

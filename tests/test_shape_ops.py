@@ -19,9 +19,9 @@ import netspec
 from netspec.compiler import Compiled
 from netspec.export import export_compiled
 from netspec.lower import to_torch
-from tests.test_lower import _one_thread, check_against_inference
+from tests.test_lower import check_against_inference
 
-__all__ = ["_one_thread"]  # the module-scoped fixture: one torch thread here too
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 QUIET = {"log": lambda _: None}

@@ -17,7 +17,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
@@ -26,7 +25,7 @@ from safetensors.torch import load_file
 
 from netspec.cli.train import augment_cmd, eval_cmd, train_cmd
 from netspec.compiler import compile
-from netspec.data import load_mnist, write_idx
+from netspec.data import load_mnist
 from netspec.errors import OutputError, UsageError
 from netspec.fileio import CRASH_ENV
 from netspec.train.augment import augment
@@ -34,11 +33,11 @@ from netspec.train.run import new_run_dir, weights_meta, write_atomic, write_tex
 from netspec.train.setup import train_config
 from netspec.train.targets import CLASSES, loss_sum, predict
 from netspec.trainspec import Augment, Loss
+from tests.conftest import REAL_MNIST, needs_mnist, write_mnist_subset
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MNIST = Path(os.environ.get("NETSPEC_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 LENET = ROOT / "specs" / "lenet.net"
-pytestmark = pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
+pytestmark = needs_mnist
 
 # lenet.net's network with augmentation and dropout, to exercise every random draw
 AUGMENTED = """
@@ -101,16 +100,7 @@ def temp_files(run: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 2,000 training and 1,000 test images of MNIST, as gzipped IDX files."""
-    d = load_mnist(REAL_MNIST)
-    out = tmp_path_factory.mktemp("small-mnist")
-    for name, array in (
-        ("train-images-idx3-ubyte.gz", d.train_x[:2000]),
-        ("train-labels-idx1-ubyte.gz", d.train_y[:2000].astype(np.uint8)),
-        ("t10k-images-idx3-ubyte.gz", d.test_x[:1000]),
-        ("t10k-labels-idx1-ubyte.gz", d.test_y[:1000].astype(np.uint8)),
-    ):
-        write_idx(out / name, array)
-    return out
+    return write_mnist_subset(tmp_path_factory.mktemp("small-mnist"), 2000, 1000, real=True)
 
 
 @pytest.fixture(scope="module")
@@ -177,28 +167,30 @@ def test_second_run_of_a_name_gets_a_new_directory(tmp_path: Path) -> None:
     assert not (tmp_path / "sub").exists()
 
 
-def test_eval_reevaluates_the_best_weights(finished: tuple[Path, Result]) -> None:
+def test_eval_reevaluates_the_best_weights(finished: tuple[Path, Result], small: Path) -> None:
     run, _ = finished
     (run / "confusion.png").unlink()
-    result = cli(run, command=eval_cmd)
+    result = cli(run, "--data", small, command=eval_cmd)
     assert result.exit_code == 0, result.output
     best = weights_meta(run / "weights" / "best.safetensors")
     assert f"accuracy {best['metrics']['test_acc']:.2%}" in result.output
     assert (run / "confusion.png").is_file()
 
 
-def test_resume_refuses_other_settings(finished: tuple[Path, Result]) -> None:
+def test_resume_refuses_other_settings(finished: tuple[Path, Result], small: Path) -> None:
     run, _ = finished
-    result = cli("--resume", run, "--epochs", "3", "--set", "lr=0.1")
+    result = cli("--resume", run, "--data", small, "--epochs", "3", "--set", "lr=0.1")
     assert result.exit_code == 2
     assert "train.epochs: 2 -> 3" in result.output
     assert "train.optimizer.lr: 0.05 -> 0.1" in result.output
 
 
-def test_resume_of_a_finished_run_trains_nothing(finished: tuple[Path, Result]) -> None:
+def test_resume_of_a_finished_run_trains_nothing(
+    finished: tuple[Path, Result], small: Path
+) -> None:
     run, _ = finished
     before = metrics(run)
-    result = cli("--resume", run)
+    result = cli("--resume", run, "--data", small)
     assert result.exit_code == 0, result.output
     assert "epoch 1/2" not in result.output and "resuming" in result.output
     assert metrics(run) == before
@@ -251,7 +243,7 @@ def test_resume_after_sigkill_continues_exactly(small: Path, tmp_path: Path) -> 
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     run = tmp_path / "killed"
     assert [r["epoch"] for r in metrics(run)] == ["1", "2"]
-    resumed = cli("--resume", run)
+    resumed = cli("--resume", run, "--data", small)
     assert resumed.exit_code == 0, resumed.output
     assert f"resuming {run} after epoch 1" in resumed.output
     assert [r["epoch"] for r in metrics(run)] == ["1", "2", "3"]

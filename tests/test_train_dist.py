@@ -8,37 +8,25 @@ rounding (sums in another order): final weights agree within atol 1e-4.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from netspec.cli.train import train_cmd
-from netspec.data import load_mnist, write_idx
+from tests.conftest import needs_mnist, write_mnist_subset
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MNIST = Path(os.environ.get("NETSPEC_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 LENET = ROOT / "specs" / "lenet.net"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
+@needs_mnist
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
-    d = load_mnist(REAL_MNIST)
-    data = tmp_path / "data"
-    data.mkdir()
-    for name, array in (
-        ("train-images-idx3-ubyte.gz", d.train_x[:512]),
-        ("train-labels-idx1-ubyte.gz", d.train_y[:512].astype(np.uint8)),
-        ("t10k-images-idx3-ubyte.gz", d.test_x[:200]),
-        ("t10k-labels-idx1-ubyte.gz", d.test_y[:200].astype(np.uint8)),
-    ):
-        write_idx(data / name, array)
+    data = write_mnist_subset(tmp_path / "data", 512, 200, real=True)
     common = [
         str(LENET),
         "--data",

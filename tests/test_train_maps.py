@@ -123,8 +123,10 @@ def test_run_writes_a_reconstruction_that_resembles_the_input(
 
 
 def test_eval_redraws_a_map_run(autoencoder: tuple[Path, Path, Result]) -> None:
-    _, run, _ = autoencoder
-    result = CliRunner().invoke(eval_cmd, [str(run)])
+    _, run, _ = autoencoder  # its data lies outside the dataset cache: named again
+    result = CliRunner().invoke(
+        eval_cmd, [str(run), "--data", str(run.parent.parent / "digits.npz")]
+    )
     assert result.exit_code == 0, result.output
     assert "(mse per value) on 100 maps" in result.output
     assert "predictions.png" in result.output

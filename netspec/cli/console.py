@@ -127,6 +127,16 @@ def sources_of(diagnostics: Iterable[Diagnostic], known: Sources | None = None) 
 
 
 @contextmanager
+def stdout_errors() -> Iterator[None]:
+    """A failed write to stdout by code that prints to it directly (click's `--help` and
+    `--version`) as the OutputError `echo` raises, not a traceback."""
+    try:
+        yield
+    except (OSError, UnicodeEncodeError) as e:
+        raise _output_error(e) from None
+
+
+@contextmanager
 def reported(interrupted: str = "interrupted") -> Iterator[None]:
     """Every `NetspecError` becomes a message and its exit code (1: a spec or an input
     file, 2: usage), never a traceback; Ctrl-C exits 130 with `interrupted`."""

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netspec.cli.console import parse_set, say
-from netspec.cli.options import MAX_BATCH, command, network_option, sets_option
+from netspec.cli.options import command, limit_options, network_option, sets_option
 from netspec.errors import UsageError
+from netspec.limits import Limits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,23 +25,25 @@ CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before thi
 
 
 def open_source(
-    source: Path, network: str | None, overrides: dict[str, Any]
+    source: Path, network: str | None, overrides: dict[str, Any], limits: Limits | None = None
 ) -> tuple[Compiled, Path | None]:
     """The network and its weights from a spec file, or from a run directory or a
     `.safetensors` file in one, opened and checked as `netspec eval` opens a run."""
     if source.is_dir() or source.suffix == ".safetensors":
         from netspec.train.opening import open_run  # imports torch
 
-        return open_run(source, network, overrides)
+        return open_run(source, network, overrides, limits)
     if not source.is_file():
         raise UsageError(f"{source}: no such file or directory")
     from netspec.compiler import compile
 
-    return compile(source, network, **overrides), None
+    return compile(source, network, limits=limits, **overrides), None
 
 
 def batch_value(batch: str) -> str | int:
-    """`--batch`: 'dynamic', or a fixed size from 1 to MAX_BATCH."""
+    """`--batch`: 'dynamic', or a fixed size from 1 to the exporter's MAX_BATCH."""
+    from netspec.export.onnx_export import MAX_BATCH  # the one bound: ExportOptions checks it
+
     if batch == "dynamic":
         return batch
     if batch.isdigit() and 0 < int(batch) <= MAX_BATCH:
@@ -89,6 +92,7 @@ def _data(
     "it gives accuracy)",
 )
 @click.option("--no-verify", is_flag=True, help="skip the check against PyTorch")
+@limit_options
 def export_cmd(
     source: Path,
     output: Path,
@@ -101,10 +105,15 @@ def export_cmd(
     calibrate: Path | None,
     samples: Path | None,
     no_verify: bool,
+    **limits: int,
 ) -> None:
     """Export SOURCE (a spec, a run directory, or a .safetensors file) to ONNX, verified."""
     if int8 and calibrate is None:
         raise UsageError("--int8 needs --calibrate DATA (samples like the model's inputs)")
+    if calibrate is not None and not int8:
+        raise UsageError(
+            "--calibrate is for --int8 only", hint="add --int8, or verify on data with --samples"
+        )
     if fp16 and int8:
         raise UsageError("choose one of --fp16 and --int8")
     fixed = batch_value(batch)
@@ -113,7 +122,7 @@ def export_cmd(
     from netspec.lower import to_torch
     from netspec.lower.weights import load_weights
 
-    compiled, weights_file = open_source(source, network, parse_set(sets))
+    compiled, weights_file = open_source(source, network, parse_set(sets), Limits(**limits))
     module = None
     if weights_file is not None:
         module = to_torch(compiled)

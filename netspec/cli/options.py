@@ -13,14 +13,26 @@ from typing import Any, TypeVar
 
 import click
 
-from netspec.cli.console import reported
+from netspec.cli.console import reported, stdout_errors
 from netspec.limits import Limits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MAX_BATCH = 65_536  # samples per call or step; more is a typo, not a batch
+MAX_BATCH = 65_536  # samples per ONNX Runtime call (`run`, `bench`); more is a typo
 MAX_SEED = 2**63 - 1  # what torch's and numpy's generators take
-MAX_EPOCHS = 100_000
+
+
+def spec_bound(name: str) -> int:
+    """The upper bound the train section puts on ``name`` (trainspec.TrainConfig), so that
+    a flag takes exactly what the spec's own setting would: one source for each bound."""
+    from netspec.trainspec import TrainConfig
+
+    metadata = TrainConfig.model_fields[name].metadata  # pydantic's Field(le=...) is here
+    return next(int(m.le) for m in metadata if getattr(m, "le", None) is not None)
+
+
+MAX_EPOCHS = spec_bound("epochs")
+MAX_TRAIN_BATCH = spec_bound("batch")
 
 
 class Reported:
@@ -37,7 +49,7 @@ class Reported:
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        with reported(self.interrupted):
+        with reported(self.interrupted), stdout_errors():  # --help, --version print here
             return super().make_context(info_name, args, parent, **extra)  # type: ignore[misc, no-any-return]
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -14,9 +14,10 @@ import click
 from netspec.cli.console import echo, out_console, parse_set
 from netspec.cli.options import (
     MAX_EPOCHS,
+    MAX_TRAIN_BATCH,
     FiniteFloat,
-    batch_range,
     command,
+    limit_options,
     network_option,
     seed_option,
     sets_option,
@@ -41,7 +42,9 @@ _device = click.Choice(["auto", "cpu", "cuda"])
     "folders, or an .npz with x and y (default: the spec's dataset)",
 )
 @click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), help="override the spec's epochs")
-@click.option("--batch", type=batch_range(), help="override the spec's batch size")
+@click.option(
+    "--batch", type=click.IntRange(1, MAX_TRAIN_BATCH), help="override the spec's batch size"
+)
 @click.option("--lr", type=FiniteFloat(minimum=0), help="override the spec's lr")
 @seed_option("override the spec's seed")
 @click.option("--device", type=_device, default="auto", show_default=True)
@@ -71,6 +74,7 @@ _device = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--limit", type=click.IntRange(min=1), help="train on the first N samples only")
 @sets_option("override a constant or a training value (epochs, lr, optimizer, ...)")
 @click.option("--compile", "compile_", is_flag=True, help="run the module through torch.compile")
+@limit_options
 def train_cmd(
     spec: Path | None,
     network: str | None,
@@ -88,12 +92,14 @@ def train_cmd(
     limit: int | None,
     sets: tuple[str, ...],
     compile_: bool,
+    **limits: int,
 ) -> None:
     """Train the network of SPEC on its `train` section's data; write a run directory."""
     if spec is None and resume is None:
         raise UsageError("missing SPEC", hint="netspec train SPEC, or netspec train --resume RUN")
     flags = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
     overrides = {**parse_set(sets), **{k: v for k, v in flags.items() if v is not None}}
+    from netspec.limits import Limits
     from netspec.train.session import train
     from netspec.train.setup import Request
 
@@ -110,22 +116,30 @@ def train_cmd(
         name=name,
         resume=resume,
         nproc=nproc,
+        limits=Limits(**limits),
     )
     train(request, out_console)
 
 
-@command("eval", interrupted=INTERRUPTED)
+@command("eval")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data", type=_path, help="evaluate on this data instead of the run's")
+@click.option(
+    "--data",
+    type=_path,
+    help="evaluate on this data (other data than the run's: plots go to RUN/eval/NAME)",
+)
 @click.option("--device", type=_device, default="auto", show_default=True)
-def eval_cmd(run: Path, data: Path | None, device: str) -> None:
-    """Re-evaluate RUN's best weights on the test set and redraw its plots."""
+@limit_options
+def eval_cmd(run: Path, data: Path | None, device: str, **limits: int) -> None:
+    """Re-evaluate RUN's best weights on the test set and redraw its plots (with --data
+    other than the run's, the plots for that data go to RUN/eval/NAME, beside the run's)."""
+    from netspec.limits import Limits
     from netspec.train.tools import evaluate_run
 
-    evaluate_run(run, data, device, echo)
+    evaluate_run(run, data, device, echo, limits=Limits(**limits))
 
 
-@command("augment", interrupted=INTERRUPTED)
+@command("augment")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o",
@@ -149,6 +163,7 @@ def eval_cmd(run: Path, data: Path | None, device: str) -> None:
 )
 @seed_option("random seed (default: the spec's)")
 @sets_option("override a constant or a training value")
+@limit_options
 def augment_cmd(
     spec: Path,
     output: Path,
@@ -158,11 +173,24 @@ def augment_cmd(
     copies: int,
     seed: int | None,
     sets: tuple[str, ...],
+    **limits: int,
 ) -> None:
     """Draw a grid of augmented test images, as the train section's `augment` makes them."""
+    from netspec.limits import Limits
     from netspec.train.tools import augment_grid
 
-    augment_grid(spec, network, parse_set(sets), data, output, count, copies, seed, echo)
+    augment_grid(
+        spec,
+        network,
+        parse_set(sets),
+        data,
+        output,
+        count,
+        copies,
+        seed,
+        echo,
+        limits=Limits(**limits),
+    )
 
 
 if __name__ == "__main__":  # the processes that `netspec train --nproc N` starts (torchrun)

@@ -12,6 +12,8 @@ import numpy.typing as npt
 
 from netspec.data.idx import MAX_BYTES
 from netspec.errors import DataError
+from netspec.fileio import open_regular
+from netspec.text import fmt_shape
 
 __all__ = [
     "ImageFolder",
@@ -85,11 +87,25 @@ def load_npz_targets(path: PathLike, max_bytes: int = MAX_BYTES) -> TargetArrays
 def _read_npz(
     path: Path, max_bytes: int, need_y: bool
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
-    """The arrays ``x`` and ``y`` (None if absent and not needed), sizes checked first."""
+    """The arrays ``x`` and ``y`` (None if absent and not needed) of a regular file, each
+    checked against ``max_bytes`` before it is read."""
     try:
-        loaded = np.load(path, allow_pickle=False)
+        with open_regular(path) as f:
+            return _read_members(_np_load(f, path), path, max_bytes, need_y)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e}); expected an .npz") from None
+
+
+def _np_load(f: Any, path: Path) -> Any:
+    try:
+        return np.load(f, allow_pickle=False)
     except Exception as e:  # numpy raises OSError, ValueError, EOFError, ... for non-npz files
         raise DataError(f"{path}: cannot read as .npz ({e})") from None
+
+
+def _read_members(
+    loaded: Any, path: Path, max_bytes: int, need_y: bool
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: a single .npy array; expected an .npz with arrays x and y")
     with loaded:
@@ -122,7 +138,7 @@ def _check_size(loaded: Any, name: str, path: Path, max_bytes: int) -> None:
     size = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if size > max_bytes:
         raise DataError(
-            f"{path}: '{name}' declares {'x'.join(map(str, shape))} {dtype} = {size:,} bytes; "
+            f"{path}: '{name}' declares {fmt_shape(shape)} {dtype} = {size:,} bytes; "
             f"netspec reads at most {max_bytes:,}"
         )
 
@@ -133,6 +149,10 @@ def _check_x(x: npt.NDArray[Any], source: str) -> None:
             f"{source}: x must be uint8 or float with shape (N, H, W) or (N, C, H, W); "
             f"found {x.dtype} {x.shape}"
         )
+    if len(x) == 0:
+        raise DataError(f"{source}: no samples (x is {fmt_shape(x.shape)}); expected at least one")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{source}: x holds NaN or infinite values; expected finite numbers")
 
 
 def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import stat
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from netspec.errors import DataError
-from netspec.fileio import PathLike, write_bytes
+from netspec.fileio import PathLike, open_regular, write_bytes
+from netspec.text import fmt_shape
 
 __all__ = [
     "IdxPair",
@@ -80,7 +79,7 @@ def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = M
     """
     name = source or str(path)
     try:
-        with _open_regular(path, name) as f:
+        with open_regular(path) as f:
             compressed = f.read(2) == GZIP_MAGIC
             f.seek(0)
             if not compressed:
@@ -92,17 +91,7 @@ def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = M
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{name}: corrupt gzip data ({e}); expected a gzipped IDX file") from None
     except OSError as e:
-        raise DataError(f"{name}: cannot read: {e.strerror or e}") from None
-
-
-def _open_regular(path: PathLike, name: str) -> BinaryIO:
-    """``path`` opened for reading if it is a regular file; a FIFO or a device (which would
-    block or never end) is refused without waiting on it."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise DataError(f"{name}: not a regular file; expected an IDX file")
-    return os.fdopen(fd, "rb")
+        raise DataError(f"{name}: cannot read: {e.strerror or e}; expected an IDX file") from None
 
 
 def _read_bounded(read: Read, name: str, max_bytes: int) -> bytes:
@@ -122,9 +111,8 @@ def _read_bounded(read: Read, name: str, max_bytes: int) -> bytes:
     dims = tuple(int(d) for d in np.frombuffer(head, ">u4", count=ndim, offset=4))
     expected = math.prod(dims) * DTYPES[head[2]].itemsize
     if expected > max_bytes:
-        shape = "x".join(str(d) for d in dims)
         raise DataError(
-            f"{name}: header says {shape} {DTYPES[head[2]].name} = {expected:,} bytes; "
+            f"{name}: header says {fmt_shape(dims)} {DTYPES[head[2]].name} = {expected:,} bytes; "
             f"netspec reads at most {max_bytes:,}"
         )
     data = head + _read_up_to(read, expected + TRAILING_LIMIT + 1)
@@ -206,9 +194,8 @@ def _check_payload(
     noun = {1: "labels", 3: "pixels"}.get(len(dims), "values") if dtype.itemsize == 1 else "values"
     kind = "" if dtype.itemsize == 1 else f" {dtype.name}"
     problem = "truncated" if size < expected else f"{size - expected} trailing bytes"
-    shape = "x".join(str(d) for d in dims)
     raise DataError(
-        f"{source}: {problem}: header says {shape}{kind} = {expected} bytes of {noun}, "
+        f"{source}: {problem}: header says {fmt_shape(dims)}{kind} = {expected} bytes of {noun}, "
         f"file has {size}"
     )
 

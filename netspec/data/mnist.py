@@ -187,16 +187,14 @@ def _find_files(directory: Path) -> dict[str, Path]:
     if not directory.is_dir():
         raise DataError(f"{directory}: not a directory; expected a folder with the MNIST files")
     found = {
-        n: next((p for p in _candidates(directory, n) if p.is_file()), None) for n in MNIST_FILES
-    }
+        n: next((p for p in _candidates(directory, n) if p.exists()), None) for n in MNIST_FILES
+    }  # exists(), not is_file(): a FIFO of the name is read, and refused, as what it is
     missing = [n for n, p in found.items() if p is None]
     if missing:
-        present = sorted(p.name for p in directory.iterdir())[:10]
         raise DataError(
             f"{directory}: missing {len(missing)} of the 4 MNIST files: {', '.join(missing)}; "
             f"expected {', '.join(f'{n}[.gz]' for n in MNIST_FILES)} "
-            "(or with '.idx' for '-idx', e.g. t10k-images.idx3-ubyte); "
-            f"found: {', '.join(present) or 'nothing'}"
+            "(or with '.idx' for '-idx', e.g. t10k-images.idx3-ubyte)"
         )
     return {n: p for n, p in found.items() if p is not None}
 

@@ -39,7 +39,7 @@ from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
 from netspec.fileio import atomic_path
 from netspec.kinds import output_infos
-from netspec.text import UNBOUND_SIZE, first_line
+from netspec.text import bound_shape, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -232,10 +232,7 @@ def _example_inputs(compiled: Compiled, batch: str | int) -> list[torch.Tensor]:
     import torch
 
     n = batch if isinstance(batch, int) else 2
-    shapes = [
-        (n, *(d if isinstance(d, int) else UNBOUND_SIZE for d in i.shape))
-        for i in compiled.graph.inputs
-    ]
+    shapes = [(n, *bound_shape(i.shape)) for i in compiled.graph.inputs]
     elements = sum(math.prod(s) for s in shapes)
     if elements > MAX_EXAMPLE_ELEMENTS:
         raise ExportError(

@@ -294,6 +294,48 @@ def _elu(p: EluParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(nn.ELU, (), _opts(alpha=(p.alpha, 1.0))))
 
 
+# ---- shape
+
+
+def _reshape(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+    """Flatten each sample, then unflatten it to the inferred shape (ONNX Reshape)."""
+    sizes = tuple(int(d) for d in out)
+    if len(sizes) == 1:
+        return Lowered(Call(nn.Flatten))
+    return Lowered(Call(nn.Unflatten, (1, sizes)), flatten=len(ins[0]) != 1)
+
+
+def _permute(p: PermuteParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    dims = ", ".join(str(i + 1) for i in p.order)
+    return Lowered(Call(Permute, (p.order,)), inline=lambda xs: f"{xs[0]}.permute(0, {dims})")
+
+
+def _channel_shuffle(p: ChannelShuffleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(ChannelShuffle, (p.groups,)))
+
+
+_PADS = {
+    ("constant", 2): nn.ConstantPad2d,
+    ("reflect", 2): nn.ReflectionPad2d,
+    ("replicate", 2): nn.ReplicationPad2d,
+    ("constant", 1): nn.ConstantPad1d,
+    ("reflect", 1): nn.ReflectionPad1d,
+    ("replicate", 1): nn.ReplicationPad1d,
+}
+
+
+def _pad(p: PadParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    """PyTorch's padding order: last axis first, (left, right, top, bottom)."""
+    axes = len(ins[0]) - 1
+    widths = tuple(w for side in reversed(p.sides(axes)) for w in side)
+    args: tuple[Any, ...] = (widths,) if p.mode != "constant" else (widths, p.value)
+    return Lowered(Call(_PADS[(p.mode, axes)], args))
+
+
+def _crop(p: CropParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(CenterCrop, crop_box(p, ins[0])))
+
+
 # ---- issue 10: merges, activations, normalizations, upsampling ---------------------------
 
 
@@ -353,48 +395,6 @@ def _deconv(p: DeconvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(nn.ConvTranspose2d, args, opts))
 
 
-# ---- shape
-
-
-def _reshape(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
-    """Flatten each sample, then unflatten it to the inferred shape (ONNX Reshape)."""
-    sizes = tuple(int(d) for d in out)
-    if len(sizes) == 1:
-        return Lowered(Call(nn.Flatten))
-    return Lowered(Call(nn.Unflatten, (1, sizes)), flatten=len(ins[0]) != 1)
-
-
-def _permute(p: PermuteParams, ins: Sequence[Shape], out: Shape) -> Lowered:
-    dims = ", ".join(str(i + 1) for i in p.order)
-    return Lowered(Call(Permute, (p.order,)), inline=lambda xs: f"{xs[0]}.permute(0, {dims})")
-
-
-def _channel_shuffle(p: ChannelShuffleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
-    return Lowered(Call(ChannelShuffle, (p.groups,)))
-
-
-_PADS = {
-    ("constant", 2): nn.ConstantPad2d,
-    ("reflect", 2): nn.ReflectionPad2d,
-    ("replicate", 2): nn.ReplicationPad2d,
-    ("constant", 1): nn.ConstantPad1d,
-    ("reflect", 1): nn.ReflectionPad1d,
-    ("replicate", 1): nn.ReplicationPad1d,
-}
-
-
-def _pad(p: PadParams, ins: Sequence[Shape], out: Shape) -> Lowered:
-    """PyTorch's padding order: last axis first, (left, right, top, bottom)."""
-    axes = len(ins[0]) - 1
-    widths = tuple(w for side in reversed(p.sides(axes)) for w in side)
-    args: tuple[Any, ...] = (widths,) if p.mode != "constant" else (widths, p.value)
-    return Lowered(Call(_PADS[(p.mode, axes)], args))
-
-
-def _crop(p: CropParams, ins: Sequence[Shape], out: Shape) -> Lowered:
-    return Lowered(Call(CenterCrop, crop_box(p, ins[0])))
-
-
 BUILDERS: dict[str, Builder] = {
     "conv": _conv,
     "local": _local,
@@ -421,6 +421,12 @@ BUILDERS: dict[str, Builder] = {
     "concat": _merge(Concat, lambda xs: f"torch.cat([{', '.join(xs)}], 1)"),
     "distance": _merge(Distance, lambda xs: f"({xs[0]} - {xs[1]}).abs()"),
     "project": _project,
+    # ---- shape
+    "reshape": _reshape,
+    "permute": _permute,
+    "channel_shuffle": _channel_shuffle,
+    "pad": _pad,
+    "crop": _crop,
     # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
     "mul": _merge(Mul, lambda xs: " * ".join(xs)),
     "sub": _merge(Sub, lambda xs: f"{xs[0]} - {xs[1]}"),
@@ -441,10 +447,4 @@ BUILDERS: dict[str, Builder] = {
     "instancenorm": _instancenorm,
     "upsample": _upsample,
     "deconv": _deconv,
-    # ---- shape
-    "reshape": _reshape,
-    "permute": _permute,
-    "channel_shuffle": _channel_shuffle,
-    "pad": _pad,
-    "crop": _crop,
 }

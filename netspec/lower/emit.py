@@ -3,8 +3,10 @@
 One class whose `__init__` makes the layers under the spec's names (blocks as nested
 `nn.ModuleDict`s) and whose `forward` applies them in spec order with the shape of every
 result in a comment. It is written from the same builder descriptions that `to_torch`
-evaluates, so its `state_dict` has the same keys and loads the same weights. Layers PyTorch
-lacks are imported from `netspec.lower.layers`.
+evaluates, so its `state_dict` has the same keys and loads the same weights. The file needs
+torch alone: the definitions of netspec's own layers that the network uses (and the `init=`
+helpers, if it asks for them) are copied into it from netspec's source, before the network,
+with the helpers they call (see `netspec.lower.sources`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from netspec import __version__
 from netspec.ir import Node
 from netspec.lower import layers
 from netspec.lower.builders import Call, Lowered
+from netspec.lower.init import init_weights
 from netspec.lower.module import name_taken
+from netspec.lower.sources import Import, Sources, import_lines, of_netspec
 from netspec.text import fmt_shape
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled
 
 _RESERVED = {"self", "torch", "nn", "Tensor", "init_weights"}
+# What every emitted file imports (its own code uses them).
+_BASE_IMPORTS = (Import("torch"), Import("torch", "Tensor"), Import("torch", "nn"))
 
 
 def _ident(name: str) -> str:
@@ -60,8 +66,9 @@ class _Writer:
 
     compiled: Compiled
     lowered: dict[str, Lowered]
-    imports: set[str] = field(default_factory=set)
+    sources: Sources = field(default_factory=Sources)
     constants: list[str] = field(default_factory=list)
+    constant_names: set[str] = field(default_factory=set)
     init: list[str] = field(default_factory=list)
     inits: list[str] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
@@ -75,9 +82,8 @@ class _Writer:
         name = str(fn.__name__)
         if getattr(nn, name, None) is fn:
             return f"nn.{name}"
-        if getattr(layers, name, None) is fn:
-            self.imports.add(name)
-            return name
+        if of_netspec(fn):
+            return self.sources.need(fn)
         raise ValueError(f"cannot write a call to {fn!r}")
 
     def value(self, v: Any, node: Node, parent: Any) -> str:
@@ -86,12 +92,21 @@ class _Writer:
         text = repr(v)
         if isinstance(v, list) and len(text) > 60:
             kind = {layers.TableConv2d: "TABLE", torch.tensor: "KERNELS"}.get(parent, "VALUES")
-            name = f"{_ident(node.name).upper()}_{kind}"
+            name = self.constant_name(f"{_ident(node.name).upper()}_{kind}")
             lead = f"{name} = "
             body = pprint.pformat(v, width=100 - len(lead), compact=True)
             self.constants.append(lead + body.replace("\n", "\n" + " " * len(lead)))
             return name
         return text
+
+    def constant_name(self, name: str) -> str:
+        """`name`, or `name_2`, ...: not one the carried code or another constant uses."""
+        taken, k, out = self.sources.names() | self.constant_names, 1, name
+        while out in taken:
+            k += 1
+            out = f"{name}_{k}"
+        self.constant_names.add(out)
+        return out
 
     def call(self, c: Call, node: Node) -> str:
         args = [self.value(a, node, c.fn) for a in c.args]
@@ -128,6 +143,33 @@ class _Writer:
         self.init.append(f"{_access(node.name)} = {self.call(low.call, node)}")
         if low.init != "default":
             self.inits.append(f'init_weights({_access(node.name)}, "{low.init}")')
+
+    def carry(self) -> None:
+        """Carry every netspec definition the layers' calls use (an inline merge's module is
+        not written), before any constant is named, so that `constant_name` knows all the
+        names the carried code binds."""
+        for imp in _BASE_IMPORTS:
+            self.sources.add_import(imp)
+        pending = [low.call for low in self.lowered.values() if low.inline is None]
+        while pending:
+            c = pending.pop(0)
+            if of_netspec(c.fn):
+                self.sources.need(c.fn)
+            pending += [a for a in (*c.args, *(v for _, v in c.kwargs)) if isinstance(a, Call)]
+        if any(low.init != "default" for low in self.lowered.values()):
+            self.sources.need(init_weights)
+
+    def carried(self) -> list[str]:
+        """The carried definitions, each run from one netspec module under a comment naming
+        it, two blank lines apart as PEP 8 has top-level definitions."""
+        lines: list[str] = []
+        module = None
+        for origin, text in self.sources.blocks:
+            if origin != module:
+                lines.append(f"# ---- from {origin} (netspec {__version__})")
+                module = origin
+            lines += [text, "", ""]
+        return lines
 
 
 def _short_names() -> Iterator[str]:
@@ -187,17 +229,19 @@ def _in_docstring(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
-def _header(compiled: Compiled, cls: str) -> list[str]:
+def _header(compiled: Compiled, cls: str, carried: bool) -> list[str]:
     t, g = compiled.totals, compiled.graph
     ins = ", ".join(f"{i.name} {fmt_shape(i.shape)}" for i in g.inputs)
     fixed = f"; {t.fixed_params:,} fixed" if t.fixed_params else ""
     source = _in_docstring(str(g.span.file))
+    own = ["It needs torch alone: netspec's own layers that it uses are defined below."]
     return [
         f'"""{g.name}: a PyTorch module generated by netspec {__version__} from {source}.',
         "",
         f"{t.trainable_params:,} trainable parameters{fixed}. Input: {ins} (each with a "
         "batch axis first).",
         f"Use: `model = {cls}()`, then `model(...)` on batches.",
+        *(own if carried else []),
         '"""',
     ]
 
@@ -210,13 +254,25 @@ def _demo(compiled: Compiled, cls: str) -> list[str]:
     return ["", "", 'if __name__ == "__main__":', f"    print({cls}()({zeros}))"]
 
 
+def _after_imports(body: list[str]) -> list[str]:
+    """The blank lines isort puts after the imports: two before a definition, else one."""
+    code = next((line for line in body if line and not line.startswith("#")), "class")
+    return ["", ""] if code.startswith(("class ", "def ", "async def ", "@", "class")) else [""]
+
+
+def _unique_class(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "Net"
+    return name
+
+
 def emit_python(compiled: Compiled) -> str:
     """The compiled network as the source of one standalone PyTorch module."""
     from netspec.lower import lowerings
 
     graph, lowered = compiled.graph, lowerings(compiled)
-    cls = _class_name(graph.name)
     w, names = _Writer(compiled, lowered), _Names(compiled)
+    w.carry()
     shapes = {layer.name: layer.shape for layer in compiled.layers}
     for node in graph.nodes:
         if lowered[node.name].inline is None and node.shares is None:
@@ -224,23 +280,20 @@ def emit_python(compiled: Compiled) -> str:
         args = [names.var[i] for i in node.inputs]
         shape = fmt_shape(shapes[node.name])
         w.forward.append(_forward_line(node, args, names.result(node), lowered[node.name], shape))
+    cls = _unique_class(_class_name(graph.name), w.sources.names() | w.constant_names)
     outs = [names.var[o] for o in graph.outputs]
     params = ", ".join(f"{names.var[i.name]}: Tensor" for i in graph.inputs)
     ret = "Tensor" if len(outs) == 1 else f"tuple[{', '.join('Tensor' for _ in outs)}]"
     if w.inits:
         w.init += ["", "# init= from the spec", *w.inits]
-    lines = [*_header(compiled, cls), "", "from __future__ import annotations", ""]
-    lines += ["import torch", "from torch import Tensor, nn", ""]
-    if w.inits:
-        lines.append("from netspec.lower.init import init_weights")
-    if w.imports:
-        listed = "".join(f"    {name},\n" for name in sorted(w.imports))
-        lines.append(f"from netspec.lower.layers import (\n{listed})")
-    lines += ["", *(f"{c}\n" for c in w.constants), ""] if w.constants else ["", ""]
+    head = _header(compiled, cls, carried=bool(w.sources.blocks))
+    lines = [*head, "", "from __future__ import annotations", ""]
+    body = [*w.carried(), *([*(f"{c}\n" for c in w.constants), ""] if w.constants else [])]
+    lines += [*import_lines(w.sources.imports.values()), *_after_imports(body), *body]
     lines += [f"class {cls}(nn.Module):", "    def __init__(self) -> None:"]
     lines += ["        super().__init__()", *(f"        {x}" if x else "" for x in w.init), ""]
     lines += [f"    def forward(self, {params}) -> {ret}:"]
-    body = [part for line in w.forward for part in line.split("\n")]
-    lines += [*(f"        {x}" for x in body), f"        return {', '.join(outs)}"]
+    steps = [part for line in w.forward for part in line.split("\n")]
+    lines += [*(f"        {x}" for x in steps), f"        return {', '.join(outs)}"]
     lines += _demo(compiled, cls)
     return "\n".join(lines) + "\n"

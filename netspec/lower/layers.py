@@ -460,58 +460,6 @@ class Distance(nn.Module):
         return (a - b).abs()
 
 
-# ---- merges and a constant scale (issue 10): elementwise, broadcasting a Cx1x1 gate ----------
-
-
-class Mul(nn.Module):
-    """Elementwise product of two or more tensors; a ``(B, C, 1, 1)`` gate scales each map."""
-
-    def forward(self, x: Tensor, *others: Tensor) -> Tensor:
-        for y in others:
-            x = x * y
-        return x
-
-
-class Sub(nn.Module):
-    """Elementwise difference ``a - b``."""
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return a - b
-
-
-class Mean(nn.Module):
-    """Elementwise average of two or more tensors of one shape."""
-
-    def forward(self, *xs: Tensor) -> Tensor:
-        total = xs[0]
-        for y in xs[1:]:
-            total = total + y
-        return total / len(xs)
-
-
-class Max(nn.Module):
-    """Elementwise maximum of two or more tensors of one shape (ONNX ``Max``)."""
-
-    def forward(self, x: Tensor, *others: Tensor) -> Tensor:
-        for y in others:
-            x = torch.maximum(x, y)
-        return x
-
-
-class Scale(nn.Module):
-    """Multiplies by a constant ``factor`` (not learned)."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.factor
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor}"
-
-
 # ---- shape: moving values without computing on them ------------------------------------------
 
 
@@ -563,3 +511,55 @@ class CenterCrop(nn.Module):
 
     def extra_repr(self) -> str:
         return f"offsets={self.offsets}, sizes={self.sizes}"
+
+
+# ---- merges and a constant scale (issue 10): elementwise, broadcasting a Cx1x1 gate ----------
+
+
+class Mul(nn.Module):
+    """Elementwise product of two or more tensors; a ``(B, C, 1, 1)`` gate scales each map."""
+
+    def forward(self, x: Tensor, *others: Tensor) -> Tensor:
+        for y in others:
+            x = x * y
+        return x
+
+
+class Sub(nn.Module):
+    """Elementwise difference ``a - b``."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a - b
+
+
+class Mean(nn.Module):
+    """Elementwise average of two or more tensors of one shape."""
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        total = xs[0]
+        for y in xs[1:]:
+            total = total + y
+        return total / len(xs)
+
+
+class Max(nn.Module):
+    """Elementwise maximum of two or more tensors of one shape (ONNX ``Max``)."""
+
+    def forward(self, x: Tensor, *others: Tensor) -> Tensor:
+        for y in others:
+            x = torch.maximum(x, y)
+        return x
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant ``factor`` (not learned)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"

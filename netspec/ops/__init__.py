@@ -5,7 +5,15 @@
 
 from __future__ import annotations
 
-from netspec.ops import activations, merges, normalization, pointwise, shape, spatial, upsampling
+from netspec.ops import (
+    activations,
+    merges,
+    normalization,
+    pointwise,
+    shape,
+    spatial,
+    upsampling,
+)
 from netspec.ops.registry import (
     REGISTRY,
     RF,

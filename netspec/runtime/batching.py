@@ -61,7 +61,13 @@ def run_model(model: Model, array: npt.NDArray[np.float32], chunk: int = CHUNK) 
     try:
         return run_batched(lambda xs: model.run(*xs), [array], fixed_batch(model), chunk)
     except Exception as e:  # ONNX Runtime's own error types for shapes it cannot take
-        raise InputError(
-            f"{model.path}: cannot run on inputs of shape {fmt_shape(array.shape[1:])}; "
-            f"expected {fmt_shape(model.info.inputs[0].shape)} per sample ({first_line(e)})"
-        ) from None
+        raise run_failure(model, array, e) from None
+
+
+def run_failure(model: Model, array: npt.NDArray[np.float32], e: Exception) -> InputError:
+    """The error for ONNX Runtime refusing `array` (the first input), naming the file and
+    the shapes; `run` and `bench` say the same."""
+    return InputError(
+        f"{model.path}: cannot run on inputs of shape {fmt_shape(array.shape[1:])}; "
+        f"expected {fmt_shape(model.info.inputs[0].shape)} per sample ({first_line(e)})"
+    )

@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.artifact import ModelInfo
+from netspec.runtime.batching import run_failure
 from netspec.runtime.session import Model
-from netspec.text import UNBOUND_SIZE
+from netspec.text import bound_shape
 
 Runner = Callable[[], object]
 Inputs = list[npt.NDArray[np.float32]]
@@ -82,17 +83,21 @@ def iterations(runners: Mapping[str, Runner]) -> int:
 def random_inputs(info: ModelInfo, batch: int, seed: int = 0) -> Inputs:
     rng = np.random.default_rng(seed)
     return [
-        rng.standard_normal(
-            (batch, *(d if isinstance(d, int) else UNBOUND_SIZE for d in i.shape))
-        ).astype(np.float32)
-        for i in info.inputs
+        rng.standard_normal((batch, *bound_shape(i.shape))).astype(np.float32) for i in info.inputs
     ]
 
 
 def ort_runner(model: Model, inputs: Inputs) -> Runner:
     feeds = dict(zip(model.input_names, inputs, strict=True))
     session = model.session
-    return lambda: session.run(None, feeds)
+
+    def run() -> object:
+        try:
+            return session.run(None, feeds)
+        except Exception as e:  # ONNX Runtime's own error types, as `run` reports them
+            raise run_failure(model, inputs[0], e) from None
+
+    return run
 
 
 def bench(

@@ -28,6 +28,7 @@ from netspec.artifact import InputInfo
 from netspec.data import DataError, load_idx_pair, read_idx
 from netspec.data.folders import load_npz_targets
 from netspec.errors import InputError
+from netspec.fileio import open_regular
 from netspec.text import fmt_shape
 
 Notice = Callable[[str], None]
@@ -58,7 +59,7 @@ class Batch:
 def file_kind(path: Path) -> str | None:
     """`png`, `jpeg`, `npy`, `npz` or `idx` from the leading bytes, or None."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(8)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -152,7 +153,7 @@ def _check_idx_dims(path: Path) -> None:
     """Refuse an IDX file of more than MAX_IDX_DIMS dimensions from its 4-byte header,
     before its data is read (the format allows 255)."""
     try:
-        with open(path, "rb") as raw:
+        with open_regular(path) as raw:
             head = raw.read(4)
             if head.startswith(b"\x1f\x8b"):
                 raw.seek(0)
@@ -246,6 +247,12 @@ def _as_nchw(
 def _from_array(
     array: npt.NDArray[np.generic], info: InputInfo, path: Path, invert: bool, notice: Notice
 ) -> FloatArray:
+    if array.size == 0:
+        raise InputError(
+            f"{path}: no samples (shape {fmt_shape(array.shape)}); expected at least one"
+        )
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError(f"{path}: holds NaN or infinite values; expected finite numbers")
     if len(info.shape) != 3:
         return _exact(array.astype(np.float32), info, path)
     nchw = _as_nchw(array, info, path)

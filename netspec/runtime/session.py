@@ -5,27 +5,26 @@ ONNX Runtime build has (`onnxruntime-gpu` has the GPU ones; the default
 `onnxruntime` only the CPU). Asking for a provider the build lacks is a usage
 error that names the ones it has.
 
-The shapes a file's metadata declares are checked against MAX_SAMPLE_VALUES before
+The shapes a file's metadata declares are checked (artifact.check_shape) before
 anything is allocated for them: a file is data someone may have crafted.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from netspec.artifact import InputInfo, ModelInfo, from_props
+from netspec.artifact import InputInfo, ModelInfo, check_shape, from_props
 from netspec.errors import MetadataError, ModelError, ProviderError
-from netspec.text import UNBOUND_SIZE, first_line, fmt_shape
+from netspec.text import UNBOUND_SIZE, bound_shape, first_line, fmt_shape
 
 if TYPE_CHECKING:
     import onnxruntime as ort
-
-ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
 
 PROVIDERS: dict[str, str] = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -33,7 +32,6 @@ PROVIDERS: dict[str, str] = {
     "cpu": "CPUExecutionProvider",
 }
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
-MAX_SAMPLE_VALUES = 2**26  # values in one sample of one input (256 MiB of float32)
 MAX_CALL_VALUES = 2**28  # values in one call's batch of one input (1 GiB of float32)
 
 
@@ -43,27 +41,40 @@ def sample_values(info: InputInfo, unbound: int = UNBOUND_SIZE) -> int:
     >>> sample_values(InputInfo("image", (3, "H", "W")), unbound=32)
     3072
     """
-    count = 1
-    for d in info.shape:
-        count *= d if isinstance(d, int) else unbound
-    return count
+    return math.prod(bound_shape(info.shape, unbound))
 
 
 def check_declared(info: ModelInfo, source: str) -> None:
-    """Refuse input shapes no netspec export declares: sizes that are not positive, or a
-    sample larger than MAX_SAMPLE_VALUES (which `run` and `bench` would allocate)."""
+    """Refuse input shapes no netspec export declares (artifact.check_shape: sizes that are
+    not positive, or a sample of more than MAX_ELEMENTS values, which `run` and `bench`
+    would allocate), whatever made `info`."""
     for i in info.inputs:
-        bad = [d for d in i.shape if not isinstance(d, str) and (type(d) is not int or d < 1)]
-        if bad:
+        try:
+            check_shape(i.shape)
+        except ValueError as e:
             raise MetadataError(
-                f"{source}: input '{i.name}' declares the shape {i.shape!r}; "
-                "expected positive sizes or symbolic names"
-            )
-        values = sample_values(i)
-        if values > MAX_SAMPLE_VALUES:
+                f"{source}: input '{i.name}' declares {fmt_shape(i.shape)} per sample; {e}"
+            ) from None
+
+
+def check_graph(info: ModelInfo, session: ort.InferenceSession, source: str) -> None:
+    """Refuse metadata whose input shapes disagree with the graph's fixed sizes: inputs
+    would be fitted to the one and fail in the other."""
+    graph = session.get_inputs()
+    if len(graph) != len(info.inputs):
+        raise MetadataError(
+            f"{source}: the metadata declares {len(info.inputs)} inputs; the graph has {len(graph)}"
+        )
+    for declared, actual in zip(info.inputs, graph, strict=True):
+        sizes = list(actual.shape)[1:]  # the graph's per-sample sizes (axis 0 is the batch)
+        if len(sizes) != len(declared.shape) or any(
+            isinstance(d, int) and isinstance(g, int) and d != g
+            for d, g in zip(declared.shape, sizes, strict=True)
+        ):
+            graph_shape = fmt_shape(tuple(g if isinstance(g, int) else "?" for g in sizes))
             raise MetadataError(
-                f"{source}: input '{i.name}' declares {fmt_shape(i.shape)} per sample "
-                f"({values:,} values); netspec runs inputs of at most {MAX_SAMPLE_VALUES:,}"
+                f"{source}: the metadata declares input '{declared.name}' as "
+                f"{fmt_shape(declared.shape)} per sample; the graph takes {graph_shape}"
             )
 
 
@@ -150,6 +161,7 @@ def open_model(
     try:
         info = from_props(session.get_modelmeta().custom_metadata_map, str(path))
         check_declared(info, str(path))
+        check_graph(info, session, str(path))
     except MetadataError as e:
         raise ModelError(str(e)) from None
     return Model(path, session, info, session.get_providers()[0])

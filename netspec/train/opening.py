@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from netspec.compiler import Compiled, compile
-from netspec.errors import RunError
+from netspec.data import default_cache_dir
+from netspec.diagnostics import Diagnostic, SpecError
+from netspec.errors import RunError, UsageError
 from netspec.fileio import PathLike
+from netspec.limits import Limits
 from netspec.train.run import read_json, weights_meta
 from netspec.train.setup import RESERVED, check_overrides
 from netspec.train.sources import (
@@ -33,7 +36,9 @@ from netspec.train.sources import (
 from netspec.trainspec import TrainConfig
 
 LEGACY_SPEC = "spec.net"
+INF = (float("inf"), float("-inf"))  # JSON's Infinity: no override is (nor NaN)
 MAX_THREADS = 1024  # a stored thread count beyond this is damage, not a machine
+OUTSIDE = "E103"  # the code of a `use` that leaves the spec's directory (passes.load)
 WEIGHTS = ("best.safetensors", "last.safetensors")  # what export and eval load, in this order
 
 
@@ -127,7 +132,7 @@ def check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:
     for key, value in overrides.items():
         if not key.isidentifier() or key in RESERVED:
             raise RunError(f"{path}: bad override name {json.dumps(key)[:80]}")
-        if not isinstance(value, bool | int | float | str):
+        if not isinstance(value, bool | int | float | str) or value != value or value in INF:
             raise RunError(f"{path}: bad override '{key}': {json.dumps(value)[:80]}")
     for name, digest in (settings.get("sources") or {}).items():
         if not isinstance(digest, str):
@@ -141,15 +146,32 @@ def check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def compile_run(
-    kept: KeptRun, network: str | None = None, overrides: Mapping[str, Any] | None = None
+    kept: KeptRun,
+    network: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> Compiled:
     """Compile the run's kept spec, from inside the run only (no `use` may leave it);
-    ``network`` and ``overrides`` (on top of the run's) as on the command line."""
+    ``network``, ``overrides`` (on top of the run's) and ``limits`` as on the command line."""
     merged = {**kept.overrides, **(overrides or {})}
-    check_overrides(merged)
-    compiled = compile(
-        kept.main, network if network is not None else kept.network, allow_outside=False, **merged
-    )
+    try:
+        check_overrides(merged)
+        compiled = compile(
+            kept.main,
+            network if network is not None else kept.network,
+            allow_outside=False,
+            limits=limits,
+            **merged,
+        )
+    except SpecError as e:  # no `--allow-outside` here: say what a run's spec may use
+        raise SpecError([_inside_only(d) for d in e.diagnostics]) from None
+    except UsageError as e:
+        if _from_command_line(e, kept, network, overrides or {}):
+            raise
+        raise RunError(
+            f"{kept.dir / 'settings.json'}: {e.message}",
+            hint="the run's stored network or overrides are damaged",
+        ) from None
     now = spec_files(compiled)
     if now.hashes() != kept.files.hashes() and kept.files.main != LEGACY_SPEC:
         raise RunError(
@@ -157,6 +179,27 @@ def compile_run(
             + ", ".join(changed(kept.files.hashes(), now.hashes()))
         )
     return compiled
+
+
+def _inside_only(d: Diagnostic) -> Diagnostic:
+    """``d`` with E103's "pass --allow-outside" (a flag no run command has) replaced."""
+    if d.code != OUTSIDE:
+        return d
+    return replace(d, hint="a run's spec may `use` only the files kept inside the run")
+
+
+def _from_command_line(
+    e: UsageError, kept: KeptRun, network: str | None, overrides: Mapping[str, Any]
+) -> bool:
+    """Whether ``e`` is about what the command line gave, not about what the run stored
+    (a stored value is damage in the run, exit 1, not a mistake in a flag)."""
+    given = [k for k, v in overrides.items() if k not in kept.overrides or kept.overrides[k] != v]
+    stored = [k for k in kept.overrides if k not in given]
+    if any(flag in e.message for k in stored for flag in (f"--set {k}=", f"--set {k}:", f"--{k} ")):
+        return False
+    if network in (None, kept.network) and repr(kept.network) in e.message:
+        return False
+    return bool(given) or network not in (None, kept.network)
 
 
 def check_weights(path: PathLike, files: SpecFiles) -> None:
@@ -170,25 +213,60 @@ def check_weights(path: PathLike, files: SpecFiles) -> None:
         f"{path}: trained on another spec than the run's ("
         + ("; ".join(what) if what else f"SHA-256 {recorded[:12]}, now {files.digest()[:12]}")
         + ")",
-        hint="the run's spec files were edited after training: restore them",
+        hint="the weights belong to another spec (another run's weights, or a spec edited "
+        "since): use them with the run they were trained in",
+    )
+
+
+def stored_data(kept: KeptRun, given: PathLike | None) -> Path | None:
+    """The data to use with a run: ``given`` (``--data``), else the dataset the run was
+    trained on when that is the spec's own (None) or lies in netspec's dataset cache. Any
+    other path the run stores is not followed (a run directory is data from anywhere):
+    a UsageError whose hint shows the stored path, to pass as --data if it is trusted."""
+    if given is not None:
+        return Path(given)
+    stored = kept.settings.get("data")
+    if not stored:
+        return None
+    path = Path(stored)
+    cache = default_cache_dir().parent.resolve()
+    if path.is_absolute() and path.resolve().is_relative_to(cache):
+        return path
+    raise UsageError(
+        f"{kept.dir}: the run was trained on data outside netspec's dataset cache; "
+        "a path stored in a run is not followed: pass --data",
+        hint=f"--data {json.dumps(stored)[:200]}",
     )
 
 
 def open_run(
-    source: PathLike, network: str | None = None, overrides: Mapping[str, Any] | None = None
+    source: PathLike,
+    network: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> tuple[Compiled, Path | None]:
     """The run's compiled network and the weights to load, after every check: settings, kept
     files, and the weights' record of their spec. ``source`` is a run directory (weights:
     best, else last, else None) or a ``.safetensors`` file in one (``RUN/weights/X``).
-    ``network`` and ``overrides`` (on top of the run's) as `--network` and `--set` give them."""
+    ``network``, ``overrides`` (on top of the run's) and ``limits`` as `--network`, `--set`
+    and the `--max-...` flags give them."""
     path = Path(source)
     weights: Path | None = None
     if path.suffix == ".safetensors" and not path.is_dir():
         weights, path = path, path.parent.parent if path.parent.name == "weights" else path.parent
         if not weights.is_file():
             raise RunError(f"{weights}: no such weights file")
-    kept = read_run(path, need_settings=False)
-    compiled = compile_run(kept, network, overrides)
+    try:
+        kept = read_run(path, need_settings=False)
+    except RunError as e:
+        if weights is None:
+            raise
+        raise RunError(
+            f"{weights}: not in a netspec run ({e.message})",
+            hint="weights are exported with their run: RUN/weights/NAME.safetensors, "
+            "or the run directory itself",
+        ) from None
+    compiled = compile_run(kept, network, overrides, limits)
     if weights is None:
         weights = next(
             (w for w in (kept.dir / "weights" / n for n in WEIGHTS) if w.is_file()), None
@@ -198,4 +276,12 @@ def open_run(
     return compiled, weights
 
 
-__all__ = ["SPEC_DIR", "KeptRun", "check_weights", "compile_run", "open_run", "read_run"]
+__all__ = [
+    "SPEC_DIR",
+    "KeptRun",
+    "check_weights",
+    "compile_run",
+    "open_run",
+    "read_run",
+    "stored_data",
+]

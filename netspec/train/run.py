@@ -72,14 +72,19 @@ MAX_RUNS_OF_A_NAME = 100_000
 MAX_RUN_FILE_BYTES = 64 * 2**20  # settings.json, metrics.csv: kilobytes in any real run
 
 
+def check_run_name(name: str) -> None:
+    """Refuse a run name that is not one plain directory name (``../x``, ``a/b``, ``.``)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UsageError(f"--name {name!r}: expected a plain directory name, such as lenet-2")
+
+
 def new_run_dir(out: PathLike, name: str, fill: Callable[[Path], None] = lambda _: None) -> Path:
     """Make ``out/name`` (or ``name-2``, ``name-3``... if taken) holding what ``fill`` writes.
 
     ``fill`` writes into a temp directory that is renamed into place in one step, so a kill
     leaves no half-made run; an empty directory of the name is taken over.
     """
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise UsageError(f"--name {name!r}: expected a plain directory name, such as lenet-2")
+    check_run_name(name)
     parent = make_dirs(out)
     _remove_stale_temps(parent, name)
     try:

@@ -37,7 +37,14 @@ from netspec.train.loop import (
     make_parts,
     train_epoch,
 )
-from netspec.train.opening import WEIGHTS, KeptRun, check_weights, compile_run, read_run
+from netspec.train.opening import (
+    WEIGHTS,
+    KeptRun,
+    check_weights,
+    compile_run,
+    read_run,
+    stored_data,
+)
 from netspec.train.run import (
     Checkpoint,
     differences,
@@ -129,14 +136,15 @@ def _init_distributed(request: Request) -> None:
 
 def _stored(request: Request) -> tuple[Request, KeptRun]:
     """For --resume: the checked run, and the request with its stored values where none was
-    given. The run's spec is compiled from inside it; its stored paths are never followed."""
+    given. The run's spec is compiled from inside it; its stored paths are never followed
+    (its data only inside netspec's dataset cache: opening.stored_data)."""
     assert request.resume is not None
     kept = read_run(request.resume)
     stored = kept.settings
     merged = replace(
         request,
         network=request.network or kept.network,
-        data=request.data or (Path(stored["data"]) if stored.get("data") else None),
+        data=stored_data(kept, request.data),
         overrides={**kept.overrides, **request.overrides},
         limit=request.limit if request.limit is not None else stored.get("limit"),
     )
@@ -145,10 +153,10 @@ def _stored(request: Request) -> tuple[Request, KeptRun]:
 
 def _resolve(request: Request, log: Log, kept: KeptRun | None) -> tuple[Compiled, TrainConfig]:
     if kept is not None and request.spec is None:
-        compiled = compile_run(kept, request.network, request.overrides)
+        compiled = compile_run(kept, request.network, request.overrides, request.limits)
     else:
         assert request.spec is not None
-        compiled = compile_request(request.spec, request.network, request.overrides)
+        compiled = compile_request(request.spec, request.network, request.overrides, request.limits)
     return compiled, train_config(compiled, request.overrides, log)
 
 
@@ -499,13 +507,15 @@ def _launch(request: Request, console: Console, log: Log) -> Path:
         request.device,
         "--precision",
         request.precision,
+        *(["--data", str(Path(request.data).resolve())] if request.data is not None else []),
         *(["--compile"] if request.compile else []),
     ]
     log(f"starting {request.nproc} processes: {' '.join(command[1:])}")
     code = subprocess.call(command)
     if code != 0:
+        data = f" --data {command[command.index('--data') + 1]}" if "--data" in command else ""
         raise RunError(
             f"the distributed run exited with status {code}; resume it with "
-            f"netspec train --resume {directory} --nproc {request.nproc}"
+            f"netspec train --resume {directory}{data} --nproc {request.nproc}"
         )
     return directory

@@ -13,19 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from netspec.compiler import Compiled, compile
 from netspec.data import DataError
 from netspec.errors import UsageError
+from netspec.limits import Limits
 from netspec.lower import to_torch
 from netspec.ops import channels_last_helps
+from netspec.syntax import ast
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
+from netspec.train.run import check_run_name
 from netspec.train.sources import spec_files
 from netspec.train.targets import target_of
 from netspec.trainspec import TRAIN_KEYS, TrainConfig
+from netspec.trainspec import train_config as section_config
 
 Log = Callable[[str], None]
 Build = Callable[[Compiled], nn.Module]
@@ -48,6 +51,7 @@ class Request:
     name: str | None = None
     resume: Path | None = None
     nproc: int = 1
+    limits: Limits = field(default_factory=Limits)  # the compile limits (--max-... flags)
 
     def __post_init__(self) -> None:
         for name in ("spec", "data", "out", "resume"):
@@ -55,6 +59,8 @@ class Request:
             if isinstance(value, str):
                 object.__setattr__(self, name, Path(value))
         check_overrides(self.overrides)
+        if self.name is not None:
+            check_run_name(self.name)  # before anything is read, not after the data
 
 
 RESERVED = frozenset({"limits", "allow_outside", "source", "network"})  # compile()'s own
@@ -65,6 +71,8 @@ def check_overrides(overrides: Mapping[str, Any]) -> None:
     for key, value in overrides.items():
         if key in RESERVED:
             raise UsageError(f"--set {key}: not a constant or training setting")
+        if key == "seed" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"--set seed={value}: expected a whole number", hint="e.g. --seed 1")
         if isinstance(value, float) and not math.isfinite(value):
             raise UsageError(
                 f"--{key} {value}: expected a finite number", hint=f"e.g. --set {key}=0.01"
@@ -76,10 +84,12 @@ def build_module(compiled: Compiled) -> nn.Module:
     return to_torch(compiled)
 
 
-def compile_request(spec: Path, network: str | None, overrides: Mapping[str, Any]) -> Compiled:
-    """Compile the spec at ``spec`` with the command line's overrides."""
+def compile_request(
+    spec: Path, network: str | None, overrides: Mapping[str, Any], limits: Limits | None = None
+) -> Compiled:
+    """Compile the spec at ``spec`` with the command line's overrides and limits."""
     check_overrides(overrides)
-    return compile(spec, network, **overrides)
+    return compile(spec, network, limits=limits, **overrides)
 
 
 def train_config(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> TrainConfig:
@@ -112,24 +122,14 @@ def _numbers(value: Any, where: str = "") -> list[tuple[str, float]]:
 
 
 def _defaults(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> TrainConfig:
+    """The defaults, as an empty train section would give them: the overrides are placed
+    and checked (a bad one named by its flag) exactly as for a spec's own section."""
     log(
         f"the spec has no train section for '{compiled.name}': using the defaults "
         "(dataset mnist, sgd lr=0.01, 10 epochs, batch 128)"
     )
-    data: dict[str, Any] = {"network": compiled.name, "dataset": "mnist"}
-    for key, value in overrides.items():
-        path = TRAIN_KEYS.get(key)
-        if path is not None:
-            target = data
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"invalid {where}: {first['msg']}") from None
+    empty = ast.Train(network=compiled.name, dataset="mnist", settings=())
+    return section_config(empty, {k: v for k, v in overrides.items() if k in TRAIN_KEYS})
 
 
 def settings(compiled: Compiled, config: TrainConfig, request: Request) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,12 @@ import torch
 
 from netspec.errors import RunError
 from netspec.fileio import PathLike
+from netspec.limits import Limits
 from netspec.lower.weights import load_weights
 from netspec.train import plots
 from netspec.train.augment import augment
 from netspec.train.loop import Evaluation, evaluate
-from netspec.train.opening import check_weights, compile_run, read_run
+from netspec.train.opening import check_weights, compile_run, read_run, stored_data
 from netspec.train.run import read_metrics
 from netspec.train.session import describe_test, draw
 from netspec.train.setup import (
@@ -34,7 +36,13 @@ Log = Callable[[str], None]
 
 
 def evaluate_run(
-    run: PathLike, data: PathLike | None, device: str, log: Log, build: Build = build_module
+    run: PathLike,
+    data: PathLike | None,
+    device: str,
+    log: Log,
+    build: Build = build_module,
+    *,
+    limits: Limits | None = None,
 ) -> Evaluation:
     """Test the run's best weights (on ``data``, else the run's own data); redraw its plots.
 
@@ -44,22 +52,35 @@ def evaluate_run(
     best = kept.dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise RunError(f"{best}: missing; the run has not finished an epoch yet")
-    compiled = compile_run(kept)
+    compiled = compile_run(kept, limits=limits)
     check_weights(best, kept.files)
     config = kept.config()
     place = make_place(Request(device=device), compiled, log)
-    stored = kept.settings.get("data")
-    source = Path(data) if data is not None else (Path(stored) if stored else None)
+    source = stored_data(kept, data)
     tensors = load_tensors(compiled, config, source, kept.settings.get("limit"), place.device, log)
     module = seeded_module(compiled, build, config.seed).to(place.device)
     load_weights(best, module)
     test = evaluate(module, tensors.test_x, tensors.test_y, config, place, tensors.target)
     loss = f"test loss {test.loss:.4f}, " if tensors.target.task == "classes" else "test "
     log(f"{kept.dir} (best weights) on {tensors.source}: {loss}{describe_test(test, tensors)}")
-    rows = read_metrics(kept.dir / "metrics.csv")
-    drawn = draw(kept.dir, compiled.name, tensors, test, rows, module, config, place)
+    if data is None or str(Path(data).resolve()) == kept.settings.get("data"):  # its own
+        rows = read_metrics(kept.dir / "metrics.csv")
+        drawn = draw(kept.dir, compiled.name, tensors, test, rows, module, config, place)
+    else:  # other data: its plots beside the run's, never over them
+        where = eval_dir(kept.dir, data)
+        drawn = draw(where, compiled.name, tensors, test, [], module, config, place)
     log(f"plots: {', '.join(str(p) for p in drawn)}")
     return test
+
+
+def eval_dir(run: Path, data: PathLike) -> Path:
+    """Where `netspec eval RUN --data DATA` draws: ``RUN/eval/NAME``, NAME from DATA's name.
+
+    >>> eval_dir(Path("runs/lenet"), "/data/my mnist.npz")
+    PosixPath('runs/lenet/eval/my_mnist.npz')
+    """
+    name = re.sub(r"[^\w.-]", "_", Path(data).resolve().name).strip(".")
+    return run / "eval" / (name or "data")  # made by the first plot written into it
 
 
 def augment_grid(
@@ -72,9 +93,11 @@ def augment_grid(
     copies: int,
     seed: int | None,
     log: Log,
+    *,
+    limits: Limits | None = None,
 ) -> None:
     """Draw the first ``count`` test images and ``copies`` augmented versions of each."""
-    compiled = compile_request(Path(spec), network, overrides)
+    compiled = compile_request(Path(spec), network, overrides, limits)
     config = train_config(compiled, overrides, log)
     if not config.augment.enabled:
         log("the train section enables no augmentation: the copies equal the originals")
