@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from tests.test_specs import TRAINABLE
 from tests.test_train import REAL_MNIST
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small tensors, one thread
 
 # spec -> the PyTorch module written by hand with the same layers
 HAND: dict[str, type[nn.Module]] = {
@@ -46,15 +46,6 @@ HAND: dict[str, type[nn.Module]] = {
     "unet.net": HandUNet,
     "autoencoder.net": HandAutoencoder,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors on a shared 2-core machine: one thread avoids OpenMP's busy waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small(name: str) -> Compiled:
