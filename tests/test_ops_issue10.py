@@ -6,6 +6,7 @@ parameter and multiply-add counts are the declared ones; and the receptive field
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import netspec
+from netspec.compiler import Compiled
 from netspec.export import export_compiled
 from netspec.lower import to_torch
 from tests.test_lower import check_against_inference, spec
@@ -242,57 +244,110 @@ def test_deconv_keeps_a_symbolic_size_symbolic() -> None:
     assert bound.layers[0].shape == (4, 11, 15)
 
 
-def _windows(module: nn.Module, size: int) -> list[tuple[int, int]]:
-    """For each output row, the first and last input row that reaches it (through the middle
-    column), found by autograd on the module with all-positive weights."""
+def _reads(compiled: Compiled) -> dict[int, tuple[int, int]]:
+    """For each output row, the first and last input row its gradient reaches (over every
+    column and map), by autograd in float64 with positive random weights, so that no
+    dependency cancels by chance; rows that read no input (a deconv's `output_pad` ones,
+    only a bias) are left out."""
+    torch.manual_seed(0)
+    module = to_torch(compiled).double().eval()
     with torch.no_grad():
         for p in module.parameters():
-            p.fill_(1.0) if p.dim() > 1 else p.zero_()
-    x = torch.ones(1, 1, size, size, requires_grad=True)
+            p.uniform_(0.5, 1.5)
+    shape = tuple(int(d) for d in compiled.graph.inputs[0].shape)
+    x = torch.rand(1, *shape, dtype=torch.float64, requires_grad=True)
     out = module(x)
-    rows = []
+    rows = {}
     for o in range(out.shape[2]):
-        (grad,) = torch.autograd.grad(out[0, :, o, out.shape[3] // 2].sum(), x, retain_graph=True)
-        hit = grad[0, 0].abs().sum(1).nonzero().flatten()
-        rows.append((int(hit.min()), int(hit.max())))
+        (grad,) = torch.autograd.grad(out[0, :, o].sum(), x, retain_graph=True)
+        hit = grad[0].abs().sum((0, 2)).nonzero().flatten()
+        if hit.numel():
+            rows[o] = (int(hit.min()), int(hit.max()))
     return rows
 
 
+def _check_window(compiled: Compiled, spread: float) -> None:
+    """Every output row's inputs lie inside the static window [c - size/2, c + size/2],
+    c = start + jump * o (input row n spans [n, n + 1]); the size is the smallest window
+    so centred that holds them all, up to the borders; and it exceeds the widest set of
+    rows any unit reads by at most the derived non-affine `spread`."""
+    rf = compiled.layers[-1].rf
+    n = int(compiled.graph.inputs[0].shape[1])
+    rows = _reads(compiled)
+    need = []
+    for o, (lo, hi) in rows.items():
+        centre = rf.start[0] + rf.jump[0] * o
+        assert centre - rf.size[0] / 2 <= lo + 1e-9, (o, lo, hi, rf)
+        assert hi + 1 <= centre + rf.size[0] / 2 + 1e-9, (o, lo, hi, rf)
+        if lo > 0 and hi < n - 1:
+            need.append(2 * max(hi + 1 - centre, centre - lo))
+    widest = max(hi - lo + 1 for lo, hi in rows.values())
+    assert max(need) == pytest.approx(rf.size[0]), (need, rf)
+    assert rf.size[0] - widest <= spread + 1e-9, (widest, rf)
+
+
+UNET_LIKE = """network t(x: 1x40x40) {
+    a = conv 1 3x3 | relu | conv 1 3x3 | relu
+    b = a | maxpool 2x2 | conv 1 3x3 | relu | conv 1 3x3
+    up = b | deconv 1 2x2 stride=2
+    concat(a | crop 28x28, up) | conv 1 3x3 | relu | conv 1 1x1
+}
+"""
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "spread"),
     [
-        "deconv 1 3x3 stride=2 pad=1 output_pad=1",
-        "deconv 1 2x2 stride=2",
-        "deconv 1 4x4 stride=2 pad=1",
-        "deconv 1 5x5 stride=3 pad=2",
-        "conv 1 3x3 stride=2 | deconv 1 3x3 stride=2 pad=1",
-        "deconv 1 3x3 stride=2 | conv 1 3x3",
-        "upsample 2",
-        "upsample 3 mode=bilinear",
-        "conv 1 3x3 stride=2 | upsample 2 mode=bilinear",
+        ("deconv 1 2x2 stride=2", 1 / 2),
+        ("deconv 1 3x3 stride=2 pad=1 output_pad=1", 0),
+        ("deconv 1 4x4 stride=2 pad=1", 1 / 2),
+        ("deconv 1 5x5 stride=3 pad=2", 1 / 3),
+        ("deconv 1 3x3 stride=3 output_pad=2", 2 / 3),
+        ("deconv 1 3x3 stride=2 | conv 1 3x3", 0),
+        ("deconv 1 2x2 stride=2 | conv 1 3x3", 1 / 2),
+        ("deconv 1 2x2 stride=2 | deconv 1 4x4 stride=2 pad=1", 1 / 2 + 1 / 4),
+        ("conv 1 3x3 stride=2 | deconv 1 3x3 stride=2 pad=1", 0),
+        ("upsample 2", 1 / 2),
+        ("upsample 3", 2 / 3),
+        ("upsample 2 | conv 1 3x3", 1 / 2),
+        ("upsample 2 | upsample 2", 1 / 2 + 1 / 4),
+        ("upsample 2 mode=bilinear", 1 / 2),
+        ("upsample 3 mode=bilinear", 1 / 3),
+        ("upsample 4 mode=bilinear", 3 / 4),
+        ("upsample 2 mode=bilinear align_corners=true", 1),
+        ("upsample 3 mode=bilinear align_corners=true", 5 / 3),
+        ("upsample 2 mode=bilinear | conv 1 3x3", 1 / 2),
+        ("upsample 2 mode=bilinear | upsample 2 mode=bilinear", 1 / 2 + 1 / 4 + 1 / 2),
+        ("conv 1 3x3 stride=2 | upsample 2 mode=bilinear", 1),
     ],
 )
-def test_receptive_field_is_the_window_autograd_finds(body: str) -> None:
-    """Away from the borders, every output unit's window is at most the static size, some
-    unit's is exactly it, and over each period of output units (one input step) the
-    windows' centres average to `start + o * jump`, as a linear model of the units' places.
-    """
-    size = 24
-    compiled = spec(body, f"x: 1x{size}x{size}")
-    module = to_torch(compiled).eval()
-    rf = compiled.layers[-1].rf
-    windows = _windows(module, size)
-    inner = [o for o, (lo, hi) in enumerate(windows) if lo > 0 and hi < size - 1]
-    widths = [windows[o][1] - windows[o][0] + 1 for o in inner]
-    if "bilinear" not in body:  # bilinear's weights vanish on grid points: a tap may be 0
-        assert max(widths) == rf.size[0], (widths, rf)
-    assert max(widths) <= rf.size[0]
-    period = round(1 / rf.jump[0]) if rf.jump[0] < 1 else 1
-    first = inner[0] + (-inner[0]) % period
-    block = [o for o in range(first, first + 2 * period) if o in inner]
-    centre = sum((windows[o][0] + windows[o][1] + 1) / 2 for o in block) / len(block)
-    expected = sum(rf.start[0] + o * rf.jump[0] for o in block) / len(block)
-    assert centre == pytest.approx(expected), (windows, rf)
+def test_receptive_field_holds_everything_each_unit_reads(body: str, spread: float) -> None:
+    """The static window contains every input row each output row depends on, and is the
+    tightest window of its jump and start that does (borders aside)."""
+    _check_window(spec(body, "x: 1x24x24"), spread)
+
+
+def test_receptive_field_of_a_unet_like_stack() -> None:
+    """conv, pool, deconv, crop, concat: the deconv (at input jump 2) adds 1/2 · 2."""
+    _check_window(netspec.compile(UNET_LIKE), 1)
+
+
+def test_receptive_field_of_unet_head() -> None:
+    """specs/unet.net's head (only compiles at 572), with every map count 1: same RF;
+    the 2x2 up-convolutions' period of 16 pixels makes units read 188 to 204 input rows,
+    and the window around `start + o` that holds them all is 215 wide: the exact count's
+    200 plus the spread of the four up-convolutions, half of each one's input jump
+    (8 + 4 + 2 + 1)."""
+    text = (Path(__file__).parent.parent / "specs" / "unet.net").read_text()
+    thin = re.sub(r"double_conv\(\d+\)", "double_conv(1)", text)
+    thin = re.sub(r"(deconv|conv) \d+ ", r"\1 1 ", thin)
+    full, one = netspec.compile(text).layers[-1].rf, netspec.compile(thin)
+    assert one.layers[-1].rf == full
+    assert full.size == (215, 215)
+    rows = _reads(one)
+    widths = {hi - lo + 1 for o, (lo, hi) in rows.items() if 20 <= o < len(rows) - 20}
+    assert (min(widths), max(widths)) == (188, 204)
+    _check_window(one, 15)
 
 
 def test_upsample_is_interpolate() -> None:

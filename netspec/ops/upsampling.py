@@ -2,11 +2,13 @@
 and `deconv`, the transposed convolution (decoders, U-Net's up-convolutions).
 
 Both divide the receptive field's jump: s output units stand where one input unit stood.
+Those units do not read evenly spaced input units, so no size/jump/start is exact: the
+size is that of the smallest window, centred where the affine start and jump put each unit,
+that holds everything every unit reads.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Literal
@@ -65,26 +67,57 @@ def _upsample_shape(p: UpsampleParams, ins: Sequence[Shape]) -> Shape:
 
 
 def _upsample_rf(p: UpsampleParams, rfs: Sequence[RF]) -> RF:
-    """Each input unit becomes s output units: the jump is divided by s.
+    """Each input unit becomes s output units: the jump is divided by s, and the size is
+    that of the smallest window, centred on `start + o * jump`, that holds every input
+    unit output unit o reads (in input jumps j, r the input's size; `_upsample_spread`).
 
-    Output unit i stands at input position (i + 1/2)/s - 1/2 (PyTorch's half-pixel rule),
-    so the first unit's centre moves back by (1 - 1/s)/2 input jumps; with
-    `align_corners=true` output unit 0 sits on input unit 0 and the start stays (its jump
-    is then j(n-1)/(sn-1), taken as j/s: this rule does not see sizes). Nearest copies one
-    input unit, so the size stays; bilinear mixes two neighbours along an axis it scales,
-    so the size grows by one input jump there.
+    Output unit o stands at input position x = (o + 1/2)/s - 1/2 (PyTorch's half-pixel
+    rule), so the first unit's centre moves back by (1 - 1/s)/2 input jumps; with
+    `align_corners=true` output unit 0 sits on input unit 0 and the start stays (its
+    true step j(n-1)/(sn-1) is taken as j/s: this rule does not see sizes, and the
+    size below covers the drift).
     """
     rf = rfs[0]
     if rf.whole:
         return rf
     size, jump, start = [], [], []
     for i, s in enumerate(p.scale):
-        grows = p.mode == "bilinear" and s > 1
-        size.append(rf.size[i] + (rf.jump[i] if grows else 0))
+        size.append(rf.size[i] + _upsample_spread(p, s) * rf.jump[i])
         jump.append(rf.jump[i] / s)
         back = 0 if p.align_corners else (1 - 1 / s) / 2 * rf.jump[i]
         start.append(rf.start[i] - back)
     return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+
+
+def _upsample_spread(p: UpsampleParams, s: int) -> float:
+    """How many input jumps an upsample by s adds to the size (see `_upsample_rf`).
+
+    The units an output reads are not evenly spaced over the input (o reads floor(o/s)
+    for nearest), so no affine centre is exact; the size is twice the farthest reach
+    of o's input units from its centre c(o), over all o, in input jumps:
+
+    - nearest: o = sq + t reads unit q; c(o) = q + ((t - (s-1)/2))/s, within (s-1)/(2s)
+      of q either way: + (s-1)/s (U-Net-like nets: 2x2 upsample adds j/2).
+    - bilinear: c(o) = x and o reads floor(x) and floor(x)+1, the latter with weight
+      f = frac(x) (none at f = 0): half-width max(f, 1-f). f takes the values
+      (2o + 1 - s mod 2s)/(2s): odd numerators for even s, whose worst is 1 - 1/(2s),
+      giving + (2s-1)/s; even ones for odd s (f = 0 reads one unit), worst 1 - 1/s,
+      giving + 2(s-1)/s.
+    - bilinear, align_corners: x = o(n-1)/(sn-1) lags c(o) = o/s by up to (s-1)/s
+      near the far end; c(o) - floor(x) = (s-1)/s - u/s + ceil(u(n-1)/(sn-1)) for
+      u = sn-1-o units from the end, at most 2(s-1)/s (reached at u = 1);
+      floor(x) + 1 - c(o) <= 1. So + 4(s-1)/s.
+
+    Float rounding of x at exact grid points (which can add a weight of 1e-16 on one
+    more unit) is not counted, as it is not a dependency of the formula.
+    """
+    if s == 1:
+        return 0.0
+    if p.mode == "nearest":
+        return (s - 1) / s
+    if p.align_corners:
+        return 4 * (s - 1) / s
+    return (2 * s - 1) / s if s % 2 == 0 else 2 * (s - 1) / s
 
 
 def _upsample_cost(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Cost:
@@ -174,18 +207,23 @@ def _deconv_shape(p: DeconvParams, ins: Sequence[Shape]) -> Shape:
 
 
 def _deconv_rf(p: DeconvParams, rfs: Sequence[RF]) -> RF:
-    """The receptive field of a transposed convolution, per axis.
+    """The receptive field of a transposed convolution, per axis (j, r: the input's jump
+    and size; sizes and offsets below in input jumps).
 
     Input unit i paints kernel tap t onto output unit o = i·s - pad + t. Turned around,
-    output unit o receives the input units i with o + pad - k < i·s <= o + pad: the
-    integers in a window k/s input units wide, so each output unit sees at most
-    ceil(k/s) neighbouring input units (some see floor(k/s)). Its window is theirs
-    together: size r + (ceil(k/s) - 1)·j, for input receptive field r and jump j. The s
-    output units between two input units share one input step: the jump divides by s.
-    Output unit 0 sits at the centre of its window, (pad - (k-1)/2)/s input units from
-    input unit 0: start += (pad - (k-1)/2)/s · j. `output_pad` adds units at the far end
-    only, so it moves nothing. With k = s (U-Net's 2x2, stride 2) each output unit sees
-    one input unit: the window of a nearest `upsample`, at the same start.
+    with m = o + pad, output unit o receives the input units i with m - k < i·s <= m:
+    i from ceil((m-k+1)/s) to floor(m/s), at most ceil(k/s) of them (some see fewer),
+    not evenly placed over o. The s output units between two input units share one
+    input step: the jump divides by s. Output unit o is centred at c(o) = (m - (k-1)/2)/s
+    from input unit 0 (start += (pad - (k-1)/2)/s · j); its last input unit lies at most
+    m/s - c(o) = (k-1)/(2s) past c(o), reached when s divides m, and its first at most
+    c(o) - (m-k+1)/s = (k-1)/(2s) before it, reached when s divides m-k+1. The smallest
+    window around c(o) that holds them all for every o is thus r + (k-1)/s · j: the
+    exact count's r + (ceil(k/s) - 1)·j plus a spread of (k-1)/s - ceil(k/s) + 1 (none
+    for k = 3, s = 2; (s-1)/s for U-Net's k = s, where each output unit sees one input
+    unit, as after a nearest `upsample`, at the same start). Any other centre makes one
+    side worse. `output_pad` adds units at the far end only; borders only remove input
+    units; neither moves the bound.
     """
     rf = rfs[0]
     if rf.whole:
@@ -193,7 +231,7 @@ def _deconv_rf(p: DeconvParams, rfs: Sequence[RF]) -> RF:
     size, jump, start = [], [], []
     for i in range(2):
         k, s, pad = p.kernel[i], p.stride[i], p.pads[i]
-        size.append(rf.size[i] + (math.ceil(k / s) - 1) * rf.jump[i])
+        size.append(rf.size[i] + (k - 1) / s * rf.jump[i])
         start.append(rf.start[i] + (pad - (k - 1) / 2) / s * rf.jump[i])
         jump.append(rf.jump[i] / s)
     return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
