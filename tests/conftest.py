@@ -6,6 +6,7 @@ needing only a small learnable set never skip), and one torch thread for small t
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,10 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child that a test interrupts with SIGINT: a test run started in
+    the background by a shell without job control inherits SIGINT ignored (and Python then
+    never raises KeyboardInterrupt); the child takes it as a terminal's Ctrl-C would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from netspec.cli.train import train_cmd
 from netspec.fileio import CRASH_ENV
-from tests.conftest import write_mnist_subset
+from tests.conftest import interruptible, write_mnist_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 2
@@ -136,7 +136,9 @@ def test_ctrl_c_while_training_exits_130_and_the_run_resumes(
     run = tmp_path / "tiny"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-c", code, *args]
-    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    ) as process:
         assert process.stderr is not None
         while not (run / "weights" / "last.safetensors").is_file():
             assert process.poll() is None, process.stderr.read()[-2000:]

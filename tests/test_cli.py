@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 import netspec
 from cli import main
 from netspec.text import fmt_shape
+from tests.conftest import interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 LENET5 = ROOT / "specs" / "lenet5.net"
@@ -325,7 +326,9 @@ def test_ctrl_c_during_start_up_exits_130(tmp_path: Path, marker: str) -> None:
     np.savez(data, x=rng.integers(0, 255, (16, 28, 28), np.uint8), y=rng.integers(0, 10, 16))
     command = [sys.executable, "-c", MARKED, marker, "augment", str(ROOT / "specs" / "lenet.net"),
                "--data", str(data), "-o", str(tmp_path / "grid.png")]  # fmt: skip
-    with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        command, cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    ) as process:
         assert process.stderr is not None
         line = process.stderr.readline()
         process.send_signal(signal.SIGINT)
