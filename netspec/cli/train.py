@@ -194,4 +194,16 @@ def augment_cmd(
 
 
 if __name__ == "__main__":  # the processes that `netspec train --nproc N` starts (torchrun)
-    train_cmd(prog_name="netspec train")
+    import os
+    import sys
+
+    try:
+        train_cmd.main(prog_name="netspec train")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written and the process group destroyed: leave without the interpreter's
+    # finalization, where gloo's worker threads can still abort the process (SIGABRT).
+    os._exit(code)

@@ -105,18 +105,28 @@ def train(request: Request, console: Console, build: Build = build_module) -> Pa
         _init_distributed(request)
     threads = torch.get_num_threads()
     try:
-        run = _open(request, log, build)
-        _train(run, console, log)
-        if rank == 0:
-            finish(
-                run.dir, run.compiled, run.config, run.data, run.module, run.place, run.rows, log
-            )
-            _next_steps(run.dir, console, run.data.target.task != "classes")
-        return run.dir
+        return _train_and_finish(request, console, log, build, rank)
     finally:
         torch.set_num_threads(threads)
         if world > 1:
             torch.distributed.destroy_process_group()
+
+
+def _train_and_finish(
+    request: Request, console: Console, log: Log, build: Build, rank: int
+) -> Path:
+    """The run trained and, on rank 0, its files finished. In a distributed run every rank
+    leaves together, and the module (whose DDP reducer holds the process group) is gone
+    before the group is destroyed: gloo aborts (SIGABRT) a process that tears down a group
+    a peer or a live reducer still holds."""
+    run = _open(request, log, build)
+    _train(run, console, log)
+    if rank == 0:
+        finish(run.dir, run.compiled, run.config, run.data, run.module, run.place, run.rows, log)
+        _next_steps(run.dir, console, run.data.target.task != "classes")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return run.dir
 
 
 def _logger(console: Console, rank: int) -> Log:
