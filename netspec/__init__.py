@@ -3,7 +3,7 @@
 >>> import netspec
 >>> net = netspec.compile("network tiny(x: 1x8x8) {\\n conv 4 3x3 | relu | dense 2\\n}")
 >>> net.totals.trainable_params
-298
+330
 
 The names below are loaded on first use (PEP 562), so `import netspec` itself is
 instant: `python -m netspec` can then answer Ctrl-C from its first moment.

@@ -11,7 +11,11 @@ A file may come from anywhere, so `from_props` trusts nothing it reads: every
 field is checked (types, lengths, finite numbers, shapes of positive sizes or
 size names, a bounded number of dimensions and of elements, labels a list of
 short printable strings, bounded JSON nesting), and a bad one is a
-`MetadataError` that names the file and the field:
+`MetadataError` that names the file and the field. The checks are a pydantic-core
+schema, written out field by field below: `netspec run` reads metadata on every start,
+and importing pydantic itself to derive the schema from type annotations took 80 ms,
+more than half the start-up of a bare onnxruntime script (docs/benchmarks.md, Cold
+start):
 
 >>> from_props({"network": "n", "spec": "", "inputs": '[{"name": "x", "shape": [1, 0]}]',
 ...             "outputs": '[{"name": "y", "kind": "logits"}]'}, "m.onnx")  # doctest: +ELLIPSIS
@@ -26,10 +30,10 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import AfterValidator, Field, PlainValidator, TypeAdapter, ValidationError
-from pydantic_core import from_json
+from pydantic_core import SchemaValidator, ValidationError, from_json
+from pydantic_core import core_schema as cs
 
 from netspec.errors import MetadataError
 from netspec.text import UNBOUND_SIZE, bound_shape
@@ -88,24 +92,14 @@ def _printable(text: str) -> str:
     return text
 
 
-Dim = Annotated[int | str, PlainValidator(_dim)]
-Shape = Annotated[tuple[Dim, ...], Field(max_length=MAX_DIMS), AfterValidator(_elements)]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_printable)]
-Label = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_printable)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Spread = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Size = Annotated[int, Field(strict=True, gt=0, le=MAX_ELEMENTS)]
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
-
-
 @dataclass(frozen=True)
 class InputInfo:
     """One model input: its per-sample shape and the normalization applied to pixels in [0, 1]."""
 
-    name: Name
-    shape: Shape
-    mean: Finite = 0.0
-    std: Spread = 1.0
+    name: str
+    shape: tuple[int | str, ...]
+    mean: float = 0.0
+    std: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -113,9 +107,9 @@ class OutputInfo:
     """One model output: its ONNX name (the spec's), what its numbers mean, and its
     per-sample shape (None in files written before netspec recorded it)."""
 
-    name: Name
+    name: str
     kind: OutputKind
-    shape: Shape | None = None
+    shape: tuple[int | str, ...] | None = None
 
     @property
     def scores(self) -> bool:
@@ -130,21 +124,15 @@ class ModelInfo:
     Built freely by export; `from_props` checks every field of one read from a file.
     """
 
-    network: Name
-    spec: Text
-    version: Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_printable)]
-    inputs: Annotated[tuple[InputInfo, ...], Field(min_length=1, max_length=MAX_ENTRIES)]
-    outputs: Annotated[tuple[OutputInfo, ...], Field(min_length=1, max_length=MAX_ENTRIES)]
-    labels: Annotated[tuple[Label, ...], Field(max_length=MAX_ENTRIES)] | None = None
+    network: str
+    spec: str
+    version: str
+    inputs: tuple[InputInfo, ...]
+    outputs: tuple[OutputInfo, ...]
+    labels: tuple[str, ...] | None = None
     precision: Precision = "fp32"
-    # torch name -> initializer name
-    weights: Annotated[dict[Text, Text], Field(max_length=MAX_ENTRIES)] = field(
-        default_factory=dict
-    )
-    # symbolic sizes bound at export (--set)
-    sizes: Annotated[dict[Name, Size], Field(max_length=MAX_DIMS * MAX_ENTRIES)] = field(
-        default_factory=dict
-    )
+    weights: dict[str, str] = field(default_factory=dict)  # torch name -> initializer name
+    sizes: dict[str, int] = field(default_factory=dict)  # symbolic sizes bound at export (--set)
 
     def to_props(self) -> dict[str, str]:
         """The `metadata_props` entries, all strings."""
@@ -162,7 +150,80 @@ class ModelInfo:
         }
 
 
-_MODEL_INFO: TypeAdapter[ModelInfo] = TypeAdapter(ModelInfo)
+# ---- the checks of metadata read from a file: pydantic-core's schema, field by field ---------
+
+
+def _text(max_length: int, min_length: int = 0) -> cs.CoreSchema:
+    """A name, label or version: bounded, printable."""
+    schema = cs.str_schema(min_length=min_length or None, max_length=max_length)
+    return cs.no_info_after_validator_function(_printable, schema)
+
+
+_NAME = _text(MAX_NAME, min_length=1)
+_SHAPE = cs.no_info_after_validator_function(
+    _elements,
+    cs.tuple_schema(
+        [cs.no_info_plain_validator_function(_dim)], variadic_item_index=0, max_length=MAX_DIMS
+    ),
+)
+_BOUNDED_TEXT = cs.str_schema(max_length=MAX_TEXT)
+
+
+def _entries(item: cs.CoreSchema) -> cs.CoreSchema:
+    """The inputs or the outputs: one at least."""
+    return cs.tuple_schema([item], variadic_item_index=0, min_length=1, max_length=MAX_ENTRIES)
+
+
+def _record(cls: type[Any], fields: dict[str, cs.CoreSchema]) -> cs.CoreSchema:
+    """One of the dataclasses above, from a JSON object, each field checked by its schema."""
+    name = cls.__name__
+    args = cs.dataclass_args_schema(name, [cs.dataclass_field(f, s) for f, s in fields.items()])
+    return cs.dataclass_schema(cls, args, list(fields), config={"title": name})
+
+
+_INPUT = _record(
+    InputInfo,
+    {
+        "name": _NAME,
+        "shape": _SHAPE,
+        "mean": cs.with_default_schema(cs.float_schema(allow_inf_nan=False), default=0.0),
+        "std": cs.with_default_schema(cs.float_schema(gt=0, allow_inf_nan=False), default=1.0),
+    },
+)
+_OUTPUT = _record(
+    OutputInfo,
+    {
+        "name": _NAME,
+        "kind": cs.literal_schema(list(get_args(OutputKind))),
+        "shape": cs.with_default_schema(cs.nullable_schema(_SHAPE), default=None),
+    },
+)
+_SIZE = cs.int_schema(strict=True, gt=0, le=MAX_ELEMENTS)
+_LABELS = cs.tuple_schema([_text(MAX_NAME)], variadic_item_index=0, max_length=MAX_ENTRIES)
+_MODEL_INFO = SchemaValidator(
+    _record(
+        ModelInfo,
+        {
+            "network": _NAME,
+            "spec": _BOUNDED_TEXT,
+            "version": _text(MAX_NAME),
+            "inputs": _entries(_INPUT),
+            "outputs": _entries(_OUTPUT),
+            "labels": cs.with_default_schema(cs.nullable_schema(_LABELS), default=None),
+            "precision": cs.with_default_schema(
+                cs.literal_schema(list(get_args(Precision))), default="fp32"
+            ),
+            "weights": cs.with_default_schema(
+                cs.dict_schema(_BOUNDED_TEXT, _BOUNDED_TEXT, max_length=MAX_ENTRIES),
+                default_factory=dict,
+            ),
+            "sizes": cs.with_default_schema(
+                cs.dict_schema(_NAME, _SIZE, max_length=MAX_DIMS * MAX_ENTRIES),
+                default_factory=dict,
+            ),
+        },
+    )
+)
 _REQUIRED = ("network", "spec", "inputs", "outputs")
 _JSON = ("inputs", "outputs", "labels", "weights", "sizes")
 _TEXT = {
@@ -190,9 +251,10 @@ def from_props(props: Mapping[str, str], source: str) -> ModelInfo:
         if key in props:
             raw[key] = _json(props[key], key, source)
     try:
-        return _MODEL_INFO.validate_python(raw)
+        info: ModelInfo = _MODEL_INFO.validate_python(raw)
     except ValidationError as e:
         raise MetadataError(f"{source}: bad netspec metadata: {_first_error(e)}") from None
+    return info
 
 
 def _json(text: object, key: str, source: str) -> Any:

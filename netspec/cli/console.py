@@ -5,7 +5,9 @@ Exit codes: 0 ok, 1 a mistake in a spec or an input file, 2 a usage error, 130 i
 Text that comes from the user's files (a spec line quoted in a diagnostic, the labels in
 an ONNX file, file names) is printed literally: no markup, no emoji codes, and control
 characters shown as escapes, so that nothing in a file can drive the terminal.
-Nothing here imports torch or numpy, so `netspec compile` stays light.
+Nothing here imports torch or numpy, so `netspec compile` stays light; rich is loaded
+only when something is printed with it (an error, a diagnostic, a table), so that
+`netspec run` on a model prints its result without it.
 """
 
 from __future__ import annotations
@@ -16,15 +18,20 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import IO, Any, NoReturn, cast
+from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from netspec.diagnostics import Diagnostic, Sources, SpecError, render_all
 from netspec.errors import NetspecError, OutputError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    err_console: Console
+    out_console: Console
 
 # C0 and C1 control characters and DEL, but not newline and tab
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -84,13 +91,29 @@ def _output_error(e: OSError | UnicodeEncodeError) -> OutputError:
 
 
 stdout = cast(IO[str], _Stdout())
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-out_console = Console(file=stdout, highlight=False, soft_wrap=True, emoji=False)
+
+
+@cache
+def _console(name: str) -> Console:
+    """`err_console` (stderr) or `out_console` (stdout): rich consoles, built on first use."""
+    from rich.console import Console
+
+    if name == "err_console":
+        return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    return Console(file=stdout, highlight=False, soft_wrap=True, emoji=False)
+
+
+def __getattr__(name: str) -> Console:
+    """`err_console` and `out_console`, on first use (PEP 562)."""
+    if name not in ("err_console", "out_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _console(name)
 
 
 def say(message: str) -> None:
-    """A progress or notice line, on stderr so that stdout stays the command's result."""
-    err_console.print(literal(message), markup=False)
+    """A progress or notice line, on stderr so that stdout stays the command's result;
+    printed as `err_console` would print it (tabs expanded), without loading rich."""
+    click.echo(literal(message).expandtabs(8), err=True)
 
 
 def echo(text: str) -> None:
@@ -99,16 +122,21 @@ def echo(text: str) -> None:
 
 
 def fail(message: str, code: int, hint: str | None = None) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(literal(message))}", markup=True)
+    from rich.markup import escape
+
+    err = _console("err_console")
+    err.print(f"[bold red]error:[/] {escape(literal(message))}", markup=True)
     if hint:
-        err_console.print(f"    {literal(hint)}", markup=False)
+        err.print(f"    {literal(hint)}", markup=False)
     sys.exit(code)
 
 
 def show_diagnostics(diagnostics: Iterable[Diagnostic], sources: Sources | None = None) -> None:
     """Diagnostics with the lines they point into, on stderr."""
     listed = list(diagnostics)
-    err_console.print(literal(render_all(listed, sources_of(listed, sources))), markup=False)
+    _console("err_console").print(
+        literal(render_all(listed, sources_of(listed, sources))), markup=False
+    )
 
 
 def sources_of(diagnostics: Iterable[Diagnostic], known: Sources | None = None) -> Sources:
@@ -139,7 +167,9 @@ def stdout_errors() -> Iterator[None]:
 @contextmanager
 def reported(interrupted: str = "interrupted") -> Iterator[None]:
     """Every `NetspecError` becomes a message and its exit code (1: a spec or an input
-    file, 2: usage), never a traceback; Ctrl-C exits 130 with `interrupted`."""
+    file, 2: usage), never a traceback; Ctrl-C exits 130 with `interrupted`. A library
+    the command needs and this install lacks (torch on a deployment machine's light
+    install, README) is named, with how to get it."""
     try:
         yield
     except SpecError as e:
@@ -149,6 +179,16 @@ def reported(interrupted: str = "interrupted") -> Iterator[None]:
         fail(str(e), e.exit_code, e.hint)
     except (KeyboardInterrupt, click.Abort):
         fail(interrupted, 130)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if missing in ("", "netspec"):
+            raise
+        fail(
+            f"this command needs the Python package '{missing}', which is not installed",
+            1,
+            hint="`pip install netspec` installs everything; a light install runs only "
+            "`netspec run`, `bench` and `compile`",
+        )
 
 
 def parse_set(values: Iterable[str]) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 
 Numbers a person types are bounded here, so that a typo such as `--batch 1000000000`
 is a usage error naming the flag instead of an allocation that fails later.
+
+Every command loads this module, `netspec run` included, so it builds no Pydantic model
+itself: the train section's bounds (MAX_EPOCHS, MAX_TRAIN_BATCH) and the compile limits
+are read from their models when a command that takes them is loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from typing import Any, TypeVar
 import click
 
 from netspec.cli.console import reported, stdout_errors
-from netspec.limits import Limits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,8 +34,17 @@ def spec_bound(name: str) -> int:
     return next(int(m.le) for m in metadata if getattr(m, "le", None) is not None)
 
 
-MAX_EPOCHS = spec_bound("epochs")
-MAX_TRAIN_BATCH = spec_bound("batch")
+_SPEC_BOUNDS = {"MAX_EPOCHS": "epochs", "MAX_TRAIN_BATCH": "batch"}
+
+
+def __getattr__(name: str) -> int:
+    """MAX_EPOCHS and MAX_TRAIN_BATCH, the train section's bounds on `--epochs` and
+    `--batch` (PEP 562: computed on first use, since trainspec loads Pydantic)."""
+    field = _SPEC_BOUNDS.get(name)
+    if field is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = spec_bound(field)
+    return value
 
 
 class Reported:
@@ -115,6 +127,8 @@ def provider_option(f: F) -> F:
 
 def limit_options(f: F) -> F:
     """One `--max-...` flag per field of `Limits`, defaulting to its value."""
+    from netspec.limits import Limits
+
     defaults = Limits()
     for field in reversed(list(Limits.model_fields)):
         flag = "--" + field.replace("_", "-")

@@ -282,7 +282,7 @@ def _from_unit(
     """Pixels in [0, 1], `(N, C, H, W)` -> inverted if asked, fitted, normalized floats."""
     if invert:
         x = 1.0 - x
-    elif x.shape[1] == 1 and float(np.median(x)) > 0.5:
+    elif x.shape[1] == 1 and np.count_nonzero(x > 0.5) > x.size / 2:  # mostly light
         notice(
             f"{path}: looks like dark ink on a light background; models trained on "
             "MNIST expect a white digit on black (pass --invert)"
