@@ -118,7 +118,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-# (command line, what it must not import, its module in netspec.cli, text that says it is up)
+# (command line, what it must not import, the COMMANDS entry whose module alone it loads,
+#  the text it prints once it is up where it runs until stopped)
 ROWS = [
     pytest.param(["run", "{model}", "{png}"], DEPLOYMENT_FORBIDDEN, "run", None, id="run one PNG"),
     pytest.param(
