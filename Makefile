@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench update-fixtures clean
+.PHONY: setup system demo test lint typecheck pytest bench update-fixtures clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Chromium and Graphviz for the page's browser tests and graph.svg (apt-get when missing).
+system:
+	bash .ci/system-packages
 
 # The main job: check LeNet, train it on MNIST (fetched, verified and cached on first use),
 # export it to ONNX (verified against PyTorch), and classify a few test digits with it.
@@ -35,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy netspec
 
-pytest: $(STAMP)
+pytest: $(STAMP) system
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
