@@ -30,6 +30,7 @@ COMMANDS: Mapping[str, str] = {
     "bench": "netspec.cli.run:bench_cmd",
     "convert": "netspec.cli.detect:convert_cmd",
     "detect": "netspec.cli.detect:detect_cmd",
+    "scenes": "netspec.cli.scenes:scenes_cmd",
 }
 
 

@@ -215,7 +215,7 @@ def load_tensors(
     """The data, fitted to the network's input and checked against what its output is
     trained as (netspec.train.targets)."""
     target = target_of(compiled, config.loss)
-    arrays = read_arrays(config.dataset, data, log)
+    arrays = read_arrays(config.dataset, data, log, scenes=config.scenes)
     tensors = fit_to_input(arrays, compiled.graph.inputs[0].shape, target, limit, device, log)
     if target.task != "classes" and not tensors.target.reconstruct and config.augment.enabled:
         raise DataError(
