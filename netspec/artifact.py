@@ -136,6 +136,7 @@ class OutputInfo:
 Pixels = Annotated[float, Field(ge=0, le=MAX_ELEMENTS, allow_inf_nan=False)]
 Jump = Annotated[float, Field(gt=0, le=MAX_ELEMENTS, allow_inf_nan=False)]
 Coordinate = Annotated[float, Field(ge=-MAX_ELEMENTS, le=MAX_ELEMENTS, allow_inf_nan=False)]
+Share = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,9 @@ class SlidingWindow:
     pixels (H, W) whose receptive field is centred at `start + (i, j) * jump` and spans
     `size` (all in input pixels, per axis (H, W); a pixel's centre is at +0.5). `scores`
     says what the numbers are (the classifier's own: logits or probabilities) and
-    `background` which class means "no object here"."""
+    `background` which class means "no object here". `boxes`, where known, is each class's
+    box (H, W) as shares of the window, centred in it (how the training windows framed
+    their objects); without it a box is the receptive field."""
 
     window: tuple[Size, Size]
     size: tuple[Pixels, Pixels]
@@ -153,6 +156,7 @@ class SlidingWindow:
     start: tuple[Coordinate, Coordinate]
     scores: Literal["logits", "probabilities"]
     background: Annotated[int, Field(strict=True, ge=0, lt=MAX_ENTRIES)]
+    boxes: Annotated[tuple[tuple[Share, Share], ...], Field(max_length=MAX_ENTRIES)] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from netspec.artifact import InputInfo
+    from netspec.compiler import Compiled
     from netspec.detection.boxes import Detections
     from netspec.runtime.detect import DetectOptions
     from netspec.runtime.session import Model
@@ -107,7 +109,30 @@ def convert_cmd(
     given = input_infos(compiled)[0]
     sliding = replace(given, shape=(given.shape[0], "H", "W"))
     checks = [a for path in images for a in _samples(path, sliding)]
-    export_fcn(compiled, output, module, labels=names, images=checks, opset=opset, log=say)
+    boxes = _digit_boxes(compiled, names) if _dataset(compiled) == "mnist_windows" else None
+    export_fcn(
+        compiled, output, module, labels=names, boxes=boxes, images=checks, opset=opset, log=say
+    )
+
+
+def _dataset(compiled: Compiled) -> str | None:
+    return compiled.train.dataset if compiled.train is not None else None
+
+
+def _digit_boxes(
+    compiled: Compiled, names: tuple[str, ...] | None
+) -> tuple[tuple[float, float], ...]:
+    """The digits' box shapes in their windows, from MNIST's training digits framed as
+    netspec.data.windows frames them (its ink share, the scenes' ink threshold)."""
+    from netspec.data.mnist import load_mnist
+    from netspec.data.scenes import INK
+    from netspec.data.windows import INK_SHARE, LABELS
+    from netspec.export.fcn import ink_boxes
+
+    digits = load_mnist(log=say)
+    return ink_boxes(
+        digits.train_x, digits.train_y.astype("int64"), names or LABELS, INK_SHARE, INK
+    )
 
 
 def _samples(path: Path, info: InputInfo) -> list[npt.NDArray[np.float32]]:
@@ -261,3 +286,79 @@ def _stems(names: list[str]) -> list[str]:
             unique, n = f"{stem}-{n}", n + 1
         stems.append(unique)
     return stems
+
+
+# ---- netspec eval MODEL.onnx --scenes DIR -------------------------------------------------
+
+EVAL_THRESHOLD = 0.05  # mAP ranks every box: keep the weak ones too (COCO keeps 100 an image)
+
+
+def evaluate_detector(model: Path, scenes: Path | None, log: Callable[[str], None]) -> Path:
+    """A detector file on a directory of test scenes (`netspec scenes`): COCO's mAP@0.5 and
+    mAP@0.5:0.95 per class and overall (pycocotools), the time per scene, written as
+    metrics.json beside pr.png and detections.png in `<model>-eval/`; the directory."""
+    import time
+
+    import numpy as np
+
+    from netspec.data.scenefiles import read_scenes
+    from netspec.detection.coco import evaluate
+    from netspec.detection.plots import detections_grid, plot_pr
+    from netspec.fileio import make_dirs, write_text
+    from netspec.runtime.detect import DetectOptions, detect, detector_kind
+    from netspec.runtime.session import open_model
+
+    if scenes is None:
+        raise UsageError(
+            f"{model}: a detector file is evaluated on scenes",
+            hint=f"netspec eval {model} --scenes DIR (a directory `netspec scenes` wrote)",
+        )
+    opened = open_model(model)
+    detector_kind(opened.info, str(model))
+    labels = opened.info.labels or ()
+    classes = _object_classes(opened, labels)
+    found_set = read_scenes(scenes)
+    info = opened.info.inputs[0]
+    options = DetectOptions(threshold=EVAL_THRESHOLD)
+    found: list[Detections] = []
+    started = time.perf_counter()
+    for scene in found_set.scenes:
+        image = (scene.image.astype(np.float32) / 255 - info.mean) / info.std
+        found.append(detect(opened, image[None, None].astype(np.float32), options))
+    per_scene = (time.perf_counter() - started) / len(found_set.scenes)
+    metrics = evaluate(found_set.scenes, found, classes)
+    out = make_dirs(model.parent / f"{model.stem}-eval")
+    record = {
+        "model": str(model),
+        "scenes": str(scenes),
+        "count": len(found_set.scenes),
+        **metrics.as_dict(list(labels)),
+        "seconds_per_scene": per_scene,
+        "threshold": EVAL_THRESHOLD,
+        "scales": list(options.scales),
+        "iou": options.iou,
+    }
+    write_text(out / "metrics.json", json.dumps(record, indent=2) + "\n")
+    plot_pr(out / "pr.png", metrics, list(labels))
+    detections_grid(out / "detections.png", found_set.scenes, found, list(labels))
+    log(
+        f"{model} on {len(found_set.scenes)} scenes of {scenes}: mAP@0.5 {metrics.map50:.3f}, "
+        f"mAP@0.5:0.95 {metrics.map:.3f}, {per_scene * 1000:.1f} ms a scene"
+    )
+    for c, (ap50, ap) in metrics.per_class.items():
+        log(f"  {labels[c] if c < len(labels) else c}: AP@0.5 {ap50:.3f}, AP@0.5:0.95 {ap:.3f}")
+    log(f"wrote {out / 'metrics.json'}, {out / 'pr.png'}, {out / 'detections.png'}")
+    return out
+
+
+def _object_classes(model: Model, labels: tuple[str, ...]) -> int:
+    """The classes a scene's boxes can have: every label but the background, which must be
+    the last (the scenes' classes are 0..9 and the windows' background 10)."""
+    window = model.info.sliding_window
+    background = window.background if window is not None else None
+    if background is not None and background != len(labels) - 1:
+        raise InputError(
+            f"{model.path}: its background is class {background} of {len(labels)}; scenes "
+            "are evaluated with the background last"
+        )
+    return len(labels) - (background is not None)

@@ -137,9 +137,13 @@ class FullyConvolutional:
         """The output's stride in input pixels (whole numbers: every stride is)."""
         return (int(self.rf.jump[0]), int(self.rf.jump[1]))
 
-    def sliding_window(self, background: int) -> SlidingWindow:
+    def sliding_window(
+        self, background: int, boxes: tuple[tuple[float, float], ...] | None = None
+    ) -> SlidingWindow:
         rf = self.rf
-        return SlidingWindow(self.window, rf.size, rf.jump, rf.start, self.scores, background)
+        return SlidingWindow(
+            self.window, rf.size, rf.jump, rf.start, self.scores, background, boxes
+        )
 
 
 def _refusal(compiled: Compiled, what: str, hint: str | None = None) -> ExportError:
@@ -277,6 +281,43 @@ def _check_window(compiled: Compiled, node: Node) -> None:
         )
 
 
+def ink_boxes(
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.int64],
+    names: Sequence[str],
+    share: float,
+    ink: float,
+) -> tuple[tuple[float, float], ...]:
+    """Each class's box shape (H, W) in its windows, as shares of the window's side: the
+    median over the class's examples of its tight ink box (pixels of at least `ink` of full
+    scale), scaled so that its larger side spans `share` of the window (how
+    netspec.data.windows frames a digit: its larger side is 20 of the window's 28). The
+    background's, and that of a class without examples, is a square of `share`."""
+    mask = np.asarray(images >= ink * 255)
+    rows, cols = np.asarray(mask.any(axis=2)), np.asarray(mask.any(axis=1))  # (N, H), (N, W)
+    heights = _extent(rows).astype(np.float64)
+    widths = _extent(cols).astype(np.float64)
+    larger = np.maximum(np.maximum(heights, widths), 1)
+    shapes = []
+    for c, name in enumerate(names):
+        mine = (labels == c) & (heights > 0)
+        if name == BACKGROUND or not mine.any():
+            shapes.append((share, share))
+            continue
+        h = float(np.median(heights[mine] / larger[mine]))
+        w = float(np.median(widths[mine] / larger[mine]))
+        shapes.append((round(h * share, 4), round(w * share, 4)))
+    return tuple(shapes)
+
+
+def _extent(occupied: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Per row of `occupied` (N, L): the span from its first True to its last (0 if none)."""
+    first = occupied.argmax(axis=1)
+    last = occupied.shape[1] - 1 - occupied[:, ::-1].argmax(axis=1)
+    span: npt.NDArray[np.int64] = np.where(occupied.any(axis=1), last - first + 1, 0)
+    return span
+
+
 # ---- PyTorch: the FCN's module with the classifier's weights ------------------------
 
 
@@ -370,14 +411,16 @@ def export_fcn(
     weights: torch.nn.Module | None = None,
     *,
     labels: Sequence[str] | None = None,
+    boxes: tuple[tuple[float, float], ...] | None = None,
     images: Sequence[FloatArray] = (),
     opset: int = 17,
     log: Log = print,
 ) -> FcnReport:
     """Write `classifier` (with `weights`, else freshly initialized) to `path` as its fully
     convolutional network, checked on a random image and on each of `images` (model-ready
-    (1, C, H, W) arrays) against the classifier on every window. ExportError, with `path`
-    untouched, on any failure."""
+    (1, C, H, W) arrays) against the classifier on every window. `boxes` are the classes'
+    box shapes in a window (`ink_boxes`; default: the whole receptive field). ExportError,
+    with `path` untouched, on any failure."""
     import torch
 
     from netspec.lower import to_torch
@@ -390,7 +433,7 @@ def export_fcn(
         log(f"converting {classifier.name} with untrained (freshly initialized) weights")
     original = _prepared(source)
     module = fcn_module(fcn, original)
-    info = _model_info(fcn, names, path)
+    info = _model_info(fcn, names, boxes, path)
     log(
         f"dense stages as convolutions: {', '.join(fcn.converted)}; window "
         f"{fcn.window[0]}x{fcn.window[1]}, stride {fcn.jump[0]}x{fcn.jump[1]}"
@@ -442,8 +485,15 @@ def _labels(classifier: Compiled, given: Sequence[str] | None) -> tuple[str, ...
     return names
 
 
-def _model_info(fcn: FullyConvolutional, labels: tuple[str, ...], path: Path) -> ModelInfo:
+def _model_info(
+    fcn: FullyConvolutional,
+    labels: tuple[str, ...],
+    boxes: tuple[tuple[float, float], ...] | None,
+    path: Path,
+) -> ModelInfo:
     """The metadata to write, checked as `netspec detect` will read it."""
+    if boxes is not None and len(boxes) != len(labels):
+        raise ExportError(f"{len(boxes)} box shapes for {len(labels)} classes")
     classifier = fcn.classifier
     given = input_infos(classifier)[0]
     output = output_infos(classifier)[0]
@@ -454,7 +504,7 @@ def _model_info(fcn: FullyConvolutional, labels: tuple[str, ...], path: Path) ->
         inputs=(InputInfo(given.name, (given.shape[0], *SIZE), given.mean, given.std),),
         outputs=(OutputInfo(output.name, "class_map", (len(labels), *OUT_SIZE)),),
         labels=labels,
-        sliding_window=fcn.sliding_window(labels.index(BACKGROUND)),
+        sliding_window=fcn.sliding_window(labels.index(BACKGROUND), boxes),
     )
     try:
         from_props(info.to_props(), str(path))

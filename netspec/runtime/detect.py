@@ -81,8 +81,17 @@ def detector_kind(info: ModelInfo, source: str) -> OutputKind:
             hint="make a window classifier a detector with `netspec convert RUN "
             "--fully-convolutional -o fcn.onnx`",
         )
-    if kind == "class_map" and info.sliding_window is None:
+    window = info.sliding_window
+    if kind == "class_map" and window is None:
         raise ModelError(f"{source}: a class map without its windows (no sliding_window)")
+    classes = len(info.labels or ())
+    if window is not None and (
+        window.background >= classes or (window.boxes and len(window.boxes) != classes)
+    ):
+        raise ModelError(
+            f"{source}: its sliding_window does not fit its {classes} labels (background "
+            f"{window.background}, {len(window.boxes or ())} boxes)"
+        )
     return kind
 
 
@@ -122,9 +131,10 @@ def decode_map(
     scores: FloatArray, window: SlidingWindow, factors: tuple[float, float], threshold: float
 ) -> Detections:
     """One score map (K, rows, cols) to boxes: at each position the likeliest class other
-    than the background, kept where its probability reaches `threshold`, its box the
-    position's receptive field (centred at start + index * jump, `size` across), divided by
-    the scale `factors` (H, W) to land in the original image's pixels."""
+    than the background, kept where its probability reaches `threshold`, its box centred on
+    the position's receptive field (at start + index * jump), the class's share of the
+    window across (`SlidingWindow.boxes`; the receptive field's `size` without them),
+    divided by the scale `factors` (H, W) to land in the original image's pixels."""
     classes, _, cols = scores.shape
     flat = scores.reshape(classes, -1).T  # (positions, K)
     probs = flat if window.scores == "probabilities" else class_scores(flat, "logits")
@@ -136,7 +146,11 @@ def decode_map(
     i, j = np.divmod(hit, cols)
     cy = (window.start[0] + i * window.jump[0]) / factors[0]
     cx = (window.start[1] + j * window.jump[1]) / factors[1]
-    half_h, half_w = window.size[0] / 2 / factors[0], window.size[1] / 2 / factors[1]
+    if window.boxes is None:
+        size = np.tile(np.asarray(window.size, np.float64), (len(hit), 1))
+    else:
+        size = np.asarray(window.boxes, np.float64)[best[hit]] * np.asarray(window.window)
+    half_h, half_w = size[:, 0] / 2 / factors[0], size[:, 1] / 2 / factors[1]
     boxes = as_boxes(np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1))
     return Detections(boxes, score[hit].astype(np.float32), best[hit].astype(np.int64))
 
