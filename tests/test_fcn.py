@@ -25,6 +25,7 @@ from netspec.export.fcn import (
     export_fcn,
     fcn_module,
     fully_convolutional,
+    ink_boxes,
     windows,
 )
 from netspec.lower import to_torch
@@ -91,6 +92,36 @@ def sliding(
     with torch.no_grad():
         out = module(torch.from_numpy(crops.reshape(rows * cols, *crops.shape[2:]))).numpy()
     return out.T.reshape(-1, rows, cols)
+
+
+def test_the_window_spec_equals_its_sliding_window_on_a_scene() -> None:
+    """specs/digit_window.net, the scenes' window classifier, on a 128x128 scene."""
+    from netspec.data.scenes import DigitPool, SceneConfig, make_scene
+
+    digits = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    pool = DigitPool(digits, np.arange(20, dtype=np.int64) % 10)
+    scene = make_scene(SceneConfig.randomized(), pool, 0)
+    compiled = netspec.compile(SPECS / "digit_window.net")
+    torch.manual_seed(0)
+    module = to_torch(compiled).eval()
+    fcn = fully_convolutional(compiled)
+    image = ((scene.image.astype(np.float32) / 255 - 0.5) / 0.5)[None, None]
+    with torch.no_grad():
+        scores = fcn_module(fcn, module)(torch.from_numpy(image)).numpy()[0]
+    want = sliding(module, image, fcn.window, fcn.jump)
+    assert want.shape == scores.shape == (11, 26, 26)
+    assert np.abs(scores - want).max() <= ATOL
+
+
+def test_class_box_shapes_are_the_median_ink_box_framed_as_the_windows_frame_it() -> None:
+    images = np.zeros((4, 28, 28), np.uint8)
+    images[0, 4:24, 11:17] = 255  # a "1": 20 tall, 6 wide
+    images[1, 4:24, 10:18] = 200  # another, 8 wide
+    images[2, 6:22, 4:24] = 255  # a wide one: 16 tall, 20 wide
+    images[3, 10:12, 10:12] = 30  # too faint to be ink: its class keeps a square
+    labels = np.array([1, 1, 0, 2], np.int64)
+    shapes = ink_boxes(images, labels, ("0", "1", "2", "background"), share=0.5, ink=0.25)
+    assert shapes == ((0.4, 0.5), (0.5, 0.175), (0.5, 0.5), (0.5, 0.5))
 
 
 @pytest.mark.parametrize(
