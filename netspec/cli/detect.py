@@ -109,7 +109,10 @@ def convert_cmd(
     given = input_infos(compiled)[0]
     sliding = replace(given, shape=(given.shape[0], "H", "W"))
     checks = [a for path in images for a in _samples(path, sliding)]
-    boxes = _digit_boxes(compiled, names) if _dataset(compiled) == "mnist_windows" else None
+    boxes = None
+    if _dataset(compiled) == "mnist_windows":
+        boxes, scene = _digit_windows(names, given.mean, given.std)
+        checks.append(scene)
     export_fcn(
         compiled, output, module, labels=names, boxes=boxes, images=checks, opset=opset, log=say
     )
@@ -119,20 +122,26 @@ def _dataset(compiled: Compiled) -> str | None:
     return compiled.train.dataset if compiled.train is not None else None
 
 
-def _digit_boxes(
-    compiled: Compiled, names: tuple[str, ...] | None
-) -> tuple[tuple[float, float], ...]:
-    """The digits' box shapes in their windows, from MNIST's training digits framed as
-    netspec.data.windows frames them (its ink share, the scenes' ink threshold)."""
+def _digit_windows(
+    names: tuple[str, ...] | None, mean: float, std: float
+) -> tuple[tuple[tuple[float, float], ...], npt.NDArray[np.float32]]:
+    """For a classifier of MNIST scene windows: the digits' box shapes in their windows
+    (MNIST's training digits framed as netspec.data.windows frames them: its ink share,
+    the scenes' ink threshold), and a randomized 128x128 test scene to check the FCN on."""
+    import numpy as np
+
     from netspec.data.mnist import load_mnist
-    from netspec.data.scenes import INK
+    from netspec.data.scenes import INK, DigitPool, SceneConfig, make_scene
     from netspec.data.windows import INK_SHARE, LABELS
     from netspec.export.fcn import ink_boxes
 
     digits = load_mnist(log=say)
-    return ink_boxes(
-        digits.train_x, digits.train_y.astype("int64"), names or LABELS, INK_SHARE, INK
-    )
+    labels = digits.train_y.astype(np.int64)
+    boxes = ink_boxes(digits.train_x, labels, names or LABELS, INK_SHARE, INK)
+    scene = make_scene(SceneConfig.randomized(split="test"), DigitPool.of(digits, "test"), 0)
+    image = (scene.image.astype(np.float32) / 255 - mean) / std
+    say("checking on a randomized 128x128 test scene too")
+    return boxes, image[None, None].astype(np.float32)
 
 
 def _samples(path: Path, info: InputInfo) -> list[npt.NDArray[np.float32]]:

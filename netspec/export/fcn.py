@@ -14,15 +14,9 @@ The output holds the classifier's own numbers (logits, or probabilities when the
 classifier ends in softmax), recorded as `SlidingWindow.scores`; the detector turns them
 into probabilities per position.
 
-Only networks whose every layer before the dense stages looks at a window in the same way
-at every position convert: convolutions and pools without padding (a padded layer sees
-zeros at a window's edge but real neighbours in the whole image), and operations on each
-position alone. Anything else is refused with the reason: no dense stage, global or
-adaptive pooling, a dense stage over a vector, locally connected layers, normalizations
-over the whole map, merges.
-
-The conversion is a transformation of the compiled graph (`fully_convolutional`, no
-torch); `export_fcn` lowers it, copies the classifier's weights in, writes the ONNX file
+What converts, and what is refused with its reason, is netspec.export.fcn_graph's: the
+conversion is a transformation of the compiled graph (`fully_convolutional`, no torch).
+`export_fcn` lowers it, copies the classifier's weights in, writes the ONNX file
 atomically, and only after checking on an image that the FCN's score at every position
 equals the classifier run on that window (`check_windows`, within `ATOL`).
 """
@@ -36,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,235 +44,37 @@ from netspec.artifact import (
     from_props,
 )
 from netspec.compiler import Compiled
-from netspec.diagnostics import SpecError
 from netspec.errors import ExportError, MetadataError, NetspecError
+from netspec.export.fcn_graph import SIZE, FullyConvolutional, fully_convolutional, refusal
 from netspec.export.metadata import default_labels
 from netspec.export.onnx_export import input_infos
 from netspec.fileio import atomic_path
-from netspec.ir import Dim, Graph, GraphInput, Node, Shape
 from netspec.kinds import output_infos
-from netspec.ops import RF
-from netspec.ops.pointwise import DenseParams, NoParams
-from netspec.ops.spatial import ConvParams, PoolParams
-from netspec.passes.infer import infer_graph
 from netspec.text import first_line, fmt_shape
 
 if TYPE_CHECKING:
     import onnx
     import torch
 
+__all__ = [
+    "ATOL",
+    "FcnReport",
+    "FullyConvolutional",
+    "WindowCheck",
+    "check_windows",
+    "export_fcn",
+    "fcn_module",
+    "fully_convolutional",
+    "ink_boxes",
+    "windows",
+]
+
 Log = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
-Scores = Literal["logits", "probabilities"]
 
 ATOL = 1e-5  # the FCN's scores against the classifier's on each window
 BACKGROUND = "background"  # the label of the class that means "no object here"
-SIZE = ("H", "W")  # the FCN's input size names (and its output's: OUT_SIZE)
-OUT_SIZE = ("rows", "cols")
-
-# Operations that act on each position alone (channels may mix): the same in the FCN.
-POINTWISE = frozenset(
-    {
-        "batchnorm",
-        "channel_shuffle",
-        "dropout",
-        "elu",
-        "gelu",
-        "hardsigmoid",
-        "hardswish",
-        "hardtanh",
-        "identity",
-        "leaky_relu",
-        "log_softmax",
-        "lrn",
-        "mish",
-        "prelu",
-        "relu",
-        "relu6",
-        "scale",
-        "scaled_tanh",
-        "sigmoid",
-        "silu",
-        "softmax",
-        "softplus",
-        "tanh",
-    }
-)
-# Operations that slide a window with the same weights everywhere (without padding).
-SLIDING = frozenset({"conv", "maxpool", "avgpool", "lppool", "subsample"})
-# Why the others cannot slide, where there is more to say than "no sliding form".
-REFUSED = {
-    "local": "a locally connected layer has its own kernel at each position of the window",
-    "layernorm": "it normalizes over the whole window, so a window's result depends on it all",
-    "groupnorm": "it normalizes over the whole window, so a window's result depends on it all",
-    "instancenorm": "it normalizes over the whole window, so a window's result depends on it all",
-    "rbf": "the RBF output gives distances, not class scores a detector can threshold",
-}
-
-
-@dataclass(frozen=True)
-class FullyConvolutional:
-    """The classifier's network with its dense stages as convolutions, compiled (inferred)
-    for an input of `size` (symbolic `H`, `W` by default)."""
-
-    classifier: Compiled
-    compiled: Compiled
-    window: tuple[int, int]  # the classifier's input (H, W)
-    scores: Scores
-    converted: tuple[str, ...]  # the dense stages that became convolutions
-
-    @property
-    def rf(self) -> RF:
-        """The receptive field of one output position."""
-        return self.compiled.inferred.layer(self.compiled.graph.outputs[0]).rf
-
-    @property
-    def jump(self) -> tuple[int, int]:
-        """The output's stride in input pixels (whole numbers: every stride is)."""
-        return (int(self.rf.jump[0]), int(self.rf.jump[1]))
-
-    def sliding_window(
-        self, background: int, boxes: tuple[tuple[float, float], ...] | None = None
-    ) -> SlidingWindow:
-        rf = self.rf
-        return SlidingWindow(
-            self.window, rf.size, rf.jump, rf.start, self.scores, background, boxes
-        )
-
-
-def _refusal(compiled: Compiled, what: str, hint: str | None = None) -> ExportError:
-    return ExportError(f"{compiled.name}: cannot make it fully convolutional: {what}", hint=hint)
-
-
-def fully_convolutional(classifier: Compiled, size: tuple[Dim, Dim] = SIZE) -> FullyConvolutional:
-    """The classifier's graph with each dense stage a convolution, each flatten an identity,
-    and its input C x `size`; ExportError naming the layer when it cannot convert."""
-    graph = classifier.graph
-    _check_chain(classifier)
-    image = graph.inputs[0]
-    if len(image.shape) != 3 or not all(isinstance(d, int) for d in image.shape):
-        raise _refusal(
-            classifier,
-            f"its input '{image.name}' is {'x'.join(map(str, image.shape))}; a window "
-            "classifier takes fixed C x H x W images",
-        )
-    scores = output_infos(classifier)[0].kind
-    if scores not in ("logits", "probabilities"):
-        raise _refusal(
-            classifier,
-            f"its output is {scores}; a detector needs class scores (logits or softmax)",
-        )
-    nodes: list[Node] = []
-    converted: list[str] = []
-    for node in graph.nodes:
-        nodes.append(_convert(classifier, node, bool(converted)))
-        if node.op == "dense":
-            converted.append(node.name)
-    if not converted:
-        raise _refusal(
-            classifier,
-            "it has no dense stage (nothing to turn into a convolution)",
-            hint="a network of convolutions alone is fully convolutional already: give its "
-            "input symbolic sizes (`image: 1xHxW`) and export it",
-        )
-    channels = image.shape[0]
-    fcn = Graph(
-        graph.name,
-        (GraphInput(image.name, (channels, *size), image.span),),
-        tuple(nodes),
-        graph.outputs,
-        graph.span,
-    )
-    try:
-        inferred = infer_graph(fcn)
-    except SpecError as e:  # a concrete `size` smaller than the window
-        raise ExportError(f"{classifier.name}: the fully convolutional network: {e}") from None
-    window = (int(image.shape[1]), int(image.shape[2]))
-    compiled = Compiled(classifier.program, fcn, inferred, None, [])
-    return FullyConvolutional(classifier, compiled, window, scores, tuple(converted))
-
-
-def _check_chain(compiled: Compiled) -> None:
-    """One input, one output, each layer reading the one before it."""
-    graph = compiled.graph
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise _refusal(
-            compiled,
-            f"it has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; a window "
-            "classifier has one of each",
-        )
-    for node in graph.nodes:
-        if len(node.inputs) != 1:
-            raise _refusal(
-                compiled,
-                f"'{node.name}' ({node.op}) merges {len(node.inputs)} tensors; netspec "
-                "converts a chain of layers",
-            )
-
-
-def _convert(compiled: Compiled, node: Node, after_dense: bool) -> Node:
-    """The node as the FCN has it: a dense stage as a convolution, a flatten as identity."""
-    if node.op == "dense":
-        assert isinstance(node.params, DenseParams)
-        kernel = (1, 1) if after_dense else _dense_window(compiled, node)
-        params = ConvParams(
-            channels=node.params.units, kernel=kernel, bias=node.params.bias, init=node.params.init
-        )
-        return Node(node.name, "conv", params, node.inputs, node.span, node.origin, node.shares)
-    if node.op == "flatten":
-        return Node(node.name, "identity", NoParams(), node.inputs, node.span, node.origin)
-    if node.op in POINTWISE:
-        return node
-    if node.op in SLIDING and not after_dense:
-        _check_window(compiled, node)
-        return node
-    why = REFUSED.get(node.op, f"'{node.op}' has no sliding-window form")
-    raise _refusal(compiled, f"'{node.name}' ({node.op}): {why}")
-
-
-def _dense_window(compiled: Compiled, node: Node) -> tuple[int, int]:
-    """The map the first dense stage reads (through a flatten): its H x W is the kernel."""
-    source = node.inputs[0]
-    graph = compiled.graph
-    if source not in {i.name for i in graph.inputs} and graph.node(source).op == "flatten":
-        source = graph.node(source).inputs[0]
-    shape = _shape(compiled, source)
-    if len(shape) != 3:
-        raise _refusal(
-            compiled,
-            f"the dense stage '{node.name}' reads a vector of {'x'.join(map(str, shape))}, "
-            "not C x H x W feature maps: there is no window to slide",
-        )
-    return (int(shape[1]), int(shape[2]))
-
-
-def _shape(compiled: Compiled, name: str) -> Shape:
-    inputs = {i.name: i.shape for i in compiled.graph.inputs}
-    return inputs[name] if name in inputs else compiled.inferred.layer(name).shape
-
-
-def _check_window(compiled: Compiled, node: Node) -> None:
-    """A sliding layer converts without padding, ceil mode, or pooling the whole map."""
-    params = node.params
-    where = f"'{node.name}' ({node.op})"
-    if isinstance(params, PoolParams):
-        if not isinstance(params.kernel, tuple) or params.output_size() is not None:
-            raise _refusal(
-                compiled,
-                f"{where} pools the whole map (or to a fixed size): in the FCN it would pool "
-                "the whole image, not one window",
-                hint="pool with a window (e.g. `avgpool 4x4`) so that positions stay apart",
-            )
-        if params.ceil:
-            raise _refusal(compiled, f"{where} rounds up (ceil=true): its last window is partial")
-    pads = getattr(params, "pads", None)
-    if pads is not None and any(p for axis in pads() for p in axis):
-        raise _refusal(
-            compiled,
-            f"{where} pads its input: it sees zeros at a window's edge, but real "
-            "neighbours in the whole image, so the FCN would not equal the sliding window",
-            hint="train the window classifier without padding (pad=0, the default)",
-        )
+OUT_SIZE = ("rows", "cols")  # the output map's size names
 
 
 def ink_boxes(
@@ -469,15 +265,15 @@ def _labels(classifier: Compiled, given: Sequence[str] | None) -> tuple[str, ...
     names = tuple(given) if given is not None else default_labels(dataset, info)
     classes = math.prod(int(d) for d in info.shape or (0,))
     if names is None:
-        raise _refusal(
+        raise refusal(
             classifier,
             f"its {classes} classes have no names, so none is known to be '{BACKGROUND}'",
             hint=f"name them with --labels, e.g. --labels 0,1,2,3,4,5,6,7,8,9,{BACKGROUND}",
         )
     if len(names) != classes:
-        raise _refusal(classifier, f"{len(names)} labels for {classes} classes")
+        raise refusal(classifier, f"{len(names)} labels for {classes} classes")
     if BACKGROUND not in names:
-        raise _refusal(
+        raise refusal(
             classifier,
             f"no class is '{BACKGROUND}' (labels: {', '.join(names)}); a sliding window "
             "needs one that means 'no object here'",
