@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train_step.py
 	$(BIN)/python benchmarks/bench_onnx.py
 	$(BIN)/python benchmarks/bench_cold.py
+	$(BIN)/python benchmarks/bench_fcn.py
 
 update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update

@@ -46,9 +46,19 @@ if TYPE_CHECKING:
 # operation names. The first four are class scores ("rbf_distances": smaller is the class,
 # LeNet-5's RBF output); "map" is a dense prediction C x H x W (a reconstruction, a density,
 # per-pixel class scores); "embedding" a vector that is not class scores (declared in the
-# spec); "boxes" is reserved for detection heads; "tensor" is any other shape.
+# spec); "boxes" is a detection head's boxes (`SingleShot` says how to read them);
+# "class_map" is a classifier made fully convolutional (OverFeat: each position holds one
+# window's class scores, `SlidingWindow` says which window); "tensor" is any other shape.
 OutputKind = Literal[
-    "logits", "rbf_distances", "probabilities", "sigmoid", "map", "embedding", "boxes", "tensor"
+    "logits",
+    "rbf_distances",
+    "probabilities",
+    "sigmoid",
+    "map",
+    "embedding",
+    "boxes",
+    "class_map",
+    "tensor",
 ]
 SCORES: tuple[OutputKind, ...] = ("logits", "rbf_distances", "probabilities", "sigmoid")
 Precision = Literal["fp32", "fp16", "int8"]
@@ -118,6 +128,42 @@ class OutputInfo:
 
 
 @dataclass(frozen=True)
+class SlidingWindow:
+    """What a `class_map` output's positions are (netspec.export.fcn writes it): the scores
+    at output position (row i, column j) are the classifier's on the window of `window`
+    pixels (H, W) whose receptive field is centred at `start + (i, j) * jump` and spans
+    `size` (all in input pixels, per axis (H, W); a pixel's centre is at +0.5). `scores`
+    says what the numbers are (the classifier's own: logits or probabilities) and
+    `background` which class means "no object here". `boxes`, where known, is each class's
+    box (H, W) as shares of the window, centred in it (how the training windows framed
+    their objects); without it a box is the receptive field."""
+
+    window: tuple[int, int]
+    size: tuple[float, float]
+    jump: tuple[float, float]
+    start: tuple[float, float]
+    scores: Literal["logits", "probabilities"]
+    background: int
+    boxes: tuple[tuple[float, float], ...] | None = None
+
+
+@dataclass(frozen=True)
+class SingleShot:
+    """What a single-shot detector's `boxes` output holds (netspec.export.detection writes
+    it): every one of the grid's `grid` x `grid` cells proposes `boxes` boxes, each its
+    corners x1, y1, x2, y2 in the pixels of an input of `image` (H, W), then `classes`
+    class-specific confidences; `netspec detect` keeps those of at least `score` and
+    suppresses, per class, a box overlapping a better one by more than `iou`."""
+
+    grid: int
+    boxes: int
+    classes: int
+    image: tuple[int, int]
+    score: float
+    iou: float
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """The netspec facts of an exported model.
 
@@ -133,10 +179,14 @@ class ModelInfo:
     precision: Precision = "fp32"
     weights: dict[str, str] = field(default_factory=dict)  # torch name -> initializer name
     sizes: dict[str, int] = field(default_factory=dict)  # symbolic sizes bound at export (--set)
+    # a `class_map` output's windows (a sliding-window detector); None for any other model
+    sliding_window: SlidingWindow | None = None
+    # a `boxes` output's grid and thresholds (a single-shot detector); None for any other
+    single_shot: SingleShot | None = None
 
     def to_props(self) -> dict[str, str]:
-        """The `metadata_props` entries, all strings."""
-        return {
+        """The `metadata_props` entries, all strings (the detectors' facts only where set)."""
+        props = {
             "netspec_version": self.version,
             "network": self.network,
             "spec": self.spec,
@@ -148,6 +198,11 @@ class ModelInfo:
             "weights": json.dumps(self.weights),
             "sizes": json.dumps(self.sizes),
         }
+        if self.sliding_window is not None:
+            props["sliding_window"] = json.dumps(asdict(self.sliding_window))
+        if self.single_shot is not None:
+            props["single_shot"] = json.dumps(asdict(self.single_shot))
+        return props
 
 
 # ---- the checks of metadata read from a file: pydantic-core's schema, field by field ---------
@@ -199,6 +254,49 @@ _OUTPUT = _record(
     },
 )
 _SIZE = cs.int_schema(strict=True, gt=0, le=MAX_ELEMENTS)
+_COUNT = cs.int_schema(strict=True, gt=0, le=MAX_ENTRIES)
+_SHARE_OF_ONE = cs.float_schema(ge=0, le=1, allow_inf_nan=False)
+
+
+def _pair(item: cs.CoreSchema) -> cs.CoreSchema:
+    """(H, W): one value per spatial axis."""
+    return cs.tuple_schema([item, item])
+
+
+def _optional(schema: cs.CoreSchema) -> cs.CoreSchema:
+    """A field that may be absent or null."""
+    return cs.with_default_schema(cs.nullable_schema(schema), default=None)
+
+
+_SLIDING_WINDOW = _record(
+    SlidingWindow,
+    {
+        "window": _pair(_SIZE),
+        "size": _pair(cs.float_schema(ge=0, le=MAX_ELEMENTS, allow_inf_nan=False)),
+        "jump": _pair(cs.float_schema(gt=0, le=MAX_ELEMENTS, allow_inf_nan=False)),
+        "start": _pair(cs.float_schema(ge=-MAX_ELEMENTS, le=MAX_ELEMENTS, allow_inf_nan=False)),
+        "scores": cs.literal_schema(["logits", "probabilities"]),
+        "background": cs.int_schema(strict=True, ge=0, lt=MAX_ENTRIES),
+        "boxes": _optional(
+            cs.tuple_schema(
+                [_pair(cs.float_schema(gt=0, le=1, allow_inf_nan=False))],
+                variadic_item_index=0,
+                max_length=MAX_ENTRIES,
+            )
+        ),
+    },
+)
+_SINGLE_SHOT = _record(
+    SingleShot,
+    {
+        "grid": _COUNT,
+        "boxes": _COUNT,
+        "classes": _COUNT,
+        "image": _pair(_SIZE),
+        "score": _SHARE_OF_ONE,
+        "iou": _SHARE_OF_ONE,
+    },
+)
 _LABELS = cs.tuple_schema([_text(MAX_NAME)], variadic_item_index=0, max_length=MAX_ENTRIES)
 _MODEL_INFO = SchemaValidator(
     _record(
@@ -221,11 +319,13 @@ _MODEL_INFO = SchemaValidator(
                 cs.dict_schema(_NAME, _SIZE, max_length=MAX_DIMS * MAX_ENTRIES),
                 default_factory=dict,
             ),
+            "sliding_window": _optional(_SLIDING_WINDOW),
+            "single_shot": _optional(_SINGLE_SHOT),
         },
     )
 )
 _REQUIRED = ("network", "spec", "inputs", "outputs")
-_JSON = ("inputs", "outputs", "labels", "weights", "sizes")
+_JSON = ("inputs", "outputs", "labels", "weights", "sizes", "sliding_window", "single_shot")
 _TEXT = {
     "network": "network",
     "spec": "spec",

@@ -122,17 +122,28 @@ def train_cmd(
 
 
 @command("eval")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run", type=click.Path(path_type=Path))
 @click.option(
     "--data",
     type=_path,
     help="evaluate on this data (other data than the run's: plots go to RUN/eval/NAME)",
 )
+@click.option(
+    "--scenes",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="test scenes (netspec scenes) for a detector RUN.onnx: mAP, pr.png, detections.png",
+)
 @click.option("--device", type=_device, default="auto", show_default=True)
 @limit_options
-def eval_cmd(run: Path, data: Path | None, device: str, **limits: int) -> None:
+def eval_cmd(run: Path, data: Path | None, scenes: Path | None, device: str, **limits: int) -> None:
     """Re-evaluate RUN's best weights on the test set and redraw its plots (with --data
-    other than the run's, the plots for that data go to RUN/eval/NAME, beside the run's)."""
+    other than the run's, the plots for that data go to RUN/eval/NAME, beside the run's);
+    or a detector file on test scenes (netspec eval fcn.onnx --scenes DIR)."""
+    if run.is_file() or scenes is not None:
+        from netspec.cli.detect import evaluate_detector
+
+        evaluate_detector(run, scenes, echo)
+        return
     from netspec.limits import Limits
     from netspec.train.tools import evaluate_run
 
