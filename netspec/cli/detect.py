@@ -300,12 +300,14 @@ def _stems(names: list[str]) -> list[str]:
 # ---- netspec eval MODEL.onnx --scenes DIR -------------------------------------------------
 
 EVAL_THRESHOLD = 0.05  # mAP ranks every box: keep the weak ones too (COCO keeps 100 an image)
+DRAW_THRESHOLD = 0.5  # detections.png shows the boxes `netspec detect` would draw
 
 
 def evaluate_detector(model: Path, scenes: Path | None, log: Callable[[str], None]) -> Path:
     """A detector file on a directory of test scenes (`netspec scenes`): COCO's mAP@0.5 and
     mAP@0.5:0.95 per class and overall (pycocotools), the time per scene, written as
-    metrics.json beside pr.png and detections.png in `<model>-eval/`; the directory."""
+    metrics.json beside pr.png and detections.png (the boxes scoring DRAW_THRESHOLD or more)
+    in `<model>-eval/`; the directory."""
     import time
 
     import numpy as np
@@ -349,7 +351,8 @@ def evaluate_detector(model: Path, scenes: Path | None, log: Callable[[str], Non
     }
     write_text(out / "metrics.json", json.dumps(record, indent=2) + "\n")
     plot_pr(out / "pr.png", metrics, list(labels))
-    detections_grid(out / "detections.png", found_set.scenes, found, list(labels))
+    shown = [f.take(np.flatnonzero(f.scores >= DRAW_THRESHOLD)) for f in found]
+    detections_grid(out / "detections.png", found_set.scenes, shown, list(labels))
     log(
         f"{model} on {len(found_set.scenes)} scenes of {scenes}: mAP@0.5 {metrics.map50:.3f}, "
         f"mAP@0.5:0.95 {metrics.map:.3f}, {per_scene * 1000:.1f} ms a scene"
