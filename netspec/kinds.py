@@ -153,4 +153,4 @@ def detection_head(compiled: Compiled) -> Head | None:
     if node is None or node.op != "detect":
         return None
     layer = compiled.inferred.layer(node.name)
-    return head_of(node.params, tuple(layer.shape), layer.rf)
+    return head_of(node.params, tuple(layer.shape), layer.rf, graph.inputs[0].shape)

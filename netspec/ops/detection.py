@@ -92,6 +92,7 @@ class Head:
     cell: tuple[float, float]  # the input pixels one cell spans (the jump), along (H, W)
     rf: tuple[float, float]  # the receptive field of one output position, along (H, W)
     first: tuple[float, float]  # the centre of cell (0, 0)'s receptive field, in input pixels
+    image: tuple[int, int]  # the input's (H, W): boxes are decoded to its pixels
 
     @property
     def per_image(self) -> int:
@@ -116,10 +117,11 @@ def _px(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:.3g}"
 
 
-def head_of(params: Any, shape: Shape, rf: RF) -> Head | None:
+def head_of(params: Any, shape: Shape, rf: RF, image: Shape) -> Head | None:
     """The head a `detect` node with these parameters, output shape and receptive field
-    describes (None where its grid's size is symbolic)."""
-    if not isinstance(params, DetectParams) or not isinstance(shape[1], int):
+    describes, over an input of per-sample shape ``image`` (None where a size is symbolic)."""
+    h, w = image[-2:]
+    if not isinstance(params, DetectParams) or not all(isinstance(d, int) for d in (*shape, h, w)):
         return None
     return Head(
         grid=shape[1],
@@ -130,4 +132,5 @@ def head_of(params: Any, shape: Shape, rf: RF) -> Head | None:
         cell=(rf.jump[0], rf.jump[1]),
         rf=(rf.size[0], rf.size[1]),
         first=(rf.start[0], rf.start[1]),
+        image=(int(h), int(w)),
     )

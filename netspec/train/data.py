@@ -22,6 +22,7 @@ from netspec.data.folders import load_npz_targets
 from netspec.ir import Shape
 from netspec.text import fmt_shape
 from netspec.train.targets import CLASSES, Target
+from netspec.train.yolo import box_targets
 
 Log = Callable[[str], None]
 HOLDOUT = 6  # an .npz without a test split: its last 1/HOLDOUT is the test set
@@ -149,6 +150,11 @@ def fit_to_input(
             f"fitting images of {src[0]}x{src[1]} to the input's {size[0]}x{size[1]} "
             f"({'padding' if _pads(src, size) else 'resizing'})"
         )
+    if target.task == "boxes":  # a detector's scenes: their boxes, checked (train/yolo.py)
+        ys = box_targets(arrays.train_y, arrays.test_y, src, size, target, arrays.source)
+        x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
+        ys = (torch.as_tensor(ys[0][: len(train_x)], device=device), torch.as_tensor(ys[1], device=device))
+        return Tensors(x[0], ys[0], x[1], ys[1], arrays.source, arrays.labels, target)
     x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
     if target.task == "classes":
         n_classes = _check_labels(arrays, target.classes)
