@@ -1,0 +1,281 @@
+"""Scenes on disk, in formats other tools read, and read back with every label checked.
+
+A scenes directory (what `netspec scenes -o DIR` writes):
+
+    images/000000.png     one 8-bit greyscale PNG per scene
+    labels/000000.txt     YOLO: one line per digit, "class cx cy w h", normalized to 0..1
+    annotations.json      COCO: images, annotations (bbox x, y, w, h in pixels), categories
+    scenes.json           how the scenes were made (netspec's SceneConfig) and how many
+    preview.png           the first scenes in a grid, their boxes and classes drawn
+
+`read_scenes` reads any directory of that layout (images/ and labels/, the YOLO way; an
+image without a labels file has no digits) and refuses a label that names no image, does
+not parse, has a class out of 0..9 or a box outside its image, naming the file and line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from netspec.data.scenes import MAX_SIZE, Scene, SceneConfig
+from netspec.errors import DataError, OutputError
+from netspec.fileio import read_capped, write_bytes, write_text
+
+__all__ = ["PALETTE", "SceneSet", "draw_boxes", "read_coco", "read_scenes", "write_scenes"]
+
+CLASSES = 10
+MANIFEST = "scenes.json"
+COCO_FILE = "annotations.json"
+PREVIEW = "preview.png"
+PREVIEW_SCENES = 16
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MAX_LABEL_BYTES = 1 << 20
+MAX_SCENES = 1_000_000
+EDGE = 1e-3  # normalized slack for a box edge past the image's (rounding in other tools)
+# one colour per class, distinct on black and on grey
+PALETTE = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+)
+
+
+@dataclass(frozen=True)
+class SceneSet:
+    """Scenes read from a directory, their image names, and how they were made (from
+    scenes.json, or empty when another tool wrote the directory)."""
+
+    scenes: tuple[Scene, ...]
+    names: tuple[str, ...]
+    made: dict[str, Any]
+    source: str
+
+
+def write_scenes(directory: Path, scenes: Iterable[Scene], config: SceneConfig | None) -> int:
+    """Write every scene (image, YOLO labels), then COCO JSON, scenes.json and preview.png;
+    refuses a directory that already holds files, so nothing there is lost. Returns the
+    number written."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise OutputError(
+            f"cannot write scenes to {directory}: it exists and is not an empty directory",
+            hint="choose a new directory, or remove the old one first",
+        )
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    shown: list[Scene] = []
+    for i, scene in enumerate(scenes):
+        name = f"{i:06d}"
+        write_bytes(directory / "images" / f"{name}.png", png_bytes(scene.image))
+        write_text(directory / "labels" / f"{name}.txt", yolo_text(scene))
+        h, w = scene.image.shape
+        images.append({"id": i, "file_name": f"images/{name}.png", "width": w, "height": h})
+        annotations.extend(_coco_annotations(scene, i, len(annotations)))
+        if len(shown) < PREVIEW_SCENES:
+            shown.append(scene)
+    categories = [{"id": c, "name": str(c), "supercategory": "digit"} for c in range(CLASSES)]
+    coco = {"images": images, "annotations": annotations, "categories": categories}
+    write_text(directory / COCO_FILE, json.dumps(coco, separators=(",", ":")) + "\n")
+    made = {"count": len(images), "config": config.as_dict() if config else None}
+    write_text(directory / MANIFEST, json.dumps(made, indent=2) + "\n")
+    if shown:
+        write_bytes(directory / PREVIEW, png_bytes(preview_grid(shown)))
+    return len(images)
+
+
+def png_bytes(image: npt.NDArray[np.uint8]) -> bytes:
+    """A PNG of an 8-bit greyscale (H, W) or RGB (H, W, 3) array; the same bytes each time."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def yolo_text(scene: Scene) -> str:
+    """The YOLO label lines: "class cx cy w h", normalized to the image's size."""
+    h, w = scene.image.shape
+    lines = []
+    for (x1, y1, x2, y2), c in zip(scene.boxes.tolist(), scene.classes.tolist(), strict=True):
+        cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
+        lines.append(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
+    return "".join(lines)
+
+
+def _coco_annotations(scene: Scene, image_id: int, first_id: int) -> list[dict[str, Any]]:
+    out = []
+    for j, ((x1, y1, x2, y2), c) in enumerate(
+        zip(scene.boxes.tolist(), scene.classes.tolist(), strict=True)
+    ):
+        w, h = x2 - x1, y2 - y1
+        out.append(
+            {
+                "id": first_id + j + 1,  # COCO's ids start at 1 (0 reads as "none" to some tools)
+                "image_id": image_id,
+                "category_id": c,
+                "bbox": [x1, y1, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+            }
+        )
+    return out
+
+
+def draw_boxes(
+    image: npt.NDArray[np.uint8],
+    boxes: npt.NDArray[np.float32],
+    classes: npt.NDArray[np.int64],
+    zoom: int,
+) -> Image.Image:
+    """An RGB picture of a scene ``zoom`` times larger, each box outlined in its class's
+    colour with the class written above it."""
+    h, w = image.shape
+    picture = (
+        Image.fromarray(image, "L")
+        .convert("RGB")
+        .resize((w * zoom, h * zoom), Image.Resampling.NEAREST)
+    )
+    draw = ImageDraw.Draw(picture)
+    for (x1, y1, x2, y2), c in zip(boxes.tolist(), classes.tolist(), strict=True):
+        colour = PALETTE[c % len(PALETTE)]
+        box = (x1 * zoom, y1 * zoom, x2 * zoom - 1, y2 * zoom - 1)
+        draw.rectangle(box, outline=colour, width=2)
+        draw.text((box[0] + 2, max(box[1] - 11, 0)), str(c), fill=colour)
+    return picture
+
+
+def preview_grid(scenes: Sequence[Scene], zoom: int = 2) -> npt.NDArray[np.uint8]:
+    """Up to PREVIEW_SCENES scenes, boxes drawn, in a grid with 4-pixel gaps."""
+    pictures = [draw_boxes(s.image, s.boxes, s.classes, zoom) for s in scenes[:PREVIEW_SCENES]]
+    cols = min(4, len(pictures))
+    rows = math.ceil(len(pictures) / cols)
+    cell_w = max(p.width for p in pictures) + 4
+    cell_h = max(p.height for p in pictures) + 4
+    grid = Image.new("RGB", (cols * cell_w, rows * cell_h), (40, 40, 40))
+    for i, p in enumerate(pictures):
+        grid.paste(p, ((i % cols) * cell_w + 2, (i // cols) * cell_h + 2))
+    return np.asarray(grid, np.uint8)
+
+
+def read_scenes(directory: Path) -> SceneSet:
+    """Every scene of a scenes directory, its labels checked (see the module docstring)."""
+    images_dir, labels_dir = directory / "images", directory / "labels"
+    if not images_dir.is_dir():
+        raise DataError(f"{directory}: no images/ directory; expected a scenes directory")
+    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    labels = sorted(labels_dir.glob("*.txt")) if labels_dir.is_dir() else []
+    for label in labels:
+        if label.stem not in images:
+            raise DataError(f"{label}: no image for it in {images_dir} (expected {label.stem}.png)")
+    if not images:
+        raise DataError(f"{images_dir}: no images (.png, .jpg, .bmp)")
+    if len(images) > MAX_SCENES:
+        raise DataError(f"{images_dir}: {len(images):,} images; at most {MAX_SCENES:,} are read")
+    scenes = []
+    for stem, path in images.items():
+        image = _read_image(path)
+        boxes, classes = _read_labels(labels_dir / f"{stem}.txt", image.shape)
+        scenes.append(Scene(image, boxes, classes, np.full(len(classes), -1, np.int64)))
+    return SceneSet(tuple(scenes), tuple(images), _manifest(directory), str(directory))
+
+
+def _read_image(path: Path) -> npt.NDArray[np.uint8]:
+    try:
+        with Image.open(io.BytesIO(read_capped(path, 64 << 20))) as image:
+            if max(image.size) > MAX_SIZE:
+                raise DataError(f"{path}: {image.width}x{image.height}; at most {MAX_SIZE} a side")
+            return np.asarray(image.convert("L"), np.uint8).copy()
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+
+
+def _read_labels(
+    path: Path, shape: tuple[int, ...]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """A YOLO labels file's boxes in pixels (x1, y1, x2, y2) and classes; absent: none."""
+    if not path.exists():
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    try:
+        text = read_capped(path, MAX_LABEL_BYTES).decode("utf-8")
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable labels file ({e})") from None
+    h, w = shape
+    boxes, classes = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        c, cx, cy, bw, bh = _parse_line(path, number, line)
+        x1, x2, y1, y2 = cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
+        if min(x1, y1) < -EDGE or max(x2, y2) > 1 + EDGE:
+            raise DataError(
+                f"{path}:{number}: the box ({line.strip()}) reaches outside the image "
+                "(its edges must lie in 0..1)"
+            )
+        boxes.append((x1 * w, y1 * h, x2 * w, y2 * h))
+        classes.append(c)
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64)
+
+
+def _parse_line(path: Path, number: int, line: str) -> tuple[int, float, float, float, float]:
+    fields = line.split()
+    where = f"{path}:{number}"
+    if len(fields) != 5:
+        raise DataError(f"{where}: expected 'class cx cy w h', found {line.strip()!r}")
+    try:
+        c = int(fields[0])
+        cx, cy, bw, bh = (float(f) for f in fields[1:])
+    except ValueError:
+        raise DataError(
+            f"{where}: expected an integer class and four numbers, found {line.strip()!r}"
+        ) from None
+    if not 0 <= c < CLASSES:
+        raise DataError(f"{where}: class {c} is out of range; expected 0 to {CLASSES - 1}")
+    if not all(math.isfinite(v) for v in (cx, cy, bw, bh)) or bw <= 0 or bh <= 0:
+        raise DataError(f"{where}: expected finite numbers and a positive width and height")
+    return c, cx, cy, bw, bh
+
+
+def _manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        made = json.loads(read_capped(path, MAX_LABEL_BYTES))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not readable JSON ({e})") from None
+    return made if isinstance(made, dict) else {}
+
+
+def read_coco(path: Path) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
+    """A COCO JSON's boxes (x1, y1, x2, y2) and classes, by image file name."""
+    try:
+        coco = json.loads(read_capped(path, 256 << 20))
+        names = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
+        found: dict[str, tuple[list[list[float]], list[int]]] = {
+            n: ([], []) for n in names.values()
+        }
+        for a in coco["annotations"]:
+            x, y, w, h = (float(v) for v in a["bbox"])
+            boxes, classes = found[names[int(a["image_id"])]]
+            boxes.append([x, y, x + w, y + h])
+            classes.append(int(a["category_id"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a COCO detection JSON ({type(e).__name__}: {e})") from None
+    return {
+        n: (np.asarray(b, np.float32).reshape(-1, 4), np.asarray(c, np.int64))
+        for n, (b, c) in found.items()
+    }
