@@ -120,11 +120,13 @@ def _px(v: float) -> str:
 def head_of(params: Any, shape: Shape, rf: RF, image: Shape) -> Head | None:
     """The head a `detect` node with these parameters, output shape and receptive field
     describes, over an input of per-sample shape ``image`` (None where a size is symbolic)."""
-    h, w = image[-2:]
-    if not isinstance(params, DetectParams) or not all(isinstance(d, int) for d in (*shape, h, w)):
+    grid, h, w = shape[1], image[-2], image[-1]
+    if not (isinstance(params, DetectParams) and isinstance(grid, int)):
+        return None
+    if not (isinstance(h, int) and isinstance(w, int)):
         return None
     return Head(
-        grid=shape[1],
+        grid=grid,
         boxes=params.boxes,
         classes=params.classes,
         score=params.score,
@@ -132,5 +134,5 @@ def head_of(params: Any, shape: Shape, rf: RF, image: Shape) -> Head | None:
         cell=(rf.jump[0], rf.jump[1]),
         rf=(rf.size[0], rf.size[1]),
         first=(rf.start[0], rf.start[1]),
-        image=(int(h), int(w)),
+        image=(h, w),
     )

@@ -151,9 +151,9 @@ def fit_to_input(
             f"({'padding' if _pads(src, size) else 'resizing'})"
         )
     if target.task == "boxes":  # a detector's scenes: their boxes, checked (train/yolo.py)
-        ys = box_targets(arrays.train_y, arrays.test_y, src, size, target, arrays.source)
+        boxes = box_targets(arrays.train_y, arrays.test_y, src, size, target, arrays.source)
         x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
-        ys = (torch.as_tensor(ys[0][: len(train_x)], device=device), torch.as_tensor(ys[1], device=device))
+        ys = tuple(torch.as_tensor(b, device=device) for b in (boxes[0][: len(x[0])], boxes[1]))
         return Tensors(x[0], ys[0], x[1], ys[1], arrays.source, arrays.labels, target)
     x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
     if target.task == "classes":

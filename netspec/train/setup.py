@@ -24,10 +24,10 @@ from netspec.ops import channels_last_helps
 from netspec.syntax import ast
 from netspec.train.data import Tensors, fit_to_input, read_arrays
 from netspec.train.loop import Place
-from netspec.train.yolo import check_box_augments
 from netspec.train.run import check_run_name
 from netspec.train.sources import spec_files
 from netspec.train.targets import target_of
+from netspec.train.yolo import check_box_augments
 from netspec.trainspec import TRAIN_KEYS, TrainConfig
 from netspec.trainspec import train_config as section_config
 

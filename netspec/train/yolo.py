@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from netspec.lower.detection import cells, corners, decode
 from netspec.ops.detection import Head
 
 if TYPE_CHECKING:
@@ -85,25 +86,6 @@ def target_map(y: torch.Tensor, head: Head) -> torch.Tensor:
     return out.permute(0, 3, 1, 2)
 
 
-def _cells(out: torch.Tensor, head: Head) -> tuple[torch.Tensor, torch.Tensor]:
-    """The raw map as ``(N, S, S, B, 5)`` boxes and ``(N, S, S, C)`` class probabilities."""
-    n, s = out.shape[0], head.grid
-    cells = out.permute(0, 2, 3, 1)
-    return cells[..., : head.boxes * 5].reshape(n, s, s, head.boxes, 5), cells[..., head.boxes * 5 :]
-
-
-def _corners(box: torch.Tensor, head: Head) -> torch.Tensor:
-    """``(..., S, S, [B,] 4)`` cell-relative (x, y, w, h) -> corners in fractions of the image."""
-    s = head.grid
-    idx = torch.arange(s, device=box.device, dtype=box.dtype)
-    extra = box.dim() - 4  # 1 with a predictor axis
-    shape = (s, 1) + (1,) * extra
-    cx = (box[..., 0] + idx.view(1, s, *(1,) * extra)) / s
-    cy = (box[..., 1] + idx.view(*shape)) / s
-    w, h = box[..., 2], box[..., 3]
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
-
-
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Elementwise IoU of corner boxes ``(..., 4)`` (0 where both are empty)."""
     lt = torch.maximum(a[..., :2], b[..., :2])
@@ -124,10 +106,10 @@ def yolo_loss(
     """The batch's summed sum-squared loss (the formula above) of raw maps against boxes."""
     out = out.float()
     grid = encode(y, head)
-    boxes, probs = _cells(out, head)  # (N, S, S, B, 5), (N, S, S, C)
+    boxes, probs = cells(out, head)  # (N, S, S, B, 5), (N, S, S, C)
     pred = torch.cat([boxes[..., 0:2], boxes[..., 2:4] ** 2], -1)  # sqrt(w) -> w
-    truth = _corners(grid.box, head)[..., None, :]  # (N, S, S, 1, 4)
-    overlap = iou(_corners(pred, head), truth).detach()  # (N, S, S, B)
+    truth = corners(grid.box, head)[..., None, :]  # (N, S, S, 1, 4)
+    overlap = iou(corners(pred, head), truth).detach()  # (N, S, S, B)
     best = overlap.argmax(-1, keepdim=True)
     resp = torch.zeros_like(overlap, dtype=torch.bool).scatter_(-1, best, True)
     resp &= grid.obj[..., None]  # 1_ij
@@ -142,21 +124,6 @@ def yolo_loss(
     onehot = torch.nn.functional.one_hot(grid.cls, head.classes).float()
     classes = (grid.obj.float()[..., None] * (probs - onehot) ** 2).sum()
     return coord + obj + noobj + classes
-
-
-def decode(out: torch.Tensor, head: Head) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every predicted box of raw maps ``(N, B*5+C, S, S)``: corners ``(N, S*S*B, 4)`` in
-    input pixels (x1, y1, x2, y2), and class-specific confidences ``(N, S*S*B, C)``, the
-    paper's Pr(class | object) * confidence. Boxes are ordered cell by cell (row-major),
-    predictor by predictor within a cell."""
-    n = out.shape[0]
-    boxes, probs = _cells(out.float(), head)
-    pred = torch.cat([boxes[..., 0:2], boxes[..., 2:4] ** 2], -1)
-    ih, iw = head.image
-    scale = torch.tensor([iw, ih, iw, ih], device=out.device, dtype=pred.dtype)
-    corners = _corners(pred, head) * scale  # (N, S, S, B, 4)
-    scores = boxes[..., 4:5] * probs[..., None, :]  # (N, S, S, B, C)
-    return corners.reshape(n, -1, 4), scores.reshape(n, -1, head.classes)
 
 
 @dataclass(frozen=True)
@@ -230,8 +197,13 @@ def box_targets(
         cls, box = y[..., 0], y[..., 1:]
         bad_class = real & ((cls >= target.head.classes) | (cls != np.round(cls)))
         inside = (box[..., 0] >= 0) & (box[..., 1] >= 0) & (box[..., 2] <= size[1])
-        inside &= (box[..., 3] <= size[0]) & (box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])
-        for what, bad in (("a class the head does not predict", bad_class), ("a box outside its image", real & ~inside)):
+        inside &= (
+            (box[..., 3] <= size[0]) & (box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])
+        )
+        for what, bad in (
+            ("a class the head does not predict", bad_class),
+            ("a box outside its image", real & ~inside),
+        ):
             if bad.any():
                 n, k = (int(v) for v in np.argwhere(bad)[0])
                 raise DataError(
