@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from netspec.data.registry import DATASETS
+from netspec.data.registry import DATASETS, SCENE_DATASETS, Family
 from netspec.diagnostics import (
     Collector,
     Diagnostic,
@@ -97,6 +97,37 @@ class Schedule(_Model):
     gamma: PosFloat = 0.1
 
 
+class Scenes(_Model):
+    """`scenes ...` on mnist_scenes or mnist_windows: the scenes drawn to train and test
+    on. `randomize` turns every randomization on; one named (`blur=false`) overrides it."""
+
+    size: Annotated[int, Field(ge=16, le=2048)] = 128
+    count: Annotated[int, Field(gt=0, le=1_000_000)] = 4000
+    test: Annotated[int, Field(gt=0, le=1_000_000)] = 500
+    digits: tuple[Annotated[int, Field(ge=1, le=64)], Annotated[int, Field(ge=1, le=64)]] = (1, 5)
+    scale: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] = (14, 56)
+    overlap: Annotated[float, Field(ge=0, lt=1)] = 0.1  # the largest IoU of two digits' boxes
+    randomize: bool = False
+    background: Family | None = None  # draw only this background family
+    backgrounds: bool | None = None
+    distractors: bool | None = None
+    contrast: bool | None = None
+    brightness: bool | None = None
+    invert: bool | None = None
+    blur: bool | None = None
+    negatives: Annotated[float, Field(ge=0, le=100)] = 1.0  # background windows per digit
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+
+    def switches(self) -> tuple[str, ...]:
+        """The randomizations on: each named one as given, the rest as `randomize`
+        (a `background` family turns backgrounds on unless told otherwise)."""
+        names = ("backgrounds", "distractors", "contrast", "brightness", "invert", "blur")
+        given = {n: getattr(self, n) for n in names}
+        if given["backgrounds"] is None and self.background is not None:
+            given["backgrounds"] = True
+        return tuple(n for n in names if (self.randomize if given[n] is None else given[n]))
+
+
 class TrainConfig(_Model):
     network: str
     dataset: str
@@ -109,6 +140,7 @@ class TrainConfig(_Model):
     batch: Annotated[int, Field(gt=0, le=1_000_000)] = 128
     clip: PosFloat | None = None
     seed: int = 0
+    scenes: Scenes | None = None
 
 
 # setting name -> (its model or a scalar field of TrainConfig, positional fields)
@@ -121,6 +153,7 @@ _SECTIONS: dict[str, tuple[type[_Model] | None, tuple[str, ...]]] = {
     "batch": (None, ("value",)),
     "clip": (None, ("value",)),
     "seed": (None, ("value",)),
+    "scenes": (Scenes, ()),
 }
 # --set keys for training values, and where each lands
 TRAIN_KEYS: dict[str, tuple[str, ...]] = {
@@ -137,6 +170,8 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "smoothing": ("loss", "smoothing"),
     "lambda_coord": ("loss", "lambda_coord"),
     "lambda_noobj": ("loss", "lambda_noobj"),
+    "randomize": ("scenes", "randomize"),
+    "background": ("scenes", "background"),
 }
 
 
@@ -245,11 +280,28 @@ def _unknown_dataset(train: ast.Train) -> Diagnostic:
     return diag
 
 
+def _scenes_elsewhere(train: ast.Train) -> Diagnostic | None:
+    """A `scenes` setting on a dataset that draws no scenes."""
+    if train.dataset in SCENE_DATASETS or train.dataset not in DATASETS:
+        return None
+    op = next((o for o in train.settings if o.name == "scenes"), None)
+    if op is None:
+        return None
+    return Diagnostic(
+        "E507",
+        f"'scenes' sets up generated scenes, but this section trains on '{train.dataset}'",
+        op.name_span,
+        hint=f"train on {' or '.join(SCENE_DATASETS)}, or remove the setting",
+    )
+
+
 def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Validate a train section (with --set overrides applied) into a TrainConfig."""
     errors = Collector()
     if train.dataset not in DATASETS:
         errors.add(_unknown_dataset(train))
+    if (misplaced := _scenes_elsewhere(train)) is not None:
+        errors.add(misplaced)
     data: dict[str, Any] = {"network": train.network, "dataset": train.dataset}
     spans: dict[tuple[str, ...], Span] = {}
     for op in train.settings:

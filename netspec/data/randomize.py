@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter
 
+from netspec.data.registry import FAMILIES
+
 Canvas = npt.NDArray[np.float32]
 Background = Callable[[np.random.Generator, int, int], Canvas]
 
@@ -95,6 +97,7 @@ TRAINING_BACKGROUNDS: dict[str, Background] = {
 }
 HELD_OUT = "cells"
 BACKGROUNDS: dict[str, Background] = {**TRAINING_BACKGROUNDS, HELD_OUT: cells}
+assert tuple(BACKGROUNDS) == FAMILIES, "netspec.data.registry names the same families"
 
 
 def _float_image(x: Canvas) -> Image.Image:

@@ -8,12 +8,13 @@ beside the others in netspec/data/ and is chosen by `netspec.train.data`.
 >>> DATASETS["mnist"].needs_data
 False
 >>> known()
-'mnist, idx, folders, npz'
+'mnist, idx, folders, npz, mnist_scenes, mnist_windows'
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,23 @@ register(Dataset("mnist", "MNIST's digits, fetched and cached (or read from --da
 register(Dataset("idx", "an IDX pair of images and labels, read from --data DIR", True))
 register(Dataset("folders", "train/ and test/ image folders, one per class, from --data DIR", True))
 register(Dataset("npz", "an .npz file with arrays x and y (or only x), from --data FILE.npz", True))
+register(
+    Dataset(
+        "mnist_scenes",
+        "generated scenes of MNIST digits with their boxes (or a scenes directory, --data DIR)",
+        False,
+    )
+)
+register(
+    Dataset(
+        "mnist_windows",
+        "28x28 windows cut from generated scenes: 10 digits and background (or --data DIR)",
+        False,
+    )
+)
+SCENE_DATASETS = ("mnist_scenes", "mnist_windows")  # the ones a `scenes` setting configures
+
+# The scenes' background families (netspec.data.randomize draws them); the last is used
+# by no training setting, for measuring the "reality gap".
+Family = Literal["noise", "gradient", "texture", "clutter", "cells"]
+FAMILIES: tuple[str, ...] = get_args(Family)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -19,10 +19,15 @@ import torch.nn.functional as F
 
 from netspec.data import DataError, MnistData, load_image_folder, load_mnist
 from netspec.data.folders import load_npz_targets
+from netspec.data.registry import SCENE_DATASETS
+from netspec.data.scenedata import SceneArrays, SceneRequest, from_directory, generated
+from netspec.data.scenes import TRAINING_FAMILIES, SceneConfig
+from netspec.data.windows import LABELS
 from netspec.ir import Shape
 from netspec.text import fmt_shape
 from netspec.train.targets import CLASSES, Target
 from netspec.train.yolo import box_targets
+from netspec.trainspec import Scenes
 
 Log = Callable[[str], None]
 HOLDOUT = 6  # an .npz without a test split: its last 1/HOLDOUT is the test set
@@ -60,9 +65,14 @@ class Tensors:
         return len(self.labels)
 
 
-def read_arrays(dataset: str, data: str | os.PathLike[str] | None, log: Log) -> Arrays:
-    """Read the dataset the spec names, or the one at ``--data``: IDX dir, image folders, .npz."""
+def read_arrays(
+    dataset: str, data: str | os.PathLike[str] | None, log: Log, *, scenes: Scenes | None = None
+) -> Arrays:
+    """Read the dataset the spec names, or the one at ``--data``: IDX dir, image folders, .npz
+    (a scenes directory for the scene datasets, drawn as ``scenes`` says without one)."""
     data = Path(data) if data is not None else None
+    if dataset in SCENE_DATASETS:
+        return _from_scenes(dataset, scenes or Scenes(), data, log)
     if data is None:
         if dataset != "mnist":
             raise DataError(
@@ -82,6 +92,31 @@ def read_arrays(dataset: str, data: str | os.PathLike[str] | None, log: Log) -> 
 def _from_mnist(d: MnistData) -> Arrays:
     digits = tuple(str(i) for i in range(10))
     return Arrays(d.train_x[:, None], d.train_y, d.test_x[:, None], d.test_y, d.source, digits)
+
+
+def _from_scenes(dataset: str, settings: Scenes, data: Path | None, log: Log) -> Arrays:
+    """Scenes (images and their digits' boxes) or windows cut from them."""
+    kind: Literal["scenes", "windows"] = "windows" if dataset == "mnist_windows" else "scenes"
+    if data is not None:
+        if not data.exists():
+            raise DataError(f"{data}: no such file or directory")
+        got: SceneArrays = from_directory(data, kind, settings.seed, settings.negatives, log)
+    else:
+        config = SceneConfig(
+            size=settings.size,
+            digits=settings.digits,
+            scale=settings.scale,
+            max_iou=settings.overlap,
+            seed=settings.seed,
+            switches=settings.switches(),
+            families=(settings.background,) if settings.background else TRAINING_FAMILIES,
+        )
+        request = SceneRequest(kind, config, settings.count, settings.test, settings.negatives)
+        got = generated(request, lambda: load_mnist(log=log), log)
+    labels = LABELS if kind == "windows" else tuple(str(d) for d in range(10))
+    return Arrays(
+        got.train_x[:, None], got.train_y, got.test_x[:, None], got.test_y, got.source, labels
+    )
 
 
 def _channels_first(x: npt.NDArray[Any]) -> npt.NDArray[Any]:

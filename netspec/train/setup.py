@@ -216,7 +216,7 @@ def load_tensors(
     """The data, fitted to the network's input and checked against what its output is
     trained as (netspec.train.targets)."""
     target = target_of(compiled, config.loss)
-    arrays = read_arrays(config.dataset, data, log)
+    arrays = read_arrays(config.dataset, data, log, scenes=config.scenes)
     tensors = fit_to_input(arrays, compiled.graph.inputs[0].shape, target, limit, device, log)
     if target.task == "boxes":  # a detector's scenes: only what moves boxes to boxes
         check_box_augments(config.augment)

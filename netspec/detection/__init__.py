@@ -1,0 +1,1 @@
+"""Detection: boxes, non-maximum suppression and COCO's mAP (numpy and pycocotools; no torch)."""
