@@ -439,7 +439,7 @@ def draw(
         plots.curves(directory / "curves.png", rows, name)
         drawn.append(directory / "curves.png")
     if data.target.task == "boxes":  # a detector: precision-recall and its boxes
-        return [*drawn, *yolo_run.draw(directory, name, data, module, config, place)]
+        return [*drawn, *yolo_run.draw(directory, data, module, config, place)]
     if data.target.task != "classes":
         plots.maps(
             directory / "predictions.png", *_predicted_maps(data, module, config, place), name

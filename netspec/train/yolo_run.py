@@ -9,11 +9,17 @@ best are those of the lowest test loss, as for any run without an accuracy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
+from netspec.data.scenes import Scene
+from netspec.detection.coco import Metrics, evaluate
+from netspec.detection.plots import detections_grid, plot_pr
 from netspec.ops.detection import Head
 from netspec.train.data import Tensors
 from netspec.train.loop import EVAL_BATCH, Place
@@ -53,23 +59,51 @@ def detections(
     return found
 
 
-def truths(y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each scene's true (boxes, classes) from the padded ``(N, K, 5)`` rows."""
+@dataclass(frozen=True)
+class Found:
+    """One scene's detections as numpy arrays, as netspec.detection's metrics take them."""
+
+    boxes: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float32]
+    classes: npt.NDArray[np.int64]
+
+
+def found(
+    module: nn.Module,
+    data: Tensors,
+    config: TrainConfig,
+    place: Place,
+    n: int | None = None,
+    score: float | None = EVAL_SCORE,
+) -> list[Found]:
+    """The first ``n`` test scenes' detections (all by default)."""
+    x = data.test_x if n is None else data.test_x[:n]
+    return [
+        Found(d.boxes.numpy(), d.scores.numpy(), d.classes.numpy())
+        for d in detections(module, x, _head(data), config, place, score)
+    ]
+
+
+def truths(data: Tensors, n: int | None = None) -> list[Scene]:
+    """The first ``n`` test scenes (all by default) with their true boxes and classes."""
+    images = (data.test_x[:n, 0] * 255).round().to(torch.uint8).cpu().numpy()
     out = []
-    for rows in y.cpu():
+    for image, rows in zip(images, data.test_y[:n].cpu().numpy(), strict=False):
         real = rows[:, 0] >= 0
-        out.append((rows[real, 1:], rows[real, 0].long()))
+        out.append(Scene(image, rows[real, 1:].astype(np.float32), rows[real, 0].astype(np.int64)))
     return out
+
+
+def metrics(module: nn.Module, data: Tensors, config: TrainConfig, place: Place) -> Metrics:
+    """COCO's metrics of the detector on the test scenes, every box above EVAL_SCORE ranked."""
+    return evaluate(truths(data), found(module, data, config, place), _head(data).classes)
 
 
 def map_row(
     module: nn.Module, data: Tensors, config: TrainConfig, place: Place
 ) -> dict[str, float]:
     """The test scenes' ``test_map50`` and ``test_map`` (mAP@0.5:0.95) for metrics.csv."""
-    from netspec.detection.coco import evaluate_map
-
-    found = detections(module, data.test_x, _head(data), config, place, EVAL_SCORE)
-    result = evaluate_map(found, truths(data.test_y), _head(data).classes)
+    result = metrics(module, data, config, place)
     return {"test_map50": result.map50, "test_map": result.map}
 
 
@@ -79,16 +113,11 @@ def map_text(row: dict[str, float]) -> str:
 
 
 def draw(
-    directory: Path, name: str, data: Tensors, module: nn.Module, config: TrainConfig, place: Place
+    directory: Path, data: Tensors, module: nn.Module, config: TrainConfig, place: Place
 ) -> list[Path]:
-    """pr.png and detections.png of the test scenes."""
-    from netspec.detection import plots
-
-    head = _head(data)
-    found = detections(module, data.test_x, head, config, place, EVAL_SCORE)
-    truth = truths(data.test_y)
-    plots.pr_curves(directory / "pr.png", found, truth, data.labels, name)
-    shown = [d for d in detections(module, data.test_x[:DRAWN], head, config, place)]
-    images = data.test_x[:DRAWN, 0].cpu().numpy()
-    plots.detections(directory / "detections.png", images, shown, truth[:DRAWN], data.labels, name)
+    """pr.png (every test scene) and detections.png (the first DRAWN, at the head's own
+    thresholds)."""
+    plot_pr(directory / "pr.png", metrics(module, data, config, place), data.labels)
+    shown = found(module, data, config, place, DRAWN, score=None)
+    detections_grid(directory / "detections.png", truths(data, DRAWN), shown, data.labels)
     return [directory / "pr.png", directory / "detections.png"]
