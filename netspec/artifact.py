@@ -42,9 +42,19 @@ if TYPE_CHECKING:
 # operation names. The first four are class scores ("rbf_distances": smaller is the class,
 # LeNet-5's RBF output); "map" is a dense prediction C x H x W (a reconstruction, a density,
 # per-pixel class scores); "embedding" a vector that is not class scores (declared in the
-# spec); "boxes" is reserved for detection heads; "tensor" is any other shape.
+# spec); "boxes" is reserved for detection heads; "class_map" is a classifier made fully
+# convolutional (OverFeat: each position holds one window's class scores, `SlidingWindow`
+# says which window); "tensor" is any other shape.
 OutputKind = Literal[
-    "logits", "rbf_distances", "probabilities", "sigmoid", "map", "embedding", "boxes", "tensor"
+    "logits",
+    "rbf_distances",
+    "probabilities",
+    "sigmoid",
+    "map",
+    "embedding",
+    "boxes",
+    "class_map",
+    "tensor",
 ]
 SCORES: tuple[OutputKind, ...] = ("logits", "rbf_distances", "probabilities", "sigmoid")
 Precision = Literal["fp32", "fp16", "int8"]
@@ -123,6 +133,28 @@ class OutputInfo:
         return self.kind in SCORES
 
 
+Pixels = Annotated[float, Field(ge=0, le=MAX_ELEMENTS, allow_inf_nan=False)]
+Jump = Annotated[float, Field(gt=0, le=MAX_ELEMENTS, allow_inf_nan=False)]
+Coordinate = Annotated[float, Field(ge=-MAX_ELEMENTS, le=MAX_ELEMENTS, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """What a `class_map` output's positions are (netspec.export.fcn writes it): the scores
+    at output position (row i, column j) are the classifier's on the window of `window`
+    pixels (H, W) whose receptive field is centred at `start + (i, j) * jump` and spans
+    `size` (all in input pixels, per axis (H, W); a pixel's centre is at +0.5). `scores`
+    says what the numbers are (the classifier's own: logits or probabilities) and
+    `background` which class means "no object here"."""
+
+    window: tuple[Size, Size]
+    size: tuple[Pixels, Pixels]
+    jump: tuple[Jump, Jump]
+    start: tuple[Coordinate, Coordinate]
+    scores: Literal["logits", "probabilities"]
+    background: Annotated[int, Field(strict=True, ge=0, lt=MAX_ENTRIES)]
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The netspec facts of an exported model.
@@ -145,10 +177,12 @@ class ModelInfo:
     sizes: Annotated[dict[Name, Size], Field(max_length=MAX_DIMS * MAX_ENTRIES)] = field(
         default_factory=dict
     )
+    # a `class_map` output's windows (a sliding-window detector); None for any other model
+    sliding_window: SlidingWindow | None = None
 
     def to_props(self) -> dict[str, str]:
-        """The `metadata_props` entries, all strings."""
-        return {
+        """The `metadata_props` entries, all strings (`sliding_window` only where set)."""
+        props = {
             "netspec_version": self.version,
             "network": self.network,
             "spec": self.spec,
@@ -160,11 +194,14 @@ class ModelInfo:
             "weights": json.dumps(self.weights),
             "sizes": json.dumps(self.sizes),
         }
+        if self.sliding_window is not None:
+            props["sliding_window"] = json.dumps(asdict(self.sliding_window))
+        return props
 
 
 _MODEL_INFO: TypeAdapter[ModelInfo] = TypeAdapter(ModelInfo)
 _REQUIRED = ("network", "spec", "inputs", "outputs")
-_JSON = ("inputs", "outputs", "labels", "weights", "sizes")
+_JSON = ("inputs", "outputs", "labels", "weights", "sizes", "sliding_window")
 _TEXT = {
     "network": "network",
     "spec": "spec",

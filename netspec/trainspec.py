@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from netspec.data.registry import DATASETS, SCENE_DATASETS, Family
+from netspec.data.registry import DATASETS, SCENE_DATASETS, SCENE_SWITCHES, Family
 from netspec.diagnostics import (
     Collector,
     Diagnostic,
@@ -121,11 +121,10 @@ class Scenes(_Model):
     def switches(self) -> tuple[str, ...]:
         """The randomizations on: each named one as given, the rest as `randomize`
         (a `background` family turns backgrounds on unless told otherwise)."""
-        names = ("backgrounds", "distractors", "contrast", "brightness", "invert", "blur")
-        given = {n: getattr(self, n) for n in names}
+        given = {n: getattr(self, n) for n in SCENE_SWITCHES}
         if given["backgrounds"] is None and self.background is not None:
             given["backgrounds"] = True
-        return tuple(n for n in names if (self.randomize if given[n] is None else given[n]))
+        return tuple(n for n, on in given.items() if (self.randomize if on is None else on))
 
 
 class TrainConfig(_Model):

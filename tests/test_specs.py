@@ -25,7 +25,7 @@ NETSPEC = Path(sys.executable).parent / "netspec"
 TRAINABLE = {
     "lenet5.net": 60_000,
     "lenet.net": 61_706,
-    "digit_window.net": 46_795,
+    "digit_window.net": 184_715,
     "ciresan2010.net": 12_115_010,
     "alexnet.net": 60_965_224,
     "zfnet.net": 62_357_608,

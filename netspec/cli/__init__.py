@@ -28,6 +28,8 @@ COMMANDS: Mapping[str, str] = {
     "export": "netspec.cli.export:export_cmd",
     "run": "netspec.cli.run:run_cmd",
     "bench": "netspec.cli.run:bench_cmd",
+    "convert": "netspec.cli.detect:convert_cmd",
+    "detect": "netspec.cli.detect:detect_cmd",
     "scenes": "netspec.cli.scenes:scenes_cmd",
 }
 

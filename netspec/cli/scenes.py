@@ -13,10 +13,10 @@ import click
 
 from netspec.cli.console import say
 from netspec.cli.options import MAX_SEED, command
-from netspec.data.registry import FAMILIES
+from netspec.data.registry import FAMILIES, SCENE_SWITCHES
 from netspec.errors import UsageError
 
-SWITCHES = ("backgrounds", "distractors", "contrast", "brightness", "invert", "blur")
+SWITCHES = SCENE_SWITCHES
 MAX_COUNT = 1_000_000
 
 

@@ -65,3 +65,5 @@ SCENE_DATASETS = ("mnist_scenes", "mnist_windows")  # the ones a `scenes` settin
 # by no training setting, for measuring the "reality gap".
 Family = Literal["noise", "gradient", "texture", "clutter", "cells"]
 FAMILIES: tuple[str, ...] = get_args(Family)
+# what domain randomization can switch on, one by one (netspec.data.scenes)
+SCENE_SWITCHES = ("backgrounds", "distractors", "contrast", "brightness", "invert", "blur")

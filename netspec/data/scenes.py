@@ -38,6 +38,7 @@ from PIL import Image
 
 from netspec.data import randomize as dr
 from netspec.data.mnist import MnistData
+from netspec.data.registry import SCENE_SWITCHES
 from netspec.errors import UsageError
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 Split = Literal["train", "test"]
-SWITCHES = ("backgrounds", "distractors", "contrast", "brightness", "invert", "blur")
+SWITCHES = SCENE_SWITCHES
 TRAINING_FAMILIES = tuple(dr.TRAINING_BACKGROUNDS)
 HELD_OUT = dr.HELD_OUT
 FAMILIES = tuple(dr.BACKGROUNDS)
@@ -224,14 +225,14 @@ def _place_digits(
 ) -> tuple[list[tuple[int, int, int, int]], list[int], list[int]]:
     """Draw 1..K digits where they overlap little; the boxes, classes and pool indices."""
     size = config.size
-    grey_free = config.on("backgrounds") or any(config.on(p) for p in dr.PHOTOMETRIC)
+    varied = config.on("backgrounds") or any(config.on(p) for p in dr.PHOTOMETRIC)
     boxes: list[tuple[int, int, int, int]] = []
     classes: list[int] = []
     sources: list[int] = []
     for _ in range(int(rng.integers(config.digits[0], config.digits[1] + 1))):
         k = int(rng.integers(len(pool.images)))
         side = int(rng.integers(config.scale[0], config.scale[1] + 1))
-        grey = float(rng.uniform(0.75, 1.0)) if grey_free else 1.0
+        grey = float(rng.uniform(0.75, 1.0)) if varied else 1.0
         alpha = digit_alpha(pool.images[k], side)
         ink = _ink_box(alpha)
         if ink is None:

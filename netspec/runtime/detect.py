@@ -1,0 +1,229 @@
+"""Detection on ONNX Runtime: a detector file and an image in, boxes out (never torch).
+
+What a model's output means decides how its boxes are found: `DECODERS` maps an output
+kind (`netspec.artifact.OutputKind`, from the file's metadata) to one function
+`(model, image, options) -> Detections`. The image is model-ready values at its own size,
+(1, C, H, W); the boxes come back in its pixels (xyxy), best first, after class-wise
+non-maximum suppression, the background class dropped. A new kind of detector (a
+single-shot grid, kind `boxes`) is one such function and one entry in `DECODERS`.
+
+`class_map` (a classifier made fully convolutional, netspec.export.fcn) is OverFeat's
+pipeline: the image at several scales (a pyramid), the score map of each, every position
+whose best non-background class reaches the threshold a box (its window, mapped back
+through the receptive field's start and jump and the scale), then NMS per class.
+
+`draw` paints the boxes with their class and score on the image, for `netspec detect`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from netspec.artifact import ModelInfo, OutputKind, SlidingWindow, class_scores
+from netspec.detection.boxes import Detections, as_boxes, clip, nms_per_class
+from netspec.errors import InputError, ModelError, UsageError
+from netspec.runtime.inputs import MAX_IMAGE_PIXELS
+from netspec.runtime.session import Model
+from netspec.text import first_line, fmt_shape
+
+FloatArray = npt.NDArray[np.float32]
+
+# The pyramid: each scale resizes the image by that factor before the window slides over
+# it, so a 28-pixel window finds objects of 28/s pixels: 14 to 56 here, in steps of sqrt 2.
+SCALES = (0.5, 0.707, 1.0, 1.414, 2.0)
+MAX_SCALE = 16.0
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How boxes are chosen: the least score of a box's class, the pyramid's scales, the
+    overlap (IoU) above which NMS drops the weaker of two boxes of one class, and the most
+    boxes kept per image. Checked when made (UsageError)."""
+
+    threshold: float = 0.5
+    scales: tuple[float, ...] = SCALES
+    iou: float = 0.3
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise UsageError(f"threshold {self.threshold}: expected a score from 0 to 1")
+        if not 0 <= self.iou <= 1:
+            raise UsageError(f"IoU {self.iou}: expected an overlap from 0 to 1")
+        if not self.scales or any(
+            not (math.isfinite(s) and 0 < s <= MAX_SCALE) for s in self.scales
+        ):
+            raise UsageError(
+                f"scales {', '.join(map(str, self.scales)) or '(none)'}: expected factors "
+                f"above 0 and at most {MAX_SCALE:g}, like 0.5,1,2"
+            )
+        if self.max_detections < 1:
+            raise UsageError("keep at least one detection per image")
+
+
+Decoder = Callable[[Model, FloatArray, DetectOptions], Detections]
+
+
+def detector_kind(info: ModelInfo, source: str) -> OutputKind:
+    """The model's output kind, if `netspec detect` can find boxes with it; else a
+    ModelError that says what it is and what a detector is."""
+    kind = info.outputs[0].kind
+    if len(info.outputs) != 1 or kind not in DECODERS:
+        raise ModelError(
+            f"{source}: not a detector (its output is {', '.join(o.kind for o in info.outputs)});"
+            f" netspec detect takes a model whose output is {' or '.join(DECODERS)}",
+            hint="make a window classifier a detector with `netspec convert RUN "
+            "--fully-convolutional -o fcn.onnx`",
+        )
+    if kind == "class_map" and info.sliding_window is None:
+        raise ModelError(f"{source}: a class map without its windows (no sliding_window)")
+    return kind
+
+
+def detect(model: Model, image: FloatArray, options: DetectOptions) -> Detections:
+    """The boxes in one model-ready image (1, C, H, W), by the decoder of the model's kind."""
+    return DECODERS[detector_kind(model.info, str(model.path))](model, image, options)
+
+
+# ---- class_map: OverFeat's sliding window ----------------------------------------------
+
+
+def sliding_window(model: Model, image: FloatArray, options: DetectOptions) -> Detections:
+    """The image pyramid through the FCN, each score map to boxes, NMS per class."""
+    window = model.info.sliding_window
+    assert window is not None  # detector_kind checked it
+    height, width = image.shape[2:]
+    parts = []
+    for scale in options.scales:
+        size = (round(height * scale), round(width * scale))
+        if size[0] < window.window[0] or size[1] < window.window[1]:
+            continue  # the window does not fit at this scale
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            raise InputError(
+                f"scale {scale:g} makes the {height}x{width} image {size[0]}x{size[1]}, over "
+                f"the {MAX_IMAGE_PIXELS:,} pixels netspec reads; use smaller scales"
+            )
+        scores = _run(model, resize(image, *size))
+        factors = (size[0] / height, size[1] / width)
+        parts.append(decode_map(scores[0], window, factors, options.threshold))
+    found = Detections.concat(parts)
+    keep = nms_per_class(found.boxes, found.scores, found.classes, options.iou)
+    kept = found.take(keep[: options.max_detections])
+    return Detections(clip(kept.boxes, height, width), kept.scores, kept.classes)
+
+
+def decode_map(
+    scores: FloatArray, window: SlidingWindow, factors: tuple[float, float], threshold: float
+) -> Detections:
+    """One score map (K, rows, cols) to boxes: at each position the likeliest class other
+    than the background, kept where its probability reaches `threshold`, its box the
+    position's receptive field (centred at start + index * jump, `size` across), divided by
+    the scale `factors` (H, W) to land in the original image's pixels."""
+    classes, _, cols = scores.shape
+    flat = scores.reshape(classes, -1).T  # (positions, K)
+    probs = flat if window.scores == "probabilities" else class_scores(flat, "logits")
+    objects = probs.copy()
+    objects[:, window.background] = -1.0
+    best = objects.argmax(axis=1)
+    score = objects[np.arange(len(best)), best]
+    hit = np.flatnonzero(score >= threshold)
+    i, j = np.divmod(hit, cols)
+    cy = (window.start[0] + i * window.jump[0]) / factors[0]
+    cx = (window.start[1] + j * window.jump[1]) / factors[1]
+    half_h, half_w = window.size[0] / 2 / factors[0], window.size[1] / 2 / factors[1]
+    boxes = as_boxes(np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1))
+    return Detections(boxes, score[hit].astype(np.float32), best[hit].astype(np.int64))
+
+
+def resize(image: FloatArray, height: int, width: int) -> FloatArray:
+    """(1, C, H, W) resized bilinearly (Pillow, antialiased when shrinking)."""
+    from PIL import Image
+
+    if image.shape[2:] == (height, width):
+        return image
+    out = np.empty((1, image.shape[1], height, width), np.float32)
+    for c in range(image.shape[1]):
+        plane = Image.fromarray(np.ascontiguousarray(image[0, c]), mode="F")
+        out[0, c] = np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR))
+    return out
+
+
+def _run(model: Model, image: FloatArray) -> FloatArray:
+    try:
+        return model.run(image)[0]
+    except Exception as e:  # ONNX Runtime's own error types for shapes it cannot take
+        raise InputError(
+            f"{model.path}: cannot run on an image of {fmt_shape(image.shape[1:])} "
+            f"({first_line(e)})"
+        ) from None
+
+
+# The decoders, by output kind: what a new kind of detector adds.
+DECODERS: dict[OutputKind, Decoder] = {"class_map": sliding_window}
+
+
+# ---- drawing -------------------------------------------------------------------------
+
+# Box colours by class (Tableau's ten, as matplotlib's tab10), RGB.
+PALETTE = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
+
+
+def pixels(image: FloatArray, mean: float, std: float) -> npt.NDArray[np.uint8]:
+    """A model-ready image (1, C, H, W) back to 8-bit pixels (H, W, 3) to draw on."""
+    unit = np.clip(image[0] * std + mean, 0, 1)
+    rgb = np.repeat(unit, 3, axis=0) if unit.shape[0] == 1 else unit[:3]
+    out: npt.NDArray[np.uint8] = np.rint(rgb.transpose(1, 2, 0) * 255).astype(np.uint8)
+    return out
+
+
+def draw(rgb: npt.NDArray[np.uint8], found: Detections, labels: Sequence[str]) -> Any:
+    """A Pillow image of `rgb` (H, W, 3) with each box outlined in its class's colour and
+    labelled `class score` above its top-left corner (inside the image)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(rgb, mode="RGB")
+    pen = ImageDraw.Draw(image)
+    for box, score, cls in zip(found.boxes, found.scores, found.classes, strict=True):
+        colour = PALETTE[int(cls) % len(PALETTE)]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        pen.rectangle((x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)), outline=colour, width=1)
+        text = f"{label(labels, int(cls))} {score:.2f}"
+        left, top, right, bottom = pen.textbbox((0, 0), text)
+        y = y1 - (bottom - top) - 2 if y1 >= bottom - top + 2 else y1 + 1
+        pen.rectangle((x1, y, x1 + right - left + 1, y + bottom - top + 1), fill=colour)
+        pen.text((x1 + 1 - left, y - top), text, fill=(255, 255, 255))
+    return image
+
+
+def label(labels: Sequence[str], cls: int) -> str:
+    return labels[cls] if 0 <= cls < len(labels) else str(cls)
+
+
+def records(found: Detections, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The detections as JSON records: `xyxy` (input pixels), class, label, score."""
+    return [
+        {
+            "xyxy": [round(float(v), 2) for v in box],
+            "class": int(cls),
+            "label": label(labels, int(cls)),
+            "score": round(float(score), 4),
+        }
+        for box, score, cls in zip(found.boxes, found.scores, found.classes, strict=True)
+    ]
