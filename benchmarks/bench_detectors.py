@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-from netspec.runtime.detect import DetectOptions, detect
 from onnx import numpy_helper, shape_inference
 
 from netspec.data import load_mnist
 from netspec.data.scenes import DigitPool, Scene, SceneConfig, make_scenes
 from netspec.detection.coco import Metrics, evaluate
+from netspec.runtime.detect import DetectOptions, detect
 from netspec.runtime.session import open_model
 
 ROOT = Path(__file__).resolve().parent.parent

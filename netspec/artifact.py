@@ -156,6 +156,22 @@ class SlidingWindow:
 
 
 @dataclass(frozen=True)
+class SingleShot:
+    """What a single-shot detector's `boxes` output holds (netspec.export.detection writes
+    it): every one of the grid's `grid` x `grid` cells proposes `boxes` boxes, each its
+    corners x1, y1, x2, y2 in the pixels of an input of `image` (H, W), then `classes`
+    class-specific confidences; `netspec detect` keeps those of at least `score` and
+    suppresses, per class, a box overlapping a better one by more than `iou`."""
+
+    grid: Annotated[int, Field(strict=True, gt=0, le=MAX_ENTRIES)]
+    boxes: Annotated[int, Field(strict=True, gt=0, le=MAX_ENTRIES)]
+    classes: Annotated[int, Field(strict=True, gt=0, le=MAX_ENTRIES)]
+    image: tuple[Size, Size]
+    score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    iou: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """The netspec facts of an exported model.
 
@@ -179,6 +195,8 @@ class ModelInfo:
     )
     # a `class_map` output's windows (a sliding-window detector); None for any other model
     sliding_window: SlidingWindow | None = None
+    # a `boxes` output's grid and thresholds (a single-shot detector); None for any other
+    single_shot: SingleShot | None = None
 
     def to_props(self) -> dict[str, str]:
         """The `metadata_props` entries, all strings (`sliding_window` only where set)."""
@@ -196,12 +214,14 @@ class ModelInfo:
         }
         if self.sliding_window is not None:
             props["sliding_window"] = json.dumps(asdict(self.sliding_window))
+        if self.single_shot is not None:
+            props["single_shot"] = json.dumps(asdict(self.single_shot))
         return props
 
 
 _MODEL_INFO: TypeAdapter[ModelInfo] = TypeAdapter(ModelInfo)
 _REQUIRED = ("network", "spec", "inputs", "outputs")
-_JSON = ("inputs", "outputs", "labels", "weights", "sizes", "sliding_window")
+_JSON = ("inputs", "outputs", "labels", "weights", "sizes", "sliding_window", "single_shot")
 _TEXT = {
     "network": "network",
     "spec": "spec",

@@ -80,3 +80,81 @@ def test_the_metadata_says_what_the_output_is(exported: tuple[Path, torch.nn.Mod
     info = open_model(exported[0]).info
     (out,) = info.outputs
     assert (out.name, out.kind, out.shape) == ("boxes", "boxes", (128, 11))
+
+
+def test_netspec_detect_finds_what_pytorch_finds(exported: tuple[Path, torch.nn.Module]) -> None:
+    """ONNX Runtime's boxes after `netspec detect`'s threshold and class-wise NMS (numpy)
+    are PyTorch's after its own (kornia), at the thresholds the file records."""
+    from netspec.runtime.detect import DetectOptions, detect
+    from netspec.runtime.session import open_model
+    from netspec.train.yolo import detect as torch_detect
+
+    path, module = exported
+    model = open_model(path)
+    assert model.info.single_shot is not None
+    assert (model.info.single_shot.score, model.info.single_shot.iou) == (0.3, 0.4)
+    head = detection_head(netspec.compile(SPEC))
+    assert head is not None
+    x = _scenes(12)
+    with torch.no_grad():
+        want = torch_detect(module(torch.from_numpy(x)), head)
+    total = 0
+    for image, expected in zip(x, want, strict=True):
+        got = detect(model, image[None], DetectOptions())
+        assert len(got) == len(expected.scores)
+        want_rows = np.concatenate(
+            [
+                expected.classes.numpy()[:, None],
+                expected.scores.numpy()[:, None],
+                expected.boxes.numpy().clip(0, 64),
+            ],
+            1,
+        )
+        for cls, score, box in zip(got.classes, got.scores, got.boxes, strict=True):
+            row = np.concatenate([[cls, score], box])
+            assert np.isclose(want_rows, row, atol=1e-3).all(1).any(), row
+        total += len(got)
+    assert total > 0
+
+
+def test_an_image_of_another_size_is_resized_and_its_boxes_scaled_back(
+    exported: tuple[Path, torch.nn.Module],
+) -> None:
+    from netspec.runtime.detect import DetectOptions, detect
+    from netspec.runtime.session import open_model
+
+    model = open_model(exported[0])
+    x = _scenes(1)
+    small = detect(model, x, DetectOptions(threshold=0.0, max_detections=1000))
+    big = detect(
+        model,
+        np.kron(x, np.ones((1, 1, 2, 2), np.float32)),
+        DetectOptions(threshold=0.0, max_detections=1000),
+    )
+    assert len(big) and big.boxes.max() > 64  # in the 128x128 image's pixels
+    assert big.boxes.max() <= 128
+
+
+def test_netspec_detect_draws_and_prints_a_single_shot_models_boxes(
+    exported: tuple[Path, torch.nn.Module], tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from netspec.cli import main
+
+    scene = tmp_path / "scene.png"
+    Image.fromarray((_scenes(1)[0, 0] * 255).round().astype(np.uint8), "L").save(scene)
+    run = CliRunner().invoke(main, ["detect", str(exported[0]), str(scene), "--json"])
+    assert run.exit_code == 0, run.output
+    (record,) = json.loads(run.stdout)
+    assert record["detections"] and all(0 <= d["class"] < 7 for d in record["detections"])
+    assert all(d["score"] >= 0.3 for d in record["detections"])  # the file's own threshold
+    drawn = CliRunner().invoke(
+        main, ["detect", str(exported[0]), str(scene), "-o", str(tmp_path / "out")]
+    )
+    assert drawn.exit_code == 0, drawn.output
+    picture = np.asarray(Image.open(tmp_path / "out" / "scene.png").convert("RGB"))
+    assert (picture[..., 0] != picture[..., 1]).any()  # coloured boxes on a grey scene

@@ -148,7 +148,6 @@ def test_a_quick_run_lowers_the_loss_and_finds_its_scenes_digits(tmp_path: Path)
 
 def _train_scenes_map(model: Path, scenes: Path) -> Metrics:
     from netspec.runtime.detect import DetectOptions, detect
-
     from netspec.runtime.session import open_model
 
     opened = open_model(model)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from netspec.artifact import OutputInfo
+from netspec.artifact import OutputInfo, SingleShot
 from netspec.kinds import detection_head, output_infos
 
 if TYPE_CHECKING:
@@ -41,3 +41,11 @@ def exported_outputs(compiled: Compiled) -> tuple[OutputInfo, ...]:
         return outputs
     shape = (head.per_image, 4 + head.classes)
     return (OutputInfo(outputs[0].name, "boxes", shape),)
+
+
+def single_shot(compiled: Compiled) -> SingleShot | None:
+    """The metadata's `single_shot` entry of a detector: what `netspec detect` needs."""
+    head = detection_head(compiled)
+    if head is None:
+        return None
+    return SingleShot(head.grid, head.boxes, head.classes, head.image, head.score, head.iou)

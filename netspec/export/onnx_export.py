@@ -34,7 +34,7 @@ import numpy.typing as npt
 import netspec
 from netspec.artifact import InputInfo, ModelInfo, OutputKind, Precision, from_props
 from netspec.errors import ExportError, MetadataError, NetspecError
-from netspec.export.detection import decoded, exported_outputs
+from netspec.export.detection import decoded, exported_outputs, single_shot
 from netspec.export.metadata import default_labels
 from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
@@ -371,6 +371,7 @@ def _model_info(
         precision=options.precision,
         weights=_weight_names(module, model) if options.precision != "int8" else {},
         sizes=dict(compiled.graph.symbols),
+        single_shot=single_shot(compiled),
     )
     try:
         from_props(info.to_props(), str(path))
