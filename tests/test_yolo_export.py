@@ -131,8 +131,8 @@ def test_an_image_of_another_size_is_resized_and_its_boxes_scaled_back(
         np.kron(x, np.ones((1, 1, 2, 2), np.float32)),
         DetectOptions(threshold=0.0, max_detections=1000),
     )
-    assert len(big) and big.boxes.max() > 64  # in the 128x128 image's pixels
-    assert big.boxes.max() <= 128
+    assert len(big) and small.boxes.max() <= 64 < big.boxes.max() <= 128  # each in its pixels
+    assert abs(float(big.boxes.mean()) - 2 * float(small.boxes.mean())) < 1.0
 
 
 def test_netspec_detect_draws_and_prints_a_single_shot_models_boxes(
