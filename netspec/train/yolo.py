@@ -33,6 +33,8 @@ import torch
 from netspec.lower.detection import cells, corners, decode
 from netspec.ops.detection import Head
 
+EDGE = 1e-3  # pixels a box may pass the image's edge by (float rounding), then cut to it
+
 if TYPE_CHECKING:
     from netspec.train.targets import Target
     from netspec.trainspec import Augment
@@ -196,10 +198,10 @@ def box_targets(
         real = y[..., 0] >= 0
         cls, box = y[..., 0], y[..., 1:]
         bad_class = real & ((cls >= target.head.classes) | (cls != np.round(cls)))
-        inside = (box[..., 0] >= 0) & (box[..., 1] >= 0) & (box[..., 2] <= size[1])
-        inside &= (
-            (box[..., 3] <= size[0]) & (box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])
-        )
+        edge = EDGE  # a box read back from a labels file may pass the edge by a rounding
+        inside = (box[..., 0] >= -edge) & (box[..., 1] >= -edge)
+        inside &= (box[..., 2] <= size[1] + edge) & (box[..., 3] <= size[0] + edge)
+        inside &= (box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])
         for what, bad in (
             ("a class the head does not predict", bad_class),
             ("a box outside its image", real & ~inside),
@@ -212,6 +214,8 @@ def box_targets(
                     f"the head predicts classes 0..{target.head.classes - 1} in "
                     f"{size[1]}x{size[0]} pixels)"
                 )
+        limit = np.array([size[1], size[0], size[1], size[0]], np.float32)
+        y[..., 1:] = np.where(real[..., None], np.clip(box, 0, limit), box)
         out.append(y)
     return out[0], out[1]
 
