@@ -4,6 +4,7 @@ and a quick run on a few hundred small scenes that lowers its loss and finds the
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,24 @@ def _train_scenes_map(model: Path, scenes: Path) -> Metrics:
         for s in read
     ]
     return evaluate(read, found, 10)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ("3 0.5 0.5 0.2 0.2\n1 0.95 0.5 0.3 0.2\n", r"000000\.txt:2: the box .* outside the image"),
+        ("12 0.5 0.5 0.2 0.2\n", r"000000\.txt:1: class 12 is out of range"),
+        ("3 0.5 0.5 0.2\n", r"000000\.txt:1: expected 'class cx cy w h'"),
+    ],
+)
+def test_train_refuses_bad_labels_naming_the_file_and_line(
+    tmp_path: Path, labels: str, message: str
+) -> None:
+    data = _scene_dirs(tmp_path / "data", 2, 1)
+    (data / "train" / "labels" / "000000.txt").write_text(labels)
+    spec = tmp_path / "quick.net"
+    spec.write_text(QUICK.replace("EPOCHS", "1"))
+    result = _invoke("train", spec, "--data", data, "--out", tmp_path / "runs")
+    assert result.exit_code == 1
+    assert re.search(message, result.output), result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
