@@ -6,6 +6,7 @@ acts on them, `compile` prints them. This module imports neither numpy nor torch
 An output's kind is decided once, here, by this rule:
 
 - declared in the spec (`output code: embedding`), it is what is declared;
+- ending in a detection head (`detect boxes=2 classes=10`), it is boxes;
 - a vector `F` (or `F x 1 x 1`, NiN's global pooling of class maps) is class scores, in the
   sense its last operation gives (`softmax`: probabilities, `rbf`: distances, else logits);
 - a `C x H x W` output (or `C x L`, along a 1-D signal) with more than one position is a
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, get_args
 from netspec.artifact import OutputInfo, OutputKind
 from netspec.ir import Graph, Shape
 from netspec.ops import REGISTRY
+from netspec.ops.detection import Head, head_of
 from netspec.syntax import ast
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ def kind_of_shape(graph: Graph, output: str, shape: Shape) -> OutputKind:
     >>> kind_of_shape(g, g.outputs[0], (4, 100)), kind_of_shape(g, g.outputs[0], (2, 3, 4, 5))
     ('map', 'tensor')
     """
+    if output_kind(graph, output) == "boxes":  # a detection head (`detect`): its grid map
+        return "boxes"
     if len(shape) == 1 or (len(shape) in (2, 3) and all(d == 1 for d in shape[1:])):
         return output_kind(graph, output)
     if len(shape) in (2, 3):  # C x L along a signal, C x H x W over an image
@@ -134,3 +138,19 @@ _DECLARED: dict[str, OutputKind] = {
     "embedding": "embedding",
     "tensor": "tensor",
 }
+
+
+def detection_head(compiled: Compiled) -> Head | None:
+    """The network's detection head (`detect ...`) when its one output ends in one: its grid,
+    boxes and classes per cell, thresholds, and what one cell covers of the input."""
+    graph = compiled.graph
+    if len(graph.outputs) != 1:
+        return None
+    nodes = {n.name: n for n in graph.nodes}
+    node = nodes.get(graph.outputs[0])
+    while node is not None and REGISTRY[node.op].output == "pass" and node.inputs:
+        node = nodes.get(node.inputs[0])
+    if node is None or node.op != "detect":
+        return None
+    layer = compiled.inferred.layer(node.name)
+    return head_of(node.params, tuple(layer.shape), layer.rf, graph.inputs[0].shape)

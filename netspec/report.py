@@ -115,6 +115,11 @@ def totals_text(compiled: Compiled) -> str:
         f"{_bytes(4 * tot.params)} of weights",
         f"outputs       {outputs_text(compiled)}",
     ]
+    from netspec.kinds import detection_head
+
+    head = detection_head(compiled)
+    if head is not None:
+        lines.append(f"detection     {head.text()}")
     return "\n".join(lines)
 
 
@@ -157,6 +162,16 @@ def _outputs_json(compiled: Compiled) -> list[dict[str, Any]]:
     return [{"name": info.name, "layer": layer, "kind": info.kind} for info, layer in infos]
 
 
+def _detection_json(compiled: Compiled) -> dict[str, Any] | None:
+    """The detection head's grid, boxes, classes, thresholds and cell geometry, if any."""
+    from dataclasses import asdict
+
+    from netspec.kinds import detection_head
+
+    head = detection_head(compiled)
+    return None if head is None else {**asdict(head), "boxes_per_image": head.per_image}
+
+
 def to_json(compiled: Compiled) -> dict[str, Any]:
     tot = compiled.totals
     return {
@@ -164,6 +179,7 @@ def to_json(compiled: Compiled) -> dict[str, Any]:
         "inputs": {i.name: list(i.shape) for i in compiled.graph.inputs},
         "outputs": list(compiled.graph.outputs),
         "output_kinds": _outputs_json(compiled),
+        "detection": _detection_json(compiled),
         "layers": [_layer_json(layer) for layer in compiled.layers],
         "totals": {
             "params": tot.params,

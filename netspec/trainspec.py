@@ -8,7 +8,7 @@ train lenet on mnist {
         scale 0.9..1.1
         elastic alpha=34 sigma=4
     }
-    loss cross_entropy smoothing=0.1
+    loss cross_entropy smoothing=0.1      # or: loss yolo lambda_coord=5 lambda_noobj=0.5
     optimizer sgd lr=0.05 momentum=0.9 nesterov
     schedule onecycle
     epochs 10
@@ -69,8 +69,18 @@ class Augment(_Model):
 
 
 class Loss(_Model):
-    name: Literal["cross_entropy", "rbf", "mse"] = "cross_entropy"
+    name: Literal["cross_entropy", "rbf", "mse", "yolo"] = "cross_entropy"
     smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # `loss yolo`: YOLO v1's weights of the box coordinates and of empty cells' confidence;
+    # None is the paper's value (5 and 0.5), and keeps the runs made before them resumable
+    lambda_coord: Annotated[float, Field(ge=0)] | None = None
+    lambda_noobj: Annotated[float, Field(ge=0)] | None = None
+
+    @property
+    def yolo_weights(self) -> tuple[float, float]:
+        """(lambda_coord, lambda_noobj), the paper's 5 and 0.5 unless the section says."""
+        coord = 5.0 if self.lambda_coord is None else self.lambda_coord
+        return coord, 0.5 if self.lambda_noobj is None else self.lambda_noobj
 
 
 class Optimizer(_Model):
@@ -157,6 +167,8 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "schedule": ("schedule", "name"),
     "loss": ("loss", "name"),
     "smoothing": ("loss", "smoothing"),
+    "lambda_coord": ("loss", "lambda_coord"),
+    "lambda_noobj": ("loss", "lambda_noobj"),
     "randomize": ("scenes", "randomize"),
     "background": ("scenes", "background"),
 }

@@ -153,6 +153,8 @@ OP_SNIPPETS = {
     "instancenorm": "instancenorm eps=0.001",
     "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true",
     "deconv": "deconv 4 3x3 stride=2 pad=1 output_pad=1 bias=false",
+    # ---- issue 13 (yolo): a single-shot detection head
+    "detect": "conv 7 1x1 | detect boxes=1 classes=2 score=0.3 iou=0.4",
 }
 
 

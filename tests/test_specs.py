@@ -26,6 +26,7 @@ TRAINABLE = {
     "lenet5.net": 60_000,
     "lenet.net": 61_706,
     "digit_window.net": 184_715,
+    "yolo_digits.net": 395_892,  # issue 13: 20 maps of an 8x8 grid (2 boxes, 10 classes)
     "ciresan2010.net": 12_115_010,
     "alexnet.net": 60_965_224,
     "zfnet.net": 62_357_608,

@@ -179,17 +179,16 @@ def _scales(text: str | None) -> tuple[float, ...] | None:
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
-    help="the least score of a box",
+    default=None,
+    help="the least score of a box (default: the model's own, else 0.5)",
 )
 @click.option("--scales", help="image pyramid for a sliding window, e.g. 0.5,1,2 (default: 0.5..2)")
 @click.option(
     "--iou",
     type=click.FloatRange(0, 1),
-    default=0.3,
-    show_default=True,
-    help="non-maximum suppression: of two boxes of one class overlapping more, keep the better",
+    default=None,
+    help="non-maximum suppression: of two boxes of one class overlapping more, keep the "
+    "better (default: the model's own, else 0.3)",
 )
 @provider_option
 @click.option("--invert", is_flag=True, help="images are dark ink on light paper: invert them")
@@ -198,9 +197,9 @@ def detect_cmd(
     images: tuple[Path, ...],
     out: Path | None,
     as_json: bool,
-    threshold: float,
+    threshold: float | None,
     scales: str | None,
-    iou: float,
+    iou: float | None,
     provider: str,
     invert: bool,
 ) -> None:

@@ -34,6 +34,7 @@ import numpy.typing as npt
 import netspec
 from netspec.artifact import InputInfo, ModelInfo, OutputKind, Precision, from_props
 from netspec.errors import ExportError, MetadataError, NetspecError
+from netspec.export.detection import decoded, exported_outputs, single_shot
 from netspec.export.metadata import default_labels
 from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
@@ -204,7 +205,7 @@ def _lowered(compiled: Compiled, weights: torch.nn.Module | None) -> torch.nn.Mo
     from netspec.lower import to_torch
 
     try:
-        return _prepared(weights if weights is not None else to_torch(compiled))
+        return decoded(compiled, _prepared(weights if weights is not None else to_torch(compiled)))
     except NotImplementedError as e:  # an operation without a PyTorch builder
         raise ExportError(f"{compiled.name}: cannot lower to PyTorch: {e}") from None
     except (ValueError, TypeError, RuntimeError) as e:  # a module's constructor refused
@@ -351,7 +352,7 @@ def _model_info(
     path: Path,
 ) -> ModelInfo:
     """The metadata to write, checked as `run` will check it (so nothing unreadable is written)."""
-    outputs = output_infos(compiled)
+    outputs = exported_outputs(compiled)
     exported = [o.name for o in model.graph.output]
     if exported != [o.name for o in outputs]:  # what `run` reports must be what ORT returns
         raise ExportError(
@@ -370,6 +371,7 @@ def _model_info(
         precision=options.precision,
         weights=_weight_names(module, model) if options.precision != "int8" else {},
         sizes=dict(compiled.graph.symbols),
+        single_shot=single_shot(compiled),
     )
     try:
         from_props(info.to_props(), str(path))

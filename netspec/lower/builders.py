@@ -414,6 +414,7 @@ BUILDERS: dict[str, Builder] = {
     "scaled_tanh": _fixed(Call(ScaledTanh)),
     "gelu": _fixed(Call(nn.GELU)),
     "identity": _fixed(Call(nn.Identity)),
+    "detect": _fixed(Call(nn.Identity)),  # the raw grid map: `loss yolo` and export read it
     "leaky_relu": _leaky,
     "elu": _elu,
     "softmax": _fixed(Call(nn.Softmax, (), (("dim", 1),))),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from netspec.ops import (
     activations,
+    detection,
     merges,
     normalization,
     pointwise,
@@ -34,6 +35,7 @@ __all__ = [
     "ShapeError",
     "activations",
     "channels_last_helps",
+    "detection",
     "merge_names",
     "merges",
     "normalization",

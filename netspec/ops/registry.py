@@ -72,7 +72,7 @@ class Cost:
 # What a network's output means when this operation comes last. "pass": whatever the
 # operation before it decides (identity, dropout, flatten); at the input, plain logits.
 # The values are a subset of `netspec.artifact.OutputKind`, the file format's word for it.
-OutputMeaning = Literal["logits", "probabilities", "rbf_distances", "sigmoid", "pass"]
+OutputMeaning = Literal["logits", "probabilities", "rbf_distances", "sigmoid", "boxes", "pass"]
 
 ShapeRule = Callable[[Any, Sequence[Shape]], Shape]
 RFRule = Callable[[Any, Sequence[RF]], RF]

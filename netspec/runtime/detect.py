@@ -46,15 +46,15 @@ class DetectOptions:
     overlap (IoU) above which NMS drops the weaker of two boxes of one class, and the most
     boxes kept per image. Checked when made (UsageError)."""
 
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the model's own (a single-shot file's), else 0.5
     scales: tuple[float, ...] = SCALES
-    iou: float = 0.3
+    iou: float | None = None  # None: the model's own, else 0.3
     max_detections: int = 100
 
     def __post_init__(self) -> None:
-        if not 0 <= self.threshold <= 1:
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise UsageError(f"threshold {self.threshold}: expected a score from 0 to 1")
-        if not 0 <= self.iou <= 1:
+        if self.iou is not None and not 0 <= self.iou <= 1:
             raise UsageError(f"IoU {self.iou}: expected an overlap from 0 to 1")
         if not self.scales or any(
             not (math.isfinite(s) and 0 < s <= MAX_SCALE) for s in self.scales
@@ -65,6 +65,13 @@ class DetectOptions:
             )
         if self.max_detections < 1:
             raise UsageError("keep at least one detection per image")
+
+    def chosen(self, score: float = 0.5, iou: float = 0.3) -> tuple[float, float]:
+        """(threshold, IoU): as given, else these defaults (a model's own, where it has them)."""
+        return (
+            score if self.threshold is None else self.threshold,
+            iou if self.iou is None else self.iou,
+        )
 
 
 Decoder = Callable[[Model, FloatArray, DetectOptions], Detections]
@@ -92,6 +99,8 @@ def detector_kind(info: ModelInfo, source: str) -> OutputKind:
             f"{source}: its sliding_window does not fit its {classes} labels (background "
             f"{window.background}, {len(window.boxes or ())} boxes)"
         )
+    if kind == "boxes" and info.single_shot is None:
+        raise ModelError(f"{source}: boxes without their grid (no single_shot)")
     return kind
 
 
@@ -108,6 +117,7 @@ def sliding_window(model: Model, image: FloatArray, options: DetectOptions) -> D
     window = model.info.sliding_window
     assert window is not None  # detector_kind checked it
     height, width = image.shape[2:]
+    threshold, overlap = options.chosen()
     parts = []
     for scale in options.scales:
         size = (round(height * scale), round(width * scale))
@@ -120,9 +130,9 @@ def sliding_window(model: Model, image: FloatArray, options: DetectOptions) -> D
             )
         scores = _run(model, resize(image, *size))
         factors = (size[0] / height, size[1] / width)
-        parts.append(decode_map(scores[0], window, factors, options.threshold))
+        parts.append(decode_map(scores[0], window, factors, threshold))
     found = Detections.concat(parts)
-    keep = nms_per_class(found.boxes, found.scores, found.classes, options.iou)
+    keep = nms_per_class(found.boxes, found.scores, found.classes, overlap)
     kept = found.take(keep[: options.max_detections])
     return Detections(clip(kept.boxes, height, width), kept.scores, kept.classes)
 
@@ -178,8 +188,33 @@ def _run(model: Model, image: FloatArray) -> FloatArray:
         ) from None
 
 
+# ---- boxes: a single-shot grid (YOLO v1) ----------------------------------------------
+
+
+def single_shot(model: Model, image: FloatArray, options: DetectOptions) -> Detections:
+    """A single-shot detector's boxes (netspec.export.detection): the image resized to the
+    model's input, one pass, every proposed box whose class-specific confidence reaches the
+    threshold (the file's `single_shot.score`, or `--threshold` where given), NMS per class
+    at the file's IoU (or `--iou`), the boxes scaled back to the image's own pixels."""
+    shot = model.info.single_shot
+    assert shot is not None  # detector_kind checked it
+    height, width = image.shape[2:]
+    out = _run(model, resize(image, *shot.image))[0]  # (S*S*B, 4 + C)
+    threshold, overlap = options.chosen(shot.score, shot.iou)
+    box, cls = np.nonzero(out[:, 4:] >= threshold)
+    scale = np.array([width, height, width, height], np.float32) / np.array(
+        [shot.image[1], shot.image[0]] * 2, np.float32
+    )
+    found = Detections(
+        as_boxes(out[box, :4] * scale), out[box, 4 + cls].astype(np.float32), cls.astype(np.int64)
+    )
+    keep = nms_per_class(found.boxes, found.scores, found.classes, overlap)
+    kept = found.take(keep[: options.max_detections])
+    return Detections(clip(kept.boxes, height, width), kept.scores, kept.classes)
+
+
 # The decoders, by output kind: what a new kind of detector adds.
-DECODERS: dict[OutputKind, Decoder] = {"class_map": sliding_window}
+DECODERS: dict[OutputKind, Decoder] = {"class_map": sliding_window, "boxes": single_shot}
 
 
 # ---- drawing -------------------------------------------------------------------------

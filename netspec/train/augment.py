@@ -78,3 +78,40 @@ def _elastic(
     noise = F.conv2d(noise, kx.view(1, 1, 1, -1), padding=(0, len(kx) // 2))
     noise = F.conv2d(noise, ky.view(1, 1, -1, 1), padding=(len(ky) // 2, 0))
     return (alpha * noise).view(b, 2, h, w).permute(0, 2, 3, 1)
+
+
+BOX_AUGMENTS = ("scale", "shift")  # what moves a box to a box; rotation and shear do not
+MIN_KEPT = 0.5  # a box cut by the border stays labelled while half its area is inside
+
+
+def augment_boxes(
+    x: torch.Tensor, boxes: torch.Tensor, spec: Augment, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes ``(B, C, H, W)`` scaled about their centre and shifted, and their padded boxes
+    ``(B, K, 5)`` (class, x1, y1, x2, y2 in pixels) moved with them: a box is cut to the
+    image, and dropped (class -1) once less than half of it is left inside. No flips: a
+    mirrored digit is not a digit."""
+    if spec.scale is None and spec.shift is None:
+        return x, boxes
+    b, _, h, w = x.shape
+    low, high = spec.scale or (1.0, 1.0)
+    t = spec.shift or 0.0
+    scale = _uniform(b, low, high, gen, x)
+    tx, ty = _uniform(b, -t, t, gen, x), _uniform(b, -t, t, gen, x)
+    # output -> input, in normalized coordinates: u_in = (u_out - shift) / scale
+    theta = torch.zeros(b, 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    theta[:, 0, 2] = -tx / (w / 2.0) / scale
+    theta[:, 1, 2] = -ty / (h / 2.0) / scale
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    moved_x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    centre = torch.tensor([w / 2.0, h / 2.0] * 2, device=x.device)
+    shift = torch.stack([tx, ty, tx, ty], 1)[:, None, :]
+    corners = (boxes[..., 1:] - centre) * scale[:, None, None] + centre + shift
+    limit = torch.tensor([w, h, w, h], device=x.device, dtype=corners.dtype)
+    cut = torch.minimum(corners.clamp(min=0), limit)
+    area = (corners[..., 2:] - corners[..., :2]).clamp(min=0).prod(-1)
+    left = (cut[..., 2:] - cut[..., :2]).clamp(min=0).prod(-1)
+    kept = (boxes[..., 0] >= 0) & (left >= MIN_KEPT * area) & (left > 0)
+    cls = torch.where(kept, boxes[..., 0], torch.full_like(boxes[..., 0], -1.0))
+    return moved_x, torch.cat([cls[..., None], cut], -1)

@@ -26,6 +26,7 @@ from netspec.data.windows import LABELS
 from netspec.ir import Shape
 from netspec.text import fmt_shape
 from netspec.train.targets import CLASSES, Target
+from netspec.train.yolo import box_targets
 from netspec.trainspec import Scenes
 
 Log = Callable[[str], None]
@@ -184,6 +185,11 @@ def fit_to_input(
             f"fitting images of {src[0]}x{src[1]} to the input's {size[0]}x{size[1]} "
             f"({'padding' if _pads(src, size) else 'resizing'})"
         )
+    if target.task == "boxes":  # a detector's scenes: their boxes, checked (train/yolo.py)
+        boxes = box_targets(arrays.train_y, arrays.test_y, src, size, target, arrays.source)
+        x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
+        ys = tuple(torch.as_tensor(b, device=device) for b in (boxes[0][: len(x[0])], boxes[1]))
+        return Tensors(x[0], ys[0], x[1], ys[1], arrays.source, arrays.labels, target)
     x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
     if target.task == "classes":
         n_classes = _check_labels(arrays, target.classes)

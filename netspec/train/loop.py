@@ -28,7 +28,7 @@ from rich.progress import (
 from torch import nn
 
 from netspec.errors import RunError
-from netspec.train.augment import augment
+from netspec.train.augment import augment, augment_boxes
 from netspec.train.data import Tensors
 from netspec.train.targets import CLASSES, Target, hits, loss_sum, predict
 from netspec.trainspec import Optimizer, Schedule, TrainConfig
@@ -182,8 +182,11 @@ def train_epoch(
     for step in range(parts.steps_per_epoch):
         batch = order[step * config.batch : (step + 1) * config.batch]
         idx = batch.tensor_split(place.world)[place.rank]
-        x = augment(data.train_x[idx], config.augment, aug_gen)
-        y = x if data.target.reconstruct else data.train_y[idx]  # the deformed input itself
+        if data.target.task == "boxes":  # scenes: their boxes move with them (issue 13)
+            x, y = augment_boxes(data.train_x[idx], data.train_y[idx], config.augment, aug_gen)
+        else:
+            x = augment(data.train_x[idx], config.augment, aug_gen)
+            y = x if data.target.reconstruct else data.train_y[idx]  # the deformed input
         x = place.batch((x - mean) / std)
         with place.autocast():
             out = parts.module(x)

@@ -64,6 +64,8 @@ COLUMNS = (
     "test_loss",
     "test_acc",
     "test_pixel_acc",
+    "test_map50",  # a detector's mAP@0.5 and mAP@0.5:0.95 on the test scenes (issue 13)
+    "test_map",
     "lr",
     "seconds",
 )

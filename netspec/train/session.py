@@ -26,7 +26,7 @@ from netspec.errors import ExportError, RunError, UsageError
 from netspec.export import onnx_export
 from netspec.fileio import check_dir
 from netspec.lower.weights import load_weights
-from netspec.train import plots
+from netspec.train import plots, yolo_run
 from netspec.train.data import Tensors
 from netspec.train.loop import (
     Bar,
@@ -326,6 +326,8 @@ def _train(run: Run, console: Console, log: Log) -> None:
             data = run.data
             test = evaluate(run.module, data.test_x, data.test_y, config, place, data.target)
             row = metrics_row(epoch, result.loss, result.acc, test, data.target)
+            if data.target.task == "boxes":  # a detector: its mAP on the test scenes
+                row.update(yolo_run.map_row(run.module, data, config, place))
             row["lr"] = float(run.parts.scheduler.get_last_lr()[0])
             row["seconds"] = time.perf_counter() - start
             run.rows.append(row)
@@ -333,6 +335,7 @@ def _train(run: Run, console: Console, log: Log) -> None:
                 f"epoch {epoch}/{config.epochs}: train {_scores(result.loss, result.acc, run)} "
                 f"| test {_scores(test.loss, test.acc, run)}"
                 + (f" ({test.errors} errors)" if data.target.task == "classes" else "")
+                + (yolo_run.map_text(row) if data.target.task == "boxes" else "")
                 + f" | lr {row['lr']:.3g} | {row['seconds']:.1f} s "
                 f"({result.seconds:.1f} s training)"
             )
@@ -356,6 +359,8 @@ def _scores(loss: float, acc: float, run: Run) -> str:
     target = run.data.target
     if target.task == "map":
         return f"loss {loss:.4g} (mse per value)"
+    if target.task == "boxes":
+        return f"loss {loss:.4g} per scene"
     return f"loss {loss:.4f} {'acc' if target.task == 'classes' else 'pixel acc'} {acc:.2%}"
 
 
@@ -412,6 +417,8 @@ def describe_test(test: Evaluation, data: Tensors) -> str:
         return f"accuracy {test.acc:.2%}, {test.errors} errors of {len(data.test_y)}"
     if data.target.task == "segmentation":
         return f"loss {test.loss:.4f} per pixel, pixel accuracy {test.acc:.2%} on {n} maps"
+    if data.target.task == "boxes":
+        return f"loss {test.loss:.4g} per scene on {n} scenes"
     return f"loss {test.loss:.4g} (mse per value) on {n} maps"
 
 
@@ -431,6 +438,8 @@ def draw(
     if rows:
         plots.curves(directory / "curves.png", rows, name)
         drawn.append(directory / "curves.png")
+    if data.target.task == "boxes":  # a detector: precision-recall and its boxes
+        return [*drawn, *yolo_run.draw(directory, data, module, config, place)]
     if data.target.task != "classes":
         plots.maps(
             directory / "predictions.png", *_predicted_maps(data, module, config, place), name
@@ -471,7 +480,7 @@ def _export_onnx(
     mean, std = config.normalize.mean, config.normalize.std
     samples = ((data.test_x[:EXPORT_SAMPLES] - mean) / std).cpu().numpy()
     classes = data.target.task == "classes"
-    labels = tuple(data.labels) if classes else None
+    labels = tuple(data.labels) if classes or data.target.task == "boxes" else None
     try:
         onnx_export.export_compiled(
             compiled,

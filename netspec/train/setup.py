@@ -27,6 +27,7 @@ from netspec.train.loop import Place
 from netspec.train.run import check_run_name
 from netspec.train.sources import spec_files
 from netspec.train.targets import target_of
+from netspec.train.yolo import check_box_augments
 from netspec.trainspec import TRAIN_KEYS, TrainConfig
 from netspec.trainspec import train_config as section_config
 
@@ -217,7 +218,9 @@ def load_tensors(
     target = target_of(compiled, config.loss)
     arrays = read_arrays(config.dataset, data, log, scenes=config.scenes)
     tensors = fit_to_input(arrays, compiled.graph.inputs[0].shape, target, limit, device, log)
-    if target.task != "classes" and not tensors.target.reconstruct and config.augment.enabled:
+    if target.task == "boxes":  # a detector's scenes: only what moves boxes to boxes
+        check_box_augments(config.augment)
+    elif target.task != "classes" and not tensors.target.reconstruct and config.augment.enabled:
         raise DataError(
             "augmentation deforms the inputs but not their target maps; train this map "
             "output without an augment block"

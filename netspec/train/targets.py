@@ -9,6 +9,9 @@ loss, and the per-sample loss and hits of each task.
   accuracy;
 - `segmentation`: a map output `K x H x W` with `loss cross_entropy`, against per-pixel
   classes `N x H x W`: cross entropy averaged over positions, and pixel accuracy.
+- `boxes`: a detection head (`detect ...`) with `loss yolo`, against padded boxes
+  `N x K x 5` (netspec.train.yolo): YOLO v1's sum-squared loss per image, no accuracy (the
+  run's mAP is measured on the test scenes instead).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import torch.nn.functional as F
 from netspec.compiler import Compiled
 from netspec.data import DataError
 from netspec.ir import Shape
-from netspec.kinds import output_infos
+from netspec.kinds import detection_head, output_infos
+from netspec.ops.detection import Head
 from netspec.text import fmt_shape
+from netspec.train.yolo import yolo_loss
 from netspec.trainspec import Loss
 
-Task = Literal["classes", "map", "segmentation"]
+Task = Literal["classes", "map", "segmentation", "boxes"]
 RBF_J = 1.0  # LeNet-5's constant j: keeps the penalty of a distance from vanishing
 
 
@@ -37,6 +42,7 @@ class Target:
     task: Task = "classes"
     shape: Shape = ()
     reconstruct: bool = False
+    head: Head | None = None  # a detection head's grid, boxes and classes (task boxes)
 
     @property
     def accuracy(self) -> str | None:
@@ -47,7 +53,7 @@ class Target:
     def classes(self) -> int | None:
         """The number of classes: the scores' width, or a segmentation map's channels."""
         width = self.shape[0] if self.shape else None
-        if self.task == "map" or not isinstance(width, int):
+        if self.task in ("map", "boxes") or not isinstance(width, int):
             return None
         return width if self.task == "segmentation" or len(self.shape) == 1 else None
 
@@ -65,6 +71,8 @@ def target_of(compiled: Compiled, loss: Loss) -> Target:
         )
     output = output_infos(compiled)[0]
     shape = output.shape or ()
+    if output.kind == "boxes" or loss.name == "yolo":
+        return _boxes_target(compiled, output.kind, loss)
     if output.scores:
         flat = (shape[0],) if len(shape) == 3 else shape  # F x 1 x 1 scores are F scores
         return Target("classes", flat)
@@ -89,6 +97,22 @@ def target_of(compiled: Compiled, loss: Loss) -> Target:
     )
 
 
+def _boxes_target(compiled: Compiled, kind: str, loss: Loss) -> Target:
+    """A detection head trains with `loss yolo`, and `loss yolo` trains only a head."""
+    head = detection_head(compiled)
+    if head is None or kind != "boxes":
+        raise DataError(
+            "loss yolo trains a detection head; end the network with one, e.g. "
+            "conv 20 1x1 | detect boxes=2 classes=10"
+        )
+    if loss.name != "yolo":
+        raise DataError(
+            f"the output is a detection head ({head.grid}x{head.grid} cells); it trains with "
+            f"loss yolo, not loss {loss.name}"
+        )
+    return Target("boxes", (head.boxes * 5 + head.classes, head.grid, head.grid), head=head)
+
+
 def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
     """The summed per-sample loss of a batch.
 
@@ -99,6 +123,9 @@ def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: Loss, target: Target) -> 
     target map, averaged over its values; per-pixel cross entropy is averaged over positions.
     """
     out = out.float()
+    if target.task == "boxes":
+        assert target.head is not None
+        return yolo_loss(out, y, target.head, *loss.yolo_weights)
     if target.task == "map":
         return F.mse_loss(out, y.float(), reduction="none").flatten(1).mean(1).sum()
     if target.task == "segmentation":
@@ -118,8 +145,8 @@ def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: Loss, target: Target) -> 
 
 def predict(out: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
     """The predicted class per sample (nearest prototype for ``rbf`` distances, else the top
-    score), or per pixel for segmentation; a map predicts itself."""
-    if target.task == "map":
+    score), or per pixel for segmentation; a map (or a detection head's grid) predicts itself."""
+    if target.task in ("map", "boxes"):
         return out
     if target.task == "segmentation":
         return out.argmax(1)
@@ -129,7 +156,7 @@ def predict(out: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
 
 def hits(pred: torch.Tensor, y: torch.Tensor, target: Target) -> torch.Tensor:
     """The batch's summed per-sample accuracy: right or wrong, or a fraction of pixels."""
-    if target.task == "map":
+    if target.task in ("map", "boxes"):
         return torch.zeros((), device=pred.device)
     if target.task == "segmentation":
         return (pred == y).float().flatten(1).mean(1).sum()
