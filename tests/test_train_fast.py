@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,3 +138,27 @@ def test_cpu_optimizers_are_fused_and_step_as_the_loop_does(name: str) -> None:
             optimizer.step()
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+@pytest.mark.parametrize("wrong", [3, 82, 130])
+def test_errors_png_draws_every_misclassified_digit_up_to_a_hundred(
+    tmp_path: Path, wrong: int
+) -> None:
+    """Fully inked test images come out as black squares, one per misclassified digit (the
+    right ones are not drawn); each label is text, much smaller than a square."""
+    from PIL import Image
+    from skimage.measure import label, regionprops
+
+    from netspec.train import plots
+
+    n = 150
+    images = np.ones((n, 1, 8, 8), np.float32)
+    true = np.zeros(n, np.int64)
+    pred = np.zeros(n, np.int64)
+    pred[np.arange(wrong) * (n // wrong)] = 7
+    plots.errors(tmp_path / "errors.png", images, true, pred, "test")
+    pixels = np.asarray(Image.open(tmp_path / "errors.png").convert("L"))
+    regions = regionprops(label(pixels < 40))
+    squares = [r for r in regions if r.area > 400 and r.extent > 0.95]  # a digit's panel
+    assert len(squares) == min(wrong, 100)
+    assert max(r.area for r in regions if r not in squares) < 400  # labels, title
