@@ -12,9 +12,10 @@ import torch
 from netspec.compiler import compile
 from netspec.diagnostics import SpecError
 from netspec.train.augment import augment
-from netspec.train.loop import make_optimizer
+from netspec.train.loop import Parts, Place, make_optimizer, make_parts
 from netspec.train.setup import Request, make_place
-from netspec.trainspec import Augment, Optimizer
+from netspec.train.state import decode, encode
+from netspec.trainspec import Augment, Optimizer, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -162,3 +163,30 @@ def test_errors_png_draws_every_misclassified_digit_up_to_a_hundred(
     squares = [r for r in regions if r.area > 400 and r.extent > 0.95]  # a digit's panel
     assert len(squares) == min(wrong, 100)
     assert max(r.area for r in regions if r not in squares) < 400  # labels, title
+
+
+def test_a_resumed_fused_optimizer_steps_a_channels_last_weight_as_an_unbroken_run() -> None:
+    """A checkpoint stores momentum contiguous; loaded into a channels-last run, it is laid
+    out as the weight again, so the fused step after a resume is the step it would have been."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 6, 5).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    x = torch.rand(4, 3, 9, 9).contiguous(memory_format=torch.channels_last)
+    cfg = TrainConfig(network="n", dataset="mnist", optimizer=Optimizer(lr=0.1, momentum=0.9))
+    place = Place(torch.device("cpu"), channels_last=True)
+
+    def step(parts: Parts) -> None:
+        parts.optimizer.zero_grad()
+        conv(x).square().sum().backward()
+        parts.optimizer.step()
+
+    parts = make_parts(conv, conv, cfg, 8, place)
+    step(parts)
+    state = decode(*encode(parts.state_dict()))  # as a checkpoint stores and reads it
+    saved = {k: v.clone() for k, v in conv.state_dict().items()}
+    step(parts)
+    unbroken = conv.weight.detach().clone()
+    conv.load_state_dict(saved)
+    resumed = make_parts(conv, conv, cfg, 8, place)
+    resumed.load_state_dict(state)
+    step(resumed)
+    torch.testing.assert_close(conv.weight.detach(), unbroken)

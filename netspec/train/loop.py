@@ -74,8 +74,19 @@ class Parts:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        _match_layouts(self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+
+
+def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Lay out each parameter's loaded state (momentum, Adam's moments) as the parameter:
+    a checkpoint stores them contiguous, and a fused optimizer walks a channels-last weight
+    and its buffers element by element in memory order, so a mismatch would update wrongly."""
+    for param, slots in optimizer.state.items():
+        for key, value in slots.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                slots[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 @dataclass
