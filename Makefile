@@ -47,6 +47,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_train_step.py
+	$(BIN)/python benchmarks/bench_loop.py
 	$(BIN)/python benchmarks/bench_onnx.py
 	$(BIN)/python benchmarks/bench_cold.py
 	$(BIN)/python benchmarks/bench_fcn.py

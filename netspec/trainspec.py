@@ -57,6 +57,7 @@ class Augment(_Model):
     scale: tuple[PosFloat, PosFloat] | None = None  # factor range
     shift: Annotated[float, Field(ge=0)] | None = None  # pixels, +-
     shear: Annotated[float, Field(ge=0, lt=90)] | None = None  # degrees, +-
+    squeeze: tuple[PosFloat, PosFloat] | None = None  # width x k, height / k: k's range
     elastic_alpha: Annotated[float, Field(ge=0)] | None = None  # displacement scale, pixels
     elastic_sigma: PosFloat = 4.0  # smoothness of the displacement field, pixels
 
@@ -64,7 +65,14 @@ class Augment(_Model):
     def enabled(self) -> bool:
         return any(
             v is not None
-            for v in (self.rotate, self.scale, self.shift, self.shear, self.elastic_alpha)
+            for v in (
+                self.rotate,
+                self.scale,
+                self.shift,
+                self.shear,
+                self.squeeze,
+                self.elastic_alpha,
+            )
         )
 
 
@@ -220,6 +228,7 @@ _AUGMENTS: dict[str, tuple[str, ...]] = {
     "scale": ("scale",),
     "shift": ("shift",),
     "shear": ("shear",),
+    "squeeze": ("squeeze",),
     "elastic": ("elastic_alpha", "elastic_sigma"),
 }
 

@@ -48,6 +48,9 @@ TRAINABLE = {
     "se_resnet.net": 28_088_024,  # ResNet-50's 25,557,032 and 2,530,992 in the SE gates
     "unet.net": 31_030_658,
     "autoencoder.net": 2_713,
+    # issue 14: 16*25+16 + 32*16*9+32 + 800*128+128 + 1290, and 2*(16+32) batchnorm
+    "mnist_fast.net": 108_970,
+    "lenet5_distorted.net": 60_000,  # specs/lenet5.net's network, trained on distortions
 }
 
 

@@ -106,6 +106,7 @@ class OpDef:
     weighted: bool = False  # has trainable parameters that `tie=` may share
     output: OutputMeaning = "logits"  # what the network's output means when this op is last
     channels_last: bool = False  # a convolution-like op: CUDA training lays its input NHWC
+    channels_last_cpu: bool = False  # and its NHWC kernels are faster on the CPU too (oneDNN)
 
     def receptive_field(self, p: Any, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
         """The node's receptive field from its inputs' (and, where needed, their shapes)."""
@@ -136,9 +137,11 @@ def merge_names() -> tuple[str, ...]:
     return tuple(name for name, opdef in REGISTRY.items() if opdef.merges)
 
 
-def channels_last_helps(ops: Iterable[str]) -> bool:
-    """Whether a network of these operations trains faster channels-last on CUDA."""
-    return any(REGISTRY[op].channels_last for op in ops)
+def channels_last_helps(ops: Iterable[str], device: str = "cuda") -> bool:
+    """Whether a network of these operations trains faster channels-last on ``device``: on
+    CUDA when it has a convolution-like op, on the CPU when every one it has is fast NHWC."""
+    like = [REGISTRY[op] for op in ops if REGISTRY[op].channels_last]
+    return bool(like) and (device == "cuda" or all(d.channels_last_cpu for d in like))
 
 
 # ---- parameter types shared by several operations --------------------------------

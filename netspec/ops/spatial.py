@@ -150,6 +150,7 @@ register(
         cost=_conv_cost,
         weighted=True,
         channels_last=True,
+        channels_last_cpu=True,
         doc="Convolution: a local receptive field whose weights are shared across positions. "
         "`connect=TABLE` keeps only the listed input maps per output map; "
         "`fixed=[k1, k2]` applies constant kernels to every input map.",

@@ -1,6 +1,6 @@
 """Random deformations of a batch, on its device, drawn from an explicit generator.
 
-Rotation, scale, shift and shear form one affine map per image; the elastic field of
+Rotation, scale, squeeze, shift and shear form one affine map per image; the elastic field of
 Simard, Steinkraus & Platt (2003) is added to the same sampling grid, so each image is
 resampled once (one bilinear blur, not two). Displacements are uniform in [-1, 1] per
 pixel, smoothed by a Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels.
@@ -49,9 +49,13 @@ def _affine(
     scale = _uniform(b, low, high, gen, like)
     tx, ty = _uniform(b, -t, t, gen, like), _uniform(b, -t, t, gen, like)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    # forward map in pixels, about the centre: A = R(angle) @ Shear_x(shear) @ scale
+    # forward map in pixels, about the centre: A = R(angle) @ Shear_x(shear) @ scale @ Sq,
+    # Sq = diag(k, 1/k) squeezing (LeCun et al. 1998): one axis shrinks as the other grows
     a = torch.stack([cos, cos * torch.tan(shear) - sin, sin, sin * torch.tan(shear) + cos], 1)
     a = (a * scale[:, None]).view(b, 2, 2)
+    if spec.squeeze is not None:  # drawn last, so that the other draws stay as they were
+        k = _uniform(b, *spec.squeeze, gen, like)
+        a = a * torch.stack([k, 1 / k], 1)[:, None, :]
     inv = torch.linalg.inv(a)
     offset = -(inv @ torch.stack([tx, ty], 1)[:, :, None])  # undo the shift, in pixels
     half = torch.tensor([w / 2.0, h / 2.0], device=like.device)

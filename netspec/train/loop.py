@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,8 +74,19 @@ class Parts:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        _match_layouts(self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+
+
+def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Lay out each parameter's loaded state (momentum, Adam's moments) as the parameter:
+    a checkpoint stores them contiguous, and a fused optimizer walks a channels-last weight
+    and its buffers element by element in memory order, so a mismatch would update wrongly."""
+    for param, slots in optimizer.state.items():
+        for key, value in slots.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                slots[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 @dataclass
@@ -104,17 +115,25 @@ def steps_per_epoch(n: int, batch: int, world: int) -> int:
     return n // batch + (1 if n % batch >= world else 0)
 
 
-def make_optimizer(params: Iterator[nn.Parameter], opt: Optimizer) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[nn.Parameter], opt: Optimizer) -> torch.optim.Optimizer:
+    """The optimizer, as one fused kernel per step where torch has one for every parameter
+    (float tensors on the CPU or CUDA): the same update, without a loop over tensors in
+    Python (a fifth of a small network's step on the CPU)."""
+    tensors = list(params)
+    fused = bool(tensors) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors
+    )
     if opt.name == "sgd":
         return torch.optim.SGD(
-            params,
+            tensors,
             lr=opt.lr,
             momentum=opt.momentum,
             nesterov=opt.nesterov and opt.momentum > 0,
             weight_decay=opt.weight_decay,
+            fused=fused or None,
         )
     kind = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
-    return kind(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    return kind(tensors, lr=opt.lr, weight_decay=opt.weight_decay, fused=fused or None)
 
 
 def make_scheduler(

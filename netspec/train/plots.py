@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from netspec.fileio import PathLike, make_dirs, write_atomic
 
-ERROR_GRID = (6, 10)  # rows, columns of misclassified examples
+ERROR_GRID = (10, 10)  # rows, columns of misclassified examples: the 1998 figure's 82 fit
 MAP_ROWS = 6  # test samples in predictions.png
 
 
@@ -139,23 +139,26 @@ def errors(
     pred: npt.NDArray[np.int64],
     title: str,
 ) -> None:
-    """A grid of the first misclassified images ``(N, C, H, W)`` in [0, 1], "true→pred"."""
+    """The misclassified images ``(N, C, H, W)`` in [0, 1], in test-set order, ten to a row,
+    each with "true->predicted" below it: the figure of LeNet-5's 82 errors in LeCun et al.
+    (1998), black ink on white. At most ERROR_GRID's rows x columns are drawn."""
     plt = _pyplot()
-    wrong = np.flatnonzero(true != pred)[: ERROR_GRID[0] * ERROR_GRID[1]]
-    rows = max(1, -(-len(wrong) // ERROR_GRID[1]))
-    fig, axes = plt.subplots(
-        rows, ERROR_GRID[1], figsize=(ERROR_GRID[1] * 1.1, rows * 1.25), squeeze=False
-    )
+    rows_max, cols = ERROR_GRID
+    wrong_all = np.flatnonzero(true != pred)
+    wrong = wrong_all[: rows_max * cols]
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.2 + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong, strict=False):
         image = images[i]
         shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-        ax.imshow(np.clip(shown, 0, 1), cmap="gray_r" if image.shape[0] == 1 else None)
-        ax.set_title(f"{true[i]}→{pred[i]}", fontsize=9, color="tab:red")
+        gray = {"cmap": "gray_r", "vmin": 0.0, "vmax": 1.0} if image.shape[0] == 1 else {}
+        ax.imshow(np.clip(shown, 0, 1), **gray)  # ink as ink: no rescaling per image
+        ax.text(0.5, -0.06, f"{true[i]}->{pred[i]}", transform=ax.transAxes, ha="center", va="top")
     fig.suptitle(
-        f"{title}: {int((true != pred).sum())} misclassified"
-        + (f", first {len(wrong)} shown" if len(wrong) < (true != pred).sum() else "")
+        f"{title}: {len(wrong_all)} misclassified (true->predicted)"
+        + (f", first {len(wrong)} shown" if len(wrong) < len(wrong_all) else "")
     )
     fig.tight_layout()
     _save(fig, path)

@@ -339,7 +339,7 @@ def _train(run: Run, console: Console, log: Log) -> None:
                 + f" | lr {row['lr']:.3g} | {row['seconds']:.1f} s "
                 f"({result.seconds:.1f} s training)"
             )
-            _checkpoint(run, epoch, test, row)
+            checkpoint(run, epoch, test, row)
 
 
 def metrics_row(
@@ -369,7 +369,7 @@ def score(test: Evaluation, target: Target) -> float:
     return test.acc if target.accuracy else -test.loss
 
 
-def _checkpoint(run: Run, epoch: int, test: Evaluation, row: dict[str, float]) -> None:
+def checkpoint(run: Run, epoch: int, test: Evaluation, row: dict[str, float]) -> None:
     """Metrics, then best weights if they improved, then the committing last checkpoint."""
     write_metrics(run.dir / "metrics.csv", run.rows)
     files = spec_files(run.compiled)

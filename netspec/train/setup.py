@@ -198,11 +198,11 @@ def make_place(request: Request, compiled: Compiled, log: Log) -> Place:
     amp = pick_precision(request.precision, device)
     if amp is not None:
         log(f"mixed precision: {str(amp).removeprefix('torch.')}")
-    convs = channels_last_helps(n.op for n in compiled.graph.nodes) and all(
+    nhwc = channels_last_helps((n.op for n in compiled.graph.nodes), device.type) and all(
         len(i.shape) == 3
         for i in compiled.graph.inputs  # NHWC needs 2-D maps, not signals
     )
-    return Place(device, amp, device.type == "cuda" and convs, rank, world)
+    return Place(device, amp, nhwc, rank, world)
 
 
 def load_tensors(

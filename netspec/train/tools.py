@@ -119,6 +119,7 @@ def _describe(config: TrainConfig) -> str:
         f"scale {a.scale[0]:g}..{a.scale[1]:g}" if a.scale else "",
         f"shift ±{a.shift:g}px" if a.shift else "",
         f"shear ±{a.shear:g}°" if a.shear else "",
+        f"squeeze {a.squeeze[0]:g}..{a.squeeze[1]:g}" if a.squeeze else "",
         f"elastic α={a.elastic_alpha:g} σ={a.elastic_sigma:g}" if a.elastic_alpha else "",
     ]
     return ", ".join(p for p in parts if p) or "no augmentation"

@@ -1,0 +1,245 @@
+"""The training loop's own overhead: `netspec train`'s epoch against a hand-written PyTorch
+loop over the same module, and what evaluation and checkpointing add to each epoch.
+
+Both loops train a module that netspec.lower.to_torch made from the same spec, drawn from
+the same seed, in the memory format netspec picks for it, on the spec's MNIST in memory,
+with the spec's batch, the same torch optimizer (fused, as netspec builds it) and the
+same per-step schedule. The hand-written loop is the one a person writes: the whole
+training set normalized once, then index, forward, loss, backward, step. netspec's epoch
+is `netspec.train.loop.train_epoch` as `netspec train` calls it (its progress bar shown
+as when the output is not a terminal). The loops take turns, one whole epoch each
+(A B B A ...), so drift in the machine's load hits both alike; images/s are medians and the
+ratio is netspec / hand-written (goal: >= 0.97). The results replace the section
+`## Training loop overhead` of docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/bench_loop.py [--rounds 4] [--data DIR] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import nn
+
+from netspec.compiler import Compiled
+from netspec.train.data import Tensors
+from netspec.train.loop import Bar, Place, evaluate, make_parts, train_epoch
+from netspec.train.session import Run, checkpoint, metrics_row
+from netspec.train.setup import (
+    Request,
+    build_module,
+    compile_request,
+    load_tensors,
+    make_place,
+    seeded_module,
+    train_config,
+)
+from netspec.trainspec import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Training loop overhead"
+SPECS = (("LeNet", ROOT / "specs" / "lenet.net"), ("mnist_fast", ROOT / "specs" / "mnist_fast.net"))
+
+
+def _quiet(_: str) -> None:
+    """netspec's log lines are not the benchmark's output."""
+
+
+@dataclass
+class Case:
+    """One spec, its train section, where netspec trains it, and its data in memory."""
+
+    name: str
+    compiled: Compiled
+    config: TrainConfig
+    place: Place
+    data: Tensors
+
+    def module(self) -> nn.Module:
+        module = seeded_module(self.compiled, build_module, self.config.seed)
+        if self.place.channels_last:
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return module
+
+
+def case(name: str, spec: Path, data: Path | None) -> Case:
+    compiled = compile_request(spec, None, {})
+    config = train_config(compiled, {}, _quiet)
+    place = make_place(Request(device="cpu"), compiled, _quiet)
+    tensors = load_tensors(compiled, config, data, None, place.device, _quiet)
+    return Case(name, compiled, config, place, tensors)
+
+
+def netspec_epoch(c: Case) -> Callable[[], float]:
+    """One epoch of `train_epoch` on a fresh module; returns its seconds."""
+
+    def run() -> float:
+        module = c.module()
+        parts = make_parts(module, module, c.config, len(c.data.train_x), c.place)
+        with Bar(Console(file=io.StringIO()), enabled=False) as bar:
+            start = time.perf_counter()
+            train_epoch(parts, c.data, c.config, c.place, 1, bar.show)
+            return time.perf_counter() - start
+
+    return run
+
+
+def hand_epoch(c: Case) -> Callable[[], float]:
+    """The same epoch, written by hand: cross entropy with the spec's smoothing."""
+    cfg = c.config
+    x_all = c.place.batch((c.data.train_x - cfg.normalize.mean) / cfg.normalize.std)
+    y_all, n = c.data.train_y, len(c.data.train_x)
+
+    def run() -> float:
+        model = c.module()
+        parts = make_parts(model, model, cfg, n, c.place)  # netspec's optimizer and schedule
+        optimizer, scheduler = parts.optimizer, parts.scheduler
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+        for i in range(0, n, cfg.batch):
+            idx = order[i : i + cfg.batch]
+            loss = F.cross_entropy(
+                model(x_all[idx]), y_all[idx], label_smoothing=cfg.loss.smoothing
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            scheduler.step()
+        return time.perf_counter() - start
+
+    return run
+
+
+def interleaved(a: Callable[[], float], b: Callable[[], float], rounds: int) -> tuple[float, float]:
+    """Median seconds of ``a`` and of ``b``, taking turns (ABBA) after one warm-up each."""
+    a(), b()
+    times: tuple[list[float], list[float]] = ([], [])
+    for r in range(rounds):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            times[k].append((a, b)[k]())
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def epoch_extras(c: Case, rounds: int) -> tuple[float, float]:
+    """Median seconds of what `netspec train` does after each epoch's training: evaluate
+    the test set, then write metrics, best weights, state and the committing checkpoint."""
+    module = c.module()
+    parts = make_parts(module, module, c.config, len(c.data.train_x), c.place)
+    evals: list[float] = []
+    saves: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Run(Path(tmp), c.compiled, c.config, c.data, c.place, module, parts, [])
+        for epoch in range(1, rounds + 1):
+            start = time.perf_counter()
+            test = evaluate(module, c.data.test_x, c.data.test_y, c.config, c.place)
+            evals.append(time.perf_counter() - start)
+            row = {**metrics_row(epoch, 0.0, 0.0, test, c.data.target), "lr": 0.0, "seconds": 0.0}
+            run.rows.append(row)
+            run.best_acc = -1.0  # every epoch writes best weights too, as an improving run does
+            start = time.perf_counter()
+            checkpoint(run, epoch, test, row)
+            saves.append(time.perf_counter() - start)
+    return statistics.median(evals), statistics.median(saves)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"CPU: {cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _row(c: Case, rounds: int) -> str:
+    ours, hand = interleaved(netspec_epoch(c), hand_epoch(c), rounds)
+    ev, save = epoch_extras(c, rounds)
+    n = len(c.data.train_x)
+    o = c.config.optimizer
+    return (
+        f"| {c.name} | {o.name} lr={o.lr:g}, {c.config.schedule.name}, batch {c.config.batch} | "
+        f"{n / ours:,.0f} ({ours:.2f} s) | {n / hand:,.0f} ({hand:.2f} s) | "
+        f"**{hand / ours:.3f}** | {ev:.3f} s | {save:.3f} s |"
+    )
+
+
+def _write(section: str) -> None:
+    """Replace (or append) our section of docs/benchmarks.md, leaving the others as they are."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    tmp = DOC.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(DOC)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4, help="epochs of each loop")
+    parser.add_argument("--data", type=Path, help="MNIST's IDX files (default: netspec's cache)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    command = " ".join(["python", "benchmarks/bench_loop.py", *sys.argv[1:]])
+    cases = [case(name, spec, args.data) for name, spec in SPECS]
+    before = _load()
+    rows = [_row(c, args.rounds) for c in cases]
+    lines = [
+        SECTION,
+        "",
+        "One epoch of MNIST (60,000 images, in memory) by `netspec train`'s loop and by a",
+        "hand-written PyTorch loop over the same module, optimizer and schedule, taking turns",
+        f"(ABBA), {args.rounds} epochs each after a warm-up; medians. Ratio = netspec images/s /",
+        "hand-written images/s (goal: >= 0.97). Evaluation (10,000 test images) and the",
+        "checkpoint (metrics, best weights, state, last weights) are what each epoch adds",
+        "after its training, timed apart.",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {_machine()}; load average {before} before, {_load()} after.",
+        "",
+        "| spec | train section | netspec img/s | hand-written img/s | ratio | evaluation "
+        "| checkpoint |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+    section = "\n".join(lines)
+    print(section)
+    if not args.no_write:
+        _write(section)
+
+
+if __name__ == "__main__":
+    main()
