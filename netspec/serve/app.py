@@ -1,6 +1,6 @@
 """The page's server: a Starlette app over one `Probe`.
 
-GET  /                 the page (static/index.html, app.js, style.css)
+GET  /                 the page (static/index.html; /static/app.js, /static/style.css)
 GET  /api/model        the network: input shape, classes, every layer's row of the compile
                        table (shape, receptive field, params, MACs) and its spec line
 POST /api/run          a drawn image -> the input as the network sees it, every layer's maps
@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -54,6 +54,9 @@ class Served:
 def make_app(served: Served) -> Starlette:
     """The Starlette app for ``served``; refusals are JSON, never an HTML error page."""
     input_size(served.probe.input_shape)  # refuse a network without an image input now
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
 
     async def model(request: Request) -> Response:
         return JSONResponse(model_json(served.probe, served.title, served.digits is not None))
@@ -97,7 +100,8 @@ def make_app(served: Served) -> Starlette:
             Route("/api/upload", upload, methods=["POST"]),
             Route("/api/gallery", gallery, methods=["GET"]),
             Route("/api/digit/{which}", digit, methods=["GET"]),
-            Mount("/", StaticFiles(directory=STATIC, html=True)),
+            Route("/", page, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC)),
         ],
         exception_handlers={BadRequest: _refused, HTTPException: _http_error},
     )
