@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_train_step.py
 	$(BIN)/python benchmarks/bench_onnx.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update

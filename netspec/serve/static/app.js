@@ -20,7 +20,10 @@ const state = {
   layouts: {},      // layer name -> how its canvas is laid out (for hovering)
   pinned: null,     // a clicked unit stays shown until another click
 };
-window.netspec = { timings: [], updates: 0 };  // read by the tests and benchmarks/bench_serve.py
+// Each update's milliseconds from reading the canvas to every layer drawn, and the part of
+// it spent waiting for the server (request, inference, answer): read by the tests and by
+// benchmarks/bench_serve.py.
+window.netspec = { timings: [], waits: [], updates: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -360,7 +363,9 @@ function update() {
   const body = JSON.stringify({ height: h, width: w, channels: c, pixels: b64(pixels()) });
   api("/api/run", { method: "POST", headers: { "Content-Type": "application/json" }, body })
     .then((answer) => {
+      const answered = performance.now();
       render(answer);
+      window.netspec.waits.push(answered - started);
       window.netspec.timings.push(performance.now() - started);
       window.netspec.updates += 1;
       $("status").textContent = "";
