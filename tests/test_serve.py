@@ -326,7 +326,8 @@ def test_onnx_file_is_served_without_torch(tiny_run: TinyRun) -> None:
 @pytest.mark.parametrize(
     ("target", "words", "code"),
     [
-        ("nowhere/at-all", "nowhere/at-all", 1),
+        ("nowhere/at-all", "nowhere/at-all: no such file", 2),
+        ("tests/conftest.py", "conftest.py", 1),
         ("specs/signal1d.net", "draws images", 2),
     ],
 )

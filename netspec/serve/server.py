@@ -12,7 +12,7 @@ import uvicorn
 
 from netspec.data.registry import DATASETS
 from netspec.errors import DataError, NetspecError, UsageError
-from netspec.probe import open_probe
+from netspec.probe import Probe, open_probe
 from netspec.serve.app import Served, make_app
 from netspec.serve.digits import Digits, read_digits
 from netspec.serve.images import input_size
@@ -25,24 +25,24 @@ def open_served(target: Path, data: Path | None, log: Log) -> Served:
     digits: ``data``, else a run's own test set, else none (said in ``log``)."""
     probe = open_probe(target)
     try:
-        size = input_size(probe.input_shape)
+        input_size(probe.input_shape)
     except ValueError:
         shape = "x".join(map(str, probe.input_shape))
         raise UsageError(
             f"{target}: the network's input is {shape}; netspec serve draws images "
             "(1 or 3 channels x height x width)"
         ) from None
-    digits = _digits(target, data, size[2], log)
+    digits = _digits(probe, target, data, log)
     return Served(probe, target.name or str(target), digits)
 
 
-def _digits(target: Path, data: Path | None, channels: int, log: Log) -> Digits | None:
+def _digits(probe: Probe, target: Path, data: Path | None, log: Log) -> Digits | None:
     if data is None and target.suffix == ".onnx":
         log("no test digits for an ONNX file: pass --data DIR to browse a test set")
         return None
-    dataset, stored = _dataset(target, data)
+    dataset, stored = _dataset(probe, target, data)
     try:
-        digits = read_digits(dataset, stored, channels)
+        digits = read_digits(dataset, stored, input_size(probe.input_shape)[2])
     except DataError as e:
         if data is not None:
             raise
@@ -53,7 +53,7 @@ def _digits(target: Path, data: Path | None, channels: int, log: Log) -> Digits 
     return digits
 
 
-def _dataset(target: Path, data: Path | None) -> tuple[str | None, Path | None]:
+def _dataset(probe: Probe, target: Path, data: Path | None) -> tuple[str | None, Path | None]:
     """The dataset a run or a spec trains on, and the data path to read (``data``, or
     the one a run stored where netspec follows it)."""
     if target.is_dir():
@@ -63,10 +63,8 @@ def _dataset(target: Path, data: Path | None) -> tuple[str | None, Path | None]:
         return kept.config().dataset, stored_data(kept, data)
     if data is not None:
         return None, data
-    from netspec.compiler import compile
-
-    compiled = compile(target)
-    dataset = compiled.train.dataset if compiled.train is not None else None
+    train = probe.compiled.train
+    dataset = train.dataset if train is not None else None
     return (dataset if dataset in DATASETS else None), None
 
 
