@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_onnx.py
 	$(BIN)/python benchmarks/bench_cold.py
 	$(BIN)/python benchmarks/bench_fcn.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update

@@ -31,6 +31,7 @@ COMMANDS: Mapping[str, str] = {
     "convert": "netspec.cli.detect:convert_cmd",
     "detect": "netspec.cli.detect:detect_cmd",
     "scenes": "netspec.cli.scenes:scenes_cmd",
+    "serve": "netspec.cli.serve:serve_cmd",
 }
 
 

@@ -162,7 +162,7 @@ def export_compiled(
         log(f"exporting {compiled.name} with untrained (freshly initialized) weights")
     traced = _trace(module, compiled, examples, options.opset, options.batch)
     try:
-        fp32 = _cleanup(traced)
+        fp32 = _cleanup(traced, [o.name for o in output_infos(compiled)])
         final = _reduce(fp32, options.precision, calibration, compiled)
     except NetspecError:
         raise
@@ -262,23 +262,32 @@ def _trace(
     opset: int,
     batch: str | int,
 ) -> onnx.ModelProto:
-    """TorchScript export with weights as (input-listed) initializers, so nothing folds them."""
+    """TorchScript export with weights as (input-listed) initializers, so nothing folds them,
+    and each layer's own tensor named after the layer (netspec.export.layers)."""
     import onnx
     import torch
 
+    from netspec.export.layers import WithLayers
+
     buffer = io.BytesIO()
+    named = WithLayers(module, compiled.graph)
     try:
+        with torch.no_grad():
+            layers = named.layer_names(*examples)
+        axes = _dynamic_axes(compiled, batch)
+        if batch == "dynamic":
+            axes |= {name: {0: "batch"} for name in layers}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module,
+                named,
                 tuple(examples),
                 buffer,  # type: ignore[arg-type]  # a file object works; the hint says path
                 dynamo=False,
                 opset_version=opset,
                 input_names=[i.name for i in compiled.graph.inputs],
-                output_names=[o.name for o in output_infos(compiled)],
-                dynamic_axes=_dynamic_axes(compiled, batch),
+                output_names=[o.name for o in output_infos(compiled)] + layers,
+                dynamic_axes=axes,
                 do_constant_folding=False,
                 keep_initializers_as_inputs=True,
             )
@@ -286,12 +295,16 @@ def _trace(
         raise ExportError(
             f"{compiled.name}: PyTorch could not export to ONNX opset {opset}: {e}"
         ) from None
+    finally:
+        named.close()
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
+def _cleanup(model: onnx.ModelProto, outputs: list[str]) -> onnx.ModelProto:
     """ONNX Runtime's basic offline optimizations, weights held out (they are graph inputs
-    while it runs), then the weights made plain initializers again."""
+    while it runs), then the weights made plain initializers again and the layers' outputs
+    dropped from the graph's, leaving the network's `outputs` (the layers' tensors keep their
+    names: netspec.export.layers)."""
     import onnx
     import onnxruntime as ort
 
@@ -307,6 +320,9 @@ def _cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
     inputs = [i for i in cleaned.graph.input if i.name not in weights]
     del cleaned.graph.input[:]
     cleaned.graph.input.extend(inputs)
+    kept = [o for o in cleaned.graph.output if o.name in outputs]
+    del cleaned.graph.output[:]
+    cleaned.graph.output.extend(kept)
     _prune_opsets(cleaned)
     return cleaned
 

@@ -1,0 +1,46 @@
+"""`netspec serve`: the page where a person draws and watches every layer (netspec.serve).
+
+uvicorn, Starlette and the probe are imported inside the command; on an ONNX file nothing
+it loads imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from netspec.cli.console import echo, say
+from netspec.cli.options import command
+
+
+@command("serve")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="the address to listen on (another than 127.0.0.1 opens the page to the network)",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="the port (0: any free one, printed)",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="test images to browse (IDX directory, image folders, .npz); a run's own by default",
+)
+def serve_cmd(target: Path, host: str, port: int, data: Path | None) -> None:
+    """Serve a page for TARGET (a run directory, a spec or an ONNX file): draw a digit,
+    see every layer's feature maps, the receptive field of any unit, the spec line that
+    made its layer, and (for a run) the misclassified test digits. Ctrl-C stops it."""
+    from netspec.serve.server import listen, open_served, serve, url
+
+    served = open_served(target, data, say)
+    sock = listen(host, port)
+    echo(f"serving {target} at {url(sock)} (Ctrl-C stops)")
+    serve(served, sock, say)

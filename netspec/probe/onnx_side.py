@@ -1,0 +1,124 @@
+"""Every layer's output from an ONNX file netspec wrote, on ONNX Runtime, without torch.
+
+netspec's exporter names each layer's own tensor after the layer (netspec.export.layers);
+here those tensors become extra graph outputs of an in-memory copy of the model, and one
+session run returns them all. A layer without a tensor of its own (identity, dropout at
+inference: what it returns is its input) reads its input's tensor; a network output reads
+the output the metadata names. A file written before the exporter named its layers has no
+such tensors: refused with the advice to export it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from netspec.artifact import ModelInfo
+from netspec.compiler import Compiled
+from netspec.errors import ModelError
+from netspec.runtime.session import session_options
+from netspec.text import first_line
+
+# Operations whose output may be their input's tensor itself, under no name of its own.
+PASS_THROUGH = frozenset({"identity", "dropout", "project", "flatten", "reshape"})
+
+Arrays = dict[str, npt.NDArray[np.float32]]
+
+
+def _tensor_names(
+    compiled: Compiled, info: ModelInfo, produced: set[str], path: Path
+) -> dict[str, str]:
+    """Each layer's tensor in the graph: its own name, a network output's, or its input's."""
+    outputs = dict(zip(compiled.graph.outputs, (o.name for o in info.outputs), strict=True))
+    inputs = {i.name: i.name for i in compiled.graph.inputs}
+    tensors: dict[str, str] = {}
+    for node in compiled.graph.nodes:
+        if node.name in outputs:
+            tensors[node.name] = outputs[node.name]
+        elif node.name in produced:
+            tensors[node.name] = node.name
+        elif node.op in PASS_THROUGH and len(node.inputs) == 1:
+            source = node.inputs[0]
+            tensors[node.name] = tensors.get(source) or inputs[source]
+        else:
+            raise ModelError(
+                f"{path}: no tensor named after layer '{node.name}'; the file was exported "
+                "before netspec named its layers' tensors",
+                hint="export it again (`netspec export RUN`), or give the run directory",
+            )
+    return tensors
+
+
+def _value_types(model: Any) -> dict[str, int]:
+    """The element type of every tensor shape inference can type (default float)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, ValueError):
+        return {}
+    infos = [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    return {v.name: v.type.tensor_type.elem_type for v in infos}
+
+
+class OnnxLayers:
+    """ONNX Runtime over the file, every layer's tensor an output."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, model: Any, compiled: Compiled, info: ModelInfo) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        produced = {name for n in model.graph.node for name in n.output}
+        self.tensors = _tensor_names(compiled, info, produced, path)
+        self.shapes = {layer.name: layer.shape for layer in compiled.layers}
+        present = {o.name for o in model.graph.output}
+        types = _value_types(model)
+        for name in dict.fromkeys(self.tensors.values()):
+            if name not in present and name in produced:
+                elem = types.get(name) or onnx.TensorProto.FLOAT
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+        self.fetch = [t for t in dict.fromkeys(self.tensors.values()) if t in produced | present]
+        try:
+            self.session = ort.InferenceSession(
+                model.SerializeToString(),
+                session_options(threads=None),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types
+            raise ModelError(f"{path}: ONNX Runtime cannot open it: {first_line(e)}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        first = self.session.get_inputs()[0].shape[0]
+        self.batch = first if isinstance(first, int) else None
+        self.path = path
+
+    def _run(self, x: npt.NDArray[np.float32]) -> Sequence[Any]:
+        feeds = dict.fromkeys(self.input_names, x)
+        try:
+            result: Sequence[Any] = self.session.run(self.fetch, feeds)
+        except Exception as e:  # ORT's own error types for inputs it cannot take
+            raise ModelError(f"{self.path}: ONNX Runtime failed: {first_line(e)}") from None
+        return result
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> Arrays:
+        x = np.ascontiguousarray(x, np.float32)
+        if self.batch is None or self.batch == len(x):
+            values = list(self._run(x))
+        else:  # a fixed batch: one padded call per chunk
+            parts = []
+            for start in range(0, len(x), self.batch):
+                chunk = x[start : start + self.batch]
+                fill = np.repeat(chunk[-1:], self.batch - len(chunk), axis=0)
+                outs = self._run(np.concatenate([chunk, fill]))
+                parts.append([o[: len(chunk)] for o in outs])
+            values = [np.concatenate(col) for col in zip(*parts, strict=True)]
+        by_tensor = dict.fromkeys(self.input_names, x) | dict(zip(self.fetch, values, strict=True))
+        return {
+            layer: np.asarray(by_tensor[tensor], np.float32).reshape(len(x), *self.shapes[layer])
+            for layer, tensor in self.tensors.items()
+        }

@@ -1,0 +1,172 @@
+"""The page's server: a Starlette app over one `Probe`.
+
+GET  /                 the page (static/index.html; /static/app.js, /static/style.css)
+GET  /api/model        the network: input shape, classes, every layer's row of the compile
+                       table (shape, receptive field, params, MACs) and its spec line
+POST /api/run          a drawn image -> the input as the network sees it, every layer's maps
+                       (16-bit codes over the layer's range, base64), the class probabilities
+POST /api/upload       an image file (PNG, JPEG, ...) -> the pixels to draw, at the input size
+GET  /api/gallery      the misclassified test digits (a run, or --data)
+GET  /api/digit/N      test digit N (`random` for any one)
+
+Every refusal is a 4xx with ``{"error": message}``; a request never stops the server.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from netspec.probe import Probe
+from netspec.serve.digits import GALLERY, Digits
+from netspec.serve.images import BadRequest, drawn, input_size, plain, uploaded
+from netspec.serve.maps import model_json, pixels_json, run_json
+
+STATIC = Path(__file__).with_name("static")
+MAX_JSON = 1 << 20  # bytes of a POST /api/run body: a 3x224x224 image in base64 is 200 KB
+MAX_UPLOAD = 8 << 20  # bytes of an uploaded image file
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the app serves: the probe, the page's title, and the test digits if any."""
+
+    probe: Probe
+    title: str
+    digits: Digits | None
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        return input_size(self.probe.input_shape)
+
+
+def make_app(served: Served) -> Starlette:
+    """The Starlette app for ``served``; refusals are JSON, never an HTML error page."""
+    input_size(served.probe.input_shape)  # refuse a network without an image input now
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def model(request: Request) -> Response:
+        return JSONResponse(model_json(served.probe, served.title, served.digits is not None))
+
+    async def run(request: Request) -> Response:
+        body = _json(await _body(request, MAX_JSON))
+        image = drawn(body, served.size)
+        layers = _layers(body, served.probe)
+        return JSONResponse(await run_in_threadpool(_run, served.probe, image, layers))
+
+    async def upload(request: Request) -> Response:
+        image, inverted = uploaded(await _body(request, MAX_UPLOAD), served.size)
+        return JSONResponse(pixels_json(image, [("inverted", inverted)]))
+
+    async def gallery(request: Request) -> Response:
+        digits = _digits(served)
+        errors = await run_in_threadpool(digits.errors, served.probe, served.size)
+        shown = [
+            {**e, **pixels_json(digits.image(e["index"], served.size))} for e in errors[:GALLERY]
+        ]
+        return JSONResponse({"errors": len(errors), "tested": len(digits), "digits": shown})
+
+    async def digit(request: Request) -> Response:
+        digits = _digits(served)
+        which = request.path_params["which"]
+        if which == "random":
+            index = random.randrange(len(digits))
+        elif which.isdigit() and int(which) < len(digits):
+            index = int(which)
+        else:
+            raise BadRequest(
+                f"no test digit {which!r}: there are {len(digits)} (0 to {len(digits) - 1})", 404
+            )
+        image = digits.image(index, served.size)
+        return JSONResponse(pixels_json(image, [("index", index), ("label", digits.label(index))]))
+
+    return Starlette(
+        routes=[
+            Route("/api/model", model, methods=["GET"]),
+            Route("/api/run", run, methods=["POST"]),
+            Route("/api/upload", upload, methods=["POST"]),
+            Route("/api/gallery", gallery, methods=["GET"]),
+            Route("/api/digit/{which}", digit, methods=["GET"]),
+            Route("/", page, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC)),
+        ],
+        exception_handlers={BadRequest: _refused, HTTPException: _http_error},
+    )
+
+
+def _run(probe: Probe, image: Any, layers: list[str]) -> dict[str, Any]:
+    prepared = probe.prepare(plain(image))
+    return run_json(probe, prepared, probe.run(prepared), layers)
+
+
+def _layers(body: dict[str, Any], probe: Probe) -> list[str]:
+    """The layers a POST /api/run asks for (``"layers": [names]``), all by default."""
+    names = [layer.name for layer in probe.layers]
+    asked = body.get("layers", names)
+    if not isinstance(asked, list) or not all(isinstance(n, str) for n in asked):
+        raise BadRequest("'layers' must be a list of layer names", 422)
+    unknown = [n for n in asked if n not in names]
+    if unknown:
+        raise BadRequest(
+            f"unknown layer {unknown[0][:80]!r}; the layers are {', '.join(names)}", 404
+        )
+    return asked
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) as soon as it passes ``limit`` bytes, whatever
+    its Content-Length says."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the request is {int(declared):,} bytes; at most {limit:,} are read", 413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"the request is over {limit:,} bytes, the most that is read", 413)
+        chunks.append(chunk)
+    if not size:
+        raise BadRequest("the request has no body")
+    return b"".join(chunks)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadRequest(f"the body is not JSON ({e})") from None
+
+
+def _digits(served: Served) -> Digits:
+    if served.digits is None:
+        raise BadRequest("no test digits: serve a run, or pass --data with the test images", 404)
+    return served.digits
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadRequest)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route: 404, wrong method: 405) as JSON too."""
+    assert isinstance(exc, HTTPException)
+    message = {
+        404: f"no such page or API: {request.url.path[:200]}",
+        405: f"{request.method} is not allowed on {request.url.path[:200]}",
+    }.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)

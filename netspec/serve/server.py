@@ -1,0 +1,107 @@
+"""Start the page's server: open the target, bind the socket, print the URL, serve until
+Ctrl-C. The socket is bound (and listening) before the URL is printed, so `--port 0`
+prints the port the system chose and a client may connect the moment it reads it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from netspec.data.registry import DATASETS
+from netspec.errors import DataError, NetspecError, UsageError
+from netspec.probe import Probe, open_probe
+from netspec.serve.app import Served, make_app
+from netspec.serve.digits import Digits, read_digits
+from netspec.serve.images import input_size
+
+Log = Callable[[str], None]
+
+
+def open_served(target: Path, data: Path | None, log: Log) -> Served:
+    """The probe of ``target`` (a run directory, a spec or an ONNX file) and its test
+    digits: ``data``, else a run's own test set, else none (said in ``log``)."""
+    probe = open_probe(target)
+    try:
+        input_size(probe.input_shape)
+    except ValueError:
+        shape = "x".join(map(str, probe.input_shape))
+        raise UsageError(
+            f"{target}: the network's input is {shape}; netspec serve draws images "
+            "(1 or 3 channels x height x width)"
+        ) from None
+    digits = _digits(probe, target, data, log)
+    return Served(probe, target.name or str(target), digits)
+
+
+def _digits(probe: Probe, target: Path, data: Path | None, log: Log) -> Digits | None:
+    if data is None and target.suffix == ".onnx":
+        log("no test digits for an ONNX file: pass --data DIR to browse a test set")
+        return None
+    dataset, stored = _dataset(probe, target, data)
+    try:
+        digits = read_digits(dataset, stored, input_size(probe.input_shape)[2])
+    except DataError as e:
+        if data is not None:
+            raise
+        log(f"no test digits ({e.message}); pass --data to browse a test set")
+        return None
+    if digits is not None:
+        log(f"test digits: {len(digits):,} from {digits.source}")
+    return digits
+
+
+def _dataset(probe: Probe, target: Path, data: Path | None) -> tuple[str | None, Path | None]:
+    """The dataset a run or a spec trains on, and the data path to read (``data``, or
+    the one a run stored where netspec follows it)."""
+    if target.is_dir():
+        from netspec.train.opening import read_run, stored_data
+
+        kept = read_run(target)
+        return kept.config().dataset, stored_data(kept, data)
+    if data is not None:
+        return None, data
+    train = probe.compiled.train
+    dataset = train.dataset if train is not None else None
+    return (dataset if dataset in DATASETS else None), None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: any free port)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise UsageError(f"--host {host}: cannot resolve it ({e.strerror or e})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return sock
+
+
+def url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(served: Served, sock: socket.socket, log: Log) -> None:
+    """Serve until Ctrl-C (or SIGTERM); Ctrl-C ends it with a message, not a traceback."""
+    config = uvicorn.Config(make_app(served), log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    log("stopped")
+
+
+__all__ = ["NetspecError", "listen", "open_served", "serve", "url"]
