@@ -118,7 +118,7 @@ def steps_per_epoch(n: int, batch: int, world: int) -> int:
 def make_optimizer(params: Iterable[nn.Parameter], opt: Optimizer) -> torch.optim.Optimizer:
     """The optimizer, as one fused kernel per step where torch has one for every parameter
     (float tensors on the CPU or CUDA): the same update, without a loop over tensors in
-    Python (a fifth of a small network's step on the CPU)."""
+    Python (about a tenth of a small network's step on the CPU)."""
     tensors = list(params)
     fused = bool(tensors) and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors
