@@ -57,11 +57,14 @@ class Taps:
         self._calls[id(module)] = calls + 1
         self.outputs[uses[calls % len(uses)]] = output
 
-    def __call__(self, *inputs: Tensor) -> tuple[Any, dict[str, Any]]:
-        """The network's own result, and every layer's output by name in network order."""
+    def __call__(
+        self, *inputs: Tensor, through: nn.Module | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The network's own result (or that of `through`, a module that runs the network
+        inside it), and every layer's output by name in network order."""
         self._calls.clear()
         self.outputs = {}
-        result = self.network(*inputs)
+        result = (through or self.network)(*inputs)
         recorded = self.outputs
         self.outputs = {}
         return result, {name: recorded[name] for name in self.order if name in recorded}
@@ -87,27 +90,32 @@ def own_tensors(
 
 
 class WithLayers(nn.Module):
-    """The network, returning its outputs and then each layer's own tensor (`own_tensors`).
+    """The module, returning its outputs and then each layer's own tensor (`own_tensors`).
 
-    It holds the network's children as its own, under the same names, so the state_dict and
-    with it every initializer name is the network's."""
+    `module` is the lowered network, or one that runs it inside (a detector's network and
+    its decoding: then `network` is the lowered network whose layers are tapped). It holds
+    the module's children as its own, under the same names, so the state_dict and with it
+    every initializer name is the module's."""
 
     _taps: Taps
+    _module: nn.Module
 
-    def __init__(self, network: nn.Module, graph: Graph) -> None:
+    def __init__(self, module: nn.Module, graph: Graph, network: nn.Module | None = None) -> None:
         super().__init__()
-        self._modules = network._modules
-        self.training = network.training  # export puts this mode back on the children
-        self.__dict__["_taps"] = Taps(network, graph)  # not a submodule: no "network." prefix
+        self._modules = module._modules
+        self.training = module.training  # export puts this mode back on the children
+        # neither is a submodule: no "module." prefix on the names
+        self.__dict__["_module"] = module
+        self.__dict__["_taps"] = Taps(network or module, graph)
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        result, layers = self._taps(*inputs)
+        result, layers = self._taps(*inputs, through=self._module)
         outputs = result if isinstance(result, tuple) else (result,)
         return (*outputs, *(t for _, t in own_tensors(layers, inputs, outputs)))
 
     def layer_names(self, *inputs: Tensor) -> list[str]:
         """The names of the extra outputs `forward` returns for these inputs."""
-        result, layers = self._taps(*inputs)
+        result, layers = self._taps(*inputs, through=self._module)
         outputs = result if isinstance(result, tuple) else (result,)
         return [name for name, _ in own_tensors(layers, inputs, outputs)]
 

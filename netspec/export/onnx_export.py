@@ -268,9 +268,12 @@ def _trace(
     import torch
 
     from netspec.export.layers import WithLayers
+    from netspec.lower.detection import Decoded
 
     buffer = io.BytesIO()
-    named = WithLayers(module, compiled.graph)
+    # a detector's module is its network then the decoding: the network's layers are tapped
+    network = module.network if isinstance(module, Decoded) else module
+    named = WithLayers(module, compiled.graph, network=network)
     try:
         with torch.no_grad():
             layers = named.layer_names(*examples)
