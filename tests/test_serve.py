@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, interruptible, write_mnist_subset
+from netspec.data import read_idx, write_idx
+from tests.conftest import REAL_MNIST, ROOT, interruptible, write_mnist_subset
 
 pytestmark = pytest.mark.slow
 LENET = ROOT / "specs" / "lenet.net"
@@ -58,10 +59,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     run, data = base / "runs" / "tiny", base / "mnist"
     if not (run / "model.onnx").is_file():  # shared by both serve test modules
         write_mnist_subset(data, 1500, 300)
+        if not REAL_MNIST.is_dir():
+            _mislabel(data / "t10k-labels-idx1-ubyte.gz", 20)
         args = ("--data", data, "--epochs", "3", "--batch", "32", "--out", base / "runs")
         trained = netspec("train", LENET, *args, "--name", "tiny")
         assert trained.returncode == 0, trained.stderr[-3000:]
     return TinyRun(run, data)
+
+
+def _mislabel(labels: Path, count: int) -> None:
+    """Synthetic digits are learnt without a mistake: give the first ``count`` test
+    digits another label, so that the gallery has digits the network disagrees with."""
+    y = read_idx(labels).astype(np.uint8)
+    y[:count] = (y[:count] + 1) % 10
+    write_idx(labels, y)
 
 
 class Server:
