@@ -24,8 +24,8 @@ from netspec.trainspec import Augment, Loss
 from tests.conftest import REAL_MNIST, synthetic_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-QUICK_EPOCHS = 12
-TRAIN_MAP50_FLOOR = 0.5  # mAP@0.5 on its own 400 training scenes after QUICK_EPOCHS epochs
+QUICK_EPOCHS = 20
+TRAIN_MAP50_FLOOR = 0.5  # measured 0.76 (1 thread) and 0.74 (2 threads) after 20 epochs
 
 TINY = """
 network tiny(image: 1x32x32) {
