@@ -3,11 +3,11 @@ import neither torch, kornia nor matplotlib, `netspec compile` none of the numer
 libraries, and a command loads its own module of netspec.cli and no other command's.
 
 `modules_loaded(argv)` runs `python -m netspec ARGV` in a fresh interpreter, as a user
-starts it, and returns every module that process imported; a row of COMMANDS is a
-command line with `{model}`, `{png}`, `{dir}` and `{spec}` standing for the files the
-fixtures make. A command that runs until it is stopped (a server) is given `until=`, the
-text it prints once it is up: it is then interrupted as Ctrl-C would and its modules
-read as it exits.
+starts it, and returns every module that process imported; a row of ROWS is a command
+line with `{model}`, `{png}`, `{dir}`, `{spec}`, `{detector}` and `{scene}` standing for
+the files the fixtures make. A command that runs until it is stopped (a server) is given
+`until=`, the text it prints once it is up: it is then interrupted as Ctrl-C would and its
+modules read as it exits.
 """
 
 from __future__ import annotations
@@ -100,10 +100,15 @@ def command_modules(modules: set[str]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """An untrained LeNet exported to ONNX, one digit PNG and a folder of three."""
+    """An untrained LeNet and an untrained single-shot detector exported to ONNX, one digit
+    PNG, a folder of three, and a 128x128 scene."""
     tmp = tmp_path_factory.mktemp("cold")
     model = tmp / "lenet.onnx"
     export_compiled(netspec.compile(SPECS / "lenet.net"), model, **QUIET)
+    detector = tmp / "yolo.onnx"
+    export_compiled(netspec.compile(SPECS / "yolo_digits.net"), detector, **QUIET)
+    scene = tmp / "scene.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128), np.uint8)).save(scene)
     folder = tmp / "digits"
     folder.mkdir()
     for k in range(3):
@@ -115,6 +120,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "png": str(folder / "0.png"),
         "dir": str(folder),
         "spec": str(SPECS / "lenet.net"),
+        "detector": str(detector),
+        "scene": str(scene),
     }
 
 
@@ -143,6 +150,16 @@ ROWS = [
         id="bench interrupted while it times",
     ),
     pytest.param(["compile", "{spec}"], COMPILE_FORBIDDEN, "compile", None, id="compile"),
+    pytest.param(
+        ["detect", "--json", "{detector}", "{scene}"],
+        DEPLOYMENT_FORBIDDEN,
+        "detect",
+        None,
+        id="detect --json",
+    ),
+    pytest.param(
+        ["serve", "{model}", "--port", "0"], DEPLOYMENT_FORBIDDEN, "serve", "serving", id="serve"
+    ),
 ]
 
 
