@@ -28,6 +28,7 @@ COMMANDS: Mapping[str, str] = {
     "export": "netspec.cli.export:export_cmd",
     "run": "netspec.cli.run:run_cmd",
     "bench": "netspec.cli.run:bench_cmd",
+    "show": "netspec.cli.show:show_cmd",
 }
 
 
