@@ -195,7 +195,7 @@ def _slide(
             panels.append((name, plane, kernel))
     cols = 4
     rows = int(np.ceil((len(panels) + 1) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.6, rows * 2.9), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 2.4), squeeze=False)
     axes.flat[0].imshow(picture, cmap="gray", vmin=0, vmax=1)
     axes.flat[0].set_title("input", fontsize=9)
     for ax, (name, plane, kernel) in zip(axes.flat[1:], panels, strict=False):
