@@ -32,6 +32,7 @@ COMMANDS: Mapping[str, str] = {
     "detect": "netspec.cli.detect:detect_cmd",
     "scenes": "netspec.cli.scenes:scenes_cmd",
     "serve": "netspec.cli.serve:serve_cmd",
+    "show": "netspec.cli.show:show_cmd",
 }
 
 

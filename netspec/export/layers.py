@@ -42,7 +42,10 @@ class Taps:
         self._uses: dict[int, list[str]] = {}
         modules: dict[int, nn.Module] = {}
         for node in graph.nodes:
-            module = network.get_submodule(owner(graph, node))
+            try:
+                module = network.get_submodule(owner(graph, node))
+            except AttributeError:  # a module not lowered from this graph: nothing to tap
+                continue
             self._uses.setdefault(id(module), []).append(node.name)
             modules[id(module)] = module
         self._calls: dict[int, int] = {}

@@ -96,6 +96,17 @@ class OnnxLayers:
         first = self.session.get_inputs()[0].shape[0]
         self.batch = first if isinstance(first, int) else None
         self.path = path
+        self._producers = {out: node for node in model.graph.node for out in node.output}
+        self._initializers = {t.name: t for t in model.graph.initializer}
+
+    def kernels(self, layer: str) -> npt.NDArray[np.float32] | None:
+        """The weight of the Conv that computes `layer`'s tensor, `(out, in, kh, kw)`."""
+        from onnx import numpy_helper
+
+        node = self._producers.get(self.tensors[layer])
+        if node is None or node.op_type != "Conv" or node.input[1] not in self._initializers:
+            return None
+        return np.asarray(numpy_helper.to_array(self._initializers[node.input[1]]), np.float32)
 
     def _run(self, x: npt.NDArray[np.float32]) -> Sequence[Any]:
         feeds = dict.fromkeys(self.input_names, x)

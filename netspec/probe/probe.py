@@ -47,14 +47,15 @@ class Probe:
         source: Path,
     ) -> None:
         self.compiled = compiled
-        self.layers: tuple[LayerView, ...] = layer_views(compiled)
         self.input = InputInfo(inputs[0].name, _bound(compiled), inputs[0].mean, inputs[0].std)
+        self.layers: tuple[LayerView, ...] = layer_views(compiled)
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in self.input.shape)
         self.output = output
         self.output_layer = compiled.graph.outputs[0]
         self.classes: tuple[str, ...] | None = None
         if output.scores:
             width = math.prod(d for d in output.shape or () if isinstance(d, int))
+            width = 2 if output.kind == "sigmoid" and width == 1 else width  # (1 - p, p)
             self.classes = labels or tuple(str(k) for k in range(width))
         self.backend = backend
         self.source = source
@@ -109,6 +110,13 @@ class Probe:
         if not np.isfinite(x).all():
             raise InputError("the input holds NaN or infinite values")
         return self._runner(x.astype(np.float32, copy=False))
+
+    def kernels(self, name: str) -> FloatArray | None:
+        """The kernels of convolution `name` as `(out, in, kh, kw)`, from the trained or
+        seeded weights; None for a layer without one kernel tensor."""
+        self.layer(name)
+        kernels = getattr(self._runner, "kernels", None)
+        return None if kernels is None else kernels(name)
 
     def probabilities(self, outputs: Mapping[str, FloatArray]) -> FloatArray | None:
         """Class probabilities per sample from `run`'s outputs, when the output is scores."""

@@ -12,7 +12,7 @@ import torch
 
 from netspec.compiler import Compiled
 from netspec.errors import UsageError
-from netspec.export.layers import Taps
+from netspec.export.layers import Taps, owner
 from netspec.lower import Network, to_torch
 from netspec.lower.weights import load_weights
 from netspec.text import first_line
@@ -47,6 +47,14 @@ class TorchLayers:
         self.network = build_network(compiled, weights)
         self.inputs = len(compiled.graph.inputs)
         self._taps = Taps(self.network, compiled.graph)
+        self.graph = compiled.graph
+
+    def kernels(self, layer: str) -> npt.NDArray[np.float32] | None:
+        """A Conv2d's weight `(out, in, kh, kw)`, else None."""
+        module = self.network.get_submodule(owner(self.graph, self.graph.node(layer)))
+        if not isinstance(module, torch.nn.Conv2d):
+            return None
+        return module.weight.detach().float().numpy().copy()
 
     def __call__(self, x: npt.NDArray[np.float32]) -> Arrays:
         tensor = torch.from_numpy(np.ascontiguousarray(x, np.float32))

@@ -1,0 +1,194 @@
+"""`netspec show`: pictures of what each layer computes, for a run, a spec or an ONNX file.
+
+numpy, matplotlib, torch and ONNX Runtime are imported inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from netspec.cli.console import echo, parse_set, say
+from netspec.cli.options import command, sets_option
+from netspec.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from netspec.probe import Probe
+    from netspec.show.receptive import Unit
+
+MAX_DIGIT = 9999  # MNIST's test set
+TOP_SAMPLES = 1000  # test images searched for top-activations.png
+
+
+@command("show")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option(
+    "--input", "image", type=click.Path(path_type=Path), help="an image (PNG, JPEG, .npy)"
+)
+@click.option("--digit", type=click.IntRange(0, MAX_DIGIT), help="the N-th MNIST test digit")
+@click.option("--layer", "layers", multiple=True, help="draw this layer's maps (repeatable)")
+@click.option("--unit", help="the unit whose receptive field to draw: LAYER:C:Y:X")
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="MNIST directory (default: the cache)"
+)
+@sets_option("bind a symbolic size or override a constant")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="directory")
+def show_cmd(
+    target: Path,
+    image: Path | None,
+    digit: int | None,
+    layers: tuple[str, ...],
+    unit: str | None,
+    data: Path | None,
+    sets: tuple[str, ...],
+    out: Path,
+) -> None:
+    """Draw what TARGET (a run directory, a .net spec or an exported .onnx) computes for one
+    input: maps-LAYER.png, filters.png, receptive-field.png, graph.svg, occlusion.png and,
+    for a run trained on MNIST, top-activations.png; say where each went."""
+    from netspec.fileio import make_dirs
+
+    if image is not None and digit is not None:
+        raise UsageError("give --input IMAGE or --digit N, not both")
+    overrides: dict[str, Any] = parse_set(sets)
+    pixels = _read_image(image, target, overrides) if image is not None else None
+    from netspec.probe import open_probe
+
+    probe = open_probe(target, overrides=overrides)
+    if pixels is None:
+        pixels = _digit(probe, digit if digit is not None else 0, data)
+    chosen = _parse_unit(unit, probe) if unit is not None else None
+    for name in layers:
+        probe.layer(name)
+    make_dirs(out)
+    for path in _draw_all(probe, pixels, layers, chosen, out, data, target.is_dir()):
+        echo(f"wrote {path}")
+
+
+def _read_image(path: Path, target: Path, overrides: dict[str, Any]) -> npt.NDArray[np.float32]:
+    """The image's pixels in [0, 1], H x W or H x W x 3, at their own size; a spec's unbound
+    height and width are bound to it (unless --set binds them)."""
+    import numpy as np
+
+    from netspec.artifact import InputInfo
+    from netspec.runtime.inputs import load_file
+
+    channels = _channels(target, overrides)
+    array = load_file(path, InputInfo("image", (channels, "H", "W")), notice=say)[0]
+    if target.suffix == ".net" and target.is_file():
+        from netspec.compiler import compile
+
+        shape = compile(target, **overrides).graph.inputs[0].shape
+        for name, size in zip(shape[1:], array.shape[1:], strict=False):
+            if isinstance(name, str) and name not in overrides:
+                overrides[name] = size
+    return np.asarray(array[0] if channels == 1 else array.transpose(1, 2, 0), np.float32)
+
+
+def _channels(target: Path, overrides: dict[str, Any]) -> int:
+    """The input's channels, read cheaply: from a spec by compiling it, else 1 or 3 later."""
+    if target.suffix == ".net" and target.is_file():
+        from netspec.compiler import compile
+
+        first = compile(target, **overrides).graph.inputs[0].shape[0]
+        return first if isinstance(first, int) and first in (1, 3) else 1
+    return 3
+
+
+def _digit(probe: Probe, index: int, data: Path | None) -> npt.NDArray[np.float32]:
+    from netspec.data.mnist import load_mnist
+
+    images = load_mnist(data).test_x
+    if index >= len(images):
+        raise UsageError(f"--digit {index}: the test set has {len(images)} digits")
+    pixels: npt.NDArray[np.float32] = images[index].astype("float32") / 255.0
+    return pixels
+
+
+def _parse_unit(text: str, probe: Probe) -> Unit:
+    """`--unit conv2:3:4:5`: a layer, a channel and a position inside its maps."""
+    from netspec.show.receptive import Unit
+
+    parts = text.split(":")
+    if len(parts) < 4 or not all(p.isdigit() for p in parts[-3:]):
+        raise UsageError(f"--unit {text!r}: expected LAYER:C:Y:X, e.g. --unit conv2:0:4:4")
+    layer = ":".join(parts[:-3])
+    c, y, x = (int(p) for p in parts[-3:])
+    view = probe.layer(layer)
+    if not view.spatial:
+        raise UsageError(f"--unit {text!r}: '{layer}' has no feature maps with a receptive field")
+    channels, height, width = view.shape
+    if not (c < channels and y < height and x < width):
+        raise UsageError(
+            f"--unit {text!r}: '{layer}' is {channels}x{height}x{width}",
+            hint=f"C below {channels}, Y below {height}, X below {width}",
+        )
+    return Unit(layer, c, y, x)
+
+
+def _draw_all(
+    probe: Probe,
+    pixels: npt.NDArray[np.float32],
+    layers: tuple[str, ...],
+    unit: Unit | None,
+    out: Path,
+    data: Path | None,
+    is_run: bool,
+) -> list[Path]:
+    import numpy as np
+
+    from netspec.show import pictures
+    from netspec.show.graph import write_graph
+
+    x = probe.prepare(pixels)
+    seen = np.clip(x * probe.input.std + probe.input.mean, 0, 1)
+    outputs = probe.run(x)
+    written = []
+    for view in pictures.spatial_groups(probe, layers):
+        written.append(pictures.draw_maps(probe, outputs, view, out).path)
+    grey = seen[0].mean(axis=0)
+    for drawn in (
+        pictures.draw_filters(probe, outputs, grey, out),
+        _receptive(probe, outputs, grey, unit, out),
+        pictures.draw_occlusion(probe, x, grey, out),
+    ):
+        if drawn is not None:
+            written.append(drawn.path)
+    written.append(write_graph(probe.compiled, out / "graph.svg"))
+    if is_run:
+        top = _top_activations(probe, out, data)
+        if top is not None:
+            written.append(top)
+    return written
+
+
+def _receptive(probe: Probe, outputs: Any, grey: Any, unit: Unit | None, out: Path) -> Any:
+    from netspec.show import pictures
+
+    unit = unit or pictures.most_active(probe, outputs)
+    if unit is None:
+        say("no layer with a receptive field smaller than the input: no receptive-field.png")
+        return None
+    return pictures.draw_receptive_field(probe, outputs, grey, unit, out)
+
+
+def _top_activations(probe: Probe, out: Path, data: Path | None) -> Path | None:
+    train = probe.compiled.train
+    if train is None or train.dataset != "mnist":
+        say("top-activations.png is drawn for runs trained on MNIST only")
+        return None
+    import numpy as np
+
+    from netspec.data.mnist import load_mnist
+    from netspec.show import pictures
+
+    digits = load_mnist(data).test_x[:TOP_SAMPLES]
+    x = np.concatenate([probe.prepare(d) for d in digits])
+    seen = np.clip(x[:, 0] * probe.input.std + probe.input.mean, 0, 1).astype(np.float32)
+    drawn = pictures.draw_top_activations(probe, x, seen, out)
+    return None if drawn is None else drawn.path
