@@ -36,6 +36,7 @@ from netspec.serve.maps import model_json, pixels_json, run_json
 STATIC = Path(__file__).with_name("static")
 MAX_JSON = 1 << 20  # bytes of a POST /api/run body: a 3x224x224 image in base64 is 200 KB
 MAX_UPLOAD = 8 << 20  # bytes of an uploaded image file
+DRAIN = 4  # an undeclared body over its limit is read and dropped up to this many limits
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,11 @@ def _layers(body: dict[str, Any], probe: Probe) -> list[str]:
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    """The request's body, refused (413) as soon as it passes ``limit`` bytes, whatever
-    its Content-Length says."""
+    """The request's body, refused (413) once it passes ``limit`` bytes, whatever its
+    Content-Length says. A body declared too large is refused before it is read; one that
+    only turns out too large is read to its end (and dropped, up to `DRAIN` times the limit)
+    before the answer, so that the client, still sending, is not cut off mid-request and
+    gets the 413 rather than a reset connection."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BadRequest(f"the request is {int(declared):,} bytes; at most {limit:,} are read", 413)
@@ -136,9 +140,12 @@ async def _body(request: Request, limit: int) -> bytes:
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"the request is over {limit:,} bytes, the most that is read", 413)
-        chunks.append(chunk)
+        if size > DRAIN * limit:
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise BadRequest(f"the request is over {limit:,} bytes, the most that is read", 413)
     if not size:
         raise BadRequest("the request has no body")
     return b"".join(chunks)
