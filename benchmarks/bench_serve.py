@@ -25,18 +25,13 @@ from typing import Any
 
 from playwright.sync_api import sync_playwright
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Chromium as the tests start it
+from tests.chromium import ARGS, CHROMIUM
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## The page (netspec serve)"
 WARMUP = 10  # updates left out: the first answers warm the server and the page's code
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def start_server(target: Path) -> tuple[subprocess.Popen[str], str]:
@@ -81,7 +76,7 @@ def measure(target: Path, count: int) -> dict[str, Any]:
     load_before = os.getloadavg()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
             page.goto(url)
             page.wait_for_function("window.netspec.updates >= 1", timeout=120_000)

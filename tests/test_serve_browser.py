@@ -16,20 +16,12 @@ from typing import Any
 
 import pytest
 
+from tests.chromium import ARGS, CHROMIUM
 from tests.test_serve import LENET, Server, TinyRun, compiled_layers, serving, tiny_run
 
 __all__ = ["tiny_run"]  # the session fixture, shared with tests/test_serve.py
 
 pytestmark = pytest.mark.slow
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _missing() -> str | None:
