@@ -195,9 +195,9 @@ def train_epoch(
     order = torch.randperm(n, generator=order_gen).to(place.device)
     mean, std = config.normalize.mean, config.normalize.std
     parts.module.train()
-    total = torch.zeros(3, dtype=torch.float64, device=place.device)  # loss, correct, count
-    first_bad = torch.zeros((), dtype=torch.int64, device=place.device)  # 0: every loss finite
+    tally = Tally(place.device)
     start = time.perf_counter()
+    last = parts.steps_per_epoch - 1
     for step in range(parts.steps_per_epoch):
         batch = order[step * config.batch : (step + 1) * config.batch]
         idx = batch.tensor_split(place.world)[place.rank]
@@ -220,25 +220,65 @@ def train_epoch(
         parts.scaler.update()
         parts.scheduler.step()
         with torch.no_grad():
-            bad = (first_bad == 0) & ~torch.isfinite(summed.detach())
-            first_bad = torch.where(bad, step + 1, first_bad)
             correct = hits(predict(out.detach(), config.loss, data.target), y, data.target)
-            total += torch.stack(
-                [
-                    summed.detach().double(),
-                    correct.double(),
-                    torch.tensor(len(y), device=place.device, dtype=torch.float64),
-                ]
-            )
-        if step % 10 == 0 or step == parts.steps_per_epoch - 1:  # read back every 10 steps
-            _stop_if_diverged(int(first_bad), epoch)
-        if place.rank == 0 and (step % 10 == 0 or step == parts.steps_per_epoch - 1):
-            t = total.tolist()
-            show(step + 1, t[0] / max(t[2], 1), t[1] / max(t[2], 1), int(t[2]) * place.world)
+        tally.add(summed.detach(), correct, len(y))
+        if step % 10 == 0 or step == last:  # read back every 10 steps
+            _stop_if_diverged(tally.settle(), epoch)
+            if place.rank == 0:
+                show(
+                    step + 1, tally.loss / max(tally.count, 1), tally.acc, tally.count * place.world
+                )
+    total = tally.totals()
     if place.world > 1:
         torch.distributed.all_reduce(total)
     loss, correct, count = total.tolist()
     return EpochResult(loss / max(count, 1), correct / max(count, 1), time.perf_counter() - start)
+
+
+class Tally:
+    """An epoch's running loss, hits and sample count, read back every few steps.
+
+    A step only keeps its (detached) loss and hits; ``settle`` reads the pending ones back
+    in one transfer and adds them up in float64 in step order. Per-step tensor arithmetic
+    on the running totals (a dozen tiny kernels a step) cost 2-3% of a small network's
+    epoch on the CPU, while the totals, the divergence check and their timing stay as they
+    were."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.loss = 0.0
+        self.correct = 0.0
+        self.count = 0
+        self.first_bad = 0  # the step (from 1) whose loss first was not finite; 0: none
+        self._steps = 0
+        self._pending: list[torch.Tensor] = []
+
+    @property
+    def acc(self) -> float:
+        return self.correct / max(self.count, 1)
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self._pending += (loss, correct)
+        self.count += count
+
+    def settle(self) -> int:
+        """Fold in the pending steps; return the first step whose loss was not finite."""
+        if self._pending:
+            values = torch.stack([t.double() for t in self._pending]).tolist()
+            for loss, correct in zip(values[::2], values[1::2], strict=True):
+                self._steps += 1
+                if not self.first_bad and not math.isfinite(loss):
+                    self.first_bad = self._steps
+                self.loss += loss
+                self.correct += correct
+            self._pending.clear()
+        return self.first_bad
+
+    def totals(self) -> torch.Tensor:
+        """Loss, hits and count as one float64 tensor on the device (for an all-reduce)."""
+        return torch.tensor(
+            [self.loss, self.correct, float(self.count)], dtype=torch.float64, device=self.device
+        )
 
 
 def _stop_if_diverged(step: int, epoch: int) -> None:
