@@ -31,6 +31,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from docsection import replace_section  # benchmarks/, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Cold start"
@@ -191,14 +193,7 @@ def report(times: dict[str, list[float]], runs: int, before: str, after: str) ->
 
 def update_docs(section: str) -> None:
     """Replace only this section of docs/benchmarks.md (others own the rest)."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.is_file() else "# Benchmarks\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
-    DOCS.write_text(text, encoding="utf-8")
+    replace_section(DOCS, SECTION, section)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
+from docsection import replace_section  # benchmarks/, beside this script
 
 import netspec
 from netspec.artifact import predicted_class
@@ -284,17 +285,8 @@ def ghz(how: str) -> float:
 
 
 def update_docs(section: str) -> None:
-    """Replace only this section of docs/benchmarks.md (others own the rest), read right
-    before writing."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.is_file() else "# Benchmarks\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
-    DOCS.parent.mkdir(exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
+    """Replace only this section of docs/benchmarks.md (others own the rest)."""
+    replace_section(DOCS, SECTION, section)
 
 
 def main() -> None:

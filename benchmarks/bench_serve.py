@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from docsection import replace_section  # benchmarks/, beside this script
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Chromium as the tests start it
@@ -146,14 +147,7 @@ def section(result: dict[str, Any]) -> str:
 
 def update_docs(text_of_section: str) -> None:
     """Replace only this section of docs/benchmarks.md (others own the rest)."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.is_file() else "# Benchmarks\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + text_of_section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + text_of_section + ("" if end < 0 else text[end + 1 :])
-    DOCS.write_text(text, encoding="utf-8")
+    replace_section(DOCS, SECTION, text_of_section)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from docsection import replace_section  # benchmarks/, beside this script
 from torch import Tensor, nn
 
 import netspec
@@ -143,18 +144,8 @@ def _machine(device: torch.device) -> str:
 
 
 def _write(section: str) -> None:
-    """Replace (or append) our section of docs/benchmarks.md, leaving the others as they are."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(DOC)
+    """Replace only this section of docs/benchmarks.md (others own the rest)."""
+    replace_section(DOC, SECTION, section)
 
 
 def _results(device: torch.device, rounds: int) -> list[str]:
