@@ -140,7 +140,7 @@ def test_detect_draws_each_box_in_its_class_colour(detector: Path, tmp_path: Pat
     out = tmp_path / "drawn"
     result = invoke("detect", detector, first, second, "-o", out, "--scales", "1")
     assert result.exit_code == 0, result.output
-    assert f"{first}: 1 boxes -> {out / 'a.png'}" in result.stdout
+    assert f"{first}: 1 box -> {out / 'a.png'}" in result.stdout
     assert f"{second}: 0 boxes" in result.stdout
     assert "square 0.961 at (20, 30)-(28, 38)" in result.stdout
     drawn = np.asarray(Image.open(out / "a.png").convert("RGB"))

@@ -415,3 +415,17 @@ def test_compile_then_run_a_real_digit(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith(str(digit)))
     assert len(line.split("(")) == 4  # top 3 classes with probabilities
+
+
+def test_the_absolute_tolerance_scales_with_the_outputs_size() -> None:
+    """A box edge that ends near 0 in a 128-pixel scene carries the rounding of the
+    coordinates it came from (cx - w/2); the same error on outputs of size 1 fails."""
+    from netspec.export.verify import ATOL, compare
+
+    edge = np.array([[0.02, 64.0, 128.0]], np.float32)
+    off = edge + np.array([[3.7e-4, 0.0, 0.0]], np.float32)
+    result = compare([off], [edge], "boxes")
+    assert result.ok and result.atol == pytest.approx(ATOL * 128)
+    small = np.array([[0.02, 0.5, 1.0]], np.float32)
+    result = compare([small + np.float32(3.7e-4) * (small == small.min())], [small], "scores")
+    assert not result.ok and result.atol == ATOL

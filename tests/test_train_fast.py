@@ -12,8 +12,16 @@ import torch
 from netspec.compiler import compile
 from netspec.diagnostics import SpecError
 from netspec.train.augment import augment
-from netspec.train.loop import Parts, Place, make_optimizer, make_parts
-from netspec.train.setup import Request, make_place
+from netspec.train.data import Tensors
+from netspec.train.loop import (
+    Parts,
+    Place,
+    make_optimizer,
+    make_parts,
+    normalize_once,
+    train_epoch,
+)
+from netspec.train.setup import Request, build_module, make_place
 from netspec.train.state import decode, encode
 from netspec.trainspec import Augment, Optimizer, TrainConfig
 
@@ -190,3 +198,58 @@ def test_a_resumed_fused_optimizer_steps_a_channels_last_weight_as_an_unbroken_r
     resumed.load_state_dict(state)
     step(resumed)
     torch.testing.assert_close(conv.weight.detach(), unbroken)
+
+
+PLAIN = """\
+network small(image: 1x8x8) {
+    conv 4 3x3 | relu
+    dense 3
+}
+
+train small on mnist {
+    normalize mean=0.13 std=0.31
+    optimizer adam lr=0.01
+    batch 16
+}
+"""
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_normalizing_the_training_set_once_trains_the_same_weights(
+    tmp_path: Path, augmented: bool
+) -> None:
+    """`netspec train` normalizes an undeformed training set once per run instead of every
+    batch: the same floats, so the same losses and weights bit for bit; a deformed one
+    (augmentation pads raw images) is left raw and normalized batch by batch as before."""
+    path = tmp_path / "small.net"
+    text = PLAIN.replace("batch 16", "batch 16\n    augment {\n        shift 1px\n    }")
+    path.write_text(text if augmented else PLAIN)
+    compiled = compile(path)
+    assert compiled.train is not None
+    config = compiled.train
+    place = make_place(Request(device="cpu"), compiled, lambda _: None)
+    gen = torch.Generator().manual_seed(0)
+    raw = Tensors(
+        torch.rand(64, 1, 8, 8, generator=gen),
+        torch.randint(0, 3, (64,), generator=gen),
+        torch.rand(16, 1, 8, 8, generator=gen),
+        torch.randint(0, 3, (16,), generator=gen),
+        "random",
+        ("a", "b", "c"),
+    )
+    once = normalize_once(raw, config)
+    assert once.normalized is not augmented
+    if not augmented:
+        torch.testing.assert_close(once.train_x, (raw.train_x - 0.13) / 0.31, rtol=0, atol=0)
+    results = []
+    for data in (raw, once):
+        torch.manual_seed(1)
+        module = build_module(compiled)
+        parts = make_parts(module, module, config, len(data.train_x), place)
+        losses = [
+            train_epoch(parts, data, config, place, epoch, lambda *_: None).loss for epoch in (1, 2)
+        ]
+        results.append((losses, [p.detach().clone() for p in module.parameters()]))
+    assert results[0][0] == results[1][0]
+    for p, q in zip(results[0][1], results[1][1], strict=True):
+        assert torch.equal(p, q)

@@ -224,7 +224,8 @@ def detect_cmd(
         return
     for record in results:
         drawn = f" -> {record['file']}" if record["file"] else ""
-        echo(f"{record['input']}: {len(record['detections'])} boxes{drawn}")
+        n = len(record["detections"])
+        echo(f"{record['input']}: {n} box{'' if n == 1 else 'es'}{drawn}")
         for d in record["detections"]:
             x1, y1, x2, y2 = d["xyxy"]
             echo(f"  {d['label']} {d['score']:.3f} at ({x1:g}, {y1:g})-({x2:g}, {y2:g})")

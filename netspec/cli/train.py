@@ -100,9 +100,11 @@ def train_cmd(
     flags = {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
     overrides = {**parse_set(sets), **{k: v for k, v in flags.items() if v is not None}}
     from netspec.limits import Limits
+    from netspec.train.heap import keep_freed_memory
     from netspec.train.session import train
     from netspec.train.setup import Request
 
+    keep_freed_memory()  # a training process reuses each step's memory (netspec/train/heap.py)
     request = Request(
         spec=spec,
         network=network,

@@ -59,6 +59,7 @@ class Tensors:
     source: str
     labels: tuple[str, ...]  # one name per class
     target: Target = CLASSES
+    normalized: bool = False  # train_x already holds (x - mean) / std (loop.normalize_once)
 
     @property
     def classes(self) -> int:

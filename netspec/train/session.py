@@ -35,6 +35,7 @@ from netspec.train.loop import (
     Place,
     evaluate,
     make_parts,
+    normalize_once,
     train_epoch,
 )
 from netspec.train.opening import (
@@ -201,6 +202,7 @@ def _open(request: Request, log: Log, build: Build) -> Run:
     request, compiled, config, wanted, kept = _prepare(request, log)
     place = make_place(request, compiled, log)
     data = load_tensors(compiled, config, request.data, request.limit, place.device, log)
+    data = normalize_once(data, config)
     log(f"data: {data.source}: {len(data.train_x)} training, {len(data.test_x)} test images")
     module = seeded_module(compiled, build, config.seed).to(place.device)
     if place.channels_last:

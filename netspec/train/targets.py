@@ -122,7 +122,7 @@ def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: Loss, target: Target) -> 
     class scores with one-hot targets (smoothed like cross-entropy's), and a map with its
     target map, averaged over its values; per-pixel cross entropy is averaged over positions.
     """
-    out = out.float()
+    out = out if out.dtype == torch.float32 else out.float()  # (a call less a step)
     if target.task == "boxes":
         assert target.head is not None
         return yolo_loss(out, y, target.head, *loss.yolo_weights)
@@ -131,7 +131,7 @@ def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: Loss, target: Target) -> 
     if target.task == "segmentation":
         per_pixel = F.cross_entropy(out, y, label_smoothing=loss.smoothing, reduction="none")
         return per_pixel.flatten(1).mean(1).sum()
-    out = out.flatten(1)
+    out = out if out.dim() == 2 else out.flatten(1)
     if loss.name == "cross_entropy":
         return F.cross_entropy(out, y, label_smoothing=loss.smoothing, reduction="sum")
     if loss.name == "rbf":
@@ -150,7 +150,7 @@ def predict(out: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
         return out
     if target.task == "segmentation":
         return out.argmax(1)
-    flat = out.flatten(1)
+    flat = out if out.dim() == 2 else out.flatten(1)
     return flat.argmin(1) if loss.name == "rbf" else flat.argmax(1)
 
 
