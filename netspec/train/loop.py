@@ -267,11 +267,11 @@ class Tally:
     """An epoch's running loss, hits and sample count, read back every few steps.
 
     A step only keeps its (detached) loss, and its outputs and labels (a classifier) or its
-    hits (a segmentation); ``settle`` reads the pending ones back in one transfer and adds
-    them up in float64 in step order, a classifier's hits counted over all pending steps
-    at once. Per-step tensor work on metrics (a dozen tiny kernels a step) cost 2-3% of a
-    small network's epoch on the CPU, while the totals, the divergence check and their
-    timing stay as they were."""
+    hits (a segmentation); ``settle`` reads the pending ones back (one transfer for the
+    losses, one for the hits) and adds them up in float64 in step order, a classifier's
+    hits counted over all pending steps at once. Per-step tensor work on metrics (a dozen
+    tiny kernels a step) cost 2-3% of a small network's epoch on the CPU, while the totals,
+    the divergence check and their timing stay as they were."""
 
     def __init__(self, device: torch.device, loss: Loss, target: Target) -> None:
         self.device = device
