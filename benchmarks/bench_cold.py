@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from docsection import replace_section  # benchmarks/, beside this script
+from machine import cpu_model  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -116,13 +117,7 @@ def draw_digit(path: Path) -> None:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model("unknown CPU")
     return f"`nproc` = {os.cpu_count()}, {cpu}, Python {platform.python_version()}"
 
 

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/, beside this script
+
 import netspec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,13 +110,7 @@ def table(runs: int) -> tuple[str, float]:
 
 def machine() -> str:
     """CPU count, model and load, which the numbers depend on."""
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model("unknown CPU")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{os.cpu_count()} CPUs ({model}), load average {load:.2f}, Python {sys.version.split()[0]}"

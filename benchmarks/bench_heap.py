@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from docsection import replace_section  # benchmarks/, beside this script
+from machine import cpu_model, load_average  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -107,13 +108,6 @@ def measure(spec: str, mode: str, steps: int) -> dict[str, float]:
     return result
 
 
-def _load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 def _median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
@@ -129,7 +123,7 @@ def main() -> None:
         print(json.dumps(child(args.child[0], args.child[1], args.steps)))
         return
     command = " ".join(["python", "benchmarks/bench_heap.py", *sys.argv[1:]])
-    before = _load()
+    before = load_average()
     rows = []
     for spec in SPECS:
         runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
@@ -164,8 +158,8 @@ def main() -> None:
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {platform.machine()}, nproc {os.cpu_count()}, Python "
-        f"{platform.python_version()}; load average {before} before, {_load()} after.",
+        f"Machine: {cpu_model()}, nproc {os.cpu_count()}, Python "
+        f"{platform.python_version()}; load average {before} before, {load_average()} after.",
         "",
         "| spec | batch | default | kept | speed-up |",
         "|---|---:|---|---|---:|",

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from docsection import replace_section  # benchmarks/, beside this script
+from machine import cpu_model, load_average  # benchmarks/, beside this script
 from rich.console import Console
 from torch import nn
 
@@ -166,25 +167,11 @@ def epoch_extras(c: Case, rounds: int) -> tuple[float, float]:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"CPU: {cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}; "
         f"torch {torch.__version__}, Python {platform.python_version()}"
     )
-
-
-def _load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 def _row(c: Case, rounds: int) -> str:
@@ -239,7 +226,7 @@ def main() -> None:
     command = " ".join(["python", "benchmarks/bench_loop.py", *sys.argv[1:]])
     kept = keep_freed_memory()  # as `netspec train` does; one process, so both loops
     cases = [case(name, spec, args.data) for name, spec in SPECS]
-    before = _load()
+    before = load_average()
     rows = [_row(c, args.rounds) for c in cases]
     alone = overhead_row(tiny(cases[0]), args.rounds)
     lines = [
@@ -256,7 +243,7 @@ def main() -> None:
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {_machine()}; load average {before} before, {_load()} after.",
+        f"Machine: {_machine()}; load average {before} before, {load_average()} after.",
         "",
         "| spec | train section | netspec img/s | hand-written img/s | ratio (rounds' "
         "range) | evaluation | checkpoint |",

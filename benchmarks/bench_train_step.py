@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from docsection import replace_section  # benchmarks/, beside this script
+from machine import cpu_model  # benchmarks/, beside this script
 from torch import Tensor, nn
 
 import netspec
@@ -129,14 +130,7 @@ def _local_vs_conv(rounds: int, device: torch.device) -> list[str]:
 
 
 def _machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     where = f"CPU: {cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}"
     if device.type == "cuda":
         where += f"; GPU: {torch.cuda.get_device_name(device)}"
