@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+# numpy loads numpy.random lazily; load it here, before `netspec bench` says it has started,
+# so that a Ctrl-C while it times cannot land inside a C extension's import (an ImportError)
+import numpy.random
 import numpy.typing as npt
 
 from netspec.artifact import ModelInfo
