@@ -316,7 +316,7 @@ def test_body_over_the_limit_is_refused_without_reading_it(server: Server) -> No
     """A Content-Length over the limit is refused before its body arrives."""
     reply = raw_reply(
         server,
-        b"POST /api/run HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"POST /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\n"
         b"Content-Length: 999999999\r\n\r\n",
     )
@@ -332,7 +332,7 @@ def test_streamed_body_over_the_limit_is_refused(server: Server) -> None:
     size = f"{len(chunk):x}\r\n".encode()
     reply = raw_reply(
         server,
-        b"POST /api/run HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"POST /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + (size + chunk + b"\r\n") * 2 + b"0\r\n\r\n",
     )

@@ -34,13 +34,36 @@ from netspec.cli.options import command
     type=click.Path(path_type=Path),
     help="test images to browse (IDX directory, image folders, .npz); a run's own by default",
 )
-def serve_cmd(target: Path, host: str, port: int, data: Path | None) -> None:
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=20.0,
+    show_default=True,
+    help="seconds a request may take to arrive, headers and body; a slower one is dropped",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 100_000),
+    default=256,
+    show_default=True,
+    help="connections open at once; past it a new one is closed at once",
+)
+def serve_cmd(
+    target: Path,
+    host: str,
+    port: int,
+    data: Path | None,
+    request_timeout: float,
+    max_connections: int,
+) -> None:
     """Serve a page for TARGET (a run directory, a spec or an ONNX file): draw a digit,
     see every layer's feature maps, the receptive field of any unit, the spec line that
-    made its layer, and (for a run) the misclassified test digits. Ctrl-C stops it."""
+    made its layer, and (for a run) the misclassified test digits. Ctrl-C stops it.
+    Only requests addressed to 127.0.0.1, localhost, [::1] or --host are answered."""
+    from netspec.serve.guard import Guard, allowed_hosts
     from netspec.serve.server import listen, open_served, serve, url
 
     served = open_served(target, data, say)
     sock = listen(host, port)
     echo(f"serving {target} at {url(sock)} (Ctrl-C stops)")
-    serve(served, sock, say)
+    serve(served, sock, say, Guard(allowed_hosts(host), request_timeout, max_connections))

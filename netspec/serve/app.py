@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -37,6 +38,7 @@ STATIC = Path(__file__).with_name("static")
 MAX_JSON = 1 << 20  # bytes of a POST /api/run body: a 3x224x224 image in base64 is 200 KB
 MAX_UPLOAD = 8 << 20  # bytes of an uploaded image file
 DRAIN = 4  # an undeclared body over its limit is read and dropped up to this many limits
+DECODERS = 2  # uploads decoded at once (each in a worker thread)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Served:
 def make_app(served: Served) -> Starlette:
     """The Starlette app for ``served``; refusals are JSON, never an HTML error page."""
     input_size(served.probe.input_shape)  # refuse a network without an image input now
+    decoding = anyio.Semaphore(DECODERS)
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
@@ -66,10 +69,12 @@ def make_app(served: Served) -> Starlette:
         body = _json(await _body(request, MAX_JSON))
         image = drawn(body, served.size)
         layers = _layers(body, served.probe)
-        return JSONResponse(await run_in_threadpool(_run, served.probe, image, layers))
+        return _answer(await run_in_threadpool(_run, served.probe, image, layers))
 
     async def upload(request: Request) -> Response:
-        image, inverted = uploaded(await _body(request, MAX_UPLOAD), served.size)
+        data = await _body(request, MAX_UPLOAD)
+        async with decoding:  # off the event loop, a few at a time
+            image, inverted = await run_in_threadpool(uploaded, data, served.size)
         return JSONResponse(pixels_json(image, [("inverted", inverted)]))
 
     async def gallery(request: Request) -> Response:
@@ -85,7 +90,7 @@ def make_app(served: Served) -> Starlette:
         which = request.path_params["which"]
         if which == "random":
             index = random.randrange(len(digits))
-        elif which.isdigit() and int(which) < len(digits):
+        elif which.isascii() and which.isdigit() and int(which) < len(digits):
             index = int(which)
         else:
             raise BadRequest(
@@ -119,12 +124,11 @@ def _layers(body: dict[str, Any], probe: Probe) -> list[str]:
     asked = body.get("layers", names)
     if not isinstance(asked, list) or not all(isinstance(n, str) for n in asked):
         raise BadRequest("'layers' must be a list of layer names", 422)
-    unknown = [n for n in asked if n not in names]
-    if unknown:
-        raise BadRequest(
-            f"unknown layer {unknown[0][:80]!r}; the layers are {', '.join(names)}", 404
-        )
-    return asked
+    known = set(names)
+    unknown = next((n for n in asked if n not in known), None)
+    if unknown is not None:
+        raise BadRequest(f"unknown layer {unknown[:80]!r}; the layers are {', '.join(names)}", 404)
+    return list(dict.fromkeys(asked))  # each layer once, however often it was asked for
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -138,12 +142,15 @@ async def _body(request: Request, limit: int) -> bytes:
         raise BadRequest(f"the request is {int(declared):,} bytes; at most {limit:,} are read", 413)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > DRAIN * limit:
-            break
-        if size <= limit:
-            chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > DRAIN * limit:
+                break
+            if size <= limit:
+                chunks.append(chunk)
+    except ClientDisconnect:  # gone (or dropped as too slow): nobody reads the answer
+        raise BadRequest("the client left before its request arrived whole", 408) from None
     if size > limit:
         raise BadRequest(f"the request is over {limit:,} bytes, the most that is read", 413)
     if not size:
@@ -156,6 +163,21 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRequest(f"the body is not JSON ({e})") from None
+    except RecursionError:
+        raise BadRequest("the body's JSON is nested too deeply") from None
+
+
+def _answer(result: dict[str, Any]) -> Response:
+    """The run's answer; a network whose output is NaN or infinite for this image is said
+    so (JSON has no NaN), not a 500."""
+    try:
+        return JSONResponse(result)
+    except ValueError:
+        raise BadRequest(
+            "the network's output is not a number (NaN or infinity) for this image: "
+            "its weights or its input normalization are broken",
+            422,
+        ) from None
 
 
 def _digits(served: Served) -> Digits:

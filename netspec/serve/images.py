@@ -15,6 +15,7 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 MAX_UPLOAD_PIXELS = 4096 * 4096  # an upload's header is checked against this before decoding
+MAX_ASPECT = 64  # a 16000000x1 "picture" is refused from its header, not decoded
 
 
 class BadRequest(Exception):
@@ -69,13 +70,11 @@ def uploaded(data: bytes, size: tuple[int, int, int]) -> tuple[npt.NDArray[np.ui
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as opened:
-                if opened.width * opened.height > MAX_UPLOAD_PIXELS:
-                    raise BadRequest(
-                        f"the image is {opened.width}x{opened.height}; "
-                        f"at most {MAX_UPLOAD_PIXELS:,} pixels are read",
-                        413,
-                    )
+                _check_declared(opened.width, opened.height)
+                opened.draft("L" if size[2] == 1 else "RGB", (size[1], size[0]))  # JPEG: scaled
                 image = opened.convert("L" if size[2] == 1 else "RGB")
+    except Image.DecompressionBombError:
+        raise BadRequest(f"the image is larger than {MAX_UPLOAD_PIXELS:,} pixels", 413) from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning, ValueError) as e:
         raise BadRequest(f"cannot read the upload as an image ({e})", 422) from None
     array = np.asarray(image, dtype=np.uint8)
@@ -84,6 +83,20 @@ def uploaded(data: bytes, size: tuple[int, int, int]) -> tuple[npt.NDArray[np.ui
     if invert:
         array = 255 - array
     return fit(array, size), invert
+
+
+def _check_declared(width: int, height: int) -> None:
+    """Refuse, from the header alone, a picture too large to decode or too thin to show."""
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise BadRequest(
+            f"the image is {width}x{height}; at most {MAX_UPLOAD_PIXELS:,} pixels are read", 413
+        )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise BadRequest(
+            f"the image is {width}x{height}; expected a picture at most {MAX_ASPECT} times as "
+            "long as it is wide",
+            422,
+        )
 
 
 def plain(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -4,6 +4,8 @@ prints the port the system chose and a client may connect the moment it reads it
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +17,11 @@ from netspec.errors import DataError, NetspecError, UsageError
 from netspec.probe import Probe, open_probe
 from netspec.serve.app import Served, make_app
 from netspec.serve.digits import Digits, read_digits
+from netspec.serve.guard import KEEP_ALIVE_S, Guard, HostCheck, QuietLoopErrors, guarded_protocol
 from netspec.serve.images import input_size
 
 Log = Callable[[str], None]
+GRACE_S = 2  # seconds open requests get to finish after Ctrl-C
 
 
 def open_served(target: Path, data: Path | None, log: Log) -> Served:
@@ -91,17 +95,33 @@ def url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(served: Served, sock: socket.socket, log: Log) -> None:
-    """Serve until Ctrl-C (or SIGTERM); Ctrl-C ends it with a message, not a traceback."""
-    config = uvicorn.Config(make_app(served), log_level="warning", access_log=False, lifespan="off")
+def serve(served: Served, sock: socket.socket, log: Log, guard: Guard) -> None:
+    """Serve until Ctrl-C (or SIGTERM), within ``guard``'s bounds (netspec.serve.guard).
+    Ctrl-C ends it with a message, not a traceback, even while a client holds a request
+    half-sent: open requests get `GRACE_S` seconds, then the server stops."""
+    config = uvicorn.Config(
+        HostCheck(make_app(served), guard.hosts),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http=guarded_protocol(guard),
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACE_S,
+    )
     server = uvicorn.Server(config)
+
+    async def main() -> None:
+        quiet = QuietLoopErrors(logging.getLogger("uvicorn.error"))
+        asyncio.get_running_loop().set_exception_handler(quiet)
+        await server.serve(sockets=[sock])
+
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     finally:
         sock.close()
     log("stopped")
 
 
-__all__ = ["NetspecError", "listen", "open_served", "serve", "url"]
+__all__ = ["Guard", "NetspecError", "listen", "open_served", "serve", "url"]

@@ -1,0 +1,100 @@
+"""The thread count a command chooses: the user's, else the cores free of other work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netspec import threads
+from netspec.errors import UsageError
+from netspec.threads import busy_cores, choose_threads, fit_threads, usable_cores
+
+
+@pytest.mark.parametrize(
+    ("cores", "busy", "want"),
+    [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 2.0, 1), (2, 9.0, 1), (16, 3.2, 13), (1, 0, 1)],
+)
+def test_free_cores_rounded_and_at_least_one(cores: int, busy: float, want: int) -> None:
+    assert fit_threads(cores, busy) == want
+
+
+def test_the_users_count_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(threads.ENV, "3")
+    assert choose_threads(5).threads == 5
+    assert choose_threads(5).describe() == "threads: 5 (--threads 5)"
+    chosen = choose_threads()
+    assert (chosen.threads, chosen.describe()) == (3, "threads: 3 (NETSPEC_THREADS=3)")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two", "1.5"])
+def test_a_bad_count_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv(threads.ENV, text)
+    with pytest.raises(UsageError, match="NETSPEC_THREADS"):
+        choose_threads()
+    with pytest.raises(UsageError, match="--threads 0"):
+        choose_threads(0)
+
+
+def test_measured_choice_stays_within_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(threads.ENV, raising=False)
+    chosen = choose_threads()
+    assert chosen.given is None
+    assert 1 <= chosen.threads <= chosen.cores == usable_cores()
+    assert 0.0 <= chosen.busy <= chosen.cores
+    assert chosen.describe().startswith(f"threads: {chosen.threads} (")
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "want"), [("50000 100000\n", 0.5), ("300000 100000\n", 3.0), ("max 100000\n", None)]
+)
+def test_cgroup_v2_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str, want: float | None
+) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    monkeypatch.setattr(threads, "_CGROUP_V2", path)
+    assert threads.cgroup_quota() == want
+    if want is not None:
+        assert usable_cores() <= max(1, int(-(-want // 1)))
+
+
+def test_cgroup_v1_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quota, period = tmp_path / "quota", tmp_path / "period"
+    quota.write_text("150000\n")
+    period.write_text("100000\n")
+    monkeypatch.setattr(threads, "_CGROUP_V2", tmp_path / "absent")
+    monkeypatch.setattr(threads, "_CGROUP_V1", (quota, period))
+    assert threads.cgroup_quota() == 1.5
+    quota.write_text("-1\n")
+    assert threads.cgroup_quota() is None
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="measures /proc/stat (Linux)")
+def test_busy_processes_are_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes spinning on this machine's cores: whatever else runs, at least one
+    core's worth of work is measured (a lower bound only, so load cannot break it)."""
+    monkeypatch.delenv(threads.ENV, raising=False)
+    cores = usable_cores()
+    spin = "import sys\nprint('spinning', flush=True)\nwhile True: pass\n"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "spinning"
+        assert busy_cores(cores, sample_s=0.5) >= min(cores, 2) * 0.5
+        assert choose_threads(None).threads <= max(1, cores - 1)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(threads).failed == 0
