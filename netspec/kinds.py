@@ -150,7 +150,7 @@ def detection_head(compiled: Compiled) -> Head | None:
     node = nodes.get(graph.outputs[0])
     while node is not None and REGISTRY[node.op].output == "pass" and node.inputs:
         node = nodes.get(node.inputs[0])
-    if node is None or node.op != "detect":
+    if node is None or not REGISTRY[node.op].head:
         return None
     layer = compiled.inferred.layer(node.name)
     return head_of(node.params, tuple(layer.shape), layer.rf, graph.inputs[0].shape)

@@ -60,6 +60,12 @@ ODD = """network odd(image: 1x29x29) {
     dense 3
 }
 """
+# The other operations the registry declares `sliding`: 14 -> 12 -> 6 -> 3 (stride 4).
+POOLS = """network pools(image: 1x14x14) {
+    conv 3 3x3 | lppool 2x2 | subsample 2x2 | prelu
+    dense 3
+}
+"""
 # Dense straight on the image (Ciresan's MLP, smaller): a window every pixel.
 MLP = """network mlp(image: 1x9x9) {
     dense 12 | relu
@@ -131,8 +137,9 @@ def test_class_box_shapes_are_the_median_ink_box_framed_as_the_windows_frame_it(
         (WINDOW, (37, 30), (2, 2)),
         (ODD, (41, 50), (4, 4)),
         (MLP, (14, 11), (1, 1)),
+        (POOLS, (30, 27), (4, 4)),
     ],
-    ids=["lenet_valid", "window", "odd", "mlp"],
+    ids=["lenet_valid", "window", "odd", "mlp", "pools"],
 )
 def test_the_fcn_equals_the_classifier_on_every_window(
     spec: str, size: tuple[int, int], jump: tuple[int, int]

@@ -1,5 +1,5 @@
 """A detection head's decoding in torch (YOLO v1): from the network's raw grid map to boxes
-in input pixels and class-specific confidences. Training (`netspec.train.yolo`) and export
+in input pixels and class-specific confidences. Training (`netspec.tasks.yolo`) and export
 (the ONNX graph holds this decoding after the network) share it, so they cannot differ.
 """
 

@@ -35,10 +35,28 @@ _PLAIN: tuple[tuple[str, str, OutputMeaning], ...] = (
     ("hardswish", "x * relu6(x + 3) / 6, a cheap swish (MobileNet-v3).", "logits"),
     ("hardsigmoid", "relu6(x + 3) / 6, a cheap sigmoid (MobileNet-v3).", "sigmoid"),
     ("mish", "x * tanh(softplus(x)).", "logits"),
-    ("log_softmax", "Log of the softmax over the features (or maps, per position).", "logits"),
 )
 for _name, _doc, _output in _PLAIN:
-    register(OpDef(name=_name, params=NoParams, shape=_same_shape, doc=_doc, output=_output))
+    register(
+        OpDef(
+            name=_name,
+            params=NoParams,
+            shape=_same_shape,
+            doc=_doc,
+            output=_output,
+            locality="elementwise",
+            activation=True,
+        )
+    )
+register(
+    OpDef(
+        name="log_softmax",
+        params=NoParams,
+        shape=_same_shape,
+        doc="Log of the softmax over the features (or maps, per position).",
+        locality="pointwise",
+    )
+)
 
 
 class HardtanhParams(OpParams):
@@ -57,6 +75,8 @@ register(
         name="hardtanh",
         params=HardtanhParams,
         shape=_same_shape,
+        locality="elementwise",
+        activation=True,
         doc="x clipped to [min, max].",
     )
 )
@@ -71,6 +91,8 @@ register(
         name="softplus",
         params=SoftplusParams,
         shape=_same_shape,
+        locality="elementwise",
+        activation=True,
         doc="log(1 + exp(beta * x)) / beta, a smooth relu.",
     )
 )
@@ -91,6 +113,8 @@ register(
         shape=_same_shape,
         cost=lambda p, ins, out: Cost(params=prelu_channels(ins[0])),
         weighted=True,
+        locality="elementwise",
+        activation=True,
         doc="max(0, x) + a * min(0, x) with a learned slope a per feature map (initially 0.25).",
     )
 )
@@ -107,6 +131,7 @@ register(
         positional=("factor",),
         shape=_same_shape,
         cost=lambda p, ins, out: Cost(macs=macs_of(out, 1)),
+        locality="elementwise",
         doc="Multiplies by a constant: `scale 0.5`.",
     )
 )

@@ -74,6 +74,7 @@ register(
         params=DetectParams,
         shape=_detect_shape,
         output="boxes",
+        head=True,
         doc="A YOLO v1 detection head: the (boxes*5+classes) x S x S map is S x S cells, "
         "each predicting `boxes` boxes and `classes` class probabilities.",
     )

@@ -195,6 +195,7 @@ register(
         shape=_equal_shapes("take the maximum of"),
         arity=None,
         rf=rf_merge,
+        selects=True,
         doc="Elementwise maximum of two or more tensors of one shape (maxout across branches).",
     )
 )

@@ -95,12 +95,17 @@ def _cost(per_element: bool) -> CostRule:
     return rule
 
 
+# What the fully convolutional conversion says of a normalization over whole maps.
+_OVER_THE_WINDOW = "it normalizes over the whole window, so a window's result depends on it all"
+
+
 register(
     OpDef(
         name="layernorm",
         params=LayerNormParams,
         shape=_layernorm_shape,
         rf=rf_whole,
+        refusal=_OVER_THE_WINDOW,
         cost=_cost(per_element=True),
         weighted=True,
         doc="Layer normalization over each sample's whole shape, with a learned weight and "
@@ -114,6 +119,7 @@ register(
         positional=("groups",),
         shape=_groupnorm_shape,
         rf=rf_whole,
+        refusal=_OVER_THE_WINDOW,
         cost=_cost(per_element=False),
         weighted=True,
         doc="Group normalization: the feature maps in G groups, each normalized over its "
@@ -126,6 +132,7 @@ register(
         params=InstanceNormParams,
         shape=_instancenorm_shape,
         rf=rf_whole,
+        refusal=_OVER_THE_WINDOW,
         cost=_cost(per_element=False),
         weighted=True,
         doc="Instance normalization: each feature map over its own positions, with a learned "

@@ -70,6 +70,16 @@ def _dense_cost(p: DenseParams, ins: Sequence[Shape], out: Shape) -> Cost:
     return Cost(params=n * p.units + (p.units if p.bias else 0), macs=n * p.units)
 
 
+def _dense_on_maps(p: DenseParams, kernel: tuple[int, int]) -> tuple[str, OpParams]:
+    """A dense stage over C x H x W maps is the convolution with an H x W kernel (its weights,
+    reshaped); over a vector, a 1 x 1 one."""
+    # Imported here: importing netspec.ops.spatial registers its operations, and the
+    # registry keeps the order of netspec/ops/__init__.py.
+    from netspec.ops.spatial import ConvParams
+
+    return "conv", ConvParams(channels=p.units, kernel=kernel, bias=p.bias, init=p.init)
+
+
 register(
     OpDef(
         name="dense",
@@ -79,6 +89,7 @@ register(
         rf=rf_whole,
         cost=_dense_cost,
         weighted=True,
+        on_maps=_dense_on_maps,
         doc="A dense (fully connected) stage: every unit sees everything. It flattens its input.",
     )
 )
@@ -97,6 +108,7 @@ register(
         shape=_vector_shape("classes", "rbf"),
         rf=rf_whole,
         output="rbf_distances",
+        refusal="the RBF output gives distances, not class scores a detector can threshold",
         cost=lambda p, ins, out: Cost(
             fixed=_flat_size(ins[0], "rbf") * p.classes, macs=_flat_size(ins[0], "rbf") * p.classes
         ),
@@ -111,6 +123,8 @@ register(
         params=NoParams,
         shape=lambda p, ins: (_flat_size(ins[0], "flatten"),),
         output="pass",
+        on_maps=lambda p, kernel: ("identity", NoParams()),
+        passes_through=True,
         doc="Flattens feature maps into one vector.",
     )
 )
@@ -131,6 +145,7 @@ register(
         shape=_same_shape,
         cost=lambda p, ins, out: Cost(params=2 * int(ins[0][0]), macs=macs_of(out, 1)),
         weighted=True,
+        locality="elementwise",
         doc="Batch normalization over each feature map (or each unit after a dense stage).",
     )
 )
@@ -154,6 +169,7 @@ register(
         params=LrnParams,
         shape=_lrn_shape,
         cost=lambda p, ins, out: Cost(macs=macs_of(out, p.size)),
+        locality="pointwise",
         doc="Local response normalization across neighbouring feature maps (AlexNet).",
     )
 )
@@ -170,6 +186,8 @@ register(
         positional=("p",),
         shape=_same_shape,
         output="pass",
+        locality="elementwise",
+        passes_through=True,
         doc="Dropout: zeroes units with probability p while training.",
     )
 )
@@ -183,10 +201,30 @@ _ACTIVATIONS: tuple[tuple[str, str, OutputMeaning], ...] = (
     ("sigmoid", "The logistic function.", "sigmoid"),
     ("scaled_tanh", "LeCun's scaled tanh: 1.7159 * tanh(2x/3).", "logits"),
     ("gelu", "Gaussian error linear unit.", "logits"),
-    ("identity", "Passes its input through.", "pass"),
 )
 for _name, _doc, _output in _ACTIVATIONS:
-    register(OpDef(name=_name, params=NoParams, shape=_same_shape, doc=_doc, output=_output))
+    register(
+        OpDef(
+            name=_name,
+            params=NoParams,
+            shape=_same_shape,
+            doc=_doc,
+            output=_output,
+            locality="elementwise",
+            activation=True,
+        )
+    )
+register(
+    OpDef(
+        name="identity",
+        params=NoParams,
+        shape=_same_shape,
+        doc="Passes its input through.",
+        output="pass",
+        locality="elementwise",
+        passes_through=True,
+    )
+)
 
 
 class LeakyParams(OpParams):
@@ -207,6 +245,8 @@ register(
         params=LeakyParams,
         positional=("slope",),
         shape=_same_shape,
+        locality="elementwise",
+        activation=True,
         doc="max(0, x) + slope * min(0, x).",
     )
 )
@@ -216,6 +256,8 @@ register(
         params=EluParams,
         positional=("alpha",),
         shape=_same_shape,
+        locality="elementwise",
+        activation=True,
         doc="Exponential linear unit.",
     )
 )
@@ -225,6 +267,7 @@ register(
         params=SoftmaxParams,
         shape=_same_shape,
         output="probabilities",
+        locality="pointwise",
         doc="Softmax over the features (or over the feature maps, per position).",
     )
 )
@@ -263,6 +306,7 @@ register(
         shape=_project_shape,
         cost=_project_cost,
         weighted=True,
+        passes_through=True,
         rf=lambda p, rfs: window_rf(rfs[0], (1, 1), (p.stride, p.stride), ((0, 0), (0, 0))),
         doc="A residual shortcut: the identity when the shapes already agree, else a 1x1 "
         "convolution with the given stride (no bias) and batch normalization.",

@@ -4,16 +4,21 @@ Each operation is declared once, as an `OpDef`: its parameter model, its shape,
 receptive-field and cost rules, and every fact the rest of netspec asks about it
 (how many inputs it merges, whether it has weights `tie=` may share, what a
 network's output means when it is the last operation, whether CUDA training
-should lay its input out channels-last), so that nothing elsewhere needs to test
-an operation's name. A spec can name only what is registered here; the PyTorch
-builders live in `netspec.lower.builders`, keyed by the same names, so that
-nothing before lowering imports torch.
+should lay its input out channels-last, what each output position is computed
+from, whether it is an activation, a head, or may pass its input through, what
+a fully convolutional network has in its place or why it has none), so that
+nothing elsewhere needs to test an operation's name: tests/test_registry_facts.py
+fails when a test of `node.op` against a name, or a collection of names, appears
+outside `netspec/ops/`. A spec can name only what is registered here; the
+PyTorch builders live in `netspec.lower.builders`, keyed by the same names, so
+that nothing before lowering imports torch.
 
-A new operation touches two files, plus its documentation and tests:
+A new operation touches two files of code, plus its documentation and a test:
 
-1. `netspec/ops/pointwise.py` or `netspec/ops/spatial.py` (or a new module
-   imported by `netspec/ops/__init__.py`): its parameter model and one
-   `register(OpDef(...))` with its rules and facts;
+1. `netspec/ops/pointwise.py`, `netspec/ops/spatial.py` or another module of
+   `netspec/ops/` (a new module is imported by `netspec/ops/__init__.py`): its
+   parameter model and one `register(OpDef(...))` with its rules and facts (the
+   fields of `OpDef` below: every one left out has the default it documents);
 2. `netspec/lower/builders.py`: one entry in `BUILDERS`, returning the
    `Lowered` description of its module (with `inline=` for an operation the
    emitted Python writes as an expression, like `add`); a new module class
@@ -23,7 +28,8 @@ A new operation touches two files, plus its documentation and tests:
    tests/test_lower.py and tests/test_registry.py lower, emit and export it and
    match its inferred shape (and one in `INIT_SNIPPETS` if it takes `init=`);
    tests/test_registry.py fails until the declaration, the builder and the
-   snippet all exist.
+   snippet all exist, and tests/test_registry_facts.py checks the facts it
+   declares about positions against its PyTorch module.
 """
 
 from __future__ import annotations
@@ -74,11 +80,29 @@ class Cost:
 # The values are a subset of `netspec.artifact.OutputKind`, the file format's word for it.
 OutputMeaning = Literal["logits", "probabilities", "rbf_distances", "sigmoid", "boxes", "pass"]
 
+# What each output position is computed from, for an operation of one input: what the fully
+# convolutional conversion (netspec.export.fcn_graph) asks.
+#   "elementwise"  each value from the same input value alone (activations, scale, batchnorm
+#                  and dropout at inference);
+#   "pointwise"    from the values at the same position, channels mixing (softmax, lrn,
+#                  channel_shuffle);
+#   "sliding"      from a window of positions, with the same weights at every position
+#                  (conv, the pools, subsample): a fully convolutional network slides it as
+#                  it is, where it pads nothing.
+# None (the default) is anything else: a dense stage, a reshape, a kernel per position, a
+# normalization over the whole map, a merge (`OpDef.merges` says that).
+Locality = Literal["elementwise", "pointwise", "sliding"]
+
 ShapeRule = Callable[[Any, Sequence[Shape]], Shape]
 RFRule = Callable[[Any, Sequence[RF]], RF]
 # A receptive-field rule that needs the input shapes too (a crop's offset, adaptive windows).
 SizedRFRule = Callable[[Any, Sequence[RF], Sequence[Shape]], RF]
 CostRule = Callable[[Any, Sequence[Shape], Shape], Cost]
+# What an operation that flattens maps is where maps stay maps (a fully convolutional
+# network): the operation and parameters in its place, given the H x W of the maps it reads,
+# (1, 1) after an earlier dense stage. A dense stage is the convolution with that kernel and
+# its own weights; a flatten is the identity.
+OnMapsRule = Callable[[Any, tuple[int, int]], tuple[str, OpParams]]
 
 
 def _rf_same(p: Any, rfs: Sequence[RF]) -> RF:
@@ -107,6 +131,22 @@ class OpDef:
     output: OutputMeaning = "logits"  # what the network's output means when this op is last
     channels_last: bool = False  # a convolution-like op: CUDA training lays its input NHWC
     channels_last_cpu: bool = False  # and its NHWC kernels are faster on the CPU too (oneDNN)
+    # ---- facts about positions: the fully convolutional conversion, `show`, the probe
+    locality: Locality | None = None  # what each output position is computed from (above)
+    activation: bool = False  # an elementwise nonlinearity: `show` draws the maps it rectifies
+    # Each output is one of the values it reads (a max): the gradient reaches only the one
+    # picked, so `show`'s receptive-field twin sums them instead.
+    selects: bool = False
+    kernels: bool = False  # slides kernels over its input's maps that `show` can draw
+    on_maps: OnMapsRule | None = None  # what a fully convolutional network has in its place
+    # Why a fully convolutional network cannot slide it, where there is more to say than
+    # that it has no sliding-window form.
+    refusal: str | None = None
+    # May return its input tensor itself (identity, dropout at inference, `project` where
+    # the shapes agree, a flatten or reshape that changes nothing): the ONNX export then
+    # gives it no tensor of its own, and the probe reads its input's.
+    passes_through: bool = False
+    head: bool = False  # decodes the network's raw output (`detect`): what `kinds` looks for
 
     def receptive_field(self, p: Any, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
         """The node's receptive field from its inputs' (and, where needed, their shapes)."""

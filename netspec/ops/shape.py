@@ -114,6 +114,7 @@ register(
         shape=_reshape_shape,
         sized_rf=_reshape_rf,
         output="pass",
+        passes_through=True,
         doc="Gives each sample's values a new shape with the same count (`reshape 10x7x7`; "
         "one size may be -1, inferred).",
     )
@@ -194,6 +195,7 @@ register(
         positional=("groups",),
         shape=_shuffle_shape,
         output="pass",
+        locality="pointwise",
         doc="ShuffleNet's channel shuffle: the maps, seen as G groups of C/G, are "
         "interleaved (map g*C/G + i goes to i*G + g).",
     )

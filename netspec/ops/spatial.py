@@ -151,6 +151,8 @@ register(
         weighted=True,
         channels_last=True,
         channels_last_cpu=True,
+        locality="sliding",
+        kernels=True,
         doc="Convolution: a local receptive field whose weights are shared across positions. "
         "`connect=TABLE` keeps only the listed input maps per output map; "
         "`fixed=[k1, k2]` applies constant kernels to every input map.",
@@ -203,6 +205,7 @@ register(
         cost=_local_cost,
         weighted=True,
         channels_last=True,
+        refusal="a locally connected layer has its own kernel at each position of the window",
         doc="Locally connected layer: a local receptive field, but one kernel per output "
         "position (weights NOT shared).",
     )
@@ -332,16 +335,18 @@ def _pool_cost(p: PoolParams, ins: Sequence[Shape], out: Shape) -> Cost:
     return Cost(macs=0)
 
 
-for _name, _params, _doc in (
+for _name, _params, _selects, _doc in (
     (
         "maxpool",
         MaxPoolParams,
+        True,
         "Max pooling over a window (`dilation=` spaces its taps); `maxpool global` pools "
         "each map to one value; `maxpool to 1x1` pools to a given output size.",
     ),
     (
         "avgpool",
         AdaptivePoolParams,
+        False,
         "Average pooling over a window; `avgpool global` averages each map; "
         "`avgpool to 7x7` averages to a given output size (adaptive pooling).",
     ),
@@ -354,6 +359,8 @@ for _name, _params, _doc in (
             shape=_pool_shape,
             sized_rf=_pool_rf,
             cost=_pool_cost,
+            locality="sliding",
+            selects=_selects,
             doc=_doc,
         )
     )
@@ -370,6 +377,7 @@ register(
         positional=("kernel",),
         shape=_pool_shape,
         sized_rf=_pool_rf,
+        locality="sliding",
         doc="Power-average pooling: (sum |x|^p)^(1/p) over a window (p=2 by default), "
         "as ONNX's LpPool.",
     )
@@ -397,6 +405,7 @@ register(
         rf=lambda p, rfs: window_rf(rfs[0], p.kernel, p.stride or p.kernel, ((0, 0), (0, 0))),
         cost=lambda p, ins, out: Cost(params=2 * int(out[0]), macs=macs_of(out, 1)),
         weighted=True,
+        locality="sliding",
         doc="LeNet's trainable subsampling: the sum over each window, times a coefficient, "
         "plus a bias, both learned per feature map.",
     )

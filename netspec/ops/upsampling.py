@@ -262,6 +262,7 @@ register(
         weighted=True,
         channels_last=True,
         channels_last_cpu=True,
+        kernels=True,
         doc="Transposed convolution (nn.ConvTranspose2d): each input unit paints a learned "
         "kernel onto the output, spaced by the stride, so an HxW map grows to "
         "(H-1)*stride - 2*pad + kernel + output_pad.",

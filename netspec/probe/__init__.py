@@ -45,6 +45,6 @@ run without `model.onnx`.
 from __future__ import annotations
 
 from netspec.probe.probe import Probe, open_probe
-from netspec.probe.views import ACTIVATIONS, LayerView, layer_views
+from netspec.probe.views import LayerView, layer_views
 
-__all__ = ["ACTIVATIONS", "LayerView", "Probe", "layer_views", "open_probe"]
+__all__ = ["LayerView", "Probe", "layer_views", "open_probe"]

@@ -2,10 +2,11 @@
 
 netspec's exporter names each layer's own tensor after the layer (netspec.export.layers);
 here those tensors become extra graph outputs of an in-memory copy of the model, and one
-session run returns them all. A layer without a tensor of its own (identity, dropout at
-inference: what it returns is its input) reads its input's tensor; a network output reads
-the output the metadata names. A file written before the exporter named its layers has no
-such tensors: refused with the advice to export it again.
+session run returns them all. A layer without a tensor of its own (an operation whose
+`OpDef.passes_through`: identity, dropout at inference, whatever returns its input) reads
+its input's tensor; a network output reads the output the metadata names. A file written
+before the exporter named its layers has no such tensors: refused with the advice to
+export it again.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ import numpy.typing as npt
 from netspec.artifact import ModelInfo
 from netspec.compiler import Compiled
 from netspec.errors import ModelError
+from netspec.ops import REGISTRY
 from netspec.runtime.session import session_options
 from netspec.text import first_line
-
-# Operations whose output may be their input's tensor itself, under no name of its own.
-PASS_THROUGH = frozenset({"identity", "dropout", "project", "flatten", "reshape"})
 
 Arrays = dict[str, npt.NDArray[np.float32]]
 
@@ -41,7 +40,7 @@ def _tensor_names(
             tensors[node.name] = outputs[node.name]
         elif node.name in produced:
             tensors[node.name] = node.name
-        elif node.op in PASS_THROUGH and len(node.inputs) == 1:
+        elif REGISTRY[node.op].passes_through and len(node.inputs) == 1:
             source = node.inputs[0]
             tensors[node.name] = tensors.get(source) or inputs[source]
         else:

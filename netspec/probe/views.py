@@ -11,29 +11,8 @@ from dataclasses import dataclass
 from netspec.compiler import Compiled
 from netspec.diagnostics import display_path
 from netspec.errors import UsageError
+from netspec.ops import REGISTRY
 from netspec.passes.infer import Layer
-
-# The elementwise nonlinearities: a layer of one of these shows the maps of the layer before
-# it, rectified (or squashed); `show` draws the two side by side.
-ACTIVATIONS = frozenset(
-    {
-        "relu",
-        "relu6",
-        "leaky_relu",
-        "prelu",
-        "elu",
-        "gelu",
-        "silu",
-        "mish",
-        "softplus",
-        "hardswish",
-        "hardsigmoid",
-        "hardtanh",
-        "tanh",
-        "scaled_tanh",
-        "sigmoid",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -111,7 +90,7 @@ def layer_views(compiled: Compiled) -> tuple[LayerView, ...]:
                 text=source_line.strip() if source_line is not None else None,
                 params=layer.params,
                 macs=layer.macs or 0,
-                activation_of=first if layer.op in ACTIVATIONS and first in layers else None,
+                activation_of=first if REGISTRY[layer.op].activation and first in layers else None,
                 fixed=layer.fixed,
                 inputs=node.inputs,
             )

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from matplotlib.patches import Rectangle
 
 from netspec.fileio import write_atomic
+from netspec.ops import REGISTRY
 from netspec.probe import LayerView, Probe
 from netspec.show.receptive import Box, Unit, empirical_boxes, static_box
 
@@ -100,7 +101,7 @@ def first_kernels(probe: Probe) -> tuple[LayerView, FloatArray] | None:
     """The first layer with kernels and its kernels `(out, in, kh, kw)` (fixed ones from the
     spec, trained ones from the network)."""
     for view in probe.layers:
-        if view.op not in ("conv", "deconv"):
+        if not REGISTRY[view.op].kernels:
             continue
         node = probe.compiled.graph.node(view.name)
         fixed = getattr(node.params, "fixed", None)

@@ -29,8 +29,9 @@ from netspec.compiler import Compiled
 from netspec.export.layers import Taps, owner
 from netspec.ir import Node
 from netspec.lower import Network, lowerings
-from netspec.lower.layers import Add, Max
+from netspec.lower.layers import Add
 from netspec.lower.module import assemble
+from netspec.ops import REGISTRY
 from netspec.probe import LayerView
 
 
@@ -110,6 +111,16 @@ def _pointwise(compiled: Compiled, node: Node) -> bool:
 
 def _opened(compiled: Compiled, node: Node, module: nn.Module) -> nn.Module:
     """`module` as the twin runs it."""
+    if REGISTRY[node.op].selects:
+        return _summing(compiled, node, module)
+    if _pointwise(compiled, node):
+        return nn.Identity()
+    return module
+
+
+def _summing(compiled: Compiled, node: Node, module: nn.Module) -> nn.Module:
+    """A max (`OpDef.selects`) as a sum: a max-pool's over the same windows, a max merge's
+    over its inputs."""
     if isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
         shape = compiled.inferred.layer(node.name).shape
         return WindowSum(module, [int(d) for d in shape])
@@ -117,11 +128,8 @@ def _opened(compiled: Compiled, node: Node, module: nn.Module) -> nn.Module:
         return nn.AdaptiveAvgPool2d(module.output_size)
     if isinstance(module, nn.AdaptiveMaxPool1d):
         return nn.AdaptiveAvgPool1d(module.output_size)
-    if isinstance(module, Max):
-        return Add()
-    if _pointwise(compiled, node):
-        return nn.Identity()
-    return module
+    assert REGISTRY[node.op].merges, f"no sum for '{node.op}' ({type(module).__name__})"
+    return Add()
 
 
 def _positive(network: nn.Module, seed: int) -> None:
