@@ -2,8 +2,8 @@
 CompileState (netspec/passes/state.py) that says what it needs and what it ensures.
 
     pass        module                   needs                         ensures
-    load        passes/load.py           text, file, limits,           items, sources
-                                         allow_outside
+    load        passes/load.py           text, file, limits,           items, sources,
+                                         allow_outside, read           comments
     define      passes/define.py         items, sources                program
     bind        passes/bind.py           program, overrides,           network, const_overrides,
                                          network_name                  symbols, train_overrides
@@ -12,7 +12,7 @@ CompileState (netspec/passes/state.py) that says what it needs and what it ensur
                                          symbols, limits
     infer       passes/infer.py          graph                         inferred
     limits      passes/limits.py         inferred, limits              -
-    train       passes/train.py          program, network,             train (None without a
+    train       passes/train/            program, network,             train (None without a
                                          train_overrides               train section)
     lint        passes/lints.py          program, expansion, graph     warnings (LINTS: W301-W304)
 
@@ -25,16 +25,20 @@ Nothing here or below imports `netspec.report` or `netspec.lower`: they sit abov
 take a `Compiled` (`netspec.report.to_json(compiled)`, `netspec.lower.to_torch(compiled)`).
 
 `compile_file(path)` and `compile_text(text)` are the Python API; `compile(source)`
-takes either: a `Path` is a file, a `str` is the spec's text.
+takes either: a `Path` is a file, a `str` is the spec's text. They raise on a mistake.
+`analyze(text)` is the entry for tools (a formatter, a language server): it never raises
+for a mistake in the spec, and returns what the passes reached, every diagnostic and every
+comment; the compile functions are built on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netspec.diagnostics import Diagnostic, SpecError
+from netspec.diagnostics import Diagnostic, Sources, SpecError
 from netspec.errors import UsageError
 from netspec.ir import Graph
 from netspec.limits import Limits
@@ -46,16 +50,18 @@ from netspec.passes.infer import INFER, Inferred, Layer, Totals
 from netspec.passes.limits import LIMITS
 from netspec.passes.lints import LINT
 from netspec.passes.load import LOAD, read_source
-from netspec.passes.state import CompileState, Pass, need, run_passes
+from netspec.passes.state import CompileState, Pass, Reader, need, run_passes
 from netspec.passes.train import TRAIN
-from netspec.trainspec import TrainConfig
+from netspec.passes.train.models import TrainConfig
+from netspec.syntax import ast
 
 PASSES: tuple[Pass, ...] = (LOAD, DEFINE, BIND, CONSTANTS, EXPAND, INFER, LIMITS, TRAIN, LINT)
 
 
 @dataclass
 class Compiled:
-    """A checked network: its graph, every layer's inferred facts, and its training setup."""
+    """A checked network: its graph, every layer's inferred facts, its training setup, and
+    the warnings found on the way (the lints, a dataset netspec cannot load)."""
 
     program: Program
     graph: Graph
@@ -80,6 +86,100 @@ class Compiled:
         return self.program.main_text
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What the passes reached on one spec, for tools. A field is None (or empty) from the
+    pass that stopped at a mistake on; `diagnostics` holds every error and warning found."""
+
+    diagnostics: list[Diagnostic]
+    sources: Sources  # the text of every file read, to quote lines from
+    comments: list[ast.Comment]  # every comment of every file read, with its span
+    items: list[ast.Item] | None  # every definition of every file read, `use`s resolved
+    program: Program | None
+    network: ast.Network | None
+    values: dict[str, Any] | None  # the constants, evaluated
+    graph: Graph | None
+    inferred: Inferred | None
+    train: TrainConfig | None
+    # A mistake in the request rather than the spec (a --set name the spec does not have,
+    # a network it does not define, no network chosen among several): the passes stopped.
+    refused: UsageError | None = None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def compiled(self) -> Compiled:
+        """The checked network; raise the UsageError, or the SpecError with every error,
+        that stopped the passes."""
+        if self.refused is not None:
+            raise self.refused
+        if self.errors:
+            raise SpecError(self.errors)
+        return Compiled(
+            need(self.program), need(self.graph), need(self.inferred), self.train, self.warnings
+        )
+
+
+def analyze(
+    text: str,
+    *,
+    file: str = "<string>",
+    read: Reader | None = None,
+    limits: Limits | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    network_name: str | None = None,
+    allow_outside: bool = False,
+) -> Analysis:
+    """Run the passes on spec text as far as they go: never a SpecError, but every
+    diagnostic, every comment and whatever state was reached. `file` is where the text
+    comes from (`use` paths are relative to it); `read(path)` gives a `use`d file's text
+    (by default the disk, bounded by `limits`), so an editor can serve unsaved buffers.
+
+    >>> a = analyze("# tiny\\nnetwork n(x: 1x8x8) {\\n    conv 4 3x3 | dense k\\n}\\n")
+    >>> a.program is not None, a.graph is None
+    (True, True)
+    >>> [(d.code, d.message, d.span.line, d.span.col) for d in a.diagnostics]
+    [('E201', "unknown name 'k'", 3, 24)]
+    >>> [(c.text, c.span.line, c.span.col) for c in a.comments]
+    [('# tiny', 1, 1)]
+    >>> lib = analyze('use "lib.net"\\n', file="/no/such/main.net", read=lambda p: "const k = 2")
+    >>> list(lib.program.consts), lib.refused
+    (['k'], UsageError('this spec defines no network'))
+    """
+    state = CompileState(
+        text,
+        file=file,
+        network_name=network_name,
+        limits=limits or Limits(),
+        allow_outside=allow_outside,
+        overrides=dict(overrides or {}),
+        read=read,
+    )
+    refused = None
+    try:
+        run_passes(state, PASSES)
+    except UsageError as e:
+        refused = e
+    return Analysis(
+        diagnostics=state.diagnostics,
+        sources=state.sources or Sources(),
+        comments=state.comments or [],
+        items=state.items,
+        program=state.program,
+        network=state.network,
+        values=state.values,
+        graph=state.graph,
+        inferred=state.inferred,
+        train=state.train,
+        refused=refused,
+    )
+
+
 def compile_text(
     text: str,
     file: str = "<string>",
@@ -90,22 +190,15 @@ def compile_text(
     **overrides: Any,
 ) -> Compiled:
     """Compile spec text (read from `file`, which `use` paths are relative to)."""
-    state = CompileState(
+    analysis = analyze(
         text,
-        file,
-        network,
-        limits or Limits(),
-        allow_outside,
-        overrides,
+        file=file,
+        limits=limits,
+        overrides=overrides,
+        network_name=network,
+        allow_outside=allow_outside,
     )
-    run_passes(state, PASSES)
-    return Compiled(
-        need(state.program),
-        need(state.graph),
-        need(state.inferred),
-        state.train,
-        need(state.warnings),
-    )
+    return analysis.compiled()
 
 
 def compile_file(
@@ -161,9 +254,11 @@ def compile(
 
 __all__ = [
     "PASSES",
+    "Analysis",
     "Compiled",
     "SpecError",
     "UsageError",
+    "analyze",
     "compile",
     "compile_file",
     "compile_text",

@@ -8,7 +8,7 @@ docstring lists what each pass needs and ensures.
 - `expand/`       blocks, repeats, groups and shared sub-networks into a flat Graph
 - `infer.py`      shapes, receptive fields, parameters, multiply-adds
 - `limits.py`     parameters and activations under their limits
-- `train.py`      the `train` section (models in netspec/trainspec.py)
+- `train/`       the `train` section: its models, their validation, the pass
 - `lints.py`      the warnings, one rule each (LINTS)
 
 `state.py` holds the CompileState they share and the `Pass` record (needs, ensures);

@@ -14,7 +14,7 @@ from netspec.errors import UsageError
 from netspec.limits import MAX_VALUE
 from netspec.passes.define import Program
 from netspec.passes.state import CompileState, Pass, need
-from netspec.trainspec import TRAIN_KEYS
+from netspec.passes.train.section import TRAIN_KEYS
 
 
 def pick_network(program: Program, network: str | None) -> str:

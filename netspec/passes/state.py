@@ -14,14 +14,16 @@ Traceback (most recent call last):
 netspec.passes.state.PipelineError: pass 'late' needs 'graph', which no earlier pass ensures
 
 Errors are diagnostics with severity "error": a pass adds them to
-`state.diagnostics` (or raises SpecError itself), and the runner stops after the
-first pass that left any. Warnings stay in `state.diagnostics` for the caller.
+`state.diagnostics` (or raises SpecError, whose diagnostics the runner adds there), and
+the runner stops after the first pass that left any, with the fields it had reached.
+Warnings stay in `state.diagnostics` for the caller.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netspec.diagnostics import Diagnostic, Sources, SpecError
@@ -33,9 +35,12 @@ if TYPE_CHECKING:
     from netspec.passes.define import Program
     from netspec.passes.expand.facts import Expansion
     from netspec.passes.infer import Inferred
-    from netspec.trainspec import TrainConfig
+    from netspec.passes.train.models import TrainConfig
 
 T = TypeVar("T")
+# Gives the text of a file that a spec `use`s (an absolute path): the disk by default
+# (passes/load.py), an editor's unsaved buffers for a language server.
+Reader = Callable[[Path], str]
 
 
 class PipelineError(Exception):
@@ -53,10 +58,12 @@ class CompileState:
     limits: Limits = field(default_factory=Limits)
     allow_outside: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    read: Reader | None = None  # None: read `use`d files from the disk, within `limits`
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # load
     items: list[ast.Item] | None = None  # every definition of every file read, in order
     sources: Sources | None = None
+    comments: list[ast.Comment] | None = None  # every comment of every file read, in order
     # define
     program: Program | None = None
     # bind
@@ -81,7 +88,16 @@ class CompileState:
         return [d for d in self.diagnostics if d.severity == "error"]
 
 
-REQUEST = ("text", "file", "network_name", "limits", "allow_outside", "overrides", "diagnostics")
+REQUEST = (
+    "text",
+    "file",
+    "network_name",
+    "limits",
+    "allow_outside",
+    "overrides",
+    "read",
+    "diagnostics",
+)
 
 
 @dataclass(frozen=True)
@@ -118,14 +134,20 @@ def check_order(passes: Sequence[Pass]) -> None:
         have.update(p.ensures)
 
 
-def run_passes(state: CompileState, passes: Sequence[Pass]) -> CompileState:
-    """Run `passes` in order; raise SpecError after the first one that found mistakes."""
+def run_passes(state: CompileState, passes: Sequence[Pass]) -> str | None:
+    """Run `passes` in order until one finds mistakes in the spec (its errors, or the
+    SpecError it raised, end up in `state.diagnostics`); return that pass's name, or None
+    when every pass ran. A UsageError, a mistake in the request, is raised as it comes."""
     check_order(passes)
     for p in passes:
-        p.run(state)
+        try:
+            p.run(state)
+        except SpecError as e:
+            state.diagnostics += e.diagnostics
+            return p.name
         if state.errors:
-            raise SpecError(state.errors)
+            return p.name
         unset = [n for n in p.ensures if n not in p.optional and getattr(state, n) is None]
         if unset:
             raise PipelineError(f"pass '{p.name}' did not set {', '.join(unset)}")
-    return state
+    return None

@@ -239,11 +239,19 @@ class Train(Node):
 Item = Use | Const | Table | Kernel | Block | Network | Train
 
 
+class Comment(Node):
+    """`# ...` as written (the `#` included, a line end's `\\r` not), where it is: the
+    parser keeps every comment for tools that rewrite or annotate a spec (netspec fmt)."""
+
+    text: str
+
+
 class Module(Node):
-    """One parsed file."""
+    """One parsed file, with its comments in the order they appear."""
 
     file: str
     items: tuple[Item, ...]
+    comments: tuple[Comment, ...] = ()
 
 
 for _model in (BinOp, Neg, ListValue, Range, Arg, Group, Repeat, Chain, Shared, Module):

@@ -1,6 +1,11 @@
 """Text to AST: the bounds checked first (syntax/bounds.py), the Lark LALR parser
 (syntax/grammar.py), a Transformer that builds the AST, and syntax errors turned into
-located diagnostics (syntax/messages.py)."""
+located diagnostics (syntax/messages.py). The comments the lexer passed over come with the
+Module, each with its span:
+
+>>> [(c.text, c.span.line, c.span.col) for c in parse("const a = 1  # one\\n# end").comments]
+[('# one', 1, 14), ('# end', 2, 1)]
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from netspec.diagnostics import Span, SpecError
 from netspec.limits import Limits
 from netspec.syntax import ast
 from netspec.syntax.bounds import check_lexemes, check_nesting
-from netspec.syntax.grammar import grammar_text, lark_parser, tok_span
+from netspec.syntax.grammar import comments_kept, grammar_text, lark_parser, tok_span
 from netspec.syntax.messages import KEYWORDS, syntax_diagnostic
 
 
@@ -23,6 +28,25 @@ def _span(file: str, meta: Any) -> Span:
     if getattr(meta, "empty", False):
         return Span(file, 0, 0, 0, 0)
     return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+_COMMENT = re.compile(r"#[^\n]*")
+
+
+def _comments(tokens: list[Token], file: str) -> tuple[ast.Comment, ...]:
+    """The comments in the tokens the lexer kept: a COMMENT token is one, a `_PIPE` token
+    holds one per comment line it crossed (placed by the newlines before it)."""
+    found = []
+    for tok in tokens:
+        for m in _COMMENT.finditer(tok):
+            start = m.start()
+            lines = tok.count("\n", 0, start)
+            line = (tok.line or 1) + lines
+            col = start - tok.rfind("\n", 0, start) if lines else (tok.column or 1) + start
+            text = m[0].rstrip("\r")
+            span = Span(file, line, col, line, col + len(text))
+            found.append(ast.Comment(text=text, span=span))
+    return tuple(found)
 
 
 class _Alias(str):
@@ -41,9 +65,10 @@ def _number(text: str) -> int | float:
 class _Builder(Transformer[Token, ast.Module]):
     """Builds AST nodes; never raises (checks belong to later passes)."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, comments: tuple[ast.Comment, ...] = ()) -> None:
         super().__init__()
         self.file = file
+        self.comments = comments
 
     def _s(self, meta: Any) -> Span:
         return _span(self.file, meta)
@@ -61,7 +86,9 @@ class _Builder(Transformer[Token, ast.Module]):
 
     # -- top level
     def start(self, meta: Any, items: list[Any]) -> ast.Module:
-        return ast.Module(file=self.file, items=tuple(items), span=self._s(meta))
+        return ast.Module(
+            file=self.file, items=tuple(items), comments=self.comments, span=self._s(meta)
+        )
 
     def use(self, meta: Any, c: list[Token]) -> ast.Use:
         return ast.Use(path=str(c[0])[1:-1], span=self._s(meta))
@@ -274,8 +301,9 @@ class _Builder(Transformer[Token, ast.Module]):
 
 
 def parse(text: str, file: str = "<string>", limits: Limits | None = None) -> ast.Module:
-    """Parse one file's text; raise SpecError with a located diagnostic on a syntax error,
-    a number too large to be meant, or a file over the token or nesting limit."""
+    """Parse one file's text, its comments kept; raise SpecError with a located diagnostic
+    on a syntax error, a number too large to be meant, or a file over the token or nesting
+    limit."""
     limits = limits or Limits()
     check_lexemes(text, file, limits.max_tokens)
     # The parser makes many small objects that all live until the end: pausing the cyclic
@@ -283,9 +311,10 @@ def parse(text: str, file: str = "<string>", limits: Limits | None = None) -> as
     collecting = gc.isenabled()
     gc.disable()
     try:
-        tree = lark_parser().parse(text)
+        with comments_kept() as kept:
+            tree = lark_parser().parse(text)
         check_nesting(tree, file, limits.max_nesting)
-        return _Builder(file).transform(tree)
+        return _Builder(file, _comments(kept, file)).transform(tree)
     except UnexpectedInput as e:
         raise SpecError([syntax_diagnostic(e, text, file)]) from None
     finally:
