@@ -46,6 +46,7 @@ def child(spec: str, mode: str, steps: int) -> dict[str, float]:
         kept = keep_freed_memory()
     import torch
 
+    from netspec.tasks import target_of
     from netspec.train.data import Tensors
     from netspec.train.loop import make_parts, train_epoch
     from netspec.train.setup import (
@@ -56,7 +57,6 @@ def child(spec: str, mode: str, steps: int) -> dict[str, float]:
         seeded_module,
         train_config,
     )
-    from netspec.train.targets import target_of
 
     compiled = compile_request(ROOT / "specs" / f"{spec}.net", None, {})
     config = train_config(compiled, {}, lambda _: None)

@@ -28,10 +28,10 @@ from netspec.compiler import compile
 from netspec.data import load_mnist
 from netspec.errors import OutputError, UsageError
 from netspec.fileio import CRASH_ENV
+from netspec.tasks.classes import CLASSES, CLASSIFIER
 from netspec.train.augment import augment
 from netspec.train.run import new_run_dir, weights_meta, write_atomic, write_text
 from netspec.train.setup import train_config
-from netspec.train.targets import CLASSES, loss_sum, predict
 from netspec.trainspec import Augment, Loss
 from tests.conftest import REAL_MNIST, needs_mnist, write_mnist_subset
 
@@ -389,9 +389,10 @@ def test_rbf_loss_is_lenet5s_and_predicts_the_nearest() -> None:
         float(d[y]) + math.log(math.exp(-1) + float(torch.exp(-d).sum()))
         for d, y in zip(distances, labels, strict=True)
     )
-    assert float(loss_sum(distances, labels, Loss(name="rbf"), CLASSES)) == pytest.approx(expected)
-    assert predict(distances, Loss(name="rbf"), CLASSES).tolist() == [0, 1]
-    assert predict(distances, Loss(), CLASSES).tolist() == [2, 0]
+    rbf = CLASSES.loss_sum((distances,), labels, Loss(name="rbf"), CLASSIFIER)
+    assert float(rbf) == pytest.approx(expected)
+    assert CLASSES.predict((distances,), Loss(name="rbf"), CLASSIFIER).tolist() == [0, 1]
+    assert CLASSES.predict((distances,), Loss(), CLASSIFIER).tolist() == [2, 0]
 
 
 def test_atomic_writes_leave_no_temp_file_and_keep_the_old_on_failure(tmp_path: Path) -> None:

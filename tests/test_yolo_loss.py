@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
+from netspec.lower.detection import decode
 from netspec.ops.detection import Head
-from netspec.train.yolo import decode, encode, target_map, yolo_loss
+from netspec.tasks.yolo import encode, target_map, yolo_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

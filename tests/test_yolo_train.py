@@ -18,8 +18,8 @@ from netspec.data import DataError, MnistData, load_mnist
 from netspec.data.scenefiles import read_scenes, write_scenes
 from netspec.data.scenes import DigitPool, SceneConfig, Split, make_scenes
 from netspec.detection.coco import Metrics, evaluate
-from netspec.train.targets import Target, target_of
-from netspec.train.yolo import box_targets, check_box_augments
+from netspec.tasks import Target, target_of
+from netspec.tasks.boxes import box_targets, check_box_augments
 from netspec.trainspec import Augment, Loss
 from tests.conftest import REAL_MNIST, synthetic_digits
 

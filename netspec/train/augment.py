@@ -84,7 +84,6 @@ def _elastic(
     return (alpha * noise).view(b, 2, h, w).permute(0, 2, 3, 1)
 
 
-BOX_AUGMENTS = ("scale", "shift")  # what moves a box to a box; rotation and shear do not
 MIN_KEPT = 0.5  # a box cut by the border stays labelled while half its area is inside
 
 

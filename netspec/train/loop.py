@@ -28,10 +28,11 @@ from rich.progress import (
 from torch import nn
 
 from netspec.errors import RunError
+from netspec.tasks import CLASSIFIER, Target
+from netspec.tasks.base import Outputs, as_outputs
 from netspec.train.augment import augment, augment_boxes
 from netspec.train.data import Tensors
-from netspec.train.targets import CLASSES, Target, hits, loss_sum, predict
-from netspec.trainspec import Loss, Optimizer, Schedule, TrainConfig
+from netspec.trainspec import Augment, Loss, Optimizer, Schedule, TrainConfig
 
 EVAL_BATCH = 1000
 
@@ -87,6 +88,20 @@ def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
         for key, value in slots.items():
             if isinstance(value, torch.Tensor) and value.shape == param.shape:
                 slots[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+@dataclass(frozen=True)
+class Deform:
+    """An epoch's deformations, drawn from its generator (netspec.tasks.base.Deform)."""
+
+    spec: Augment
+    gen: torch.Generator
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        return augment(x, self.spec, self.gen)
+
+    def boxes(self, x: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return augment_boxes(x, boxes, self.spec, self.gen)
 
 
 @dataclass
@@ -206,6 +221,7 @@ def train_epoch(
     order = torch.randperm(n, generator=order_gen).to(place.device)
     mean, std = config.normalize.mean, config.normalize.std
     parts.module.train()
+    task, deform = data.target.task, Deform(config.augment, aug_gen)
     tally = Tally(place.device, config.loss, data.target)
     per_sample = Scales(place)
     start = time.perf_counter()
@@ -213,15 +229,11 @@ def train_epoch(
     for step in range(parts.steps_per_epoch):
         batch = order[step * config.batch : (step + 1) * config.batch]
         idx = batch if place.world == 1 else batch.tensor_split(place.world)[place.rank]
-        if data.target.task == "boxes":  # scenes: their boxes move with them (issue 13)
-            x, y = augment_boxes(data.train_x[idx], data.train_y[idx], config.augment, aug_gen)
-        else:
-            x = augment(data.train_x[idx], config.augment, aug_gen)
-            y = x if data.target.reconstruct else data.train_y[idx]  # the deformed input
+        x, y = task.augment(data.train_x[idx], data.train_y[idx], deform, data.target)
         x = place.batch(x if data.normalized else (x - mean) / std)
         with place.autocast():
-            out = parts.module(x)
-        summed = loss_sum(out, y, config.loss, data.target)
+            outs = as_outputs(parts.module(x))
+        summed = task.loss_sum(outs, y, config.loss, data.target)
         parts.optimizer.zero_grad(set_to_none=True)
         if parts.scaler.is_enabled():
             scaled: torch.Tensor = parts.scaler.scale(summed * (place.world / len(batch)))
@@ -234,7 +246,7 @@ def train_epoch(
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
         parts.scheduler.step()
-        tally.add(summed.detach(), out.detach(), y)
+        tally.add(summed.detach(), tuple(o.detach() for o in outs), y)
         if step % 10 == 0 or step == last:  # read back every 10 steps
             _stop_if_diverged(tally.settle(), epoch)
             if place.rank == 0:
@@ -266,12 +278,13 @@ class Scales:
 class Tally:
     """An epoch's running loss, hits and sample count, read back every few steps.
 
-    A step only keeps its (detached) loss, and its outputs and labels (a classifier) or its
-    hits (a segmentation); ``settle`` reads the pending ones back (one transfer for the
-    losses, one for the hits) and adds them up in float64 in step order, a classifier's
-    hits counted over all pending steps at once. Per-step tensor work on metrics (a dozen
-    tiny kernels a step) cost 2-3% of a small network's epoch on the CPU, while the totals,
-    the divergence check and their timing stay as they were."""
+    A step only keeps its (detached) loss, and its outputs and labels (a task whose
+    predictions are per sample) or its hits (another task with a metric); ``settle`` reads
+    the pending ones back (one transfer for the losses, one for the hits) and adds them up
+    in float64 in step order, per-sample hits counted over all pending steps at once.
+    Per-step tensor work on metrics (a dozen tiny kernels a step) cost 2-3% of a small
+    network's epoch on the CPU, while the totals, the divergence check and their timing
+    stay as they were."""
 
     def __init__(self, device: torch.device, loss: Loss, target: Target) -> None:
         self.device = device
@@ -283,23 +296,25 @@ class Tally:
         self.first_bad = 0  # the step (from 1) whose loss first was not finite; 0: none
         self._steps = 0
         self._losses: list[torch.Tensor] = []
-        self._hits: list[torch.Tensor] = []  # a segmentation's per-step pixel accuracy
-        self._outs: list[torch.Tensor] = []  # a classifier's outputs and labels
+        self._hits: list[torch.Tensor] = []  # per-step hits (e.g. pixel accuracy)
+        self._outs: list[Outputs] = []  # per-sample predictions' outputs and labels
         self._labels: list[torch.Tensor] = []
 
     @property
     def acc(self) -> float:
         return self.correct / max(self.count, 1)
 
-    def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, outs: Outputs, y: torch.Tensor) -> None:
         """One step's summed loss, and its outputs and targets (all detached)."""
         self._losses.append(loss)
         self.count += len(y)
-        if self.target.task == "classes":
-            self._outs.append(out)
+        task = self.target.task
+        if task.per_sample:
+            self._outs.append(outs)
             self._labels.append(y)
-        elif self.target.task == "segmentation":
-            self._hits.append(hits(predict(out, self.criterion, self.target), y, self.target))
+        elif task.metric is not None:
+            pred = task.predict(outs, self.criterion, self.target)
+            self._hits.append(task.hits(pred, y, self.target))
 
     def settle(self) -> int:
         """Fold in the pending steps; return the first step whose loss was not finite."""
@@ -315,9 +330,13 @@ class Tally:
                 self.correct += correct
             self._hits.clear()
         if self._outs:
-            out = torch.cat(self._outs) if len(self._outs) > 1 else self._outs[0]
+            outs = self._outs[0]
+            if len(self._outs) > 1:
+                outs = tuple(torch.cat(o) for o in zip(*self._outs, strict=True))
             y = torch.cat(self._labels) if len(self._labels) > 1 else self._labels[0]
-            self.correct += int(hits(predict(out, self.criterion, self.target), y, self.target))
+            task = self.target.task
+            pred = task.predict(outs, self.criterion, self.target)
+            self.correct += int(task.hits(pred, y, self.target))
             self._outs.clear()
             self._labels.clear()
         return self.first_bad
@@ -347,24 +366,25 @@ def evaluate(
     y: torch.Tensor,
     config: TrainConfig,
     place: Place,
-    target: Target = CLASSES,
+    target: Target = CLASSIFIER,
 ) -> Evaluation:
-    """Loss, accuracy and every prediction on ``(x, y)``, without augmentation."""
+    """Loss, accuracy and every per-sample prediction on ``(x, y)``, without augmentation."""
     module.eval()
+    task = target.task
     loss = correct = 0.0
     preds: list[torch.Tensor] = []
     for i in range(0, len(x), EVAL_BATCH):
         xb = place.batch((x[i : i + EVAL_BATCH] - config.normalize.mean) / config.normalize.std)
         yb = y[i : i + EVAL_BATCH]
         with place.autocast():
-            out = module(xb)
-        loss += float(loss_sum(out, yb, config.loss, target))
-        pred = predict(out.float(), config.loss, target)
-        correct += float(hits(pred, yb, target))
-        if target.task == "classes":
+            outs = as_outputs(module(xb))
+        loss += float(task.loss_sum(outs, yb, config.loss, target))
+        pred = task.predict(tuple(o.float() for o in outs), config.loss, target)
+        correct += float(task.hits(pred, yb, target))
+        if task.per_sample:
             preds.append(pred)
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long, device=y.device)
-    acc = correct / len(y) if len(y) and target.accuracy else math.nan
+    acc = correct / len(y) if len(y) and task.metric else math.nan
     return Evaluation(loss / max(len(y), 1), acc, pred)
 
 

@@ -2,6 +2,12 @@
 inside it, every stored field is checked, and weights are loaded only for the spec they were
 trained on. `netspec eval`, `netspec train --resume` and `netspec export RUN` open runs here.
 
+`open_target` is the one opener of what a command that builds a network is given (a spec,
+a run directory, or a weights file in a run: `netspec export`, `netspec convert`);
+`read_settings` is the one reader of a run's settings.json (`read_run` here, and
+netspec.probe for `netspec show` and `netspec serve`). An ONNX file is opened on ONNX
+Runtime by netspec.runtime.session.open_model, without torch.
+
 A run made before runs kept ``spec/`` (its spec as one ``spec.net`` beside settings.json)
 is compiled from that file, with the run directory as the only place it may `use` from.
 """
@@ -9,12 +15,13 @@ is compiled from that file, with the run directory as the only place it may `use
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from torch import nn
 
 from netspec.compiler import Compiled, compile
 from netspec.data import default_cache_dir
@@ -22,6 +29,8 @@ from netspec.diagnostics import Diagnostic, SpecError
 from netspec.errors import RunError, UsageError
 from netspec.fileio import PathLike
 from netspec.limits import Limits
+from netspec.lower import to_torch
+from netspec.lower.weights import load_weights
 from netspec.train.run import read_json, weights_meta
 from netspec.train.setup import RESERVED, check_overrides
 from netspec.train.sources import (
@@ -36,6 +45,7 @@ from netspec.train.sources import (
 from netspec.trainspec import TrainConfig
 
 LEGACY_SPEC = "spec.net"
+SETTINGS = "settings.json"
 INF = (float("inf"), float("-inf"))  # JSON's Infinity: no override is (nor NaN)
 MAX_THREADS = 1024  # a stored thread count beyond this is damage, not a machine
 OUTSIDE = "E103"  # the code of a `use` that leaves the spec's directory (passes.load)
@@ -69,23 +79,33 @@ class KeptRun:
             raise RunError(f"{self.dir / 'settings.json'}: bad 'train' settings ({e})") from None
 
 
-def read_run(run: PathLike, *, need_settings: bool = True) -> KeptRun:
-    """Check ``run`` is a run directory and its kept spec files are the ones it recorded."""
+def read_settings(run: PathLike) -> dict[str, Any]:
+    """The settings.json of the run directory ``run``, read (bounded) and checked field by
+    field (`check_settings`); a RunError where there is no such run or they are damaged."""
     directory = Path(run)
-    settings_file = directory / "settings.json"
     if not directory.is_dir():
         raise RunError(f"{directory}: no such run directory")
+    settings_file = directory / SETTINGS
     if not settings_file.is_file():
-        if need_settings or not (directory / LEGACY_SPEC).is_file():
-            empty = not any(directory.iterdir())
-            raise RunError(
-                f"{directory}: not a netspec run (no settings.json)",
-                hint="an empty directory is taken over by the next `netspec train` of that name"
-                if empty
-                else None,
-            )
+        empty = not any(directory.iterdir())
+        raise RunError(
+            f"{directory}: not a netspec run (no settings.json)",
+            hint="an empty directory is taken over by the next `netspec train` of that name"
+            if empty
+            else None,
+        )
+    return check_settings(read_json(settings_file), settings_file)
+
+
+def read_run(run: PathLike, *, need_settings: bool = True) -> KeptRun:
+    """Check ``run`` is a run directory and its kept spec files are the ones it recorded
+    (without ``need_settings``, a run made before settings.json is read from its spec.net)."""
+    directory = Path(run)
+    legacy = directory.is_dir() and not (directory / SETTINGS).is_file()
+    if legacy and not need_settings and (directory / LEGACY_SPEC).is_file():
         return _legacy(directory, {})
-    settings = check_settings(read_json(settings_file), settings_file)
+    settings = read_settings(directory)
+    settings_file = directory / SETTINGS
     if "sources" not in settings:
         return _legacy(directory, settings)
     KeptRun(directory, settings, SpecFiles("", {}), directory).config()  # a valid 'train'?
@@ -276,12 +296,52 @@ def open_run(
     return compiled, weights
 
 
+@dataclass(frozen=True)
+class Opened:
+    """What `open_target` opened: the network compiled, and the weights to load into it
+    (None for a spec, and for a run that has none yet)."""
+
+    compiled: Compiled
+    weights: Path | None
+
+    def module(self, log: Callable[[str], None]) -> nn.Module | None:
+        """The network with the weights loaded (their file said in ``log``); None without
+        weights, for the exporters to initialize afresh."""
+        if self.weights is None:
+            return None
+        module = to_torch(self.compiled)
+        load_weights(self.weights, module)
+        log(f"weights: {self.weights}")
+        return module
+
+
+def open_target(
+    source: PathLike,
+    network: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
+) -> Opened:
+    """A spec file, or a run directory or a ``.safetensors`` file in one (`open_run`, with
+    every check), opened with ``network``, ``overrides`` and ``limits`` as `--network`,
+    `--set` and the `--max-...` flags give them."""
+    path = Path(source)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return Opened(*open_run(path, network, overrides, limits))
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file or directory")
+    return Opened(compile(path, network, limits=limits, **(overrides or {})), None)
+
+
 __all__ = [
+    "SETTINGS",
     "SPEC_DIR",
     "KeptRun",
+    "Opened",
     "check_weights",
     "compile_run",
     "open_run",
+    "open_target",
     "read_run",
+    "read_settings",
     "stored_data",
 ]

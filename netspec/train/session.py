@@ -22,10 +22,13 @@ from torch import nn
 
 from netspec import __version__
 from netspec.compiler import Compiled
+from netspec.detection.coco import Metrics
 from netspec.errors import ExportError, RunError, UsageError
 from netspec.export import onnx_export
 from netspec.fileio import check_dir
 from netspec.lower.weights import load_weights
+from netspec.tasks import Target
+from netspec.tasks.base import as_outputs
 from netspec.train import plots, yolo_run
 from netspec.train.data import Tensors
 from netspec.train.loop import (
@@ -73,7 +76,6 @@ from netspec.train.setup import (
     train_config,
 )
 from netspec.train.sources import spec_files, write_spec
-from netspec.train.targets import Target
 from netspec.trainspec import TrainConfig
 
 Log = Callable[[str], None]
@@ -124,7 +126,7 @@ def _train_and_finish(
     _train(run, console, log)
     if rank == 0:
         finish(run.dir, run.compiled, run.config, run.data, run.module, run.place, run.rows, log)
-        _next_steps(run.dir, console, run.data.target.task != "classes")
+        _next_steps(run.dir, console, run.data.target.task.run_out)
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
     return run.dir
@@ -317,7 +319,8 @@ def _restore(parts: Parts, checkpoint: Checkpoint, directory: Path) -> float:
 def _train(run: Run, console: Console, log: Log) -> None:
     config, place = run.config, run.place
     shown = place.rank == 0 and console.is_terminal
-    with Bar(console, shown, run.data.target.accuracy is not None) as bar:
+    task = run.data.target.task
+    with Bar(console, shown, task.metric is not None) as bar:
         for epoch in range(run.epoch + 1, config.epochs + 1):
             bar.begin(epoch, config.epochs, run.parts.steps_per_epoch)
             start = time.perf_counter()
@@ -328,17 +331,15 @@ def _train(run: Run, console: Console, log: Log) -> None:
             data = run.data
             test = evaluate(run.module, data.test_x, data.test_y, config, place, data.target)
             row = metrics_row(epoch, result.loss, result.acc, test, data.target)
-            if data.target.task == "boxes":  # a detector: its mAP on the test scenes
-                row.update(yolo_run.map_row(run.module, data, config, place))
+            trained = Shown(run.dir, run.compiled.name, data, test, run.module, config, place)
+            row.update(task.measure(trained))
             row["lr"] = float(run.parts.scheduler.get_last_lr()[0])
             row["seconds"] = time.perf_counter() - start
             run.rows.append(row)
             log(
-                f"epoch {epoch}/{config.epochs}: train {_scores(result.loss, result.acc, run)} "
-                f"| test {_scores(test.loss, test.acc, run)}"
-                + (f" ({test.errors} errors)" if data.target.task == "classes" else "")
-                + (yolo_run.map_text(row) if data.target.task == "boxes" else "")
-                + f" | lr {row['lr']:.3g} | {row['seconds']:.1f} s "
+                f"epoch {epoch}/{config.epochs}: train {task.scores(result.loss, result.acc)} "
+                f"| test {task.scores(test.loss, test.acc)}{task.note(test, row)}"
+                f" | lr {row['lr']:.3g} | {row['seconds']:.1f} s "
                 f"({result.seconds:.1f} s training)"
             )
             checkpoint(run, epoch, test, row)
@@ -349,26 +350,13 @@ def metrics_row(
 ) -> dict[str, float]:
     """An epoch's row of metrics.csv: the losses, and the accuracies the task has."""
     row = {"epoch": float(epoch), "train_loss": train_loss}
-    if target.accuracy:
-        row[f"train_{target.accuracy}"] = train_acc
+    metric = target.task.metric
+    if metric:
+        row[f"train_{metric}"] = train_acc
     row["test_loss"] = test.loss
-    if target.accuracy:
-        row[f"test_{target.accuracy}"] = test.acc
+    if metric:
+        row[f"test_{metric}"] = test.acc
     return row
-
-
-def _scores(loss: float, acc: float, run: Run) -> str:
-    target = run.data.target
-    if target.task == "map":
-        return f"loss {loss:.4g} (mse per value)"
-    if target.task == "boxes":
-        return f"loss {loss:.4g} per scene"
-    return f"loss {loss:.4f} {'acc' if target.task == 'classes' else 'pixel acc'} {acc:.2%}"
-
-
-def score(test: Evaluation, target: Target) -> float:
-    """What the best weights are chosen by: accuracy, or the lowest loss for a map."""
-    return test.acc if target.accuracy else -test.loss
 
 
 def checkpoint(run: Run, epoch: int, test: Evaluation, row: dict[str, float]) -> None:
@@ -381,8 +369,9 @@ def checkpoint(run: Run, epoch: int, test: Evaluation, row: dict[str, float]) ->
         "sources": files.hashes(),
         "metrics": row,
     }
-    if score(test, run.data.target) > run.best_acc:
-        run.best_acc = score(test, run.data.target)
+    score = run.data.target.task.best(test)
+    if score > run.best_acc:
+        run.best_acc = score
         save_weights(run.dir / "weights" / "best.safetensors", run.module, meta)
     state = {**run.parts.state_dict(), "epoch": epoch, "best_acc": run.best_acc}
     save_checkpoint(run.dir, run.module, state, meta)
@@ -404,24 +393,13 @@ def finish(
     if best.is_file():
         load_weights(best, module)
     test = evaluate(module, data.test_x, data.test_y, config, place, data.target)
-    log(f"test ({'best' if best.is_file() else 'last'} weights): {describe_test(test, data)}")
+    said = data.target.task.tested(test, len(data.test_x))
+    log(f"test ({'best' if best.is_file() else 'last'} weights): {said}")
     draw(directory, compiled.name, data, test, rows, module, config, place)
-    labels = data.test_y[:8].cpu().numpy() if data.target.task == "classes" else None
+    labels = data.test_y[:8].cpu().numpy() if data.target.task.per_sample else None
     plots.sample_images(directory / "samples", data.test_x[:8].cpu().numpy(), labels)
     _export_onnx(directory, compiled, module, data, config, log)
     return test
-
-
-def describe_test(test: Evaluation, data: Tensors) -> str:
-    """`accuracy 98.50%, 15 errors of 1000`, or a map's loss and pixel accuracy."""
-    n = len(data.test_x)
-    if data.target.task == "classes":
-        return f"accuracy {test.acc:.2%}, {test.errors} errors of {len(data.test_y)}"
-    if data.target.task == "segmentation":
-        return f"loss {test.loss:.4f} per pixel, pixel accuracy {test.acc:.2%} on {n} maps"
-    if data.target.task == "boxes":
-        return f"loss {test.loss:.4g} per scene on {n} scenes"
-    return f"loss {test.loss:.4g} (mse per value) on {n} maps"
 
 
 def draw(
@@ -434,40 +412,61 @@ def draw(
     config: TrainConfig,
     place: Place,
 ) -> list[Path]:
-    """The run's pictures: curves, then a confusion matrix and the misclassified images of a
-    classifier, or the first test inputs beside their target and predicted maps."""
+    """The run's pictures: curves, then those of its task (netspec.tasks): a confusion
+    matrix and the misclassified images, the first test inputs beside their target and
+    predicted maps, or a detector's precision-recall and boxes."""
     drawn = []
     if rows:
         plots.curves(directory / "curves.png", rows, name)
         drawn.append(directory / "curves.png")
-    if data.target.task == "boxes":  # a detector: precision-recall and its boxes
-        return [*drawn, *yolo_run.draw(directory, data, module, config, place)]
-    if data.target.task != "classes":
-        plots.maps(
-            directory / "predictions.png", *_predicted_maps(data, module, config, place), name
-        )
-        return [*drawn, directory / "predictions.png"]
-    true = data.test_y.cpu().numpy()
-    pred = test.predictions.cpu().numpy()
-    plots.confusion(directory / "confusion.png", true, pred, data.classes, name)
-    plots.errors(directory / "errors.png", data.test_x.cpu().numpy(), true, pred, name)
-    return [*drawn, directory / "confusion.png", directory / "errors.png"]
+    shown = Shown(directory, name, data, test, module, config, place)
+    return [*drawn, *data.target.task.draw(shown)]
 
 
-@torch.no_grad()
-def _predicted_maps(
-    data: Tensors, module: nn.Module, config: TrainConfig, place: Place
-) -> tuple[Any, Any, Any]:
-    """The first test inputs, their targets and the network's maps (per-pixel classes for a
-    segmentation), as numpy arrays in [0, 1] or class indices."""
-    x = data.test_x[: plots.MAP_ROWS]
-    module.eval()
-    with place.autocast():
-        out = module(place.batch((x - config.normalize.mean) / config.normalize.std)).float()
-    if data.target.task == "segmentation":
-        out = out.argmax(1)
-    y = data.test_y[: plots.MAP_ROWS]
-    return x.cpu().numpy(), y.cpu().numpy(), out.cpu().numpy()
+@dataclass(frozen=True)
+class Shown:
+    """A trained network and its test set, as a task asks to see it (netspec.tasks.Trained):
+    pictures written into ``directory``, and a detector's metrics."""
+
+    directory: Path
+    name: str
+    data: Tensors
+    test: Evaluation
+    module: nn.Module
+    config: TrainConfig
+    place: Place
+
+    def confusion(self) -> list[Path]:
+        true = self.data.test_y.cpu().numpy()
+        pred = self.test.predictions.cpu().numpy()
+        confusion, errors = self.directory / "confusion.png", self.directory / "errors.png"
+        plots.confusion(confusion, true, pred, self.data.classes, self.name)
+        plots.errors(errors, self.data.test_x.cpu().numpy(), true, pred, self.name)
+        return [confusion, errors]
+
+    def maps(self) -> list[Path]:
+        plots.maps(self.directory / "predictions.png", *self._predicted_maps(), self.name)
+        return [self.directory / "predictions.png"]
+
+    def detections(self) -> list[Path]:
+        return yolo_run.draw(self.directory, self.data, self.module, self.config, self.place)
+
+    def detection_metrics(self) -> Metrics:
+        return yolo_run.metrics(self.module, self.data, self.config, self.place)
+
+    @torch.no_grad()
+    def _predicted_maps(self) -> tuple[Any, Any, Any]:
+        """The first test inputs, their targets and what the network predicts of them (maps,
+        or per-pixel classes), as numpy arrays in [0, 1] or class indices."""
+        x = self.data.test_x[: plots.MAP_ROWS]
+        config, place, target = self.config, self.place, self.data.target
+        self.module.eval()
+        with place.autocast():
+            out = self.module(place.batch((x - config.normalize.mean) / config.normalize.std))
+        outs = tuple(o.float() for o in as_outputs(out))
+        pred = target.task.predict(outs, config.loss, target)
+        y = self.data.test_y[: plots.MAP_ROWS]
+        return x.cpu().numpy(), y.cpu().numpy(), pred.cpu().numpy()
 
 
 def _export_onnx(
@@ -481,8 +480,8 @@ def _export_onnx(
     """Write ``model.onnx``, checked against PyTorch on test images."""
     mean, std = config.normalize.mean, config.normalize.std
     samples = ((data.test_x[:EXPORT_SAMPLES] - mean) / std).cpu().numpy()
-    classes = data.target.task == "classes"
-    labels = tuple(data.labels) if classes or data.target.task == "boxes" else None
+    task = data.target.task
+    labels = tuple(data.labels) if task.exports_labels else None
     try:
         onnx_export.export_compiled(
             compiled,
@@ -490,17 +489,17 @@ def _export_onnx(
             onnx_export.ExportOptions(labels=labels, normalization=(mean, std)),
             weights=module,
             samples=samples,
-            targets=data.test_y[:EXPORT_SAMPLES].cpu().numpy() if classes else None,
+            targets=data.test_y[:EXPORT_SAMPLES].cpu().numpy() if task.per_sample else None,
             log=log,
         )
     except ExportError as e:
         raise RunError(f"the run is saved, but exporting model.onnx failed: {e}") from None
 
 
-def _next_steps(directory: Path, console: Console, maps: bool) -> None:
+def _next_steps(directory: Path, console: Console, run_out: bool) -> None:
     lines = ["next:"]
     if (directory / "model.onnx").is_file():
-        out = f" --out {directory / 'outputs'}" if maps else ""
+        out = f" --out {directory / 'outputs'}" if run_out else ""
         lines.append(f"  netspec run {directory / 'model.onnx'} {directory / 'samples'}{out}")
     lines.append(f"  netspec eval {directory}")
     console.print("\n".join(lines), markup=False, highlight=False)

@@ -16,19 +16,19 @@ import torch
 from torch import nn
 
 from netspec.compiler import Compiled, compile
-from netspec.data import DataError
+from netspec.data import read_arrays
+from netspec.data.registry import DEFAULT_DATASET
 from netspec.errors import UsageError
 from netspec.limits import Limits
 from netspec.lower import to_torch
 from netspec.ops import channels_last_helps
 from netspec.syntax import ast
-from netspec.train.data import Tensors, fit_to_input, read_arrays
+from netspec.tasks import target_of
+from netspec.train.data import Tensors, fit_to_input
 from netspec.train.loop import Place
 from netspec.train.run import check_run_name
 from netspec.train.sources import spec_files
-from netspec.train.targets import target_of
-from netspec.train.yolo import check_box_augments
-from netspec.trainspec import TRAIN_KEYS, TrainConfig
+from netspec.trainspec import TRAIN_KEYS, Scenes, TrainConfig, require_dataset
 from netspec.trainspec import train_config as section_config
 
 Log = Callable[[str], None]
@@ -95,8 +95,10 @@ def compile_request(
 
 def train_config(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> TrainConfig:
     """The spec's train section, or the defaults (MNIST) with the overrides applied; every
-    number in it finite (an infinite lr would train to NaN)."""
+    number in it finite (an infinite lr would train to NaN), its dataset one netspec can
+    load (compile only warns: W506)."""
     check_overrides(overrides)
+    require_dataset(compiled.program.trains.get(compiled.name))
     config = compiled.train if compiled.train is not None else _defaults(compiled, overrides, log)
     for where, value in _numbers(config.model_dump(mode="python")):
         if not math.isfinite(value):
@@ -127,9 +129,9 @@ def _defaults(compiled: Compiled, overrides: Mapping[str, Any], log: Log) -> Tra
     and checked (a bad one named by its flag) exactly as for a spec's own section."""
     log(
         f"the spec has no train section for '{compiled.name}': using the defaults "
-        "(dataset mnist, sgd lr=0.01, 10 epochs, batch 128)"
+        f"(dataset {DEFAULT_DATASET}, sgd lr=0.01, 10 epochs, batch 128)"
     )
-    empty = ast.Train(network=compiled.name, dataset="mnist", settings=())
+    empty = ast.Train(network=compiled.name, dataset=DEFAULT_DATASET, settings=())
     return section_config(empty, {k: v for k, v in overrides.items() if k in TRAIN_KEYS})
 
 
@@ -214,17 +216,11 @@ def load_tensors(
     log: Log,
 ) -> Tensors:
     """The data, fitted to the network's input and checked against what its output is
-    trained as (netspec.train.targets)."""
+    trained as (netspec.tasks), and the augment block against what moves its targets."""
     target = target_of(compiled, config.loss)
-    arrays = read_arrays(config.dataset, data, log, scenes=config.scenes)
+    arrays = read_arrays(config.dataset, data, log, config.scenes or Scenes())
     tensors = fit_to_input(arrays, compiled.graph.inputs[0].shape, target, limit, device, log)
-    if target.task == "boxes":  # a detector's scenes: only what moves boxes to boxes
-        check_box_augments(config.augment)
-    elif target.task != "classes" and not tensors.target.reconstruct and config.augment.enabled:
-        raise DataError(
-            "augmentation deforms the inputs but not their target maps; train this map "
-            "output without an augment block"
-        )
+    tensors.target.task.check_augment(config.augment, tensors.target)
     return tensors
 
 

@@ -18,7 +18,7 @@ from netspec.train.augment import augment
 from netspec.train.loop import Evaluation, evaluate
 from netspec.train.opening import check_weights, compile_run, read_run, stored_data
 from netspec.train.run import read_metrics
-from netspec.train.session import describe_test, draw
+from netspec.train.session import draw
 from netspec.train.setup import (
     Build,
     Request,
@@ -61,8 +61,8 @@ def evaluate_run(
     module = seeded_module(compiled, build, config.seed).to(place.device)
     load_weights(best, module)
     test = evaluate(module, tensors.test_x, tensors.test_y, config, place, tensors.target)
-    loss = f"test loss {test.loss:.4f}, " if tensors.target.task == "classes" else "test "
-    log(f"{kept.dir} (best weights) on {tensors.source}: {loss}{describe_test(test, tensors)}")
+    said = tensors.target.task.evaluated(test, len(tensors.test_x))
+    log(f"{kept.dir} (best weights) on {tensors.source}: {said}")
     if data is None or str(Path(data).resolve()) == kept.settings.get("data"):  # its own
         rows = read_metrics(kept.dir / "metrics.csv")
         drawn = draw(kept.dir, compiled.name, tensors, test, rows, module, config, place)

@@ -9,21 +9,20 @@ best are those of the lowest test loss, as for any run without an accuracy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from torch import nn
 
 from netspec.data.scenes import Scene
+from netspec.detection.boxes import Detections
 from netspec.detection.coco import Metrics, evaluate
 from netspec.detection.plots import detections_grid, plot_pr
 from netspec.ops.detection import Head
 from netspec.train.data import Tensors
 from netspec.train.loop import EVAL_BATCH, Place
-from netspec.train.yolo import Detections, detect
+from netspec.train.yolo import detect
 from netspec.trainspec import TrainConfig
 
 EVAL_SCORE = 0.01  # mAP ranks every box above this; the head's own threshold is for drawing
@@ -44,28 +43,16 @@ def detections(
     place: Place,
     score: float | None = None,
 ) -> list[Detections]:
-    """Each scene's detections (on the CPU), through the network in eval mode, at the
-    head's thresholds unless ``score`` is given."""
+    """Each scene's detections (numpy, netspec.detection's), through the network in eval
+    mode, at the head's thresholds unless ``score`` is given."""
     module.eval()
     found: list[Detections] = []
     for i in range(0, len(x), EVAL_BATCH):
         xb = place.batch((x[i : i + EVAL_BATCH] - config.normalize.mean) / config.normalize.std)
         with place.autocast():
             out = module(xb).float()
-        found += [
-            Detections(d.boxes.cpu(), d.scores.cpu(), d.classes.cpu())
-            for d in detect(out, head, score)
-        ]
+        found += detect(out, head, score)
     return found
-
-
-@dataclass(frozen=True)
-class Found:
-    """One scene's detections as numpy arrays, as netspec.detection's metrics take them."""
-
-    boxes: npt.NDArray[np.float32]
-    scores: npt.NDArray[np.float32]
-    classes: npt.NDArray[np.int64]
 
 
 def found(
@@ -75,13 +62,10 @@ def found(
     place: Place,
     n: int | None = None,
     score: float | None = EVAL_SCORE,
-) -> list[Found]:
+) -> list[Detections]:
     """The first ``n`` test scenes' detections (all by default)."""
     x = data.test_x if n is None else data.test_x[:n]
-    return [
-        Found(d.boxes.numpy(), d.scores.numpy(), d.classes.numpy())
-        for d in detections(module, x, _head(data), config, place, score)
-    ]
+    return detections(module, x, _head(data), config, place, score)
 
 
 def truths(data: Tensors, n: int | None = None) -> list[Scene]:
@@ -97,19 +81,6 @@ def truths(data: Tensors, n: int | None = None) -> list[Scene]:
 def metrics(module: nn.Module, data: Tensors, config: TrainConfig, place: Place) -> Metrics:
     """COCO's metrics of the detector on the test scenes, every box above EVAL_SCORE ranked."""
     return evaluate(truths(data), found(module, data, config, place), _head(data).classes)
-
-
-def map_row(
-    module: nn.Module, data: Tensors, config: TrainConfig, place: Place
-) -> dict[str, float]:
-    """The test scenes' ``test_map50`` and ``test_map`` (mAP@0.5:0.95) for metrics.csv."""
-    result = metrics(module, data, config, place)
-    return {"test_map50": result.map50, "test_map": result.map}
-
-
-def map_text(row: dict[str, float]) -> str:
-    """` | mAP@0.5 0.912, mAP@0.5:0.95 0.601` for the epoch's log line."""
-    return f" | mAP@0.5 {row['test_map50']:.3f}, mAP@0.5:0.95 {row['test_map']:.3f}"
 
 
 def draw(
