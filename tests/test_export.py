@@ -32,7 +32,7 @@ QUIET = {"log": lambda _: None}
 # Specs small enough to export and verify in a second or two each.
 FAST = ["lenet.net", "lenet5.net", "local.net", "siamese.net", "filters.net", "ciresan2010.net",
         "mnist_fast.net", "lenet5_distorted.net", "digit_window.net", "yolo_digits.net",
-        "mnist_deform.net", "signal1d.net", "autoencoder.net"]  # fmt: skip
+        "mnist_deform.net", "signal1d.net", "autoencoder.net", "fashion_mnist.net"]  # fmt: skip
 # 224x224 inputs and millions of weights: 2 to 30 s each to export and verify here (vgg16,
 # 138M weights, the longest; about a minute when the machine is busy).
 LARGE = ["resnet18.net", "googlenet.net", "densenet121.net", "resnet50.net", "zfnet.net",

@@ -372,8 +372,7 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_checkpoint(
 
 
 def test_the_python_api_takes_str_paths(trained: Path, data: Path, tmp_path: Path) -> None:
-    from netspec.data import load_idx_pair, load_mnist, read_idx, write_idx
-    from netspec.train.data import read_arrays
+    from netspec.data import load_idx_pair, load_mnist, read_arrays, read_idx, write_idx
     from netspec.train.run import read_metrics, weights_meta
 
     assert len(read_metrics(str(trained / "metrics.csv"))) == 1

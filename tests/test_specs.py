@@ -51,6 +51,8 @@ TRAINABLE = {
     # issue 14: 16*25+16 + 32*16*9+32 + 800*128+128 + 1290, and 2*(16+32) batchnorm
     "mnist_fast.net": 108_970,
     "lenet5_distorted.net": 60_000,  # specs/lenet5.net's network, trained on distortions
+    # issue 21: 32*9+32 + 64*32*9+64 + 3136*128+128 + 1290, and 2*(32+64) batchnorm
+    "fashion_mnist.net": 421_834,
 }
 
 

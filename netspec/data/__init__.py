@@ -1,7 +1,9 @@
-"""Datasets as numpy arrays: IDX files, MNIST (fetched, verified, cached), .npz, image folders.
+"""Datasets as numpy arrays: IDX files, MNIST and Fashion-MNIST (fetched, verified,
+cached), .npz, image folders, generated scenes; `read_arrays` reads the one a spec names.
 
 This layer imports numpy but never torch, so checking a spec stays light;
-`netspec.data.registry` (the names a train section may give) imports neither.
+`netspec.data.registry` (each dataset's record, by the name a train section gives it)
+imports neither.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from netspec.data.arrays import read_arrays
     from netspec.data.folders import ImageFolder, LabeledArrays, load_image_folder, load_npz
     from netspec.data.idx import IdxPair, load_idx_pair, read_idx, write_idx
     from netspec.data.mnist import DEFAULT_MIRRORS, MnistData, default_cache_dir, load_mnist
+    from netspec.data.record import Arrays
     from netspec.errors import DataError
 
 # Names load on first use (PEP 562), so that `netspec.data.registry` imports no numpy.
 _HOME = {
+    "Arrays": "netspec.data.record",
+    "read_arrays": "netspec.data.arrays",
     "ImageFolder": "netspec.data.folders",
     "LabeledArrays": "netspec.data.folders",
     "load_image_folder": "netspec.data.folders",
@@ -34,6 +40,7 @@ _HOME = {
 
 __all__ = [
     "DEFAULT_MIRRORS",
+    "Arrays",
     "DataError",
     "IdxPair",
     "ImageFolder",
@@ -44,6 +51,7 @@ __all__ = [
     "load_image_folder",
     "load_mnist",
     "load_npz",
+    "read_arrays",
     "read_idx",
     "write_idx",
 ]

@@ -2,64 +2,47 @@
 (`train lenet on mnist`), so that `netspec compile` refuses a name netspec cannot load
 before anything runs. Imports nothing heavy: the front end checks names with it.
 
-A new kind of dataset registers itself here with `register(...)`; its loader lives
-beside the others in netspec/data/ and is chosen by `netspec.train.data`.
+Each dataset is a record (`netspec.data.record.Dataset`): how to fetch and verify it, how
+to read it, its channels, size, class names and task. A stage asks the record; no code
+outside netspec/data compares a dataset's name. A new dataset is one module in
+netspec/data/datasets/ that defines its record and reader, and one entry in `DATASETS`
+below (docs/language.md lists it too; tests/test_datasets.py checks both).
 
->>> DATASETS["mnist"].needs_data
-False
+>>> DATASETS["mnist"].needs_data, DATASETS["mnist"].labels[:3]
+(False, ('0', '1', '2'))
 >>> known()
-'mnist, idx, folders, npz, mnist_scenes, mnist_windows'
+'mnist, fashion_mnist, idx, folders, npz, mnist_scenes, mnist_windows'
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal, get_args
 
+from netspec.data.datasets.fashion_mnist import FASHION_MNIST
+from netspec.data.datasets.formats import FOLDERS, IDX, NPZ
+from netspec.data.datasets.mnist import MNIST
+from netspec.data.datasets.scenes import SCENES, WINDOWS
+from netspec.data.record import Dataset
 
-@dataclass(frozen=True)
-class Dataset:
-    """A name a train section may give, what it is, and whether it needs `--data`."""
+__all__ = [
+    "DATASETS",
+    "DEFAULT_DATASET",
+    "FAMILIES",
+    "SCENE_DATASETS",
+    "SCENE_SWITCHES",
+    "Dataset",
+    "Family",
+    "dataset",
+    "known",
+]
 
-    name: str
-    summary: str
-    needs_data: bool  # read from `netspec train --data PATH`, not fetched by netspec
-
-
-DATASETS: dict[str, Dataset] = {}
-
-
-def register(dataset: Dataset) -> Dataset:
-    """Add a dataset; a name registered twice is a mistake in netspec itself."""
-    assert dataset.name not in DATASETS, dataset.name
-    DATASETS[dataset.name] = dataset
-    return dataset
-
-
-def known() -> str:
-    """The registered names, in the order they were registered."""
-    return ", ".join(DATASETS)
-
-
-register(Dataset("mnist", "MNIST's digits, fetched and cached (or read from --data DIR)", False))
-register(Dataset("idx", "an IDX pair of images and labels, read from --data DIR", True))
-register(Dataset("folders", "train/ and test/ image folders, one per class, from --data DIR", True))
-register(Dataset("npz", "an .npz file with arrays x and y (or only x), from --data FILE.npz", True))
-register(
-    Dataset(
-        "mnist_scenes",
-        "generated scenes of MNIST digits with their boxes (or a scenes directory, --data DIR)",
-        False,
-    )
+# name -> record, in the order a person reads them (E506 lists them so)
+DATASETS = MappingProxyType(
+    {d.name: d for d in (MNIST, FASHION_MNIST, IDX, FOLDERS, NPZ, SCENES, WINDOWS)}
 )
-register(
-    Dataset(
-        "mnist_windows",
-        "28x28 windows cut from generated scenes: 10 digits and background (or --data DIR)",
-        False,
-    )
-)
-SCENE_DATASETS = ("mnist_scenes", "mnist_windows")  # the ones a `scenes` setting configures
+DEFAULT_DATASET = MNIST.name  # what a spec without a train section trains on
+SCENE_DATASETS = tuple(n for n, d in DATASETS.items() if d.scenes)  # a `scenes` setting's
 
 # The scenes' background families (netspec.data.randomize draws them); the last is used
 # by no training setting, for measuring the "reality gap".
@@ -67,3 +50,13 @@ Family = Literal["noise", "gradient", "texture", "clutter", "cells"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 # what domain randomization can switch on, one by one (netspec.data.scenes)
 SCENE_SWITCHES = ("backgrounds", "distractors", "contrast", "brightness", "invert", "blur")
+
+
+def known() -> str:
+    """The registered names, in order."""
+    return ", ".join(DATASETS)
+
+
+def dataset(name: str | None) -> Dataset | None:
+    """The record of ``name``, or None for no name or one netspec cannot load."""
+    return DATASETS.get(name) if name is not None else None

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.data.mnist import MnistData, default_cache_dir
+from netspec.data.record import held_out
 from netspec.data.scenefiles import read_scenes
 from netspec.data.scenes import DigitPool, Scene, SceneConfig, Split, make_scenes
 from netspec.data.windows import windows
@@ -36,7 +37,6 @@ __all__ = ["SceneArrays", "SceneRequest", "from_directory", "generated", "scene_
 
 Kind = Literal["scenes", "windows"]
 Log = Callable[[str], None]
-HOLDOUT = 6
 CACHE_VERSION = 1  # bump when what a setting draws changes, so old caches are not read
 
 
@@ -170,7 +170,7 @@ def from_directory(path: Path, kind: Kind, seed: int, negatives: float, log: Log
         whole = read_scenes(path)
         if len(whole.scenes) < 2:
             raise DataError(f"{path}: {len(whole.scenes)} scene; need at least 2 (train and test)")
-        cut = len(whole.scenes) - max(1, len(whole.scenes) // HOLDOUT)
+        cut = held_out(len(whole.scenes))
         log(
             f"reading scenes from {path}: training on the first {cut}, "
             f"testing on the last {len(whole.scenes) - cut}"

