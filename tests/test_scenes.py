@@ -18,9 +18,10 @@ import netspec
 from netspec.cli import main
 from netspec.data.mnist import MnistData
 from netspec.data.scenedata import SceneRequest, from_directory, generated
-from netspec.data.scenefiles import PALETTE, png_bytes, read_coco, read_scenes, write_scenes
+from netspec.data.scenefiles import png_bytes, read_coco, read_scenes, write_scenes
 from netspec.data.scenes import FAMILIES, INK, DigitPool, SceneConfig, make_scene, make_scenes
 from netspec.data.windows import BACKGROUND, LABELS, _centred, scene_windows, windows
+from netspec.detection.paint import PALETTE
 from netspec.diagnostics import SpecError
 from netspec.errors import DataError, OutputError
 from tests.conftest import write_mnist_subset

@@ -6,7 +6,7 @@ torch, onnx and numpy are imported inside the command only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,22 +22,6 @@ if TYPE_CHECKING:
     from netspec.compiler import Compiled
 
 CALIBRATION_LIMIT = 1000  # samples: min/max calibration settles long before this
-
-
-def open_source(
-    source: Path, network: str | None, overrides: dict[str, Any], limits: Limits | None = None
-) -> tuple[Compiled, Path | None]:
-    """The network and its weights from a spec file, or from a run directory or a
-    `.safetensors` file in one, opened and checked as `netspec eval` opens a run."""
-    if source.is_dir() or source.suffix == ".safetensors":
-        from netspec.train.opening import open_run  # imports torch
-
-        return open_run(source, network, overrides, limits)
-    if not source.is_file():
-        raise UsageError(f"{source}: no such file or directory")
-    from netspec.compiler import compile
-
-    return compile(source, network, limits=limits, **overrides), None
 
 
 def batch_value(batch: str) -> str | int:
@@ -119,15 +103,10 @@ def export_cmd(
     fixed = batch_value(batch)
     from netspec.artifact import Precision
     from netspec.export.onnx_export import ExportOptions, export_compiled
-    from netspec.lower import to_torch
-    from netspec.lower.weights import load_weights
+    from netspec.train.opening import open_target  # imports torch
 
-    compiled, weights_file = open_source(source, network, parse_set(sets), Limits(**limits))
-    module = None
-    if weights_file is not None:
-        module = to_torch(compiled)
-        load_weights(weights_file, module)
-        say(f"weights: {weights_file}")
+    opened = open_target(source, network, parse_set(sets), Limits(**limits))
+    compiled, module = opened.compiled, opened.module(say)
     calibration, calibration_labels = _data(
         calibrate if int8 else None, compiled, CALIBRATION_LIMIT
     )

@@ -101,13 +101,32 @@ def _channels(target: Path, overrides: dict[str, Any]) -> int:
 
 
 def _digit(probe: Probe, index: int, data: Path | None) -> npt.NDArray[np.float32]:
-    from netspec.data.mnist import load_mnist
-
-    images = load_mnist(data).test_x
+    images = _test_images(probe, data)
+    if images is None:
+        raise UsageError("--digit: no test set to take it from; pass --data with test images")
     if index >= len(images):
-        raise UsageError(f"--digit {index}: the test set has {len(images)} digits")
+        raise UsageError(f"--digit {index}: the test set has {len(images)} images")
     pixels: npt.NDArray[np.float32] = images[index].astype("float32") / 255.0
     return pixels
+
+
+def _test_images(probe: Probe, data: Path | None) -> npt.NDArray[Any] | None:
+    """One-channel test images ``(N, H, W)`` uint8: ``--data``'s, else those of the dataset
+    the network trains on where netspec fetches it (its record's source); None without."""
+    from netspec.data.arrays import read_test_split
+    from netspec.data.fetch import load_idx_files
+    from netspec.data.registry import DEFAULT_DATASET, dataset
+
+    train = probe.compiled.train
+    known = dataset(train.dataset if train is not None else DEFAULT_DATASET)
+    source = known.source if known is not None else None
+    if data is not None:
+        images = read_test_split(data, 1, source).x
+    elif source is not None:
+        images = load_idx_files(source, log=say).test_x
+    else:
+        return None
+    return images if images.ndim == 3 else None
 
 
 def _parse_unit(text: str, probe: Probe) -> Unit:
@@ -178,16 +197,15 @@ def _receptive(probe: Probe, outputs: Any, grey: Any, unit: Unit | None, out: Pa
 
 
 def _top_activations(probe: Probe, out: Path, data: Path | None) -> Path | None:
-    train = probe.compiled.train
-    if train is None or train.dataset != "mnist":
-        say("top-activations.png is drawn for runs trained on MNIST only")
+    images = _test_images(probe, data) if probe.compiled.train is not None else None
+    if images is None:
+        say("top-activations.png needs grey test images: a run on a dataset netspec fetches")
         return None
     import numpy as np
 
-    from netspec.data.mnist import load_mnist
     from netspec.show import pictures
 
-    digits = load_mnist(data).test_x[:TOP_SAMPLES]
+    digits = images[:TOP_SAMPLES]
     x = np.concatenate([probe.prepare(d) for d in digits])
     seen = np.clip(x[:, 0] * probe.input.std + probe.input.mean, 0, 1).astype(np.float32)
     drawn = pictures.draw_top_activations(probe, x, seen, out)

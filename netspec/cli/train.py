@@ -142,7 +142,12 @@ def eval_cmd(run: Path, data: Path | None, scenes: Path | None, device: str, **l
     other than the run's, the plots for that data go to RUN/eval/NAME, beside the run's);
     or a detector file on test scenes (netspec eval fcn.onnx --scenes DIR)."""
     if run.is_file() or scenes is not None:
-        from netspec.cli.detect import evaluate_detector
+        if scenes is None:
+            raise UsageError(
+                f"{run}: a detector file is evaluated on scenes",
+                hint=f"netspec eval {run} --scenes DIR (a directory `netspec scenes` wrote)",
+            )
+        from netspec.runtime.evaluate import evaluate_detector
 
         evaluate_detector(run, scenes, echo)
         return

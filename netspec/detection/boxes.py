@@ -1,8 +1,10 @@
 """Boxes as numpy arrays: corners (`xyxy`: x1, y1, x2, y2 in pixels, x to the right, y
-down), their areas and overlaps (IoU), and greedy non-maximum suppression, per class.
+down), their areas and overlaps (IoU), greedy non-maximum suppression per class, and
+`Detections`, what a detector found in one image.
 
 A box array is float32 (N, 4); scores are (N,) and classes (N,) int64. Nothing here
-imports anything but numpy, so the runtime (`netspec detect`) and the evaluation share it.
+imports anything but numpy, so the runtime (`netspec detect`, `netspec eval` on scenes)
+and training's mAP share one NMS (`nms_per_class`, through `select`) and one box type.
 
 >>> a = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)
 >>> [[round(float(v), 3) for v in row] for row in iou(a, a)]
@@ -13,7 +15,9 @@ imports anything but numpy, so the runtime (`netspec detect`) and the evaluation
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -116,6 +120,32 @@ class Detections:
         """The detections at `index`, in that order."""
         return Detections(self.boxes[index], self.scores[index], self.classes[index])
 
+    def at_least(self, score: float) -> Detections:
+        """The detections scoring `score` or more, in their order."""
+        return self.take(np.flatnonzero(self.scores >= score))
+
+    def suppressed(self, overlap: float, limit: int | None = None) -> Detections:
+        """Non-maximum suppression per class at IoU `overlap` (`nms_per_class`): the kept
+        detections best first, the first `limit` of them (all without one)."""
+        keep = nms_per_class(self.boxes, self.scores, self.classes, overlap)
+        return self.take(keep[:limit])
+
+    def clipped(self, height: int, width: int) -> Detections:
+        """The boxes cut to an image of `height` x `width` pixels."""
+        return Detections(clip(self.boxes, height, width), self.scores, self.classes)
+
+    def records(self, labels: Sequence[str]) -> list[dict[str, Any]]:
+        """JSON records (`netspec detect --json`): `xyxy` (input pixels), class, label, score."""
+        return [
+            {
+                "xyxy": [round(float(v), 2) for v in box],
+                "class": int(cls),
+                "label": label(labels, int(cls)),
+                "score": round(float(score), 4),
+            }
+            for box, score, cls in zip(self.boxes, self.scores, self.classes, strict=True)
+        ]
+
     @staticmethod
     def concat(parts: list[Detections]) -> Detections:
         if not parts:
@@ -125,3 +155,28 @@ class Detections:
             np.concatenate([p.scores for p in parts]).astype(np.float32),
             np.concatenate([p.classes for p in parts]).astype(np.int64),
         )
+
+
+def select(
+    boxes: Boxes, scores: Floats, threshold: float, overlap: float, limit: int | None = None
+) -> Detections:
+    """A single-shot detector's detections in one image: each of its proposed `boxes`
+    (N, 4) with each class whose class-specific confidence in `scores` (N, C) reaches
+    `threshold`, then non-maximum suppression per class at IoU `overlap`, best first (the
+    first `limit`, all without one).
+
+    >>> b = as_boxes([[0, 0, 10, 10], [1, 0, 11, 10]])
+    >>> found = select(b, np.array([[0.9, 0.6], [0.8, 0.1]], np.float32), 0.5, 0.5)
+    >>> found.classes.tolist(), [round(float(s), 2) for s in found.scores]
+    ([0, 1], [0.9, 0.6])
+    """
+    box, cls = np.nonzero(scores >= threshold)
+    found = Detections(
+        as_boxes(boxes[box]), scores[box, cls].astype(np.float32), cls.astype(np.int64)
+    )
+    return found.suppressed(overlap, limit)
+
+
+def label(labels: Sequence[str], cls: int) -> str:
+    """Class `cls`'s name in `labels`, else its number."""
+    return labels[cls] if 0 <= cls < len(labels) else str(cls)

@@ -3,8 +3,9 @@ implementation): AP per class at IoU 0.5 and averaged over IoU 0.5:0.05:0.95, an
 means over the classes that have ground truth (mAP@0.5, mAP@0.5:0.95).
 
 Ground truth is anything with ``boxes`` (float ``(N, 4)`` x1, y1, x2, y2 in pixels) and
-``classes`` (int ``(N,)``), such as netspec.data.scenes.Scene; detections add ``scores``
-(float ``(N,)``). One of each per image, in the same order. Boxes are given by their pixel
+``classes`` (int ``(N,)``), such as netspec.data.scenes.Scene; detections are
+netspec.detection.boxes.Detections, which add ``scores`` (float ``(N,)``). One of each per
+image, in the same order. Boxes are given by their pixel
 edges (a 10-pixel-wide box has x2 - x1 = 10), COCO's own convention, so no +1 anywhere.
 
 COCOeval keeps the 100 best-scoring detections of each image (maxDets=100) and the "all"
@@ -22,9 +23,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from netspec.detection.boxes import Detections
 from netspec.errors import DataError
 
-__all__ = ["Detections", "Metrics", "Truth", "evaluate", "recall_points"]
+__all__ = ["Metrics", "Truth", "evaluate", "recall_points"]
 
 MAX_DETS = 100  # COCOeval's maxDets[2]: the detections of each image it keeps
 ALL_AREAS = 0  # COCOeval's areaRng index for "all"
@@ -38,13 +40,6 @@ class Truth(Protocol):
 
     @property
     def classes(self) -> npt.NDArray[Any]: ...
-
-
-class Detections(Truth, Protocol):
-    """The detected boxes of one image, with a score each."""
-
-    @property
-    def scores(self) -> npt.NDArray[Any]: ...
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ at IoU 0.5 (COCOeval's interpolated precision at its 101 recall points), and
 In detections.png a detection that matches a true box (same class, IoU >= 0.5, matched
 greedily by score as COCO does) is drawn in MATCHED; a true box it found in TRUE; a true
 box nothing found (a miss) in MISSED, thick, and a detection that matches nothing (a false
-alarm) in FALSE_ALARM, thick; each box has its class written by it. Matplotlib (Agg, no
-pyplot state) draws pr.png; Pillow draws the scenes, pixel for pixel. Writes are atomic.
+alarm) in FALSE_ALARM, thick; each box has its class written by it (netspec.detection.paint,
+the one painter). Matplotlib (Agg, no pyplot state) draws pr.png; Pillow draws the scenes,
+pixel for pixel. Writes are atomic.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
-from netspec.detection.coco import Detections, Metrics, Truth, recall_points
+from netspec.detection.boxes import Detections
+from netspec.detection.coco import Metrics, Truth, recall_points
+from netspec.detection.paint import Colour, paint_boxes, picture_of
 from netspec.fileio import write_bytes
 
 __all__ = ["FALSE_ALARM", "MATCHED", "MISSED", "TRUE", "detections_grid", "match", "plot_pr"]
 
-TRUE = (60, 200, 75)  # green: a true box that was found
-MATCHED = (0, 150, 255)  # blue: a detection that found a true box
-MISSED = (255, 40, 40)  # red: a true box nothing found
-FALSE_ALARM = (255, 160, 0)  # orange: a detection of nothing
+TRUE: Colour = (60, 200, 75)  # green: a true box that was found
+MATCHED: Colour = (0, 150, 255)  # blue: a detection that found a true box
+MISSED: Colour = (255, 40, 40)  # red: a true box nothing found
+FALSE_ALARM: Colour = (255, 160, 0)  # orange: a detection of nothing
 MAX_SCENES = 16
 LEGEND_H = 16
 
@@ -68,44 +71,32 @@ def _xywh(boxes: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
 
-def _draw(
-    draw: ImageDraw.ImageDraw,
-    box: Sequence[float],
-    zoom: int,
-    colour: tuple[int, int, int],
-    width: int,
-    text: str,
-) -> None:
-    x1, y1, x2, y2 = (v * zoom for v in box)
-    draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=width)
-    draw.text((x1 + 2, max(y1 - 11, 0)), text, fill=colour)
-
-
 def scene_picture(
     truth: Scene, found: Detections, zoom: int = 2, labels: Sequence[str] | None = None
 ) -> Image.Image:
     """One scene, ``zoom`` times larger, its true and detected boxes drawn (module doc)."""
     name = (lambda c: labels[c]) if labels else str
-    h, w = truth.image.shape
-    picture = (
-        Image.fromarray(truth.image, "L")
-        .convert("RGB")
-        .resize((w * zoom, h * zoom), Image.Resampling.NEAREST)
-    )
-    draw = ImageDraw.Draw(picture)
+    picture = picture_of(truth.image, zoom)
     hit, seen = match(truth, found)
-    for box, c, ok in zip(
-        np.asarray(truth.boxes).tolist(), np.asarray(truth.classes).tolist(), seen, strict=True
+    true_texts = [name(c) for c in np.asarray(truth.classes).tolist()]
+    found_texts = [
+        f"{name(c)} {s:.2f}"
+        for c, s in zip(
+            np.asarray(found.classes).tolist(), np.asarray(found.scores).tolist(), strict=True
+        )
+    ]
+    for boxes, texts, ok, colours in (
+        (truth.boxes, true_texts, seen, (TRUE, MISSED)),
+        (found.boxes, found_texts, hit, (MATCHED, FALSE_ALARM)),
     ):
-        _draw(draw, box, zoom, TRUE if ok else MISSED, 1 if ok else 3, name(c))
-    for box, c, s, ok in zip(
-        np.asarray(found.boxes).tolist(),
-        np.asarray(found.classes).tolist(),
-        np.asarray(found.scores).tolist(),
-        hit,
-        strict=True,
-    ):
-        _draw(draw, box, zoom, MATCHED if ok else FALSE_ALARM, 1 if ok else 3, f"{name(c)} {s:.2f}")
+        paint_boxes(
+            picture,
+            np.asarray(boxes, np.float32).reshape(-1, 4),
+            texts,
+            [colours[0] if o else colours[1] for o in ok],
+            zoom=zoom,
+            widths=[1 if o else 3 for o in ok],
+        )
     return picture
 
 

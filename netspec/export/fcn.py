@@ -48,7 +48,7 @@ from netspec.errors import ExportError, MetadataError, NetspecError
 from netspec.export.fcn_graph import SIZE, FullyConvolutional, fully_convolutional, refusal
 from netspec.export.metadata import default_labels
 from netspec.export.onnx_export import input_infos
-from netspec.fileio import atomic_path
+from netspec.fileio import atomic_path, output_target
 from netspec.kinds import output_infos
 from netspec.text import first_line, fmt_shape
 
@@ -229,6 +229,7 @@ def export_fcn(
     from netspec.lower import to_torch
 
     path = Path(path)
+    output_target(path)  # a directory, a socket, a dangling link: refused before the work
     fcn = fully_convolutional(classifier)
     names = _labels(classifier, labels)
     source = weights if weights is not None else to_torch(classifier)

@@ -38,7 +38,7 @@ from netspec.export.detection import decoded, exported_outputs, single_shot
 from netspec.export.metadata import default_labels
 from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
-from netspec.fileio import atomic_path
+from netspec.fileio import atomic_path, output_target
 from netspec.kinds import output_infos
 from netspec.text import bound_shape, first_line
 
@@ -150,6 +150,7 @@ def export_compiled(
     import torch
 
     path = Path(path)
+    output_target(path)  # a directory, a socket, a dangling link: refused before the work
     if (options.precision == "int8") != (calibration is not None):
         raise ExportError(
             "int8 needs calibration samples"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy.typing as npt
 
 from netspec.artifact import InputInfo, ModelInfo, OutputInfo, class_scores, from_props
 from netspec.compiler import Compiled, compile, compile_text
-from netspec.errors import InputError, MetadataError, ModelError, RunError, UsageError
+from netspec.errors import InputError, MetadataError, ModelError, UsageError
 from netspec.export.metadata import default_labels
 from netspec.export.onnx_export import input_infos
 from netspec.fileio import read_capped
@@ -26,7 +25,6 @@ from netspec.text import fmt_shape
 FloatArray = npt.NDArray[np.float32]
 Runner = Callable[[FloatArray], dict[str, FloatArray]]
 MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit on one file
-MAX_SETTINGS_BYTES = 1 << 20
 
 
 class Probe:
@@ -197,16 +195,13 @@ def _torch_probe(compiled: Compiled, weights: Path | None, source: Path) -> Prob
 
 
 def _run_settings(run: Path) -> tuple[dict[str, Any], Path | None]:
-    """The run's stored overrides and its main spec file (settings.json, bounded)."""
-    settings_file = run / "settings.json"
-    if not settings_file.is_file():
-        raise RunError(f"{run}: not a netspec run (no settings.json)")
-    try:
-        settings = json.loads(read_capped(settings_file, MAX_SETTINGS_BYTES))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RunError(f"{settings_file}: not JSON ({e})") from None
-    overrides = settings.get("overrides") if isinstance(settings, dict) else None
-    main = settings.get("main") if isinstance(settings, dict) else None
+    """The run's stored overrides and its main spec file (settings.json, read and checked
+    by the one reader of a run's settings, netspec.train.opening's)."""
+    from netspec.train.opening import read_settings  # imports torch
+
+    settings = read_settings(run)
+    overrides = settings.get("overrides")
+    main = settings.get("main")
     spec = run / "spec" / main if isinstance(main, str) and "/" not in main else None
     return (overrides if isinstance(overrides, dict) else {}), spec
 

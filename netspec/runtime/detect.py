@@ -12,21 +12,22 @@ pipeline: the image at several scales (a pyramid), the score map of each, every 
 whose best non-background class reaches the threshold a box (its window, mapped back
 through the receptive field's start and jump and the scale), then NMS per class.
 
-`draw` paints the boxes with their class and score on the image, for `netspec detect`.
+The boxes, their NMS and their painter are netspec.detection's, shared with training.
+`netspec detect`'s loop over image files is netspec.runtime.detect_files; `netspec eval`
+on scenes is netspec.runtime.evaluate.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from netspec.artifact import ModelInfo, OutputKind, SlidingWindow, class_scores
-from netspec.detection.boxes import Detections, as_boxes, clip, nms_per_class
+from netspec.detection.boxes import Detections, as_boxes, select
 from netspec.errors import InputError, ModelError, UsageError
 from netspec.runtime.inputs import MAX_IMAGE_PIXELS
 from netspec.runtime.session import Model
@@ -131,10 +132,8 @@ def sliding_window(model: Model, image: FloatArray, options: DetectOptions) -> D
         scores = _run(model, resize(image, *size))
         factors = (size[0] / height, size[1] / width)
         parts.append(decode_map(scores[0], window, factors, threshold))
-    found = Detections.concat(parts)
-    keep = nms_per_class(found.boxes, found.scores, found.classes, overlap)
-    kept = found.take(keep[: options.max_detections])
-    return Detections(clip(kept.boxes, height, width), kept.scores, kept.classes)
+    found = Detections.concat(parts).suppressed(overlap, options.max_detections)
+    return found.clipped(height, width)
 
 
 def decode_map(
@@ -201,78 +200,12 @@ def single_shot(model: Model, image: FloatArray, options: DetectOptions) -> Dete
     height, width = image.shape[2:]
     out = _run(model, resize(image, *shot.image))[0]  # (S*S*B, 4 + C)
     threshold, overlap = options.chosen(shot.score, shot.iou)
-    box, cls = np.nonzero(out[:, 4:] >= threshold)
     scale = np.array([width, height, width, height], np.float32) / np.array(
         [shot.image[1], shot.image[0]] * 2, np.float32
     )
-    found = Detections(
-        as_boxes(out[box, :4] * scale), out[box, 4 + cls].astype(np.float32), cls.astype(np.int64)
-    )
-    keep = nms_per_class(found.boxes, found.scores, found.classes, overlap)
-    kept = found.take(keep[: options.max_detections])
-    return Detections(clip(kept.boxes, height, width), kept.scores, kept.classes)
+    found = select(out[:, :4] * scale, out[:, 4:], threshold, overlap, options.max_detections)
+    return found.clipped(height, width)
 
 
 # The decoders, by output kind: what a new kind of detector adds.
 DECODERS: dict[OutputKind, Decoder] = {"class_map": sliding_window, "boxes": single_shot}
-
-
-# ---- drawing -------------------------------------------------------------------------
-
-# Box colours by class (Tableau's ten, as matplotlib's tab10), RGB.
-PALETTE = (
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-)
-
-
-def pixels(image: FloatArray, mean: float, std: float) -> npt.NDArray[np.uint8]:
-    """A model-ready image (1, C, H, W) back to 8-bit pixels (H, W, 3) to draw on."""
-    unit = np.clip(image[0] * std + mean, 0, 1)
-    rgb = np.repeat(unit, 3, axis=0) if unit.shape[0] == 1 else unit[:3]
-    out: npt.NDArray[np.uint8] = np.rint(rgb.transpose(1, 2, 0) * 255).astype(np.uint8)
-    return out
-
-
-def draw(rgb: npt.NDArray[np.uint8], found: Detections, labels: Sequence[str]) -> Any:
-    """A Pillow image of `rgb` (H, W, 3) with each box outlined in its class's colour and
-    labelled `class score` above its top-left corner (inside the image)."""
-    from PIL import Image, ImageDraw
-
-    image = Image.fromarray(rgb, mode="RGB")
-    pen = ImageDraw.Draw(image)
-    for box, score, cls in zip(found.boxes, found.scores, found.classes, strict=True):
-        colour = PALETTE[int(cls) % len(PALETTE)]
-        x1, y1, x2, y2 = (float(v) for v in box)
-        pen.rectangle((x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)), outline=colour, width=1)
-        text = f"{label(labels, int(cls))} {score:.2f}"
-        left, top, right, bottom = pen.textbbox((0, 0), text)
-        y = y1 - (bottom - top) - 2 if y1 >= bottom - top + 2 else y1 + 1
-        pen.rectangle((x1, y, x1 + right - left + 1, y + bottom - top + 1), fill=colour)
-        pen.text((x1 + 1 - left, y - top), text, fill=(255, 255, 255))
-    return image
-
-
-def label(labels: Sequence[str], cls: int) -> str:
-    return labels[cls] if 0 <= cls < len(labels) else str(cls)
-
-
-def records(found: Detections, labels: Sequence[str]) -> list[dict[str, Any]]:
-    """The detections as JSON records: `xyxy` (input pixels), class, label, score."""
-    return [
-        {
-            "xyxy": [round(float(v), 2) for v in box],
-            "class": int(cls),
-            "label": label(labels, int(cls)),
-            "score": round(float(score), 4),
-        }
-        for box, score, cls in zip(found.boxes, found.scores, found.classes, strict=True)
-    ]

@@ -1,0 +1,83 @@
+"""`netspec eval MODEL.onnx --scenes DIR`: a detector file on a directory of test scenes
+(what `netspec scenes` writes), through ONNX Runtime only (never torch).
+
+COCO's mAP@0.5 and mAP@0.5:0.95 per class and overall (netspec.detection.coco), the time
+per scene, written as metrics.json beside pr.png and detections.png in `<model>-eval/`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from netspec.data.scenefiles import read_scenes
+from netspec.detection.boxes import Detections
+from netspec.detection.coco import evaluate
+from netspec.detection.plots import detections_grid, plot_pr
+from netspec.errors import InputError
+from netspec.fileio import make_dirs, write_text
+from netspec.runtime.detect import DetectOptions, detect, detector_kind
+from netspec.runtime.session import Model, open_model
+
+EVAL_THRESHOLD = 0.05  # mAP ranks every box: keep the weak ones too (COCO keeps 100 an image)
+DRAW_THRESHOLD = 0.5  # detections.png shows the boxes `netspec detect` would draw
+
+
+def evaluate_detector(model: Path, scenes: Path, log: Callable[[str], None]) -> Path:
+    """The detector file `model` on the scenes in `scenes`: metrics.json, pr.png and
+    detections.png (the boxes scoring DRAW_THRESHOLD or more) in `<model>-eval/`, the
+    numbers said in `log`; the directory."""
+    opened = open_model(model)
+    detector_kind(opened.info, str(model))
+    labels = opened.info.labels or ()
+    classes = _object_classes(opened, labels)
+    found_set = read_scenes(scenes)
+    info = opened.info.inputs[0]
+    options = DetectOptions(threshold=EVAL_THRESHOLD)
+    found: list[Detections] = []
+    started = time.perf_counter()
+    for scene in found_set.scenes:
+        image = (scene.image.astype(np.float32) / 255 - info.mean) / info.std
+        found.append(detect(opened, image[None, None].astype(np.float32), options))
+    per_scene = (time.perf_counter() - started) / len(found_set.scenes)
+    metrics = evaluate(found_set.scenes, found, classes)
+    out = make_dirs(model.parent / f"{model.stem}-eval")
+    record = {
+        "model": str(model),
+        "scenes": str(scenes),
+        "count": len(found_set.scenes),
+        **metrics.as_dict(list(labels)),
+        "seconds_per_scene": per_scene,
+        "threshold": EVAL_THRESHOLD,
+        "scales": list(options.scales),
+        "iou": options.iou,
+    }
+    write_text(out / "metrics.json", json.dumps(record, indent=2) + "\n")
+    plot_pr(out / "pr.png", metrics, list(labels))
+    shown = [f.at_least(DRAW_THRESHOLD) for f in found]
+    detections_grid(out / "detections.png", found_set.scenes, shown, list(labels))
+    log(
+        f"{model} on {len(found_set.scenes)} scenes of {scenes}: mAP@0.5 {metrics.map50:.3f}, "
+        f"mAP@0.5:0.95 {metrics.map:.3f}, {per_scene * 1000:.1f} ms a scene"
+    )
+    for c, (ap50, ap) in metrics.per_class.items():
+        log(f"  {labels[c] if c < len(labels) else c}: AP@0.5 {ap50:.3f}, AP@0.5:0.95 {ap:.3f}")
+    log(f"wrote {out / 'metrics.json'}, {out / 'pr.png'}, {out / 'detections.png'}")
+    return out
+
+
+def _object_classes(model: Model, labels: tuple[str, ...]) -> int:
+    """The classes a scene's boxes can have: every label but the background, which must be
+    the last (the scenes' classes are 0..9 and the windows' background 10)."""
+    window = model.info.sliding_window
+    background = window.background if window is not None else None
+    if background is not None and background != len(labels) - 1:
+        raise InputError(
+            f"{model.path}: its background is class {background} of {len(labels)}; scenes "
+            "are evaluated with the background last"
+        )
+    return len(labels) - (background is not None)
