@@ -137,6 +137,7 @@ class Dataset:
     needs_data: bool = False  # read only from `netspec train --data PATH`
     scenes: bool = False  # drawn as a `scenes` setting says (netspec.data.scenes)
     windows: bool = False  # windows cut from those scenes: its classifier slides over them
+    rank: int = 100  # where a listing (E506, `known()`) puts it: lower first
 
     @property
     def names_scores(self) -> bool:

@@ -1,12 +1,13 @@
 """The datasets netspec can load, by the name a train section gives them
-(`train lenet on mnist`), so that `netspec compile` refuses a name netspec cannot load
-before anything runs. Imports nothing heavy: the front end checks names with it.
+(`train lenet on mnist`): `netspec compile` warns of a name netspec cannot load (W506),
+and `netspec train` refuses it (E506). Imports nothing heavy: the front end checks names with it.
 
 Each dataset is a record (`netspec.data.record.Dataset`): how to fetch and verify it, how
 to read it, its channels, size, class names and task. A stage asks the record; no code
 outside netspec/data compares a dataset's name. A new dataset is one module in
-netspec/data/datasets/ that defines its record and reader, and one entry in `DATASETS`
-below (docs/language.md lists it too; tests/test_datasets.py checks both).
+netspec/data/datasets/ that defines its record and reader and lists it in ``RECORDS``
+(found there by `discover`), and its row in docs/language.md (tests/test_datasets.py checks
+both).
 
 >>> DATASETS["mnist"].needs_data, DATASETS["mnist"].labels[:3]
 (False, ('0', '1', '2'))
@@ -19,10 +20,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Literal, get_args
 
-from netspec.data.datasets.fashion_mnist import FASHION_MNIST
-from netspec.data.datasets.formats import FOLDERS, IDX, NPZ
-from netspec.data.datasets.mnist import MNIST
-from netspec.data.datasets.scenes import SCENES, WINDOWS
+from netspec.data.datasets import discover
 from netspec.data.record import Dataset
 
 __all__ = [
@@ -38,10 +36,8 @@ __all__ = [
 ]
 
 # name -> record, in the order a person reads them (E506 lists them so)
-DATASETS = MappingProxyType(
-    {d.name: d for d in (MNIST, FASHION_MNIST, IDX, FOLDERS, NPZ, SCENES, WINDOWS)}
-)
-DEFAULT_DATASET = MNIST.name  # what a spec without a train section trains on
+DATASETS = MappingProxyType({d.name: d for d in discover()})
+DEFAULT_DATASET = "mnist"  # what a spec without a train section trains on
 SCENE_DATASETS = tuple(n for n, d in DATASETS.items() if d.scenes)  # a `scenes` setting's
 
 # The scenes' background families (netspec.data.randomize draws them); the last is used

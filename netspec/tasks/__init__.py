@@ -1,15 +1,18 @@
 """The tasks: what a network's outputs are trained as, each declared once as a record.
 
-A task is a `Task` (netspec.tasks.base) made once in its own module of this package, and
-one entry in `TASKS` below. Training and evaluation ask the record everything that differs
-between tasks and never compare a task's name:
+A task is a `Task` (netspec.tasks.base) made once in its own module of this package and
+listed in that module's ``RECORDS``; `discover` finds it there, so a new task is one module
+(with its decoder in netspec/runtime/detect.py if ONNX Runtime decodes its output).
+Training and evaluation ask the record everything that differs between tasks and never
+compare a task's name:
 
-- facts: ``name`` (for people and files only), ``outputs`` (how many network outputs it
-  trains), ``metric`` (metrics.csv's accuracy column, `acc` or `pixel_acc`; None: the loss
-  alone, and the lowest loss picks the best weights), ``per_sample`` (y is one class per
-  sample: predictions are kept for the confusion matrix and error count, and the labels go
-  with the sample images and the export's check), ``exports_labels`` (the class names go
-  into model.onnx), ``run_out`` (`netspec run` writes its outputs to files);
+- facts: ``name`` (for people and files only), ``rank`` (where `target_of` asks it),
+  ``outputs`` (how many network outputs it trains), ``metric`` (metrics.csv's accuracy
+  column, `acc` or `pixel_acc`; None: the loss alone, and the lowest loss picks the best
+  weights), ``per_sample`` (y is one class per sample: predictions are kept for the
+  confusion matrix and error count, and the labels go with the sample images and the
+  export's check), ``exports_labels`` (the class names go into model.onnx), ``run_out``
+  (`netspec run` writes its outputs to files);
 - methods: ``target`` (does it train these outputs with this loss: the `Target`, None, or a
   DataError saying why not), ``fit`` (the data's y checked and made tensors),
   ``check_augment`` and ``augment`` (what deforms its targets with their images),
@@ -31,21 +34,32 @@ answers wins. A network with several heads is a task whose ``outputs`` is their 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from netspec.compiler import Compiled
 from netspec.errors import DataError
 from netspec.kinds import output_infos
 from netspec.tasks.base import Target, Task
-from netspec.tasks.boxes import BOXES
-from netspec.tasks.classes import CLASSES, CLASSIFIER
-from netspec.tasks.map import MAP
-from netspec.tasks.segmentation import SEGMENTATION
+from netspec.tasks.classes import CLASSIFIER
 from netspec.text import fmt_shape
 from netspec.trainspec import Loss
 
-__all__ = ["CLASSIFIER", "TASKS", "Target", "Task", "target_of"]
+__all__ = ["CLASSIFIER", "TASKS", "Target", "Task", "discover", "target_of"]
+
+
+def discover() -> tuple[Task, ...]:
+    """Every task of every module of this package (its ``RECORDS``), by rank (then name)."""
+    found: list[Task] = []
+    for info in pkgutil.iter_modules(__path__, f"{__name__}."):
+        found.extend(getattr(importlib.import_module(info.name), "RECORDS", ()))
+    names = [t.name for t in found]
+    assert len(set(names)) == len(names), f"a task defined twice: {names}"
+    return tuple(sorted(found, key=lambda t: (t.rank, t.name)))
+
 
 # In the order they are asked: a detection head, or loss yolo, is the detector's to refuse.
-TASKS: tuple[Task, ...] = (BOXES, CLASSES, MAP, SEGMENTATION)
+TASKS: tuple[Task, ...] = discover()
 
 
 def target_of(compiled: Compiled, loss: Loss) -> Target:

@@ -138,6 +138,7 @@ class Task(ABC):
     exports_labels: bool = False  # the data's class names go into model.onnx
     run_out: bool = True  # `netspec run` writes its outputs to files (next steps say --out)
     outputs: int = 1  # how many network outputs it trains
+    rank: int = 100  # where `target_of` asks it: lower first (a detector before a classifier)
 
     @abstractmethod
     def target(

@@ -105,7 +105,7 @@ class Boxes(Task):
         return trained.detections()
 
 
-BOXES = Boxes("boxes", exports_labels=True)
+BOXES = Boxes("boxes", exports_labels=True, rank=10)
 
 
 def box_targets(
@@ -167,3 +167,6 @@ def check_box_augments(spec: Augment) -> None:
             f"a detector's augment block takes {' and '.join(BOX_AUGMENTS)}, which move its "
             f"boxes with the scene; not {names}"
         )
+
+
+RECORDS = (BOXES,)  # what netspec.tasks finds here

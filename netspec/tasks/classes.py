@@ -111,7 +111,9 @@ class Classes(Task):
         return trained.confusion()
 
 
-CLASSES = Classes("classes", metric="acc", per_sample=True, exports_labels=True, run_out=False)
+CLASSES = Classes(
+    "classes", metric="acc", per_sample=True, exports_labels=True, run_out=False, rank=20
+)
 CLASSIFIER = Target(CLASSES)  # a classifier: what every run trained as before maps
 
 
@@ -140,3 +142,6 @@ def _check_labels(given: Given, classes: int | None) -> int:
             f"scores; make its last layer output {top + 1}"
         )
     return classes
+
+
+RECORDS = (CLASSES,)  # what netspec.tasks finds here

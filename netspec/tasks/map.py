@@ -102,7 +102,7 @@ class Map(Task):
         return trained.maps()
 
 
-MAP = Map("map")
+MAP = Map("map", rank=30)
 
 
 def bound_map(output: OutputInfo) -> Shape:
@@ -160,3 +160,6 @@ def refuse_deforming(spec: Augment) -> None:
             "augmentation deforms the inputs but not their target maps; train this map "
             "output without an augment block"
         )
+
+
+RECORDS = (MAP,)  # what netspec.tasks finds here

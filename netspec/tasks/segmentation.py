@@ -93,7 +93,7 @@ class Segmentation(Task):
         return trained.maps()
 
 
-SEGMENTATION = Segmentation("segmentation", metric="pixel_acc")
+SEGMENTATION = Segmentation("segmentation", metric="pixel_acc", rank=40)
 
 
 def _check_pixel_classes(given: Given, classes: int) -> None:
@@ -103,3 +103,6 @@ def _check_pixel_classes(given: Given, classes: int) -> None:
                 f"{given.source}: per-pixel classes from {int(y.min())} to {int(y.max())}, but "
                 f"the output map has {classes} channels (classes 0 to {classes - 1})"
             )
+
+
+RECORDS = (SEGMENTATION,)  # what netspec.tasks finds here

@@ -52,4 +52,7 @@ FASHION_MNIST = Dataset(
     channels=1,
     size=(28, 28),
     source=SOURCE,
+    rank=20,
 )
+
+RECORDS = (FASHION_MNIST,)  # what netspec.data.datasets finds here

@@ -30,6 +30,7 @@ IDX = Dataset(
     task="classes",
     sample="image",
     needs_data=True,
+    rank=30,
 )
 FOLDERS = Dataset(
     "folders",
@@ -38,6 +39,7 @@ FOLDERS = Dataset(
     task="classes",
     sample="image",
     needs_data=True,
+    rank=40,
 )
 NPZ = Dataset(
     "npz",
@@ -46,4 +48,7 @@ NPZ = Dataset(
     task=None,
     sample="sample",
     needs_data=True,
+    rank=50,
 )
+
+RECORDS = (IDX, FOLDERS, NPZ)  # what netspec.data.datasets finds here

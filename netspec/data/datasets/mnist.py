@@ -35,4 +35,7 @@ MNIST = Dataset(
     channels=1,
     size=(28, 28),
     source=SOURCE,
+    rank=10,
 )
+
+RECORDS = (MNIST,)  # what netspec.data.datasets finds here

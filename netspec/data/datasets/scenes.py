@@ -73,6 +73,7 @@ SCENES = Dataset(
     labels=DIGITS,
     channels=1,
     scenes=True,
+    rank=60,
 )
 WINDOWS = Dataset(
     "mnist_windows",
@@ -85,4 +86,7 @@ WINDOWS = Dataset(
     size=(28, 28),
     scenes=True,
     windows=True,
+    rank=70,
 )
+
+RECORDS = (SCENES, WINDOWS)  # what netspec.data.datasets finds here
