@@ -36,6 +36,7 @@ from netspec.errors import UsageError
 ENV = "NETSPEC_THREADS"
 SAMPLE_S = 0.1  # how long the other processes' CPU use is measured
 _PROC_STAT = Path("/proc/stat")
+_LOADAVG = Path("/proc/loadavg")
 _CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1 = (
     Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
@@ -66,9 +67,12 @@ def fit_threads(cores: int, busy: float) -> int:
     return max(1, min(cores, math.floor(cores - busy + 0.5)))
 
 
-def choose_threads(given: int | None = None, flag: str = "--threads") -> ThreadChoice:
+def choose_threads(
+    given: int | None = None, flag: str = "--threads", *, quick: bool = False
+) -> ThreadChoice:
     """The thread count for this command: `given` (a flag's value), ``NETSPEC_THREADS``,
-    or the free cores measured now."""
+    or the free cores measured now (``quick``: from the tasks runnable this instant, for a
+    command that must start at once, instead of a tenth of a second's CPU counters)."""
     cores = usable_cores()
     if given is not None:
         return ThreadChoice(_positive(given, flag), cores, 0.0, f"{flag} {given}")
@@ -77,7 +81,7 @@ def choose_threads(given: int | None = None, flag: str = "--threads") -> ThreadC
         if not text.isdigit():
             raise UsageError(f"{ENV}={text!r}: expected a positive whole number of threads")
         return ThreadChoice(_positive(int(text), ENV), cores, 0.0, f"{ENV}={text}")
-    busy = busy_cores(cores)
+    busy = runnable_now(cores) if quick else busy_cores(cores)
     return ThreadChoice(fit_threads(cores, busy), cores, busy, None)
 
 
@@ -132,6 +136,19 @@ def busy_cores(cores: int, sample_s: float = SAMPLE_S) -> float:
         return max(0.0, min(float(cores), os.getloadavg()[0]))
     except OSError:
         return 0.0
+
+
+def runnable_now(cores: int) -> float:
+    """Other tasks runnable this instant (``/proc/loadavg``'s running count, less this
+    process), else the one-minute load average; at most ``cores``."""
+    try:
+        running = _LOADAVG.read_text().split()[3].partition("/")[0]
+        return float(max(0, min(cores, int(running) - 1)))
+    except (OSError, IndexError, ValueError):
+        try:
+            return max(0.0, min(float(cores), os.getloadavg()[0]))
+        except OSError:
+            return 0.0
 
 
 def _cpu_times() -> tuple[int, int] | None:

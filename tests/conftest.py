@@ -18,6 +18,9 @@ import torch
 from netspec.data import load_mnist, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
+# The commands choose their threads by the load (netspec/threads.py); a test's outcome must
+# not, so every command the suite runs, here and in subprocesses, computes on this many.
+os.environ.setdefault("NETSPEC_THREADS", str(torch.get_num_threads()))
 REAL_MNIST = Path(os.environ.get("NETSPEC_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 needs_mnist = pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="no MNIST in shared/data")
 IDX_NAMES = (

@@ -98,3 +98,55 @@ def test_doctests() -> None:
     import doctest
 
     assert doctest.testmod(threads).failed == 0
+
+
+TINY = """network tiny(image: 1x28x28) {
+    conv 4 5x5 | relu | maxpool 4x4
+    dense 10
+}
+
+train tiny on mnist {
+    epochs 1
+    batch 32
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "said", "recorded"),
+    [
+        (["--threads", "1"], None, "threads: 1 (--threads 1)", 1),
+        ([], "1", "threads: 1 (NETSPEC_THREADS=1)", 1),
+        ([], "", "threads: ", None),  # measured: whatever is free, within the cores
+    ],
+)
+def test_train_says_and_records_its_threads(
+    tmp_path: Path, flag: list[str], env: str | None, said: str, recorded: int | None
+) -> None:
+    """The real command: its log says the count and why; settings.json records it."""
+    import json
+    import os
+
+    from tests.conftest import ROOT, write_mnist_subset
+
+    data = write_mnist_subset(tmp_path / "data", 64, 32)
+    spec = tmp_path / "tiny.net"
+    spec.write_text(TINY)
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environ.pop(threads.ENV, None)
+    if env:
+        environ[threads.ENV] = env
+    command = ["train", spec, "--data", data, "--out", tmp_path / "runs", "--name", "t", *flag]
+    result = subprocess.run(
+        [sys.executable, "-m", "netspec", *map(str, command)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environ,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert said in result.stderr
+    settings = json.loads((tmp_path / "runs" / "t" / "settings.json").read_text())
+    chosen = settings["runtime"]["threads"]
+    assert chosen == recorded if recorded is not None else 1 <= chosen <= usable_cores()

@@ -125,6 +125,16 @@ def provider_option(f: F) -> F:
     )(f)
 
 
+def threads_option(f: F) -> F:
+    """`--threads N`: the CPU threads to compute with (netspec.threads chooses without it)."""
+    return click.option(
+        "--threads",
+        type=click.IntRange(1, 1024),
+        help="CPU threads to compute with (default: the cores free of other work now, or "
+        "NETSPEC_THREADS)",
+    )(f)
+
+
 def limit_options(f: F) -> F:
     """One `--max-...` flag per field of `Limits`, defaulting to its value."""
     from netspec.limits import Limits

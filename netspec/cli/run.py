@@ -8,6 +8,7 @@ torch only for `bench --vs torch` (netspec.export.eager).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,8 +16,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netspec.cli.console import echo, say
-from netspec.cli.options import MAX_BATCH, batch_range, command, provider_option
+from netspec.cli.options import (
+    MAX_BATCH,
+    batch_range,
+    command,
+    provider_option,
+    threads_option,
+)
 from netspec.errors import UsageError
+from netspec.threads import choose_threads
+
+BUSY = 0.5  # cores' worth of other work from which the machine counts as busy
 
 if TYPE_CHECKING:
     from netspec.runtime.bench import RunnerMaker, Timing
@@ -48,6 +58,7 @@ if TYPE_CHECKING:
     help="images are dark ink on light paper: invert them "
     "(MNIST models expect a white digit on black)",
 )
+@threads_option
 def run_cmd(
     model: Path,
     inputs: tuple[Path, ...],
@@ -57,6 +68,7 @@ def run_cmd(
     batch: int,
     provider: str,
     invert: bool,
+    threads: int | None,
 ) -> None:
     """Run MODEL.onnx on INPUTS (PNG/JPEG images, .npy, IDX files, directories) and print
     every output as its kind calls for: the top classes of class scores; the shape and
@@ -66,8 +78,9 @@ def run_cmd(
     from netspec.runtime.outputs import Reading, read_outputs
     from netspec.runtime.session import open_model
 
-    opened = open_model(model, provider)
-    say(f"provider: {opened.provider}")
+    chosen = choose_threads(threads, quick=True)
+    opened = open_model(model, provider, chosen.threads, spin=chosen.busy < BUSY)
+    say(f"provider: {opened.provider}, {chosen.describe()}")
     info = opened.info
     if len(info.inputs) != 1:
         names = ", ".join(i.name for i in info.inputs)
@@ -165,11 +178,7 @@ def _torch(opened: Model, threads: int | None) -> dict[str, RunnerMaker]:
     show_default=True,
     help="batch sizes, comma-separated",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 1024),
-    help="threads for both engines (default: ONNX Runtime's and PyTorch's own)",
-)
+@threads_option
 @click.option(
     "--vs",
     "versus",
@@ -197,12 +206,26 @@ def bench_cmd(
     from netspec.runtime.session import open_model
 
     batches = batch_sizes(batch_text)
-    opened = open_model(model, provider, threads, spin=versus is None)
+    chosen = choose_threads(threads)
+    opened = open_model(model, provider, chosen.threads, spin=versus is None)
     _check_batches(opened, batches)
-    say(f"provider: {opened.provider}")
-    others = _torch(opened, threads) if versus == "torch" else {}
+    say(f"provider: {opened.provider}, {chosen.describe()} for every engine")
+    say(f"load: {_load()}")
+    if chosen.given is None and chosen.busy >= BUSY:
+        say(
+            f"warning: the machine is busy ({chosen.busy:.1f} of {chosen.cores} cores with "
+            "other work): these timings are not a quiet machine's"
+        )
+    others = _torch(opened, chosen.threads) if versus == "torch" else {}
     timings = bench(opened, batches, others, rounds)
     _print_timings(timings, speedups(timings), as_json)
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min)"
+    except OSError:
+        return "unknown"
 
 
 def _print_timings(timings: list[Timing], ratios: dict[int, float], as_json: bool) -> None:

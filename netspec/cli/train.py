@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from netspec.cli.console import echo, out_console, parse_set
+from netspec.cli.console import echo, out_console, parse_set, say
 from netspec.cli.options import (
     MAX_EPOCHS,
     MAX_TRAIN_BATCH,
@@ -21,8 +21,10 @@ from netspec.cli.options import (
     network_option,
     seed_option,
     sets_option,
+    threads_option,
 )
 from netspec.errors import UsageError
+from netspec.threads import choose_threads
 
 __all__ = ["augment_cmd", "eval_cmd", "train_cmd"]
 
@@ -74,6 +76,7 @@ _device = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--limit", type=click.IntRange(min=1), help="train on the first N samples only")
 @sets_option("override a constant or a training value (epochs, lr, optimizer, ...)")
 @click.option("--compile", "compile_", is_flag=True, help="run the module through torch.compile")
+@threads_option
 @limit_options
 def train_cmd(
     spec: Path | None,
@@ -92,6 +95,7 @@ def train_cmd(
     limit: int | None,
     sets: tuple[str, ...],
     compile_: bool,
+    threads: int | None,
     **limits: int,
 ) -> None:
     """Train the network of SPEC on its `train` section's data; write a run directory."""
@@ -105,6 +109,10 @@ def train_cmd(
     from netspec.train.setup import Request
 
     keep_freed_memory()  # a training process reuses each step's memory (netspec/train/heap.py)
+    if resume is None and nproc == 1:  # a resumed run keeps its own; torchrun gives each rank 1
+        chosen = choose_threads(threads)
+        say(chosen.describe())
+        threads = chosen.threads
     request = Request(
         spec=spec,
         network=network,
@@ -119,6 +127,7 @@ def train_cmd(
         resume=resume,
         nproc=nproc,
         limits=Limits(**limits),
+        threads=threads,
     )
     train(request, out_console)
 

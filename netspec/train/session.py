@@ -209,9 +209,12 @@ def _open(request: Request, log: Log, build: Build) -> Run:
     module = seeded_module(compiled, build, config.seed).to(place.device)
     if place.channels_last:
         module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if request.threads is not None and place.world == 1:
+        torch.set_num_threads(request.threads)
     if kept is not None:
         directory = kept.dir
-        _pin_threads(kept, place, log)
+        if request.threads is None:
+            _pin_threads(kept, place, log)
         if place.rank == 0:
             remove_temp_files(directory)
     else:

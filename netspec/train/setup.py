@@ -53,6 +53,7 @@ class Request:
     resume: Path | None = None
     nproc: int = 1
     limits: Limits = field(default_factory=Limits)  # the compile limits (--max-... flags)
+    threads: int | None = None  # CPU threads (None: as torch is set; a resumed run: its own)
 
     def __post_init__(self) -> None:
         for name in ("spec", "data", "out", "resume"):
