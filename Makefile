@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system demo test lint typecheck pytest bench update-fixtures clean
+.PHONY: setup system editors demo test lint typecheck pytest bench update-fixtures clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,11 +35,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check netspec cli.py tests benchmarks
 	$(BIN)/ruff format --check netspec cli.py tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/netspec fmt --check specs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy netspec
 
-pytest: $(STAMP) system
+# The VS Code grammar's scope tests (tests/test_editors.py) run vscode-tmgrammar-test, which
+# npm installs into editors/vscode/node_modules where node and npm are; elsewhere the test
+# skips (and fails under CI=true).
+EDITORS := editors/vscode/node_modules/.installed
+
+$(EDITORS): editors/vscode/package.json editors/vscode/package-lock.json
+	if command -v npm >/dev/null 2>&1; then \
+		cd editors/vscode && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "netspec: no npm here; the VS Code grammar's tests will skip" >&2; fi
+
+editors: $(EDITORS)
+
+pytest: $(STAMP) system editors
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -22,6 +22,8 @@ from netspec.cli.options import Reported
 # command name -> "module:attribute" of its click command
 COMMANDS: Mapping[str, str] = {
     "compile": "netspec.cli.compile:compile_cmd",
+    "fmt": "netspec.cli.fmt:fmt_cmd",
+    "lsp": "netspec.cli.lsp:lsp_cmd",
     "train": "netspec.cli.train:train_cmd",
     "eval": "netspec.cli.train:eval_cmd",
     "augment": "netspec.cli.train:augment_cmd",
