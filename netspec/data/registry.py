@@ -12,7 +12,7 @@ both).
 >>> DATASETS["mnist"].needs_data, DATASETS["mnist"].labels[:3]
 (False, ('0', '1', '2'))
 >>> known()
-'mnist, fashion_mnist, idx, folders, npz, mnist_scenes, mnist_windows'
+'mnist, fashion_mnist, cifar10, idx, folders, npz, mnist_scenes, mnist_windows'
 """
 
 from __future__ import annotations
