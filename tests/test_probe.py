@@ -59,7 +59,7 @@ def test_layer_views_carry_the_compilers_facts() -> None:
     assert (conv2.params, conv2.macs) == (2416, 240000)
     assert conv2.file is not None and conv2.file.endswith("specs/lenet.net")
     assert (conv2.line, conv2.col, conv2.where) == (9, 5, f"{conv2.file}:9:5")
-    assert conv2.text == "conv 16 5x5 | relu | maxpool 2x2             # 16@5x5"
+    assert conv2.text == "conv 16 5x5 | relu | maxpool 2x2          # 16@5x5"
     assert relu2.activation_of == "conv2" and conv2.activation_of is None
     assert probe.layer("dense1").rf_size is None and not probe.layer("dense1").spatial
     assert probe.classes == tuple("0123456789")

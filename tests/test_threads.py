@@ -146,7 +146,7 @@ def test_train_says_and_records_its_threads(
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert said in result.stderr
+    assert said in result.stdout + result.stderr
     settings = json.loads((tmp_path / "runs" / "t" / "settings.json").read_text())
     chosen = settings["runtime"]["threads"]
     assert chosen == recorded if recorded is not None else 1 <= chosen <= usable_cores()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from netspec.cli.console import echo, out_console, parse_set, say
+from netspec.cli.console import echo, out_console, parse_set
 from netspec.cli.options import (
     MAX_EPOCHS,
     MAX_TRAIN_BATCH,
@@ -109,10 +109,10 @@ def train_cmd(
     from netspec.train.setup import Request
 
     keep_freed_memory()  # a training process reuses each step's memory (netspec/train/heap.py)
+    said = None
     if resume is None and nproc == 1:  # a resumed run keeps its own; torchrun gives each rank 1
         chosen = choose_threads(threads)
-        say(chosen.describe())
-        threads = chosen.threads
+        threads, said = chosen.threads, chosen.describe()
     request = Request(
         spec=spec,
         network=network,
@@ -128,6 +128,7 @@ def train_cmd(
         nproc=nproc,
         limits=Limits(**limits),
         threads=threads,
+        threads_said=said,
     )
     train(request, out_console)
 

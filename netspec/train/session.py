@@ -211,6 +211,8 @@ def _open(request: Request, log: Log, build: Build) -> Run:
         module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if request.threads is not None and place.world == 1:
         torch.set_num_threads(request.threads)
+        if request.threads_said:
+            log(request.threads_said)
     if kept is not None:
         directory = kept.dir
         if request.threads is None:

@@ -54,6 +54,7 @@ class Request:
     nproc: int = 1
     limits: Limits = field(default_factory=Limits)  # the compile limits (--max-... flags)
     threads: int | None = None  # CPU threads (None: as torch is set; a resumed run: its own)
+    threads_said: str | None = None  # how they were chosen, for the run's log
 
     def __post_init__(self) -> None:
         for name in ("spec", "data", "out", "resume"):
