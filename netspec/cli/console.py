@@ -3,8 +3,9 @@ and an exit code.
 
 Exit codes: 0 ok, 1 a mistake in a spec or an input file, 2 a usage error, 130 interrupted.
 Text that comes from the user's files (a spec line quoted in a diagnostic, the labels in
-an ONNX file, file names) is printed literally: no markup, no emoji codes, and control
-characters shown as escapes, so that nothing in a file can drive the terminal.
+an ONNX file, file names) is printed literally: no markup, no emoji codes, and control,
+bidi and zero-width characters shown as escapes (`netspec.text.literal`), so that nothing
+in a file can drive the terminal or show other text than it holds.
 Nothing here imports torch or numpy, so `netspec compile` stays light; rich is loaded
 only when something is printed with it (an error, a diagnostic, a table), so that
 `netspec run` on a model prints its result without it.
@@ -14,36 +15,23 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
 from netspec.diagnostics import Diagnostic, Sources, SpecError, render_all
 from netspec.errors import NetspecError, OutputError, UsageError
+from netspec.text import literal
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     err_console: Console
     out_console: Console
-
-# C0 and C1 control characters and DEL, but not newline and tab
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def literal(text: str) -> str:
-    r"""`text` with every control character but newline and tab written as a visible escape.
-
-    >>> literal("red \x1b[31m, bell \x07, tab\tok")
-    'red \\x1b[31m, bell \\x07, tab\tok'
-    """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class _Stdout(io.TextIOBase):
@@ -140,17 +128,13 @@ def show_diagnostics(diagnostics: Iterable[Diagnostic], sources: Sources | None 
 
 
 def sources_of(diagnostics: Iterable[Diagnostic], known: Sources | None = None) -> Sources:
-    """The text of every file the diagnostics point into, to quote their lines."""
+    """Where to quote the diagnostics' lines from: the texts known, else each file they
+    point into, from disk, the quoted line alone (bounded: netspec.diagnostics)."""
     sources = known or Sources()
     for d in diagnostics:
         for span in (d.span, *(n.span for n in d.notes if n.span)):
-            path = Path(span.file)
-            if span.file in sources.texts or not path.is_file():
-                continue
-            try:
-                sources.texts[span.file] = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
+            if span.file not in sources.texts:
+                sources.disk.add(span.file)
     return sources
 
 

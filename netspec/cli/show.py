@@ -5,6 +5,7 @@ numpy, matplotlib, torch and ONNX Runtime are imported inside the command.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,8 @@ def show_cmd(
 ) -> None:
     """Draw what TARGET (a run directory, a .net spec or an exported .onnx) computes for one
     input: maps-LAYER.png, filters.png, receptive-field.png, graph.svg, occlusion.png and,
-    for a run trained on MNIST, top-activations.png; say where each went."""
+    for a run trained on MNIST, top-activations.png; say where each went as it is written.
+    Maps are drawn for the first 16 layers unless --layer names them."""
     from netspec.fileio import make_dirs
 
     if image is not None and digit is not None:
@@ -64,7 +66,8 @@ def show_cmd(
         pixels = _digit(probe, digit if digit is not None else 0, data)
     chosen = _parse_unit(unit, probe) if unit is not None else None
     for name in layers:
-        probe.layer(name)
+        if len(probe.layer(name).shape) != 3:
+            say(f"layer '{name}' has units, not feature maps: its picture draws each as a bar")
     make_dirs(out)
     for path in _draw_all(probe, pixels, layers, chosen, out, data, target.is_dir()):
         echo(f"wrote {path}")
@@ -158,7 +161,8 @@ def _draw_all(
     out: Path,
     data: Path | None,
     is_run: bool,
-) -> list[Path]:
+) -> Iterator[Path]:
+    """Each picture's path as soon as it is written (the command's progress)."""
     import numpy as np
 
     from netspec.show import pictures
@@ -167,23 +171,24 @@ def _draw_all(
     x = probe.prepare(pixels)
     seen = np.clip(x * probe.input.std + probe.input.mean, 0, 1)
     outputs = probe.run(x)
-    written = []
-    for view in pictures.spatial_groups(probe, layers):
-        written.append(pictures.draw_maps(probe, outputs, view, out).path)
+    views = pictures.spatial_groups(probe, layers)
+    every = len(pictures.spatial_layers(probe))
+    if not layers and every > len(views):
+        say(f"drawing the maps of the first {len(views)} of {every} layers; --layer NAME draws any")
+    yield from (pictures.draw_maps(probe, outputs, view, out).path for view in views)
     grey = seen[0].mean(axis=0)
-    for drawn in (
-        pictures.draw_filters(probe, outputs, grey, out),
-        _receptive(probe, outputs, grey, unit, out),
-        pictures.draw_occlusion(probe, x, grey, out),
+    for draw in (
+        lambda: pictures.draw_filters(probe, outputs, grey, out),
+        lambda: _receptive(probe, outputs, grey, unit, out),
+        lambda: pictures.draw_occlusion(probe, x, grey, out),
     ):
+        drawn = draw()
         if drawn is not None:
-            written.append(drawn.path)
-    written.append(write_graph(probe.compiled, out / "graph.svg"))
-    if is_run:
-        top = _top_activations(probe, out, data)
-        if top is not None:
-            written.append(top)
-    return written
+            yield drawn.path
+    yield write_graph(probe.compiled, out / "graph.svg")
+    top = _top_activations(probe, out, data) if is_run else None
+    if top is not None:
+        yield top
 
 
 def _receptive(probe: Probe, outputs: Any, grey: Any, unit: Unit | None, out: Path) -> Any:

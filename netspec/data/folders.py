@@ -3,7 +3,10 @@ subfolder per class."""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -11,11 +14,13 @@ import numpy as np
 import numpy.typing as npt
 
 from netspec.data.idx import MAX_BYTES
+from netspec.data.pixels import byte_pixels
 from netspec.errors import DataError
 from netspec.fileio import open_regular
 from netspec.text import fmt_shape
 
 __all__ = [
+    "ImageFiles",
     "ImageFolder",
     "LabeledArrays",
     "TargetArrays",
@@ -25,6 +30,7 @@ __all__ = [
 ]
 
 MAX_PIXELS = 2**25  # per image: checked from its header, before it is decoded
+MAX_DECODED = MAX_BYTES  # all of a folder's images decoded together, checked from headers
 PathLike = str | os.PathLike[str]
 
 
@@ -166,6 +172,39 @@ def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
 
+class ImageFiles:
+    """A class-per-folder tree (``path/<class>/<image>``, classes in sorted order) listed,
+    not read: each image is decoded when it is asked for, its header checked first
+    (`MAX_PIXELS`), so that a page showing a few of them never decodes the rest."""
+
+    def __init__(self, path: Path, channels: int = 1) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.classes, listed = _list_images(path)
+        self.files = [f for f, _ in listed]
+        self.labels = np.array([label for _, label in listed], np.int64)
+        self.channels = channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def size(self, index: int) -> tuple[int, int]:
+        """(H, W) of image ``index``, from its header alone (nothing is decoded)."""
+        with _opened(self.files[index]) as image:
+            return image.height, image.width
+
+    def read(self, index: int, hw: tuple[int, int] | None = None) -> npt.NDArray[np.uint8]:
+        """Image ``index`` as uint8 ``(H, W)`` or ``(H, W, 3)``, resized to ``hw``."""
+        from PIL import Image
+
+        with _opened(self.files[index]) as image:
+            pixels = byte_pixels(image, self.channels)  # 16-bit grey scaled, not clipped
+        if hw is None or pixels.shape[:2] == hw:
+            return pixels
+        resized = Image.fromarray(pixels).resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+        return np.asarray(resized, np.uint8)
+
+
 def load_image_folder(
     path: PathLike, size: int | tuple[int, int] | None = None, channels: int = 1
 ) -> ImageFolder:
@@ -173,21 +212,36 @@ def load_image_folder(
 
     ``size`` (H, W) resizes every image; without it they must all be the same
     size. ``channels`` 1 gives ``(N, H, W)`` grayscale, 3 gives ``(N, 3, H, W)`` RGB.
+    Every header is read first: an image over `MAX_PIXELS`, or a folder whose images
+    together decode to more than `MAX_DECODED` bytes, is refused before anything is
+    decoded; then one array is allocated and each image decoded into its place.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    classes, files = _list_images(Path(path))
+    files = ImageFiles(Path(path), channels)
     hw = (size, size) if isinstance(size, int) else size
-    images = [_read_image(f, hw, channels) for f, _ in files]
-    for (file, _), image in zip(files, images, strict=True):
-        if image.shape != images[0].shape:
-            raise DataError(
-                f"{file}: {image.shape[:2]} pixels, but {files[0][0]} is {images[0].shape[:2]}; "
-                "expected one size (or pass a size to resize to)"
-            )
-    x = np.stack(images)
-    x = x.transpose(0, 3, 1, 2).copy() if channels == 3 else x  # (N, H, W, C) -> (N, C, H, W)
-    return ImageFolder(x, np.array([label for _, label in files], np.int64), classes)
+    if hw is None:
+        sizes = [files.size(i) for i in range(len(files))]
+        for file, found in zip(files.files, sizes, strict=True):
+            if found != sizes[0]:
+                raise DataError(
+                    f"{file}: {found} pixels, but {files.files[0]} is {sizes[0]}; "
+                    "expected one size (or pass a size to resize to)"
+                )
+        hw = sizes[0]
+    else:
+        for i in range(len(files)):
+            files.size(i)  # each header checked before anything is decoded
+    shape = (len(files), *hw) if channels == 1 else (len(files), 3, *hw)
+    total = math.prod(shape)
+    if total > MAX_DECODED:
+        raise DataError(
+            f"{path}: {len(files):,} images of {fmt_shape(shape[1:])} decode to {total:,} "
+            f"bytes; netspec reads at most {MAX_DECODED:,}"
+        )
+    x = np.empty(shape, np.uint8)
+    for i in range(len(files)):
+        image = files.read(i, hw)
+        x[i] = image if channels == 1 else image.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    return ImageFolder(x, files.labels, files.classes)
 
 
 def _list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -206,20 +260,19 @@ def _list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, files
 
 
-def _read_image(file: Path, hw: tuple[int, int] | None, channels: int) -> npt.NDArray[np.uint8]:
-    """One image as uint8 ``(H, W)`` or ``(H, W, 3)``; Pillow is imported only when needed."""
+@contextmanager
+def _opened(file: Path) -> Iterator[Any]:
+    """A regular image file opened by Pillow (its header read, nothing decoded), refused
+    over `MAX_PIXELS`; every failure, then or while decoding, a DataError."""
     from PIL import Image
 
     try:
-        with Image.open(file) as image:
+        with open_regular(file) as f, Image.open(f) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise DataError(
                     f"{file}: {image.width}x{image.height} pixels; netspec reads images of "
                     f"at most {MAX_PIXELS:,} pixels"
                 )
-            converted = image.convert("L" if channels == 1 else "RGB")
-            if hw is not None:
-                converted = converted.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-            return np.asarray(converted, np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+            yield image
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{file}: cannot read image ({e})") from None

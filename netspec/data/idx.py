@@ -9,11 +9,11 @@ Files may be gzipped; that is detected from the content, never the name.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,12 +23,12 @@ from netspec.fileio import PathLike, open_regular, write_bytes
 from netspec.text import fmt_shape
 
 __all__ = [
+    "IdxFile",
     "IdxPair",
     "check_pair",
     "load_idx_pair",
-    "parse_idx",
     "read_idx",
-    "read_idx_bytes",
+    "read_idx_file",
     "write_idx",
 ]
 
@@ -37,7 +37,14 @@ MAX_BYTES = 2**30  # decompressed: all of MNIST's training images are 47 MB
 MAX_DIMS = 32  # numpy holds 64; an image set needs 3 or 4
 TRAILING_LIMIT = 2**20  # junk after the payload is read this far, to say how much there is
 CHUNK_BYTES = 2**20
-Read = Callable[[int], bytes]
+MAX_LABELS = MAX_BYTES // 8  # labels become int64: eight times a uint8 file's size
+
+
+class _Stream(Protocol):
+    """A file or a gzip stream: what reading an IDX file needs of it."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
 
 # IDX type code -> big-endian numpy dtype (the codes the format defines).
 DTYPES: dict[int, np.dtype[np.generic]] = {
@@ -68,14 +75,26 @@ class IdxPair(NamedTuple):
         return int(self.labels.max()) if self.labels.size else -1
 
 
-def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = MAX_BYTES) -> bytes:
-    """Return the uncompressed content of ``path``, gunzipping if it starts with gzip's magic.
+class IdxFile(NamedTuple):
+    """An IDX file read: its array (native-endian, the declared shape), the SHA-256 of its
+    uncompressed bytes (header and payload, what dataset checksums are taken of) and how
+    many uncompressed bytes there were."""
+
+    array: npt.NDArray[np.generic]
+    sha256: str
+    size: int
+
+
+def read_idx_file(path: PathLike, source: str | None = None, max_bytes: int = MAX_BYTES) -> IdxFile:
+    """Read an IDX file (gunzipped if it starts with gzip's magic) and hash it as it streams.
 
     Reading is bounded: the header's dimensions are checked against `MAX_DIMS` and its
-    declared size against ``max_bytes`` before anything is allocated, then at most that many
-    bytes (and `TRAILING_LIMIT` more, to report trailing junk) are decompressed, so a gzip
-    bomb costs no more than a real file of the size its header claims. ``source`` names the
-    file in errors when ``path`` is a temp file (a download, say).
+    declared size against ``max_bytes`` before anything is allocated; then one array of
+    exactly that size is allocated and the payload is decompressed straight into it, in
+    chunks, so a file costs the array its header declares and little more (a gzip bomb
+    no more than a real file of that size). At most `TRAILING_LIMIT` bytes after the
+    payload are read, to say how much junk there is. Every failure is a DataError naming
+    ``source`` (default ``path``; a download's temp file has a better name).
     """
     name = source or str(path)
     try:
@@ -83,9 +102,9 @@ def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = M
             compressed = f.read(2) == GZIP_MAGIC
             f.seek(0)
             if not compressed:
-                return _read_bounded(f.read, name, max_bytes)
+                return _read_stream(f, name, max_bytes)
             with gzip.GzipFile(fileobj=f) as gz:
-                return _read_bounded(gz.read, name, max_bytes)
+                return _read_stream(gz, name, max_bytes)
     except FileNotFoundError:
         raise DataError(f"{name}: file not found") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
@@ -94,66 +113,82 @@ def read_idx_bytes(path: PathLike, source: str | None = None, max_bytes: int = M
         raise DataError(f"{name}: cannot read: {e.strerror or e}; expected an IDX file") from None
 
 
-def _read_bounded(read: Read, name: str, max_bytes: int) -> bytes:
-    """The header, then the payload it declares (if within ``max_bytes``) and a little more."""
-    head = _read_up_to(read, 4)
-    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in DTYPES or head[3] == 0:
-        return head  # parse_idx says what is wrong with it
-    ndim = head[3]
-    if ndim > MAX_DIMS:
-        raise DataError(
-            f"{name}: magic {_magic(head[2], ndim)} declares {ndim} dimensions; "
-            f"netspec reads IDX files of at most {MAX_DIMS}"
-        )
-    head += _read_up_to(read, 4 * ndim)
+def _read_stream(stream: _Stream, name: str, max_bytes: int) -> IdxFile:
+    """The header, checked; then the payload it declares, into a preallocated array."""
+    digest = hashlib.sha256()
+    head = _read_up_to(stream, 4)
+    code, ndim = _parse_magic(head, name)
+    head += _read_up_to(stream, 4 * ndim)
     if len(head) < 4 + 4 * ndim:
-        return head
+        raise DataError(
+            f"{name}: truncated header: magic {_magic(code, ndim)} declares {ndim} "
+            f"dimensions, which needs {4 + 4 * ndim} header bytes, file has {len(head)}"
+        )
+    digest.update(head)
     dims = tuple(int(d) for d in np.frombuffer(head, ">u4", count=ndim, offset=4))
-    expected = math.prod(dims) * DTYPES[head[2]].itemsize
+    dtype = DTYPES[code]
+    expected = math.prod(dims) * dtype.itemsize
     if expected > max_bytes:
         raise DataError(
-            f"{name}: header says {fmt_shape(dims)} {DTYPES[head[2]].name} = {expected:,} bytes; "
+            f"{name}: header says {fmt_shape(dims)} {dtype.name} = {expected:,} bytes; "
             f"netspec reads at most {max_bytes:,}"
         )
-    data = head + _read_up_to(read, expected + TRAILING_LIMIT + 1)
-    if len(data) > len(head) + expected + TRAILING_LIMIT:
+    try:
+        array = np.empty(dims, dtype)
+    except MemoryError:
         raise DataError(
-            f"{name}: more than {TRAILING_LIMIT:,} trailing bytes after the "
-            f"{expected:,} bytes its header declares"
-        )
-    return data
+            f"{name}: header says {fmt_shape(dims)} {dtype.name} = {expected:,} bytes, "
+            "more than this machine can allocate now"
+        ) from None
+    got = _read_into(stream, array.reshape(-1).view(np.uint8), digest)
+    _check_payload(got + _trailing(stream, expected, name), dims, dtype, name)
+    native = dtype.newbyteorder("=")
+    if native != dtype:
+        array.byteswap(inplace=True)
+    return IdxFile(array.view(native), digest.hexdigest(), len(head) + expected)
 
 
-def _read_up_to(read: Read, n: int) -> bytes:
-    """At most ``n`` bytes, read in chunks (so a short stream never costs ``n``)."""
-    parts = bytearray()
+def _read_into(stream: _Stream, buffer: npt.NDArray[np.uint8], digest: Any) -> int:
+    """Fill ``buffer`` from ``stream`` a chunk at a time, hashing each; the bytes filled."""
+    got = 0
+    while got < len(buffer):
+        chunk = stream.read(min(CHUNK_BYTES, len(buffer) - got))
+        if not chunk:
+            break
+        buffer[got : got + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        digest.update(chunk)
+        got += len(chunk)
+    return got
+
+
+def _trailing(stream: _Stream, expected: int, name: str) -> int:
+    """How many bytes follow the payload (read and dropped), refusing more than
+    `TRAILING_LIMIT` of them."""
+    extra = 0
+    while chunk := stream.read(min(CHUNK_BYTES, TRAILING_LIMIT + 1 - extra)):
+        extra += len(chunk)
+        if extra > TRAILING_LIMIT:
+            raise DataError(
+                f"{name}: more than {TRAILING_LIMIT:,} trailing bytes after the "
+                f"{expected:,} bytes its header declares"
+            )
+    return extra
+
+
+def _read_up_to(stream: _Stream, n: int) -> bytes:
+    """At most ``n`` bytes (a header: ``n`` is at most 132)."""
+    parts = b""
     while len(parts) < n:
-        chunk = read(min(CHUNK_BYTES, n - len(parts)))
+        chunk = stream.read(n - len(parts))
         if not chunk:
             break
         parts += chunk
-    return bytes(parts)
+    return parts
 
 
 def read_idx(path: PathLike, max_bytes: int = MAX_BYTES) -> npt.NDArray[np.generic]:
     """Read an IDX file (gzipped or not) into a native-endian array of its declared shape."""
-    return parse_idx(read_idx_bytes(path, max_bytes=max_bytes), str(path))
-
-
-def parse_idx(data: bytes, source: str) -> npt.NDArray[np.generic]:
-    """Parse IDX bytes; ``source`` names the file in error messages."""
-    code, ndim = _parse_magic(data, source)
-    dtype = DTYPES[code]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(
-            f"{source}: truncated header: magic {_magic(code, ndim)} declares {ndim} "
-            f"dimensions, which needs {header} header bytes, file has {len(data)}"
-        )
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    _check_payload(len(data) - header, dims, dtype, source)
-    array = np.frombuffer(data, dtype, offset=header).reshape(dims)
-    return array.astype(dtype.newbyteorder("="))  # a writable, native-endian copy
+    return read_idx_file(path, max_bytes=max_bytes).array
 
 
 def _parse_magic(data: bytes, source: str) -> tuple[int, int]:
@@ -239,6 +274,11 @@ def check_pair(
         raise DataError(
             f"{labels_source}: {len(labels)} labels, but {images_source} has {len(images)} "
             "images; expected one label per image (are they from different sets?)"
+        )
+    if len(labels) > MAX_LABELS:
+        raise DataError(
+            f"{labels_source}: {len(labels):,} labels; netspec reads at most {MAX_LABELS:,} "
+            f"(as int64, {MAX_BYTES:,} bytes)"
         )
     return IdxPair(images.astype(np.uint8, copy=False), labels.astype(np.int64))
 

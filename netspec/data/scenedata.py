@@ -93,9 +93,14 @@ def _arrays(
     negatives: float,
     scale: tuple[int, int],
     where: str,
+    stacked: npt.NDArray[np.uint8] | None = None,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.generic]]:
+    """Windows cut from the scenes, or the scenes' images ``(N, H, W)`` (``stacked``
+    already, when they were read into one buffer) and their targets."""
     if kind == "windows":
         return windows(scenes, seed, negatives, scale)
+    if stacked is not None:
+        return stacked, scene_targets(scenes)
     sizes = {s.image.shape for s in scenes}
     if len(sizes) > 1:
         raise DataError(
@@ -164,7 +169,7 @@ def from_directory(path: Path, kind: Kind, seed: int, negatives: float, log: Log
     if (path / "train" / "images").is_dir() and (path / "test" / "images").is_dir():
         train, test = read_scenes(path / "train"), read_scenes(path / "test")
         log(f"reading scenes from {path}: {len(train.scenes)} train, {len(test.scenes)} test")
-        train_scenes, test_scenes = train.scenes, test.scenes
+        parts = ((train, slice(None)), (test, slice(None)))
         scale = _scale(train.made)
     elif (path / "images").is_dir():
         whole = read_scenes(path)
@@ -175,15 +180,17 @@ def from_directory(path: Path, kind: Kind, seed: int, negatives: float, log: Log
             f"reading scenes from {path}: training on the first {cut}, "
             f"testing on the last {len(whole.scenes) - cut}"
         )
-        train_scenes, test_scenes = whole.scenes[:cut], whole.scenes[cut:]
+        parts = ((whole, slice(None, cut)), (whole, slice(cut, None)))
         scale = _scale(whole.made)
     else:
         raise DataError(
             f"{path}: not a scenes directory (expected images/ and labels/, "
             "or train/ and test/ holding them; `netspec scenes -o DIR` writes one)"
         )
-    train_x, train_y = _arrays(kind, train_scenes, seed, negatives, scale, str(path))
-    test_x, test_y = _arrays(kind, test_scenes, seed + 1, negatives, scale, str(path))
+    (train_x, train_y), (test_x, test_y) = (
+        _arrays(kind, s.scenes[part], seed + k, negatives, scale, str(path), s.stacked(part))
+        for k, (s, part) in enumerate(parts)
+    )
     return SceneArrays(train_x, train_y, test_x, test_y, str(path))
 
 

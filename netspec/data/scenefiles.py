@@ -11,6 +11,12 @@ A scenes directory (what `netspec scenes -o DIR` writes):
 `read_scenes` reads any directory of that layout (images/ and labels/, the YOLO way; an
 image without a labels file has no digits) and refuses a label that names no image, does
 not parse, has a class out of 0..9 or a box outside its image, naming the file and line.
+An annotations.json beside them must agree: readable COCO JSON (at most `MAX_COCO_BYTES`)
+naming only images of images/, each with as many boxes as its labels file.
+
+Reading is bounded (docs/limits.md): every image's header is read first, each at most
+`MAX_SIZE` a side and all of them together at most `MAX_DECODED` bytes decoded, before
+anything is decoded; then one buffer is allocated and each image decoded into its place.
 """
 
 from __future__ import annotations
@@ -18,19 +24,34 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from netspec.data.idx import MAX_BYTES
+from netspec.data.pixels import byte_pixels
 from netspec.data.scenes import MAX_SIZE, Scene, SceneConfig
 from netspec.detection.paint import class_colour, paint_boxes, picture_of
 from netspec.errors import DataError, OutputError
-from netspec.fileio import read_capped, write_bytes, write_text
+from netspec.fileio import (
+    TMP_SUFFIX,
+    fsync_dir,
+    make_dirs,
+    open_regular,
+    output_error,
+    read_capped,
+    umask,
+    write_bytes,
+    write_text,
+)
 
 __all__ = ["SceneSet", "draw_boxes", "read_coco", "read_scenes", "write_scenes"]
 
@@ -42,6 +63,8 @@ PREVIEW_SCENES = 16
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MAX_LABEL_BYTES = 1 << 20
 MAX_SCENES = 1_000_000
+MAX_DECODED = MAX_BYTES  # all of a directory's images, decoded: checked from their headers
+MAX_COCO_BYTES = 64 << 20  # annotations.json (Python's objects for it take about 10 times)
 EDGE = 1e-3  # normalized slack for a box edge past the image's (rounding in other tools)
 
 
@@ -54,17 +77,57 @@ class SceneSet:
     names: tuple[str, ...]
     made: dict[str, Any]
     source: str
+    pixels: npt.NDArray[np.uint8] | None = None  # every image, in order, one flat buffer
+
+    def stacked(self, part: slice) -> npt.NDArray[np.uint8] | None:
+        """The images of ``scenes[part]`` as one ``(N, H, W)`` array, a view of the buffer
+        they were decoded into (no copy); None unless every scene is one size."""
+        sizes = {s.image.shape for s in self.scenes}
+        if self.pixels is None or len(sizes) != 1:
+            return None
+        stack = self.pixels.reshape(len(self.scenes), *next(iter(sizes)))
+        return stack[part]
 
 
 def write_scenes(directory: Path, scenes: Iterable[Scene], config: SceneConfig | None) -> int:
-    """Write every scene (image, YOLO labels), then COCO JSON, scenes.json and preview.png;
-    refuses a directory that already holds files, so nothing there is lost. Returns the
-    number written."""
+    """Write every scene (image, YOLO labels), then COCO JSON, scenes.json and preview.png,
+    into a temp directory beside ``directory``, renamed into place when whole: a kill
+    leaves no half-written scenes, a directory that already holds files is refused (nothing
+    there is lost), and of two writers of one new directory the second fails, its files
+    never mixed with the first's. Returns the number written."""
+    directory = directory.resolve() if directory.is_symlink() else directory
+    _refuse_taken(directory, "it exists and is not an empty directory")
+    parent = make_dirs(directory.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=TMP_SUFFIX))
+    except OSError as e:
+        raise output_error(directory, e) from None
+    try:
+        count = _fill(tmp, scenes, config)
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's 0700 would hide the scenes from others
+        try:
+            os.rename(tmp, directory)  # onto a missing or empty directory; refused otherwise
+        except OSError as e:
+            _refuse_taken(directory, "another writer filled it meanwhile; nothing was written")
+            raise output_error(directory, e) from None
+        fsync_dir(parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return count
+
+
+def _refuse_taken(directory: Path, why: str) -> None:
+    """An OutputError saying ``why`` when ``directory`` exists and is not an empty folder."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise OutputError(
-            f"cannot write scenes to {directory}: it exists and is not an empty directory",
+            f"cannot write scenes to {directory}: {why}",
             hint="choose a new directory, or remove the old one first",
         )
+
+
+def _fill(directory: Path, scenes: Iterable[Scene], config: SceneConfig | None) -> int:
+    """Write the scenes, their labels, COCO JSON, scenes.json and preview.png into the
+    (new, empty) ``directory``; the number written."""
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     shown: list[Scene] = []
@@ -169,20 +232,48 @@ def read_scenes(directory: Path) -> SceneSet:
         raise DataError(f"{images_dir}: no images (.png, .jpg, .bmp)")
     if len(images) > MAX_SCENES:
         raise DataError(f"{images_dir}: {len(images):,} images; at most {MAX_SCENES:,} are read")
-    scenes = []
-    for stem, path in images.items():
-        image = _read_image(path)
+    sizes = [_image_size(path) for path in images.values()]
+    pixels = np.empty(_decoded_bytes(images_dir, sizes), np.uint8)
+    scenes, offset = [], 0
+    for (stem, path), (h, w) in zip(images.items(), sizes, strict=True):
+        image = pixels[offset : offset + h * w].reshape(h, w)
+        offset += h * w
+        image[...] = _read_image(path, (h, w))
         boxes, classes = _read_labels(labels_dir / f"{stem}.txt", image.shape)
         scenes.append(Scene(image, boxes, classes, np.full(len(classes), -1, np.int64)))
-    return SceneSet(tuple(scenes), tuple(images), _manifest(directory), str(directory))
+    _check_coco(directory, images, scenes)
+    return SceneSet(tuple(scenes), tuple(images), _manifest(directory), str(directory), pixels)
 
 
-def _read_image(path: Path) -> npt.NDArray[np.uint8]:
+def _decoded_bytes(images_dir: Path, sizes: Sequence[tuple[int, int]]) -> int:
+    """What the images decode to, refused over `MAX_DECODED` (from their headers)."""
+    total = sum(h * w for h, w in sizes)
+    if total > MAX_DECODED:
+        raise DataError(
+            f"{images_dir}: {len(sizes):,} images decode to {total:,} bytes; "
+            f"netspec reads at most {MAX_DECODED:,}"
+        )
+    return total
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of a scene's image from its header alone, at most `MAX_SIZE` a side."""
     try:
-        with Image.open(io.BytesIO(read_capped(path, 64 << 20))) as image:
+        with open_regular(path) as f, Image.open(f) as image:
             if max(image.size) > MAX_SIZE:
                 raise DataError(f"{path}: {image.width}x{image.height}; at most {MAX_SIZE} a side")
-            return np.asarray(image.convert("L"), np.uint8).copy()
+            return image.height, image.width
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+
+
+def _read_image(path: Path, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """The image, decoded; it must be the ``size`` (H, W) its header said."""
+    try:
+        with Image.open(io.BytesIO(read_capped(path, 64 << 20))) as image:
+            if (image.height, image.width) != size:
+                raise DataError(f"{path}: changed while it was read")
+            return byte_pixels(image, 1)  # 16-bit grey scaled, not clipped
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
 
@@ -241,13 +332,34 @@ def _manifest(directory: Path) -> dict[str, Any]:
         made = json.loads(read_capped(path, MAX_LABEL_BYTES))
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not readable JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not readable JSON (nested too deeply)") from None
     return made if isinstance(made, dict) else {}
+
+
+def _check_coco(directory: Path, images: dict[str, Path], scenes: Sequence[Scene]) -> None:
+    """An annotations.json beside the scenes must read as COCO and agree with the labels:
+    only images of images/, each with as many boxes as its labels file has lines."""
+    path = directory / COCO_FILE
+    if not path.exists():
+        return
+    counts = {stem: len(s.classes) for stem, s in zip(images, scenes, strict=True)}
+    for name, (boxes, _) in read_coco(path).items():
+        stem = PurePosixPath(name).stem
+        if stem not in counts:
+            raise DataError(f"{path}: names the image '{name}', which is not in images/")
+        if len(boxes) != counts[stem]:
+            raise DataError(
+                f"{path}: {len(boxes)} boxes for '{name}', but its labels file has "
+                f"{counts[stem]}; expected the same digits (remove annotations.json to read "
+                "the labels alone)"
+            )
 
 
 def read_coco(path: Path) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
     """A COCO JSON's boxes (x1, y1, x2, y2) and classes, by image file name."""
     try:
-        coco = json.loads(read_capped(path, 256 << 20))
+        coco = json.loads(read_capped(path, MAX_COCO_BYTES))
         names = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
         found: dict[str, tuple[list[list[float]], list[int]]] = {
             n: ([], []) for n in names.values()
@@ -257,7 +369,7 @@ def read_coco(path: Path) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArra
             boxes, classes = found[names[int(a["image_id"])]]
             boxes.append([x, y, x + w, y + h])
             classes.append(int(a["category_id"]))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise DataError(f"{path}: not a COCO detection JSON ({type(e).__name__}: {e})") from None
     return {
         n: (np.asarray(b, np.float32).reshape(-1, 4), np.asarray(c, np.int64))

@@ -42,6 +42,7 @@ from netspec.artifact import (
     OutputInfo,
     SlidingWindow,
     from_props,
+    relative_sources,
 )
 from netspec.compiler import Compiled
 from netspec.errors import ExportError, MetadataError, NetspecError
@@ -310,6 +311,7 @@ def _model_info(
         outputs=(OutputInfo(output.name, "class_map", (len(labels), *OUT_SIZE)),),
         labels=labels,
         sliding_window=fcn.sliding_window(labels.index(BACKGROUND), boxes),
+        sources=relative_sources(classifier.program.main_file, classifier.program.sources.texts),
     )
     try:
         from_props(info.to_props(), str(path))

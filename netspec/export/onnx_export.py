@@ -32,7 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 import netspec
-from netspec.artifact import InputInfo, ModelInfo, OutputKind, Precision, from_props
+from netspec.artifact import (
+    InputInfo,
+    ModelInfo,
+    OutputKind,
+    Precision,
+    from_props,
+    relative_sources,
+)
 from netspec.errors import ExportError, MetadataError, NetspecError
 from netspec.export.detection import decoded, exported_outputs, single_shot
 from netspec.export.metadata import default_labels
@@ -392,6 +399,7 @@ def _model_info(
         weights=_weight_names(module, model) if options.precision != "int8" else {},
         sizes=dict(compiled.graph.symbols),
         single_shot=single_shot(compiled),
+        sources=relative_sources(compiled.program.main_file, compiled.program.sources.texts),
     )
     try:
         from_props(info.to_props(), str(path))

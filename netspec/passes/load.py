@@ -129,6 +129,7 @@ class _Loader:
         self.loaded: set[Path] = set()
 
     def load_text(self, text: str, file: str, stack: tuple[Path, ...]) -> None:
+        text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark (Windows editors)
         self.sources.texts[file] = text
         module = parse(text, file, self.limits)
         self.comments += module.comments

@@ -9,11 +9,14 @@
         view.name, view.op, view.shape, view.rf_size, view.where, view.text
 
 `open_probe(target, *, overrides={})` takes
-- a run directory (`runs/NAME`): its `model.onnx` when it has one (and no overrides), else
-  its kept spec with its trained weights, opened and checked as `netspec eval` opens a run;
+- a run directory (`runs/NAME`), opened and checked as `netspec eval` opens a run (no link
+  out of it, every kept spec file against its digest): its `model.onnx` when it has one
+  (and no overrides), compiled from the run's kept files, else its spec with its weights;
 - a `.net` spec: weights drawn from a fixed seed, or only the fixed kernels it declares
   (`specs/filters.net`); symbolic sizes bound by `overrides` (`{"H": "64", "W": "64"}`);
-- an `.onnx` file netspec wrote: its metadata's spec gives the layers.
+- an `.onnx` file netspec wrote: its metadata's spec gives the layers, its `use`s read
+  from the files the metadata embeds (never from beside it), its external data from its
+  own folder.
 A target that is none of these, or damaged, is a `NetspecError` with a clear message.
 
 `Probe`:

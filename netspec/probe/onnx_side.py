@@ -7,12 +7,17 @@ session run returns them all. A layer without a tensor of its own (an operation 
 its input's tensor; a network output reads the output the metadata names. A file written
 before the exporter named its layers has no such tensors: refused with the advice to
 export it again.
+
+A file is read as ONNX Runtime reads it from its path: the tensors it keeps in other files
+(external data) come from its own folder, never from the current directory, and a tensor
+whose file lies outside that folder is refused.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -21,11 +26,95 @@ import numpy.typing as npt
 from netspec.artifact import ModelInfo
 from netspec.compiler import Compiled
 from netspec.errors import ModelError
+from netspec.fileio import read_capped
 from netspec.ops import REGISTRY
 from netspec.runtime.session import session_options
 from netspec.text import first_line
 
 Arrays = dict[str, npt.NDArray[np.float32]]
+MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit on one file, and on its external data
+
+
+def load_model(path: Path) -> Any:
+    """The ONNX model in ``path`` (at most MAX_ONNX_BYTES), its external data read from the
+    model's own folder (`_load_external`); a ModelError naming the file otherwise."""
+    import onnx
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+
+    try:
+        model = onnx.load_model_from_string(read_capped(path, MAX_ONNX_BYTES))
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: not an ONNX model ({e})") from None
+    _load_external(model, path)
+    return model
+
+
+def _load_external(model: Any, path: Path) -> None:
+    """Read into ``model`` the tensors it keeps in other files, each from a regular file
+    inside the model's folder (never the current directory's, never through `..`, an
+    absolute path or a link out of the folder), at most MAX_ONNX_BYTES in all."""
+    from onnx import external_data_helper as external
+
+    folder = path.resolve().parent
+    tensors = [t for t in external._get_all_tensors(model) if external.uses_external_data(t)]
+    total = 0
+    for tensor in tensors:
+        where = {e.key: e.value for e in tensor.external_data}
+        location = where.get("location", "")
+        file = folder / location
+        inside = bool(location) and not PurePath(location).is_absolute()
+        if not (inside and ".." not in PurePath(location).parts and _within(file, folder)):
+            raise ModelError(
+                f"{path}: tensor '{tensor.name[:80]}' keeps its data in {location[:200]!r}, "
+                "outside the model's folder",
+                hint="an ONNX file's external data must lie in its own folder",
+            )
+        if not file.is_file():
+            raise ModelError(f"{path}: tensor '{tensor.name[:80]}': no data file {location!r}")
+        length = where.get("length", "")
+        total += int(length) if length.isdigit() else file.stat().st_size
+    if total > MAX_ONNX_BYTES:
+        raise ModelError(f"{path}: {total:,} bytes of external data; at most {MAX_ONNX_BYTES:,}")
+    try:
+        external.load_external_data_for_model(model, str(folder))
+    except Exception as e:  # onnx raises ValueError, OSError, its own checker errors
+        raise ModelError(f"{path}: cannot read its external data ({first_line(e)})") from None
+
+
+def _within(file: Path, folder: Path) -> bool:
+    try:
+        return file.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):  # a link loop
+        return False
+
+
+def check_outputs(model: Any, compiled: Compiled, info: ModelInfo, path: Path) -> None:
+    """Refuse metadata that names an output the graph lacks, lists another number of
+    outputs than its spec's network has, or gives another number of labels than the first
+    output has classes: what `show` and `serve` would otherwise fail on while drawing."""
+    graph = [o.name for o in model.graph.output]
+    for k, output in enumerate(info.outputs):
+        if output.name not in graph:
+            raise ModelError(
+                f"{path}: bad netspec metadata: outputs[{k}].name: the graph has no output "
+                f"'{output.name}' (its outputs: {', '.join(graph)[:200]})"
+            )
+    if len(info.outputs) != len(compiled.graph.outputs):
+        raise ModelError(
+            f"{path}: bad netspec metadata: outputs: {len(info.outputs)} of them; its spec's "
+            f"network '{compiled.name}' has {len(compiled.graph.outputs)}"
+        )
+    first = info.outputs[0]
+    if info.labels is None or not first.scores:
+        return
+    shape = next(la.shape for la in compiled.layers if la.name == compiled.graph.outputs[0])
+    width = math.prod(d for d in shape if isinstance(d, int))
+    classes = 2 if first.kind == "sigmoid" and width == 1 else width
+    if len(info.labels) not in (width, classes):
+        raise ModelError(
+            f"{path}: bad netspec metadata: labels: {len(info.labels)} of them for the "
+            f"{classes} classes of output '{first.name}'"
+        )
 
 
 def _tensor_names(

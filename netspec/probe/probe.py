@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from netspec.artifact import InputInfo, ModelInfo, OutputInfo, class_scores, from_props
-from netspec.compiler import Compiled, compile, compile_text
+from netspec.artifact import (
+    InputInfo,
+    ModelInfo,
+    OutputInfo,
+    class_scores,
+    embedded_reader,
+    from_props,
+)
+from netspec.compiler import Compiled, analyze, compile
+from netspec.diagnostics import SpecError, close_matches
 from netspec.errors import InputError, MetadataError, ModelError, UsageError
 from netspec.export.metadata import default_labels
 from netspec.export.onnx_export import input_infos
-from netspec.fileio import read_capped
 from netspec.kinds import output_infos
+from netspec.limits import Limits
 from netspec.probe.views import LayerView, layer_views
 from netspec.runtime.inputs import _from_unit
 from netspec.text import fmt_shape
 
+if TYPE_CHECKING:
+    from netspec.train.opening import KeptRun
+
 FloatArray = npt.NDArray[np.float32]
 Runner = Callable[[FloatArray], dict[str, FloatArray]]
-MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit on one file
+# The most memory showing a network may take, estimated from the compiler's counts when
+# the network is opened, before anything is allocated (docs/limits.md): its weights three
+# times (the module, the float64 twin that measures receptive fields, a copy) and one
+# sample's layer outputs `SAMPLE_COPIES` times (the runtime's tensors and their arrays,
+# the twin's float64 forward and backward, the input resized). Batches of several samples
+# (occlusion, top activations, the page's gallery) keep their outputs within a quarter.
+MAX_MEMORY = 4 << 30
+SAMPLE_COPIES = 10
 
 
 class Probe:
@@ -47,18 +64,20 @@ class Probe:
         self.compiled = compiled
         self.input = InputInfo(inputs[0].name, _bound(compiled), inputs[0].mean, inputs[0].std)
         self.layers: tuple[LayerView, ...] = layer_views(compiled)
+        self._by_name = {view.name: view for view in self.layers}
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in self.input.shape)
         self.output = output
         self.output_layer = compiled.graph.outputs[0]
         self.classes: tuple[str, ...] | None = None
-        if output.scores:
-            width = math.prod(d for d in output.shape or () if isinstance(d, int))
+        if output.scores:  # as many classes as the network's output has values
+            view = self._by_name.get(self.output_layer)
+            shape = view.shape if view is not None else output.shape or ()
+            width = math.prod(d for d in shape if isinstance(d, int))
             width = 2 if output.kind == "sigmoid" and width == 1 else width  # (1 - p, p)
             self.classes = labels or tuple(str(k) for k in range(width))
         self.backend = backend
         self.source = source
         self._runner = runner
-        self._by_name = {view.name: view for view in self.layers}
 
     @property
     def name(self) -> str:
@@ -68,7 +87,7 @@ class Probe:
         """The layer called `name`; a UsageError naming the nearest ones when there is none."""
         view = self._by_name.get(name)
         if view is None:
-            near = difflib.get_close_matches(name, list(self._by_name), n=3)
+            near = close_matches(name, self._by_name, 3)
             raise UsageError(
                 f"no layer '{name}' in network '{self.name}'",
                 hint=f"did you mean {', '.join(repr(n) for n in near)}?"
@@ -77,6 +96,12 @@ class Probe:
                 + (", ..." if len(self._by_name) > 12 else ""),
             )
         return view
+
+    def batch_limit(self, most: int) -> int:
+        """How many samples one `run` may take, at most ``most``: as many as keep every
+        layer's outputs within `MAX_MEMORY`."""
+        one = 2 * _sample_bytes(self.compiled)  # the runtime's outputs and their copies
+        return max(1, min(most, MAX_MEMORY // 4 // max(one, 1)))
 
     def prepare(self, image: npt.NDArray[Any]) -> FloatArray:
         """A picture, H x W or H x W x C (uint8, or floats in [0, 1]), as the network sees
@@ -121,6 +146,31 @@ class Probe:
         if not self.output.scores:
             return None
         return class_scores(outputs[self.output_layer], self.output.kind)
+
+
+def _sample_bytes(compiled: Compiled) -> int:
+    """Bytes of every layer's output for one sample as float32 (0 while sizes are
+    symbolic: `_bound` refuses those)."""
+    return 4 * (compiled.totals.activations or 0)
+
+
+def check_memory(compiled: Compiled, source: Path) -> None:
+    """Refuse, before anything is allocated, a network that would need more than
+    `MAX_MEMORY` to show (the estimate above, from the compiler's counts)."""
+    weights, sample = 3 * 4 * compiled.totals.params, SAMPLE_COPIES * _sample_bytes(compiled)
+    if weights + sample > MAX_MEMORY:
+        raise UsageError(
+            f"{source}: network '{compiled.name}' would need about {_mib(weights + sample)} "
+            f"to show ({_mib(_sample_bytes(compiled))} of layer outputs per sample, "
+            f"{_mib(4 * compiled.totals.params)} of weights); `netspec show` and `serve` "
+            f"take at most {_mib(MAX_MEMORY)}",
+            hint="bind a smaller input (--set H=64 --set W=64 where its sizes are symbolic) "
+            "or show a smaller network",
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
 
 
 def _bound(compiled: Compiled) -> tuple[int, ...]:
@@ -190,68 +240,85 @@ def _torch_probe(compiled: Compiled, weights: Path | None, source: Path) -> Prob
     output = output_infos(compiled)[0]
     dataset = compiled.train.dataset if compiled.train is not None else None
     labels = default_labels(dataset, output)
+    check_memory(compiled, source)
     runner = TorchLayers(compiled, weights)
     return Probe(compiled, input_infos(compiled), output, labels, runner, runner.backend, source)
 
 
-def _run_settings(run: Path) -> tuple[dict[str, Any], Path | None]:
-    """The run's stored overrides and its main spec file (settings.json, read and checked
-    by the one reader of a run's settings, netspec.train.opening's)."""
-    from netspec.train.opening import read_settings  # imports torch
-
-    settings = read_settings(run)
-    overrides = settings.get("overrides")
-    main = settings.get("main")
-    spec = run / "spec" / main if isinstance(main, str) and "/" not in main else None
-    return (overrides if isinstance(overrides, dict) else {}), spec
-
-
 def _open_run(run: Path, overrides: dict[str, Any]) -> Probe:
-    stored, spec = _run_settings(run)
+    """A run as `netspec eval` opens it (netspec.train.opening: no link out of it, settings
+    and every kept spec file checked against their digests), then its `model.onnx` compiled
+    from those kept files, or its spec and weights."""
+    from netspec.train.opening import open_run, read_run  # imports torch
+
+    kept = read_run(run)
     onnx_file = run / "model.onnx"
     if onnx_file.is_file() and not overrides:
         try:
-            return _open_onnx(onnx_file, stored, spec)
-        except ModelError:
+            return _open_onnx(onnx_file, kept.overrides, kept)
+        except (ModelError, SpecError):
             pass  # exported before layers were named, or not this spec: read the weights
-    from netspec.train.opening import open_run  # imports torch
-
     compiled, weights = open_run(run, overrides=overrides)
     return _torch_probe(compiled, weights, run)
 
 
-def _load_onnx(path: Path) -> Any:
-    import onnx
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+def _open_onnx(path: Path, overrides: Mapping[str, Any], kept: KeptRun | None) -> Probe:
+    """The ONNX side: the metadata's spec compiled (its sizes bound as exported) from what
+    the file embeds, or for a run's file from the run's kept files, which it must hold; the
+    graph run with every layer's tensor an output."""
+    from netspec.probe.onnx_side import OnnxLayers, check_outputs, load_model
 
-    try:
-        return onnx.load_model_from_string(read_capped(path, MAX_ONNX_BYTES))
-    except (DecodeError, ValueError, RuntimeError) as e:
-        raise ModelError(f"{path}: not an ONNX model ({e})") from None
-
-
-def _open_onnx(path: Path, overrides: Mapping[str, Any], spec: Path | None) -> Probe:
-    """The ONNX side: the metadata's spec compiled (its sizes bound as exported), the graph
-    run with every layer's tensor an output. A run's file must hold the run's `spec`."""
-    from netspec.probe.onnx_side import OnnxLayers
-
-    model = _load_onnx(path)
+    model = load_model(path)
     props = {p.key: p.value for p in model.metadata_props}
     try:
         info: ModelInfo = from_props(props, str(path))
     except MetadataError as e:
         raise ModelError(str(e)) from None
-    if spec is not None and (not spec.is_file() or spec.read_text() != info.spec):
-        raise ModelError(f"{path}: not exported from the run's spec")
-    file = str(spec) if spec is not None else str(path)
-    compiled = compile_text(info.spec, file, info.network, **{**overrides, **info.sizes})
+    file, texts, holder = str(path), info.sources, path.name
+    if kept is not None:
+        main = kept.files.main
+        texts = {name: text for name, text in kept.files.texts.items() if name != main}
+        if kept.files.texts[main] != info.spec or info.sources not in ({}, texts):
+            raise ModelError(f"{path}: not exported from the run's spec")
+        file, holder = str(kept.main), "the run"
+    compiled = _compile_embedded(info, (file, texts, holder), path, {**overrides, **info.sizes})
     want = [tuple(i.shape) for i in info.inputs]
     if [tuple(i.shape) for i in compiled.graph.inputs] != want:
         raise ModelError(f"{path}: its metadata's spec does not compile to the graph's inputs")
+    check_outputs(model, compiled, info, path)
+    check_memory(compiled, path)
     runner = OnnxLayers(path, model, compiled, info)
     probe = Probe(compiled, info.inputs, info.outputs[0], info.labels, runner, runner.backend, path)
     _check_shapes(probe, path)
     return probe
+
+
+def _compile_embedded(
+    info: ModelInfo,
+    source: tuple[str, Mapping[str, str], str],
+    path: Path,
+    overrides: Mapping[str, Any],
+) -> Compiled:
+    """The spec an ONNX file carries, compiled within the limits `netspec compile` applies
+    to a file (its size first: the metadata may hold up to 16 MiB of it). ``source`` is
+    the file it is read as, the text of each file it may `use` (by path relative to that
+    file's folder) and what holds them: nothing is read from the disk beside it."""
+    limits = Limits()
+    size = len(info.spec.encode("utf-8", "surrogatepass"))
+    if size > limits.max_file_bytes:
+        raise ModelError(
+            f"{path}: its metadata's spec is {size:,} bytes; the limit is "
+            f"{limits.max_file_bytes:,}, as for a spec file"
+        )
+    file, texts, holder = source
+    return analyze(
+        info.spec,
+        file=file,
+        read=embedded_reader(file, texts, holder),
+        limits=limits,
+        overrides=overrides,
+        network_name=info.network,
+    ).compiled()
 
 
 def _check_shapes(probe: Probe, path: Path) -> None:

@@ -102,7 +102,27 @@ def detector_kind(info: ModelInfo, source: str) -> OutputKind:
         )
     if kind == "boxes" and info.single_shot is None:
         raise ModelError(f"{source}: boxes without their grid (no single_shot)")
+    shape = info.outputs[0].shape
+    if info.single_shot is not None and shape is not None and tuple(shape) != grid_shape(info):
+        raise ModelError(f"{source}: {_not_the_grid(shape, info)}")
     return kind
+
+
+def grid_shape(info: ModelInfo) -> tuple[int, int]:
+    """The per-sample shape of a single-shot detector's boxes: a row (x1, y1, x2, y2, then
+    one confidence per class) for each box of each cell."""
+    shot = info.single_shot
+    assert shot is not None
+    return shot.grid * shot.grid * shot.boxes, 4 + shot.classes
+
+
+def _not_the_grid(shape: tuple[int | str, ...], info: ModelInfo) -> str:
+    shot = info.single_shot
+    assert shot is not None
+    return (
+        f"its output is {fmt_shape(shape)}, but its single_shot grid ({shot.grid}x{shot.grid} "
+        f"cells of {shot.boxes} boxes, {shot.classes} classes) gives {fmt_shape(grid_shape(info))}"
+    )
 
 
 def detect(model: Model, image: FloatArray, options: DetectOptions) -> Detections:
@@ -198,7 +218,10 @@ def single_shot(model: Model, image: FloatArray, options: DetectOptions) -> Dete
     shot = model.info.single_shot
     assert shot is not None  # detector_kind checked it
     height, width = image.shape[2:]
-    out = _run(model, resize(image, *shot.image))[0]  # (S*S*B, 4 + C)
+    rows = _run(model, resize(image, *shot.image))
+    if rows.shape[1:] != grid_shape(model.info):
+        raise ModelError(f"{model.path}: {_not_the_grid(rows.shape[1:], model.info)}")
+    out = rows[0]  # (S*S*B, 4 + C)
     threshold, overlap = options.chosen(shot.score, shot.iou)
     scale = np.array([width, height, width, height], np.float32) / np.array(
         [shot.image[1], shot.image[0]] * 2, np.float32

@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +26,7 @@ import numpy.typing as npt
 from netspec.artifact import InputInfo
 from netspec.data import DataError, load_idx_pair, read_idx
 from netspec.data.folders import load_npz_targets
+from netspec.data.pixels import unit_pixels
 from netspec.errors import InputError
 from netspec.fileio import open_regular
 from netspec.text import fmt_shape
@@ -45,7 +45,6 @@ _MAGIC = (
 EXPECTED = "a PNG or JPEG image, a .npy array, an IDX file, or a directory of these"
 MAX_IMAGE_PIXELS = 2**25  # 33.5 Mpx: a 8192x4096 photo; decoded as float32, 128 MiB a channel
 MAX_IDX_DIMS = 4  # (N, C, H, W)
-_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,8 @@ def _channels(info: InputInfo, path: Path) -> int:
 
 
 def _read_image(path: Path, channels: int) -> FloatArray:
-    """`(1, C, H, W)` in [0, 1]: grey (`L`) or `RGB`, 16-bit grey scaled by 65535."""
+    """`(1, C, H, W)` in [0, 1]: grey (`L`) or `RGB`, 16-bit grey scaled by 65535
+    (netspec.data.pixels, the one reader of pixels)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -187,7 +187,7 @@ def _read_image(path: Path, channels: int) -> FloatArray:
             with Image.open(path) as image:
                 _check_pixels(path, image.size)
                 image.load()
-                pixels = _scaled(image, channels)
+                pixels = unit_pixels(image, channels)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{path}: cannot read image ({e}); expected {EXPECTED}") from None
     chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
@@ -202,14 +202,6 @@ def _check_pixels(path: Path, size: tuple[int, int]) -> None:
             f"{path}: an image of {width}x{height} ({width * height:,} pixels); netspec "
             f"reads images of at most {MAX_IMAGE_PIXELS:,} pixels: scale it down first"
         )
-
-
-def _scaled(image: Any, channels: int) -> FloatArray:
-    """The image's pixels as floats in [0, 1], `(H, W)` or `(H, W, 3)`."""
-    if image.mode in _SIXTEEN_BIT:  # 16-bit grey: converting to `L` would saturate it
-        return np.asarray(image, np.float32) / np.float32(65535.0)
-    converted = image.convert("L" if channels == 1 else "RGB")
-    return np.asarray(converted, np.float32) / np.float32(255.0)
 
 
 def _read_npy(path: Path) -> npt.NDArray[np.generic]:

@@ -1,6 +1,8 @@
 """Test digits to show: the test split of a run's dataset (or of `--data`), read through
 netspec.data without torch, and the ones the network gets wrong (the gallery: the
-"82 errors" figure of a training run, made clickable)."""
+"82 errors" figure of a training run, made clickable). Image folders are listed, not
+read: each image is decoded when the page asks for it or the gallery runs it, so a
+folder of large pictures costs one of them at a time (docs/limits.md)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.data.arrays import read_test_split
+from netspec.data.arrays import data_format, read_test_split
 from netspec.data.fetch import load_idx_files
+from netspec.data.folders import ImageFiles
 from netspec.data.registry import dataset as record
+from netspec.errors import DataError
 from netspec.probe import Probe
-from netspec.serve.images import fit, plain
+from netspec.serve.images import BadRequest, fit, plain
 from netspec.serve.maps import predicted
 
 GALLERY = 400  # misclassified digits listed at most (MNIST's LeNet makes about 80)
@@ -25,9 +29,10 @@ CHUNK = 250  # test images per probe call while looking for the misclassified
 
 @dataclass
 class Digits:
-    """A test split: images ``(N, H, W, C)`` uint8 and labels ``(N,)`` (or None)."""
+    """A test split: images ``(N, H, W, C)`` uint8, or image files decoded one at a time,
+    and labels ``(N,)`` (or None)."""
 
-    x: npt.NDArray[np.uint8]
+    x: npt.NDArray[np.uint8] | ImageFiles
     y: npt.NDArray[np.int64] | None
     source: str
     _errors: list[dict[str, Any]] | None = field(default=None, repr=False)
@@ -38,6 +43,12 @@ class Digits:
 
     def image(self, index: int, size: tuple[int, int, int]) -> npt.NDArray[np.uint8]:
         """Test image ``index`` fitted to the network's input ``(H, W, C)``."""
+        if isinstance(self.x, ImageFiles):
+            try:
+                picture = self.x.read(index)
+            except DataError as e:  # a file of the folder, broken or changed since listed
+                raise BadRequest(e.message, 422) from None
+            return fit(picture[..., None] if picture.ndim == 2 else picture, size)
         return fit(self.x[index], size)
 
     def label(self, index: int) -> int | None:
@@ -55,11 +66,12 @@ class Digits:
         if self.y is None or probe.classes is None:
             return []
         found: list[dict[str, Any]] = []
-        for start in range(0, len(self), CHUNK):
+        step = probe.batch_limit(CHUNK)
+        for start in range(0, len(self), step):
             batch = np.concatenate(
                 [
                     probe.prepare(plain(self.image(i, size)))
-                    for i in range(start, min(start + CHUNK, len(self)))
+                    for i in range(start, min(start + step, len(self)))
                 ]
             )
             guesses = predicted(probe, probe.run(batch))
@@ -77,6 +89,9 @@ def read_digits(dataset: str | None, data: Path | None, channels: int) -> Digits
     when there is nothing to read (a dataset drawn or read only from --data)."""
     known = record(dataset)
     source = known.source if known is not None else None
+    if data is not None and data_format(data) == "folders":
+        files = ImageFiles(data / "test", channels)
+        return Digits(files, files.labels, str(data / "test"))
     if data is not None:
         return _digits(*read_test_split(data, channels, source))
     if source is None:

@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from netspec.data.pixels import byte_pixels
+
 MAX_UPLOAD_PIXELS = 4096 * 4096  # an upload's header is checked against this before decoding
 MAX_ASPECT = 64  # a 16000000x1 "picture" is refused from its header, not decoded
 
@@ -72,12 +74,11 @@ def uploaded(data: bytes, size: tuple[int, int, int]) -> tuple[npt.NDArray[np.ui
             with Image.open(io.BytesIO(data)) as opened:
                 _check_declared(opened.width, opened.height)
                 opened.draft("L" if size[2] == 1 else "RGB", (size[1], size[0]))  # JPEG: scaled
-                image = opened.convert("L" if size[2] == 1 else "RGB")
+                array = byte_pixels(opened, size[2])  # 16-bit grey scaled, not clipped
     except Image.DecompressionBombError:
         raise BadRequest(f"the image is larger than {MAX_UPLOAD_PIXELS:,} pixels", 413) from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning, ValueError) as e:
         raise BadRequest(f"cannot read the upload as an image ({e})", 422) from None
-    array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     invert = size[2] == 1 and _light_background(array)
     if invert:

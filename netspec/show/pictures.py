@@ -29,6 +29,9 @@ from netspec.show.receptive import Box, Unit, empirical_boxes, static_box
 
 FloatArray = npt.NDArray[np.float32]
 MAX_TILES = 64  # maps per panel; a wider layer shows its first ones and says so
+MAX_UNITS = 512  # bars of a layer without maps (dense); a wider one shows its first ones
+MAX_LAYERS = 16  # layers whose maps are drawn unless named (--layer); docs/limits.md
+MAX_SIDE = 512  # pixels a tile's map is drawn at, at most (a larger one is subsampled)
 DPI = 80
 
 
@@ -55,9 +58,16 @@ def _grid(n: int) -> tuple[int, int]:
     return int(np.ceil(n / cols)), cols
 
 
+def _subsampled(plane: FloatArray) -> FloatArray:
+    """A map with at most `MAX_SIDE` pixels a side (every k-th row and column): a tile is
+    a few dozen pixels wide, and a map of 8192x8192 would cost matplotlib gigabytes."""
+    step = -(-max(plane.shape) // MAX_SIDE)
+    return plane[::step, ::step] if step > 1 else plane
+
+
 def _tiles(fig: Any, spec: Any, maps: FloatArray, limit: float, title: str) -> Any:
     """One panel: a tile per map, one symmetric colour scale for all."""
-    shown = maps[:MAX_TILES]
+    shown = [_subsampled(plane) for plane in maps[:MAX_TILES]]
     rows, cols = _grid(len(shown))
     inner = spec.subgridspec(rows + 1, cols, height_ratios=[*([1] * rows), 0.12])
     image = None
@@ -82,6 +92,8 @@ def draw_maps(probe: Probe, outputs: dict[str, FloatArray], view: LayerView, out
     """`maps-LAYER.png`: the layer's maps for the input; with the activation that follows
     it, the maps before and after it side by side, on one colour scale."""
     after = next((v for v in probe.layers if v.activation_of == view.name), None)
+    if len(view.shape) != 3:  # a dense layer: units, not maps
+        return _draw_units(view, after, outputs, out)
     panels = [("feature maps", view)] + ([("rectified feature maps", after)] if after else [])
     arrays = {v.name: outputs[v.name][0] for _, v in panels}
     limit = max(float(np.abs(a[:MAX_TILES]).max()) for a in arrays.values()) or 1.0
@@ -95,6 +107,37 @@ def draw_maps(probe: Probe, outputs: dict[str, FloatArray], view: LayerView, out
     path = out / f"maps-{safe_name(view.name)}.png"
     _save(fig, path)
     return Drawn(path, arrays)
+
+
+def _draw_units(
+    view: LayerView, after: LayerView | None, outputs: dict[str, FloatArray], out: Path
+) -> Drawn:
+    """`maps-LAYER.png` for a layer that has no feature maps (dense, flatten): each unit's
+    value as a bar, above the same after the activation that follows it, on one scale."""
+    panels = [("units", view)] + ([("after the activation", after)] if after else [])
+    values = {v.name: outputs[v.name][0].reshape(-1) for _, v in panels}
+    limit = max(float(np.abs(a[:MAX_UNITS]).max()) for a in values.values()) or 1.0
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), squeeze=False)
+    for ax, (what, v) in zip(axes[:, 0], panels, strict=True):
+        shown = values[v.name][:MAX_UNITS]
+        colours = np.where(shown >= 0, "#b2182b", "#2166ac")
+        ax.bar(np.arange(len(shown)), shown, width=1.0, color=colours)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_xlim(-0.5, len(shown) - 0.5)
+        ax.set_ylim(-1.05 * limit, 1.05 * limit)
+        ax.tick_params(labelsize=7)
+        more = f", the first {MAX_UNITS}" if len(values[v.name]) > MAX_UNITS else ""
+        ax.set_title(
+            f"{what}: {v.name} ({v.op}), {len(values[v.name])} units{more}; no feature maps",
+            fontsize=9,
+        )
+    axes[-1, 0].set_xlabel("unit", fontsize=8)
+    where = f"{view.where}: {view.text}" if view.where and view.text else view.name
+    fig.suptitle(where, fontsize=8)
+    fig.tight_layout()
+    path = out / f"maps-{safe_name(view.name)}.png"
+    _save(fig, path)
+    return Drawn(path, values)
 
 
 def first_kernels(probe: Probe) -> tuple[LayerView, FloatArray] | None:
@@ -298,12 +341,14 @@ def occlusion_map(probe: Probe, x: FloatArray, size: int, stride: int) -> tuple[
     height, width = x.shape[-2], x.shape[-1]
     ys = list(range(0, max(height - size, 0) + 1, stride))
     xs = list(range(0, max(width - size, 0) + 1, stride))
-    batch = np.repeat(x, len(ys) * len(xs), axis=0)
-    for k, (y, x0) in enumerate((y, x0) for y in ys for x0 in xs):
-        batch[k, :, y : y + size, x0 : x0 + size] = 0.0
-    drops = np.empty(len(batch), np.float32)
-    for start in range(0, len(batch), 64):
-        chunk = probe.probabilities(probe.run(batch[start : start + 64]))
+    places = [(y, x0) for y in ys for x0 in xs]
+    drops = np.empty(len(places), np.float32)
+    step = probe.batch_limit(64)  # each batch made when it runs: memory for one, not all
+    for start in range(0, len(places), step):
+        batch = np.repeat(x, len(places[start : start + step]), axis=0)
+        for k, (y, x0) in enumerate(places[start : start + step]):
+            batch[k, :, y : y + size, x0 : x0 + size] = 0.0
+        chunk = probe.probabilities(probe.run(batch))
         assert chunk is not None
         drops[start : start + len(chunk)] = base[0, target] - chunk[:, target]
     return drops.reshape(len(ys), len(xs)), target
@@ -339,13 +384,14 @@ def draw_top_activations(
 ) -> Drawn | None:
     """`top-activations.png`: for a few maps of each spatial layer, the images that excite
     it most, each cropped to the receptive field of its strongest unit (Zeiler & Fergus)."""
-    views = [v for v in probe.layers if v.spatial and v.activation_of is None]
+    views = spatial_groups(probe, ())
     if not views:
         return None
     scores: dict[str, list[FloatArray]] = {v.name: [] for v in views}
     places: dict[str, list[npt.NDArray[np.int64]]] = {v.name: [] for v in views}
-    for start in range(0, len(images), 256):
-        outputs = probe.run(images[start : start + 256])
+    step = probe.batch_limit(256)
+    for start in range(0, len(images), step):
+        outputs = probe.run(images[start : start + step])
         for v in views:
             maps = outputs[v.name][:, :units]
             flat = maps.reshape(*maps.shape[:2], -1)
@@ -387,10 +433,16 @@ def draw_top_activations(
 
 def spatial_groups(probe: Probe, names: Sequence[str]) -> list[LayerView]:
     """The layers whose maps to draw: `names` (an activation stands for the layer it
-    rectifies), else every spatial layer that is not an activation drawn beside its source."""
+    rectifies), else the first `MAX_LAYERS` spatial layers that are not activations drawn
+    beside their source (`spatial_layers` says how many there are)."""
     if names:
         views = [probe.layer(n) for n in names]
         return list(
             dict.fromkeys(probe.layer(v.activation_of) if v.activation_of else v for v in views)
         )
+    return spatial_layers(probe)[:MAX_LAYERS]
+
+
+def spatial_layers(probe: Probe) -> list[LayerView]:
+    """Every spatial layer that is not an activation (drawn beside the layer it follows)."""
     return [v for v in probe.layers if v.spatial and v.activation_of is None]

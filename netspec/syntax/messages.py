@@ -29,6 +29,7 @@ _TERMINAL_WORDS = {
     "$END": "the end of the file",
     "NEG": "'-'",
 }
+_SHOWN_TOKEN = 60  # characters of an unexpected token quoted in a message
 _TOP_LEVEL = ("use", "const", "table", "kernel", "block", "network", "train")
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {"RPAR": ")", "RSQB": "]", "RBRACE": "}"}
@@ -163,7 +164,8 @@ def _token_words(tok: Token, text: str) -> str:
         return "end of file"
     if tok.type in ("_NL", "_PIPE") and "\n" in str(tok):
         return "end of line"
-    return f"'{tok}'"
+    word = str(tok)
+    return f"'{word}'" if len(word) <= _SHOWN_TOKEN else f"'{word[:_SHOWN_TOKEN]}…'"
 
 
 def _line_col(text: str, pos: int) -> tuple[int, int]:

@@ -1,11 +1,12 @@
 """Opening a run directory as data that may have come from anywhere: everything is read from
-inside it, every stored field is checked, and weights are loaded only for the spec they were
-trained on. `netspec eval`, `netspec train --resume` and `netspec export RUN` open runs here.
+inside it (`check_links` refuses a link out of it before anything is read), every stored
+field is checked, and weights are loaded only for the spec they were trained on. `netspec
+eval`, `train --resume` and `export RUN` open runs here, and `show` and `serve` through
+netspec.probe: `read_run` is the one check of a run and its kept spec files.
 
 `open_target` is the one opener of what a command that builds a network is given (a spec,
 a run directory, or a weights file in a run: `netspec export`, `netspec convert`);
-`read_settings` is the one reader of a run's settings.json (`read_run` here, and
-netspec.probe for `netspec show` and `netspec serve`). An ONNX file is opened on ONNX
+`read_settings` is the one reader of a run's settings.json. An ONNX file is opened on ONNX
 Runtime by netspec.runtime.session.open_model, without torch.
 
 A run made before runs kept ``spec/`` (its spec as one ``spec.net`` beside settings.json)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,9 @@ from netspec.trainspec import TrainConfig
 
 LEGACY_SPEC = "spec.net"
 SETTINGS = "settings.json"
+# What netspec reads from a run (`check_links`); eval's own pictures (eval/) are only written.
+READ = (SETTINGS, SPEC_DIR, LEGACY_SPEC, "weights", "state", "samples", "metrics.csv", "model.onnx")
+MAX_RUN_ENTRIES = 100_000  # files `check_links` looks at: a run holds dozens
 INF = (float("inf"), float("-inf"))  # JSON's Infinity: no override is (nor NaN)
 MAX_THREADS = 1024  # a stored thread count beyond this is damage, not a machine
 OUTSIDE = "E103"  # the code of a `use` that leaves the spec's directory (passes.load)
@@ -72,11 +77,19 @@ class KeptRun:
         return overrides
 
     def config(self) -> TrainConfig:
-        """The run's training settings, as stored."""
+        """The run's training settings, as stored; a RunError naming the first bad field."""
+        where = f"{self.dir / SETTINGS}: bad 'train' settings"
+        if "train" not in self.settings:
+            raise RunError(f"{where}: missing")
         try:
-            return TrainConfig.model_validate(self.settings["train"])
-        except (KeyError, ValidationError) as e:
-            raise RunError(f"{self.dir / 'settings.json'}: bad 'train' settings ({e})") from None
+            config = TrainConfig.model_validate(self.settings["train"])
+        except ValidationError as e:
+            error = e.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in error["loc"]) or "train"
+            raise RunError(f"{where}: {field}: {error['msg']}") from None
+        if not -(2**63) <= config.seed < 2**63:  # what torch's generator takes
+            raise RunError(f"{where}: seed: {config.seed:.3g}: expected at most 63 bits")
+        return config
 
 
 def read_settings(run: PathLike) -> dict[str, Any]:
@@ -85,6 +98,7 @@ def read_settings(run: PathLike) -> dict[str, Any]:
     directory = Path(run)
     if not directory.is_dir():
         raise RunError(f"{directory}: no such run directory")
+    check_links(directory)
     settings_file = directory / SETTINGS
     if not settings_file.is_file():
         empty = not any(directory.iterdir())
@@ -97,12 +111,53 @@ def read_settings(run: PathLike) -> dict[str, Any]:
     return check_settings(read_json(settings_file), settings_file)
 
 
+def check_links(run: Path) -> None:
+    """Refuse a run in which what netspec reads (`READ`: settings.json, spec/ and every file
+    under it, weights/, state/, samples/...) is or lies under a symbolic link that leads out
+    of the run directory (`spec -> /etc`): a RunError that names the link and nothing of
+    what it leads to, checked before anything in the run is read. A link that stays inside
+    the run is followed."""
+    root = _resolved(run)
+    pending = [run / name for name in READ]
+    seen: set[Path] = set()
+    looked = 0
+    while pending:
+        path = pending.pop()
+        looked += 1
+        if looked > MAX_RUN_ENTRIES:
+            raise RunError(f"{run}: more than {MAX_RUN_ENTRIES:,} files; not a netspec run")
+        real = _resolved(path)
+        if path.is_symlink() and (real is None or root is None or not real.is_relative_to(root)):
+            raise RunError(
+                f"{path}: not a regular file inside the run (a symbolic link that leads out "
+                "of the run directory)",
+                hint="a run is read only from inside itself: put the file in the run, "
+                "not a link to it",
+            )
+        if real is not None and path.is_dir() and real not in seen:  # each folder once
+            seen.add(real)
+            room = max(0, MAX_RUN_ENTRIES + 1 - looked - len(pending))
+            try:
+                pending += islice(path.iterdir(), room)
+            except OSError as e:
+                raise RunError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _resolved(path: Path) -> Path | None:
+    """Where ``path`` leads, every link followed; None for a loop or an unreadable link."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
 def read_run(run: PathLike, *, need_settings: bool = True) -> KeptRun:
     """Check ``run`` is a run directory and its kept spec files are the ones it recorded
     (without ``need_settings``, a run made before settings.json is read from its spec.net)."""
     directory = Path(run)
     legacy = directory.is_dir() and not (directory / SETTINGS).is_file()
     if legacy and not need_settings and (directory / LEGACY_SPEC).is_file():
+        check_links(directory)
         return _legacy(directory, {})
     settings = read_settings(directory)
     settings_file = directory / SETTINGS
@@ -333,10 +388,12 @@ def open_target(
 
 
 __all__ = [
+    "READ",
     "SETTINGS",
     "SPEC_DIR",
     "KeptRun",
     "Opened",
+    "check_links",
     "check_weights",
     "compile_run",
     "open_run",
