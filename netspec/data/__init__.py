@@ -12,17 +12,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from netspec.data.arrays import read_arrays
     from netspec.data.folders import ImageFolder, LabeledArrays, load_image_folder, load_npz
     from netspec.data.idx import IdxPair, load_idx_pair, read_idx, write_idx
     from netspec.data.mnist import DEFAULT_MIRRORS, MnistData, default_cache_dir, load_mnist
     from netspec.data.record import Arrays
+    from netspec.data.registry import read_arrays
     from netspec.errors import DataError
 
 # Names load on first use (PEP 562), so that `netspec.data.registry` imports no numpy.
 _HOME = {
     "Arrays": "netspec.data.record",
-    "read_arrays": "netspec.data.arrays",
+    "read_arrays": "netspec.data.registry",
     "ImageFolder": "netspec.data.folders",
     "LabeledArrays": "netspec.data.folders",
     "load_image_folder": "netspec.data.folders",

@@ -9,21 +9,19 @@ them, fits them to the network's input and puts them on the device.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from netspec.data.datasets.mnist import SOURCE as MNIST
 from netspec.data.fetch import MnistData, load_idx_files
 from netspec.data.folders import load_image_folder, load_npz_targets
-from netspec.data.record import Arrays, Log, SceneSettings, Source, held_out
-from netspec.data.registry import DATASETS
+from netspec.data.record import Arrays, Log, Source, held_out
+from netspec.data.sources import MNIST
 from netspec.errors import DataError
 
-__all__ = ["Arrays", "SplitArrays", "data_format", "read_arrays", "read_given", "read_test_split"]
+__all__ = ["Arrays", "SplitArrays", "data_format", "read_given", "read_test_split"]
 
 Format = Literal["npz", "folders", "idx"]
 
@@ -35,23 +33,6 @@ class SplitArrays(NamedTuple):
     x: npt.NDArray[Any]
     y: npt.NDArray[np.int64] | None
     source: str
-
-
-def read_arrays(
-    dataset: str,
-    data: str | os.PathLike[str] | None,
-    log: Log,
-    settings: SceneSettings | None = None,
-) -> Arrays:
-    """Both splits of the dataset a spec names (one of `DATASETS`), or of the data at
-    ``--data``; ``settings`` are the train section's scenes (for the datasets it draws)."""
-    record = DATASETS[dataset]
-    if data is None and record.needs_data:
-        raise DataError(
-            f"the dataset '{dataset}' is read from --data: "
-            "pass --data DIR (IDX files, train/ and test/ image folders) or --data FILE.npz"
-        )
-    return record.reader(Path(data) if data is not None else None, log, settings)
 
 
 def read_fetched(source: Source, labels: tuple[str, ...], data: Path | None, log: Log) -> Arrays:

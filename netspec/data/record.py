@@ -21,6 +21,7 @@ __all__ = [
     "DIGITS",
     "HOLDOUT",
     "IDX_FILES",
+    "WINDOW_LABELS",
     "Arrays",
     "Dataset",
     "Log",
@@ -28,11 +29,11 @@ __all__ = [
     "SceneSettings",
     "Source",
     "held_out",
-    "idx_reader",
 ]
 
 Log = Callable[[str], None]
 DIGITS = tuple(str(d) for d in range(10))
+WINDOW_LABELS = (*DIGITS, "background")  # windows cut from scenes: a digit, or none
 # MNIST's four IDX files (train images, train labels, test images, test labels), the
 # names every dataset in its format ships (Fashion-MNIST's are the same).
 IDX_FILES = (
@@ -143,16 +144,3 @@ class Dataset:
     def names_scores(self) -> bool:
         """Whether its labels name a classifier's scores (not a detector's objects)."""
         return self.task == "classes" and bool(self.labels)
-
-
-def idx_reader(source: Source, labels: tuple[str, ...]) -> Reader:
-    """The reader of a dataset in MNIST's format: ``--data`` in any format netspec reads
-    (the same IDX files, an .npz, image folders), else ``source``'s files, fetched and
-    verified as needed."""
-
-    def read(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
-        from netspec.data.arrays import read_fetched
-
-        return read_fetched(source, labels, data, log)
-
-    return read

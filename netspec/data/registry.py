@@ -17,11 +17,14 @@ both).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, get_args
 
 from netspec.data.datasets import discover
-from netspec.data.record import Dataset
+from netspec.data.record import Arrays, Dataset, Log, SceneSettings
+from netspec.errors import DataError
 
 __all__ = [
     "DATASETS",
@@ -33,6 +36,7 @@ __all__ = [
     "Family",
     "dataset",
     "known",
+    "read_arrays",
 ]
 
 # name -> record, in the order a person reads them (E506 lists them so)
@@ -56,3 +60,20 @@ def known() -> str:
 def dataset(name: str | None) -> Dataset | None:
     """The record of ``name``, or None for no name or one netspec cannot load."""
     return DATASETS.get(name) if name is not None else None
+
+
+def read_arrays(
+    dataset: str,
+    data: str | os.PathLike[str] | None,
+    log: Log,
+    settings: SceneSettings | None = None,
+) -> Arrays:
+    """Both splits of the dataset a spec names (one of `DATASETS`), or of the data at
+    ``--data``; ``settings`` are the train section's scenes (for the datasets it draws)."""
+    record = DATASETS[dataset]
+    if data is None and record.needs_data:
+        raise DataError(
+            f"the dataset '{dataset}' is read from --data: "
+            "pass --data DIR (IDX files, train/ and test/ image folders) or --data FILE.npz"
+        )
+    return record.reader(Path(data) if data is not None else None, log, settings)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from netspec.data.datasets.scenes import WINDOW_LABELS
+from netspec.data.record import WINDOW_LABELS
 from netspec.data.scenes import Scene
 
 __all__ = ["BACKGROUND", "LABELS", "WINDOW", "cut", "digit_side", "scene_windows", "windows"]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
-from netspec.data.record import Dataset
+from netspec.data.record import Arrays, Dataset, Log, Reader, SceneSettings, Source
 
 
 def discover() -> tuple[Dataset, ...]:
@@ -19,3 +20,16 @@ def discover() -> tuple[Dataset, ...]:
     names = [d.name for d in found]
     assert len(set(names)) == len(names), f"a dataset defined twice: {names}"
     return tuple(sorted(found, key=lambda d: (d.rank, d.name)))
+
+
+def idx_reader(source: Source, labels: tuple[str, ...]) -> Reader:
+    """The reader of a dataset in MNIST's format: ``--data`` in any format netspec reads
+    (the same IDX files, an .npz, image folders), else ``source``'s files, fetched and
+    verified as needed."""
+
+    def read(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
+        from netspec.data.arrays import read_fetched
+
+        return read_fetched(source, labels, data, log)
+
+    return read

@@ -7,7 +7,8 @@ verified and cached.
 
 from __future__ import annotations
 
-from netspec.data.record import Dataset, Source, idx_reader
+from netspec.data.datasets import idx_reader
+from netspec.data.record import Dataset, Source
 
 LABELS = (
     "T-shirt/top",

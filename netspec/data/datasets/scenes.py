@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from netspec.data.record import DIGITS, Arrays, Dataset, Log, SceneSettings
-
-WINDOW_LABELS = (*DIGITS, "background")
+from netspec.data.record import DIGITS, WINDOW_LABELS, Arrays, Dataset, Log, SceneSettings
 
 
 def _read(
