@@ -93,13 +93,13 @@ def macs(path: Path, shapes: list[tuple[int, ...]]) -> int:
 
 def pyramid_shapes(path: Path, scene: tuple[int, int]) -> list[tuple[int, ...]]:
     """The input shapes one scene runs at: a sliding window's pyramid, else the input's."""
-    from netspec.runtime.detect import SCALES
+    from netspec.runtime.decoders.sliding_window import SlidingWindow
+    from netspec.runtime.detect import SCALES, detector
 
     model = open_model(path)
     channels = int(model.info.inputs[0].shape[0])
-    if model.info.outputs[0].kind == "class_map":
-        window = model.info.sliding_window
-        assert window is not None
+    window = detector(model.info, str(path)).params
+    if isinstance(window, SlidingWindow):
         sizes = [(round(scene[0] * s), round(scene[1] * s)) for s in SCALES]
         return [(1, channels, h, w) for h, w in sizes if h >= window.window[0]]
     return [(1, channels, *scene)]

@@ -8,6 +8,17 @@ Export writes it and the runtime reads it; this module imports neither torch nor
 onnx, so `run` can read it cheaply from an ONNX Runtime session's
 `custom_metadata_map`.
 
+A detector also says how its outputs become boxes, in one generic entry, `decoding`: a flat
+JSON object `{"decoder": NAME, ...params}` naming one of the runtime's decoders
+(netspec.runtime.decoders) and its parameters. Export takes it from the operation of the
+network's head (`OpDef.decoding`) or from the conversion that made the model (the fully
+convolutional one), so a new kind of head adds no field here: this module checks the entry
+only as a bounded record of plain values (`Decoding`), and the decoder it names checks its
+own parameters when `netspec detect` or `netspec eval` reads them. Files written before the
+entry existed held a `single_shot` or a `sliding_window` entry instead: each is read as the
+`decoding` of the decoder of that name, so those files keep working; only `decoding` is
+written.
+
 A file may come from anywhere, so `from_props` trusts nothing it reads: every
 field is checked (types, lengths, finite numbers, shapes of positive sizes or
 size names, a bounded number of dimensions and of elements, labels a list of
@@ -49,9 +60,9 @@ if TYPE_CHECKING:
 # operation names. The first four are class scores ("rbf_distances": smaller is the class,
 # LeNet-5's RBF output); "map" is a dense prediction C x H x W (a reconstruction, a density,
 # per-pixel class scores); "embedding" a vector that is not class scores (declared in the
-# spec); "boxes" is a detection head's boxes (`SingleShot` says how to read them);
-# "class_map" is a classifier made fully convolutional (OverFeat: each position holds one
-# window's class scores, `SlidingWindow` says which window); "tensor" is any other shape.
+# spec); "boxes" is a detection head's boxes; "class_map" is a classifier made fully
+# convolutional (OverFeat: each position holds one window's class scores); a detector's
+# `decoding` says how to read either. "tensor" is any other shape.
 OutputKind = Literal[
     "logits",
     "rbf_distances",
@@ -75,6 +86,16 @@ MAX_DEPTH = 64  # JSON nesting (the format needs three levels)
 MAX_PATH = 4096  # characters in the name of an embedded spec file
 FLOAT32_TINY = 2.0**-126  # the smallest normal float32: a std below it normalizes to inf or NaN
 FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: inputs are normalized in float32
+# A detector's `decoding`: its decoder's name and parameter names (identifiers of at most
+# MAX_DECODER characters), at most MAX_PARAMS parameters, a string parameter at most MAX_NAME
+# characters, a list (or each row of a table) at most MAX_ENTRIES numbers, a table's rows at
+# most MAX_ROW numbers, and MAX_DECODING_VALUES numbers in all.
+MAX_DECODER = 64
+MAX_PARAMS = 64
+MAX_ROW = 64
+MAX_DECODING_VALUES = 1 << 20
+MAX_EXACT_INT = 2**53  # an integer parameter: one a JSON reader's double holds exactly
+DECODER = "decoder"  # the key of the decoder's name in a `decoding` entry
 
 
 def _dim(value: object) -> int | str:
@@ -152,40 +173,29 @@ class OutputInfo:
         return self.kind in SCORES
 
 
-@dataclass(frozen=True)
-class SlidingWindow:
-    """What a `class_map` output's positions are (netspec.export.fcn writes it): the scores
-    at output position (row i, column j) are the classifier's on the window of `window`
-    pixels (H, W) whose receptive field is centred at `start + (i, j) * jump` and spans
-    `size` (all in input pixels, per axis (H, W); a pixel's centre is at +0.5). `scores`
-    says what the numbers are (the classifier's own: logits or probabilities) and
-    `background` which class means "no object here". `boxes`, where known, is each class's
-    box (H, W) as shares of the window, centred in it (how the training windows framed
-    their objects); without it a box is the receptive field."""
-
-    window: tuple[int, int]
-    size: tuple[float, float]
-    jump: tuple[float, float]
-    start: tuple[float, float]
-    scores: Literal["logits", "probabilities"]
-    background: int
-    boxes: tuple[tuple[float, float], ...] | None = None
+# One parameter of a detector's decoding: a number, a flag, a word, a list of numbers, or a
+# table of numbers (a list of rows), as JSON carries it (lists read back as tuples).
+Number = int | float
+DecodingParam = bool | Number | str | tuple[Number, ...] | tuple[tuple[Number, ...], ...]
 
 
 @dataclass(frozen=True)
-class SingleShot:
-    """What a single-shot detector's `boxes` output holds (netspec.export.detection writes
-    it): every one of the grid's `grid` x `grid` cells proposes `boxes` boxes, each its
-    corners x1, y1, x2, y2 in the pixels of an input of `image` (H, W), then `classes`
-    class-specific confidences; `netspec detect` keeps those of at least `score` and
-    suppresses, per class, a box overlapping a better one by more than `iou`."""
+class Decoding:
+    """How a detector's outputs become boxes: the name of the runtime's decoder that reads
+    them (netspec.runtime.decoders) and its parameters (the grid and thresholds of a
+    single-shot head, the windows of a sliding one), written as one flat JSON object
+    `{"decoder": NAME, ...params}`."""
 
-    grid: int
-    boxes: int
-    classes: int
-    image: tuple[int, int]
-    score: float
-    iou: float
+    decoder: str
+    params: Mapping[str, DecodingParam] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if DECODER in self.params:
+            raise ValueError(f"a decoding parameter may not be called {DECODER!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as written: `{"decoder": NAME, ...params}`."""
+        return {DECODER: self.decoder, **self.params}
 
 
 @dataclass(frozen=True)
@@ -204,16 +214,14 @@ class ModelInfo:
     precision: Precision = "fp32"
     weights: dict[str, str] = field(default_factory=dict)  # torch name -> initializer name
     sizes: dict[str, int] = field(default_factory=dict)  # symbolic sizes bound at export (--set)
-    # a `class_map` output's windows (a sliding-window detector); None for any other model
-    sliding_window: SlidingWindow | None = None
-    # a `boxes` output's grid and thresholds (a single-shot detector); None for any other
-    single_shot: SingleShot | None = None
+    # how a detector's outputs become boxes (its decoder and parameters); None for any other
+    decoding: Decoding | None = None
     # the text of every file the spec `use`s, by its POSIX path relative to the spec's
     # folder: an embedded spec reads its `use`s from here, never from beside the file
     sources: dict[str, str] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
-        """The `metadata_props` entries, all strings (the detectors' facts only where set)."""
+        """The `metadata_props` entries, all strings (a detector's decoding only where set)."""
         props = {
             "netspec_version": self.version,
             "network": self.network,
@@ -226,10 +234,8 @@ class ModelInfo:
             "weights": json.dumps(self.weights),
             "sizes": json.dumps(self.sizes),
         }
-        if self.sliding_window is not None:
-            props["sliding_window"] = json.dumps(asdict(self.sliding_window))
-        if self.single_shot is not None:
-            props["single_shot"] = json.dumps(asdict(self.single_shot))
+        if self.decoding is not None:
+            props["decoding"] = json.dumps(self.decoding.as_json())
         if self.sources:
             props["sources"] = json.dumps(self.sources)
         return props
@@ -259,14 +265,15 @@ def _entries(item: cs.CoreSchema) -> cs.CoreSchema:
     return cs.tuple_schema([item], variadic_item_index=0, min_length=1, max_length=MAX_ENTRIES)
 
 
-def _record(cls: type[Any], fields: dict[str, cs.CoreSchema]) -> cs.CoreSchema:
-    """One of the dataclasses above, from a JSON object, each field checked by its schema."""
+def record_schema(cls: type[Any], fields: dict[str, cs.CoreSchema]) -> cs.CoreSchema:
+    """One of the dataclasses above (or a decoder's parameters, netspec.runtime.decoders),
+    from a JSON object, each field checked by its schema."""
     name = cls.__name__
     args = cs.dataclass_args_schema(name, [cs.dataclass_field(f, s) for f, s in fields.items()])
     return cs.dataclass_schema(cls, args, list(fields), config={"title": name})
 
 
-_INPUT = _record(
+_INPUT = record_schema(
     InputInfo,
     {
         "name": _NAME,
@@ -280,7 +287,7 @@ _INPUT = _record(
         ),
     },
 )
-_OUTPUT = _record(
+_OUTPUT = record_schema(
     OutputInfo,
     {
         "name": _NAME,
@@ -289,53 +296,73 @@ _OUTPUT = _record(
     },
 )
 _SIZE = cs.int_schema(strict=True, gt=0, le=MAX_ELEMENTS)
-_COUNT = cs.int_schema(strict=True, gt=0, le=MAX_ENTRIES)
-_SHARE_OF_ONE = cs.float_schema(ge=0, le=1, allow_inf_nan=False)
 
 
-def _pair(item: cs.CoreSchema) -> cs.CoreSchema:
-    """(H, W): one value per spatial axis."""
-    return cs.tuple_schema([item, item])
+# ---- a detector's decoding: a bounded record of plain values, whatever its decoder ----------
 
 
-def _optional(schema: cs.CoreSchema) -> cs.CoreSchema:
-    """A field that may be absent or null."""
-    return cs.with_default_schema(cs.nullable_schema(schema), default=None)
+def _number(value: object) -> Number:
+    """A decoding's number: an int a double holds exactly, or a finite float (never a bool)."""
+    if type(value) is int and abs(value) <= MAX_EXACT_INT:
+        return value
+    if type(value) is float and math.isfinite(value):
+        return value
+    raise ValueError("not a number")
 
 
-_SLIDING_WINDOW = _record(
-    SlidingWindow,
-    {
-        "window": _pair(_SIZE),
-        "size": _pair(cs.float_schema(ge=0, le=MAX_ELEMENTS, allow_inf_nan=False)),
-        "jump": _pair(cs.float_schema(gt=0, le=MAX_ELEMENTS, allow_inf_nan=False)),
-        "start": _pair(cs.float_schema(ge=-MAX_ELEMENTS, le=MAX_ELEMENTS, allow_inf_nan=False)),
-        "scores": cs.literal_schema(["logits", "probabilities"]),
-        "background": cs.int_schema(strict=True, ge=0, lt=MAX_ENTRIES),
-        "boxes": _optional(
-            cs.tuple_schema(
-                [_pair(cs.float_schema(gt=0, le=1, allow_inf_nan=False))],
-                variadic_item_index=0,
-                max_length=MAX_ENTRIES,
-            )
+def _decoding(params: dict[str, DecodingParam]) -> Decoding:
+    """The entry split into its decoder's name and its parameters, the numbers counted."""
+    name = params.pop(DECODER, None)
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_DECODER:
+        raise ValueError(
+            f"expected the decoder's name (an identifier of at most {MAX_DECODER} characters) "
+            f"under {DECODER!r}, got {name!r:.40}"
+        )
+    if len(params) > MAX_PARAMS:
+        raise ValueError(f"{len(params)} parameters; a decoding has at most {MAX_PARAMS}")
+    values = 0
+    for value in params.values():
+        rows = value if isinstance(value, tuple) else ()
+        values += sum(len(row) if isinstance(row, tuple) else 1 for row in rows)
+    if values > MAX_DECODING_VALUES:
+        raise ValueError(f"{values:,} numbers; a decoding holds at most {MAX_DECODING_VALUES:,}")
+    return Decoding(name, params)
+
+
+_NUMBER = cs.no_info_plain_validator_function(_number)
+_PARAM = cs.union_schema(
+    [
+        cs.bool_schema(strict=True),
+        _NUMBER,
+        _text(MAX_NAME),
+        cs.tuple_schema([_NUMBER], variadic_item_index=0, max_length=MAX_ENTRIES),
+        cs.tuple_schema(
+            [cs.tuple_schema([_NUMBER], variadic_item_index=0, max_length=MAX_ROW)],
+            variadic_item_index=0,
+            max_length=MAX_ENTRIES,
         ),
-    },
+    ],
+    custom_error_type="decoding_param",
+    custom_error_message=(
+        f"expected a number, true or false, a string of at most {MAX_NAME} characters, or a "
+        f"list of at most {MAX_ENTRIES:,} numbers or of rows of at most {MAX_ROW}"
+    ),
 )
-_SINGLE_SHOT = _record(
-    SingleShot,
-    {
-        "grid": _COUNT,
-        "boxes": _COUNT,
-        "classes": _COUNT,
-        "image": _pair(_SIZE),
-        "score": _SHARE_OF_ONE,
-        "iou": _SHARE_OF_ONE,
-    },
+_PARAM_NAME = cs.str_schema(pattern=rf"^[A-Za-z_][A-Za-z0-9_]{{0,{MAX_DECODER - 1}}}$")
+_DECODING = SchemaValidator(
+    cs.no_info_after_validator_function(_decoding, cs.dict_schema(_PARAM_NAME, _PARAM))
 )
+# The entries files held before `decoding`: each one decoder's parameters, under its name.
+_LEGACY = ("single_shot", "sliding_window")
+
+
+# ---- the whole record ----------------------------------------------------------------------
+
+
 _SOURCE_NAME = cs.no_info_after_validator_function(_relative, _text(MAX_PATH, min_length=1))
 _LABELS = cs.tuple_schema([_text(MAX_NAME)], variadic_item_index=0, max_length=MAX_ENTRIES)
 _MODEL_INFO = SchemaValidator(
-    _record(
+    record_schema(
         ModelInfo,
         {
             "network": _NAME,
@@ -355,8 +382,10 @@ _MODEL_INFO = SchemaValidator(
                 cs.dict_schema(_NAME, _SIZE, max_length=MAX_DIMS * MAX_ENTRIES),
                 default_factory=dict,
             ),
-            "sliding_window": _optional(_SLIDING_WINDOW),
-            "single_shot": _optional(_SINGLE_SHOT),
+            # checked on its own (`_read_decoding`), so that an error names the entry read
+            "decoding": cs.with_default_schema(
+                cs.nullable_schema(cs.is_instance_schema(Decoding)), default=None
+            ),
             "sources": cs.with_default_schema(
                 cs.dict_schema(_SOURCE_NAME, _BOUNDED_TEXT, max_length=MAX_ENTRIES),
                 default_factory=dict,
@@ -365,16 +394,7 @@ _MODEL_INFO = SchemaValidator(
     )
 )
 _REQUIRED = ("network", "spec", "inputs", "outputs")
-_JSON = (
-    "inputs",
-    "outputs",
-    "labels",
-    "weights",
-    "sizes",
-    "sliding_window",
-    "single_shot",
-    "sources",
-)
+_JSON = ("inputs", "outputs", "labels", "weights", "sizes", "sources")
 _TEXT = {
     "network": "network",
     "spec": "spec",
@@ -384,8 +404,8 @@ _TEXT = {
 
 
 def from_props(props: Mapping[str, str], source: str) -> ModelInfo:
-    """Read back what `ModelInfo.to_props` wrote, checking every field; raise MetadataError
-    naming `source` and the field."""
+    """Read back what `ModelInfo.to_props` wrote (or an older netspec did), checking every
+    field; raise MetadataError naming `source` and the field."""
     missing = [k for k in _REQUIRED if k not in props]
     if missing:
         raise MetadataError(
@@ -399,34 +419,38 @@ def from_props(props: Mapping[str, str], source: str) -> ModelInfo:
     for key in _JSON:
         if key in props:
             raw[key] = _json(props[key], key, source)
+    raw["decoding"] = _read_decoding(props, source)
     try:
         info: ModelInfo = _MODEL_INFO.validate_python(raw)
     except ValidationError as e:
-        raise MetadataError(f"{source}: bad netspec metadata: {_first_error(e)}") from None
-    problem = _single_shot_problem(info)
-    if problem is not None:
-        raise MetadataError(f"{source}: bad netspec metadata: single_shot: {problem}")
+        raise MetadataError(f"{source}: bad netspec metadata: {first_error(e)}") from None
     return info
 
 
-def _single_shot_problem(info: ModelInfo) -> str | None:
-    """What is wrong with a single-shot entry, checked against the rest: its image must be
-    the input's own (H, W), which bounds what `netspec detect` resizes a picture to, and
-    its grid's boxes must fit `MAX_ELEMENTS` values."""
-    shot = info.single_shot
-    if shot is None:
+def _read_decoding(props: Mapping[str, str], source: str) -> Decoding | None:
+    """The file's `decoding`, or the legacy entry of one decoder read as its decoding: the
+    name checked, the parameters plain values of bounded count and size (the decoder checks
+    what they mean); None where there is none."""
+    keys = [key for key in ("decoding", *_LEGACY) if key in props]
+    if not keys:
         return None
-    own = tuple(info.inputs[0].shape[-2:])
-    if shot.image != own:
-        h, w = shot.image
-        return f"image {h}x{w} is not the input's size ({'x'.join(map(str, own))})"
-    values = shot.grid * shot.grid * shot.boxes * (4 + shot.classes)
-    if values > MAX_ELEMENTS:
-        return (
-            f"{shot.grid}x{shot.grid} cells of {shot.boxes} boxes and {shot.classes} classes "
-            f"are {values:,} values; netspec reads at most {MAX_ELEMENTS:,}"
+    if len(keys) > 1:
+        raise MetadataError(
+            f"{source}: bad netspec metadata: {' and '.join(keys)}: a file has one decoding"
         )
-    return None
+    key = keys[0]
+    value = _json(props[key], key, source)
+    if value is None:
+        return None
+    if key in _LEGACY:
+        if not isinstance(value, dict):
+            raise MetadataError(f"{source}: bad netspec metadata: {key}: expected a JSON object")
+        value = {**value, DECODER: key}
+    try:
+        decoding: Decoding = _DECODING.validate_python(value)
+    except ValidationError as e:
+        raise MetadataError(f"{source}: bad netspec metadata: {first_error(e, key)}") from None
+    return decoding
 
 
 def _json(text: object, key: str, source: str) -> Any:
@@ -455,10 +479,11 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _first_error(e: ValidationError) -> str:
-    """`inputs[0].std: Input should be greater than 0`, from pydantic's first error."""
+def first_error(e: ValidationError, root: str = "") -> str:
+    """`inputs[0].std: Input should be greater than 0`, from pydantic's first error, its
+    place under `root` (the entry a record was read from, where it is not the whole)."""
     error = e.errors(include_url=False)[0]
-    where = ""
+    where = root
     for part in error["loc"]:
         where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
     message = str(error["msg"]).removeprefix("Value error, ")

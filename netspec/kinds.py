@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, get_args
 
 from netspec.artifact import OutputInfo, OutputKind
-from netspec.ir import Graph, Shape
+from netspec.ir import Graph, Node, Shape
 from netspec.ops import REGISTRY
 from netspec.ops.detection import Head, head_of
 from netspec.syntax import ast
@@ -140,9 +140,9 @@ _DECLARED: dict[str, OutputKind] = {
 }
 
 
-def detection_head(compiled: Compiled) -> Head | None:
-    """The network's detection head (`detect ...`) when its one output ends in one: its grid,
-    boxes and classes per cell, thresholds, and what one cell covers of the input."""
+def head_node(compiled: Compiled) -> Node | None:
+    """The node of the network's head (an operation whose `OpDef.head` is set) when its one
+    output ends in one, through what passes its input on."""
     graph = compiled.graph
     if len(graph.outputs) != 1:
         return None
@@ -150,7 +150,14 @@ def detection_head(compiled: Compiled) -> Head | None:
     node = nodes.get(graph.outputs[0])
     while node is not None and REGISTRY[node.op].output == "pass" and node.inputs:
         node = nodes.get(node.inputs[0])
-    if node is None or not REGISTRY[node.op].head:
+    return node if node is not None and REGISTRY[node.op].head else None
+
+
+def detection_head(compiled: Compiled) -> Head | None:
+    """The network's detection head (`detect ...`) when its one output ends in one: its grid,
+    boxes and classes per cell, thresholds, and what one cell covers of the input."""
+    node = head_node(compiled)
+    if node is None:
         return None
     layer = compiled.inferred.layer(node.name)
-    return head_of(node.params, tuple(layer.shape), layer.rf, graph.inputs[0].shape)
+    return head_of(node.params, tuple(layer.shape), layer.rf, compiled.graph.inputs[0].shape)

@@ -17,13 +17,13 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import netspec
-from netspec.artifact import SlidingWindow
 from netspec.cli import main
 from netspec.detection.paint import PALETTE
 from netspec.errors import UsageError
 from netspec.export.fcn import export_fcn
 from netspec.lower import to_torch
-from netspec.runtime.detect import DetectOptions, decode_map
+from netspec.runtime.decoders.sliding_window import SlidingWindow, decode_map
+from netspec.runtime.detect import DetectOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -29,6 +29,7 @@ from netspec.export.fcn import (
     windows,
 )
 from netspec.lower import to_torch
+from netspec.runtime.decoders.sliding_window import SlidingWindow
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -187,8 +188,8 @@ def test_export_writes_a_checked_file_whose_metadata_says_what_each_position_is(
     assert {n.op_type for n in model.graph.node} <= {"Conv", "Relu", "MaxPool"}
     info = from_props({p.key: p.value for p in model.metadata_props}, str(path))
     assert info.outputs[0].kind == "class_map" and info.labels == DIGITS
-    window = info.sliding_window
-    assert window is not None
+    assert info.decoding is not None and info.decoding.decoder == "sliding_window"
+    window = SlidingWindow.from_params(info.decoding.params, str(path))
     assert (window.window, window.size, window.jump, window.start) == (
         (28, 28),
         (28, 28),

@@ -160,6 +160,8 @@ def test_the_facts_agree_with_each_other() -> None:
             assert opdef.locality is None and opdef.on_maps is None, name
         if opdef.head:
             assert opdef.output == "boxes", name
+        if opdef.decoding is not None:  # how a head's output is decoded, said of heads only
+            assert opdef.head, name
         if opdef.kernels:
             assert opdef.weighted and opdef.locality != "elementwise", name
         if opdef.locality is not None:

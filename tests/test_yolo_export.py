@@ -92,8 +92,9 @@ def test_netspec_detect_finds_what_pytorch_finds(exported: tuple[Path, torch.nn.
 
     path, module = exported
     model = open_model(path)
-    assert model.info.single_shot is not None
-    assert (model.info.single_shot.score, model.info.single_shot.iou) == (0.3, 0.4)
+    decoding = model.info.decoding
+    assert decoding is not None and decoding.decoder == "single_shot"
+    assert (decoding.params["score"], decoding.params["iou"]) == (0.3, 0.4)
     head = detection_head(netspec.compile(SPEC))
     assert head is not None
     x = _scenes(12)

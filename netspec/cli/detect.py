@@ -136,13 +136,13 @@ def detect_cmd(
 ) -> None:
     """Find objects in IMAGES (PNG/JPEG, .npy, or directories of them) with the detector
     MODEL.onnx; draw the boxes with class and score, or print them (xyxy in input pixels)."""
-    from netspec.runtime.detect import SCALES, DetectOptions, detector_kind
+    from netspec.runtime.detect import SCALES, DetectOptions, detector
     from netspec.runtime.detect_files import detect_files
     from netspec.runtime.session import open_model
 
     options = DetectOptions(threshold, _scales(scales) or SCALES, iou)
     opened = open_model(model, provider)
-    detector_kind(opened.info, str(model))
+    detector(opened.info, str(model))
     say(f"provider: {opened.provider}")
     where = out if out is not None or as_json else Path("detections")
     results = detect_files(opened, images, options, where, invert=invert, notice=say)

@@ -1,4 +1,5 @@
-"""A single-shot detector's export: the ONNX graph holds the network and its decoding.
+"""A detector's export: the ONNX graph holds the network and its decoding, and the metadata
+says how ONNX Runtime reads what comes out.
 
 A network that ends in a detection head (`detect boxes=2 classes=10`) is exported as the
 network followed by the head's decoding (`netspec.lower.detection.Decoded`, the same torch
@@ -9,15 +10,23 @@ after the session, in `netspec detect` (numpy, `netspec.detection.boxes`): ONNX'
 NonMaxSuppression returns a variable number of indices that every caller would have to
 gather again, and keeping it out leaves the graph's output a plain fixed-shape tensor that
 `netspec run` and the export's own check against PyTorch compare like any other.
-The metadata's `single_shot` entry records the grid, boxes, classes and thresholds.
+
+The metadata's `decoding` entry is the head operation's own (`OpDef.decoding`: for
+`detect`, the grid, boxes, classes and thresholds, read by the runtime's `single_shot`
+decoder); nothing here knows one head from another. `readable` checks the metadata as
+`netspec run` and `netspec detect` will read it, its decoding by the decoder it names.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netspec.artifact import OutputInfo, SingleShot
-from netspec.kinds import detection_head, output_infos
+from netspec.artifact import Decoding, ModelInfo, OutputInfo, from_props
+from netspec.errors import ExportError, ModelError
+from netspec.kinds import detection_head, head_node, output_infos
+from netspec.ops import REGISTRY
+from netspec.runtime.detect import detector
 
 if TYPE_CHECKING:
     import torch
@@ -43,9 +52,24 @@ def exported_outputs(compiled: Compiled) -> tuple[OutputInfo, ...]:
     return (OutputInfo(outputs[0].name, "boxes", shape),)
 
 
-def single_shot(compiled: Compiled) -> SingleShot | None:
-    """The metadata's `single_shot` entry of a detector: what `netspec detect` needs."""
-    head = detection_head(compiled)
-    if head is None:
+def decoding(compiled: Compiled) -> Decoding | None:
+    """The metadata's `decoding` entry: how the operation of the network's head says its
+    output becomes boxes (its `OpDef.decoding`); None without a head, or where a symbolic
+    size leaves it unknown."""
+    node = head_node(compiled)
+    rule = None if node is None else REGISTRY[node.op].decoding
+    if node is None or rule is None:
         return None
-    return SingleShot(head.grid, head.boxes, head.classes, head.image, head.score, head.iou)
+    layer = compiled.inferred.layer(node.name)
+    return rule(node.params, tuple(layer.shape), layer.rf, compiled.graph.inputs[0].shape)
+
+
+def readable(info: ModelInfo, path: Path) -> None:
+    """Refuse (ExportError) metadata that `netspec run` or `netspec detect` would refuse:
+    every field as `from_props` checks it, and a decoding as its decoder reads it."""
+    try:
+        from_props(info.to_props(), str(path))
+        if info.decoding is not None:
+            detector(info, str(path))
+    except ModelError as e:  # MetadataError is one
+        raise ExportError(f"cannot write this metadata: {e}") from None

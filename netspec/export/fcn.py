@@ -7,8 +7,9 @@ reshaped), every later dense stage a 1 x 1 convolution, and the input becomes 1 
 for any H, W. Its output is then a map: at each position, the class scores the classifier
 gives the window that position saw. `netspec.passes.infer` already knows each layer's
 receptive field (size, jump, start), which is exactly what maps a position back to its
-window; the file's metadata records it (`netspec.artifact.SlidingWindow`), with the
-classes and the window size, so `netspec detect` needs nothing else.
+window; the file's metadata records it as its `decoding` by the runtime's `sliding_window`
+decoder (`netspec.runtime.decoders.sliding_window.SlidingWindow`), with the classes and the
+window size, so `netspec detect` needs nothing else.
 
 The output holds the classifier's own numbers (logits, or probabilities when the
 classifier ends in softmax), recorded as `SlidingWindow.scores`; the detector turns them
@@ -36,21 +37,16 @@ import numpy as np
 import numpy.typing as npt
 
 import netspec
-from netspec.artifact import (
-    InputInfo,
-    ModelInfo,
-    OutputInfo,
-    SlidingWindow,
-    from_props,
-    relative_sources,
-)
+from netspec.artifact import InputInfo, ModelInfo, OutputInfo, relative_sources
 from netspec.compiler import Compiled
-from netspec.errors import ExportError, MetadataError, NetspecError
+from netspec.errors import ExportError, NetspecError
+from netspec.export.detection import readable
 from netspec.export.fcn_graph import SIZE, FullyConvolutional, fully_convolutional, refusal
 from netspec.export.metadata import default_labels
 from netspec.export.onnx_export import input_infos
 from netspec.fileio import atomic_path, output_target
 from netspec.kinds import output_infos
+from netspec.runtime.decoders.sliding_window import SlidingWindow
 from netspec.text import first_line, fmt_shape
 
 if TYPE_CHECKING:
@@ -238,7 +234,8 @@ def export_fcn(
         log(f"converting {classifier.name} with untrained (freshly initialized) weights")
     original = _prepared(source)
     module = fcn_module(fcn, original)
-    info = _model_info(fcn, names, boxes, path)
+    window = fcn.sliding_window(names.index(BACKGROUND), boxes)
+    info = _model_info(fcn, names, window, path)
     log(
         f"dense stages as convolutions: {', '.join(fcn.converted)}; window "
         f"{fcn.window[0]}x{fcn.window[1]}, stride {fcn.jump[0]}x{fcn.jump[1]}"
@@ -257,8 +254,7 @@ def export_fcn(
                 raise ExportError(f"{path}: {check.summary()}")
             checks.append(check)
     log(f"wrote {path} (fully convolutional, input {fmt_shape(info.inputs[0].shape)})")
-    assert info.sliding_window is not None
-    return FcnReport(path, info.sliding_window, fcn.converted, tuple(checks))
+    return FcnReport(path, window, fcn.converted, tuple(checks))
 
 
 def _prepared(module: torch.nn.Module) -> torch.nn.Module:
@@ -294,12 +290,12 @@ def _labels(classifier: Compiled, given: Sequence[str] | None) -> tuple[str, ...
 def _model_info(
     fcn: FullyConvolutional,
     labels: tuple[str, ...],
-    boxes: tuple[tuple[float, float], ...] | None,
+    window: SlidingWindow,
     path: Path,
 ) -> ModelInfo:
     """The metadata to write, checked as `netspec detect` will read it."""
-    if boxes is not None and len(boxes) != len(labels):
-        raise ExportError(f"{len(boxes)} box shapes for {len(labels)} classes")
+    if window.boxes is not None and len(window.boxes) != len(labels):
+        raise ExportError(f"{len(window.boxes)} box shapes for {len(labels)} classes")
     classifier = fcn.classifier
     given = input_infos(classifier)[0]
     output = output_infos(classifier)[0]
@@ -310,13 +306,10 @@ def _model_info(
         inputs=(InputInfo(given.name, (given.shape[0], *SIZE), given.mean, given.std),),
         outputs=(OutputInfo(output.name, "class_map", (len(labels), *OUT_SIZE)),),
         labels=labels,
-        sliding_window=fcn.sliding_window(labels.index(BACKGROUND), boxes),
+        decoding=window.as_decoding(),
         sources=relative_sources(classifier.program.main_file, classifier.program.sources.texts),
     )
-    try:
-        from_props(info.to_props(), str(path))
-    except MetadataError as e:
-        raise ExportError(f"cannot write this metadata: {e}") from None
+    readable(info, path)
     return info
 
 

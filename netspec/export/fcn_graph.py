@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-from netspec.artifact import SlidingWindow
 from netspec.compiler import Compiled
 from netspec.diagnostics import SpecError
 from netspec.errors import ExportError
@@ -30,6 +29,7 @@ from netspec.kinds import output_infos
 from netspec.ops import REGISTRY, RF
 from netspec.ops.spatial import PoolParams
 from netspec.rewrites import Condition, Rewrite, rewrite
+from netspec.runtime.decoders.sliding_window import SlidingWindow
 
 Scores = Literal["logits", "probabilities"]
 SIZE = ("H", "W")  # the FCN's input size names
@@ -59,6 +59,9 @@ class FullyConvolutional:
     def sliding_window(
         self, background: int, boxes: tuple[tuple[float, float], ...] | None = None
     ) -> SlidingWindow:
+        """What the runtime's `sliding_window` decoder reads: the windows' size and where
+        each position's sits (the output's receptive field), the scores, the background
+        class, and each class's box in its window where known."""
         rf = self.rf
         return SlidingWindow(
             self.window, rf.size, rf.jump, rf.start, self.scores, background, boxes

@@ -37,11 +37,10 @@ from netspec.artifact import (
     ModelInfo,
     OutputKind,
     Precision,
-    from_props,
     relative_sources,
 )
-from netspec.errors import ExportError, MetadataError, NetspecError
-from netspec.export.detection import decoded, exported_outputs, single_shot
+from netspec.errors import ExportError, NetspecError
+from netspec.export.detection import decoded, decoding, exported_outputs, readable
 from netspec.export.metadata import default_labels
 from netspec.export.quantize import checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
@@ -398,13 +397,10 @@ def _model_info(
         precision=options.precision,
         weights=_weight_names(module, model) if options.precision != "int8" else {},
         sizes=dict(compiled.graph.symbols),
-        single_shot=single_shot(compiled),
+        decoding=decoding(compiled),
         sources=relative_sources(compiled.program.main_file, compiled.program.sources.texts),
     )
-    try:
-        from_props(info.to_props(), str(path))
-    except MetadataError as e:
-        raise ExportError(f"cannot write this metadata: {e}") from None
+    readable(info, path)
     return info
 
 

@@ -14,7 +14,9 @@ reads); the operation checks the channel count and makes the network's output ki
 knows what it holds. `grid=` is optional: given, it must be the map's size (a check that
 reads as documentation). `score=` and `iou=` are the thresholds the exported detector
 applies: the least class-specific confidence kept, and the overlap above which
-non-maximum suppression drops the lower-scoring box of the same class.
+non-maximum suppression drops the lower-scoring box of the same class. The file records
+them, with the grid, as its `decoding` by the runtime's `single_shot` decoder
+(netspec.runtime.decoders.single_shot): the operation's `decoding` fact.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from netspec.artifact import Decoding
 from netspec.ir import OpParams, Shape
 from netspec.ops.registry import RF, OpDef, Pos, ShapeError, register, spatial
 
@@ -66,19 +69,6 @@ def _detect_shape(p: DetectParams, ins: Sequence[Shape]) -> Shape:
             hint=f"write grid={h}, or change the strides so the map is {p.grid}x{p.grid}",
         )
     return ins[0]
-
-
-register(
-    OpDef(
-        name="detect",
-        params=DetectParams,
-        shape=_detect_shape,
-        output="boxes",
-        head=True,
-        doc="A YOLO v1 detection head: the (boxes*5+classes) x S x S map is S x S cells, "
-        "each predicting `boxes` boxes and `classes` class probabilities.",
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -137,3 +127,36 @@ def head_of(params: Any, shape: Shape, rf: RF, image: Shape) -> Head | None:
         first=(rf.start[0], rf.start[1]),
         image=(h, w),
     )
+
+
+def _decoding(params: Any, shape: Shape, rf: RF, image: Shape) -> Decoding | None:
+    """The file's decoding: its boxes read by the runtime's `single_shot` decoder, with the
+    grid, the boxes and classes per cell, the input's (H, W) and the thresholds."""
+    head = head_of(params, shape, rf, image)
+    if head is None:
+        return None
+    return Decoding(
+        "single_shot",
+        {
+            "grid": head.grid,
+            "boxes": head.boxes,
+            "classes": head.classes,
+            "image": head.image,
+            "score": head.score,
+            "iou": head.iou,
+        },
+    )
+
+
+register(
+    OpDef(
+        name="detect",
+        params=DetectParams,
+        shape=_detect_shape,
+        output="boxes",
+        head=True,
+        decoding=_decoding,
+        doc="A YOLO v1 detection head: the (boxes*5+classes) x S x S map is S x S cells, "
+        "each predicting `boxes` boxes and `classes` class probabilities.",
+    )
+)

@@ -5,8 +5,9 @@ receptive-field and cost rules, and every fact the rest of netspec asks about it
 (how many inputs it merges, whether it has weights `tie=` may share, what a
 network's output means when it is the last operation, whether CUDA training
 should lay its input out channels-last, what each output position is computed
-from, whether it is an activation, a head, or may pass its input through, what
-a fully convolutional network has in its place or why it has none), so that
+from, whether it is an activation, a head (and how ONNX Runtime decodes what it
+outputs), or may pass its input through, what a fully convolutional network has
+in its place or why it has none), so that
 nothing elsewhere needs to test an operation's name: tests/test_registry_facts.py
 fails when a test of `node.op` against a name, or a collection of names, appears
 outside `netspec/ops/`. A spec can name only what is registered here; the
@@ -40,6 +41,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
+from netspec.artifact import Decoding
 from netspec.errors import NetspecError
 from netspec.ir import Dim, OpParams, Shape
 from netspec.text import fmt_shape
@@ -103,6 +105,11 @@ CostRule = Callable[[Any, Sequence[Shape], Shape], Cost]
 # (1, 1) after an earlier dense stage. A dense stage is the convolution with that kernel and
 # its own weights; a flatten is the identity.
 OnMapsRule = Callable[[Any, tuple[int, int]], tuple[str, OpParams]]
+# How ONNX Runtime turns a head's output into boxes: the file's `decoding` (the name of a
+# decoder in netspec.runtime.decoders and its parameters), from the head node's parameters,
+# its output shape and receptive field, and the network input's per-sample shape; None
+# where a symbolic size leaves it unknown.
+DecodingRule = Callable[[Any, Shape, RF, Shape], Decoding | None]
 
 
 def _rf_same(p: Any, rfs: Sequence[RF]) -> RF:
@@ -147,6 +154,7 @@ class OpDef:
     # gives it no tensor of its own, and the probe reads its input's.
     passes_through: bool = False
     head: bool = False  # decodes the network's raw output (`detect`): what `kinds` looks for
+    decoding: DecodingRule | None = None  # a head's: what export writes as the file's decoding
 
     def receptive_field(self, p: Any, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
         """The node's receptive field from its inputs' (and, where needed, their shapes)."""

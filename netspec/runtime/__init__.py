@@ -3,6 +3,7 @@
 `session` opens a file and reads its metadata (netspec.artifact), `inputs` turns files
 into model-ready batches, `batching` runs a model over them, `outputs` turns its numbers
 into classes, `bench` times it. The command line (netspec.cli.run) calls them in that order.
-`detect` finds boxes with a detector file, `detect_files` runs it over image files and
-draws them (`netspec detect`), `evaluate` scores it on test scenes (`netspec eval --scenes`).
+`detect` finds boxes with a detector file, by the decoder its metadata names (one module
+each in `decoders/`), `detect_files` runs it over image files and draws them (`netspec
+detect`), `evaluate` scores it on test scenes (`netspec eval --scenes`).
 """

@@ -24,7 +24,7 @@ from netspec.detection.boxes import Detections, label
 from netspec.detection.paint import class_colour, paint_boxes, picture_of
 from netspec.errors import InputError
 from netspec.fileio import make_dirs, write_atomic
-from netspec.runtime.detect import DetectOptions, detect
+from netspec.runtime.detect import DetectOptions, Detector, detector
 from netspec.runtime.inputs import Notice, expand_paths, load_file
 from netspec.runtime.session import Model
 
@@ -47,10 +47,11 @@ def detect_files(
     given = model.info.inputs[0]
     if len(given.shape) != 3:
         raise InputError(f"{model.path}: its input is {given.shape}; a detector takes images")
+    found_by = detector(model.info, str(model.path))
     found = read_images(given, paths, invert=invert, notice=notice)
     names = stems([name for name, _ in found])
     return [
-        _detect_one(model, name, image, options, out and out / f"{stem}.png")
+        _detect_one(model, found_by, name, image, options, out and out / f"{stem}.png")
         for (name, image), stem in zip(found, names, strict=True)
     ]
 
@@ -74,10 +75,15 @@ def read_images(
 
 
 def _detect_one(
-    model: Model, name: str, image: FloatArray, options: DetectOptions, target: Path | None
+    model: Model,
+    found_by: Detector[Any],
+    name: str,
+    image: FloatArray,
+    options: DetectOptions,
+    target: Path | None,
 ) -> dict[str, Any]:
     """One image's record, its picture written to `target` (if any)."""
-    found = detect(model, image, options)
+    found = found_by.decode(model, image, options)
     labels = model.info.labels or ()
     if target is not None:
         picture = draw(image, found, model.info.inputs[0], labels)

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from netspec.detection.coco import evaluate
 from netspec.detection.plots import detections_grid, plot_pr
 from netspec.errors import InputError
 from netspec.fileio import make_dirs, write_text
-from netspec.runtime.detect import DetectOptions, detect, detector_kind
+from netspec.runtime.detect import DetectOptions, Detector, detector
 from netspec.runtime.session import Model, open_model
 
 EVAL_THRESHOLD = 0.05  # mAP ranks every box: keep the weak ones too (COCO keeps 100 an image)
@@ -32,9 +33,9 @@ def evaluate_detector(model: Path, scenes: Path, log: Callable[[str], None]) -> 
     detections.png (the boxes scoring DRAW_THRESHOLD or more) in `<model>-eval/`, the
     numbers said in `log`; the directory."""
     opened = open_model(model)
-    detector_kind(opened.info, str(model))
+    found_by = detector(opened.info, str(model))
     labels = opened.info.labels or ()
-    classes = _object_classes(opened, labels)
+    classes = _object_classes(opened, found_by, labels)
     found_set = read_scenes(scenes)
     info = opened.info.inputs[0]
     options = DetectOptions(threshold=EVAL_THRESHOLD)
@@ -42,7 +43,7 @@ def evaluate_detector(model: Path, scenes: Path, log: Callable[[str], None]) -> 
     started = time.perf_counter()
     for scene in found_set.scenes:
         image = (scene.image.astype(np.float32) / 255 - info.mean) / info.std
-        found.append(detect(opened, image[None, None].astype(np.float32), options))
+        found.append(found_by.decode(opened, image[None, None].astype(np.float32), options))
     per_scene = (time.perf_counter() - started) / len(found_set.scenes)
     metrics = evaluate(found_set.scenes, found, classes)
     out = make_dirs(model.parent / f"{model.stem}-eval")
@@ -70,11 +71,11 @@ def evaluate_detector(model: Path, scenes: Path, log: Callable[[str], None]) -> 
     return out
 
 
-def _object_classes(model: Model, labels: tuple[str, ...]) -> int:
-    """The classes a scene's boxes can have: every label but the background, which must be
-    the last (the scenes' classes are 0..9 and the windows' background 10)."""
-    window = model.info.sliding_window
-    background = window.background if window is not None else None
+def _object_classes(model: Model, found_by: Detector[Any], labels: tuple[str, ...]) -> int:
+    """The classes a scene's boxes can have: every label but the background (where the
+    detector has one), which must be the last (the scenes' classes are 0..9 and the
+    windows' background 10)."""
+    background = found_by.background
     if background is not None and background != len(labels) - 1:
         raise InputError(
             f"{model.path}: its background is class {background} of {len(labels)}; scenes "

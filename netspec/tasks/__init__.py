@@ -2,7 +2,7 @@
 
 A task is a `Task` (netspec.tasks.base) made once in its own module of this package and
 listed in that module's ``RECORDS``; `discover` finds it there, so a new task is one module
-(with its decoder in netspec/runtime/detect.py if ONNX Runtime decodes its output).
+(with its decoder in netspec/runtime/decoders/ if ONNX Runtime decodes its output).
 Training and evaluation ask the record everything that differs between tasks and never
 compare a task's name:
 
