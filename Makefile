@@ -66,6 +66,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cold.py
 	$(BIN)/python benchmarks/bench_fcn.py
 	$(BIN)/python benchmarks/bench_serve.py
+	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_lsp.py
 
 update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update
