@@ -21,7 +21,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from netspec.ir import OpParams, Shape
-from netspec.ops.pointwise import NoParams
+from netspec.ops.pointwise import NoParams, register_activations
 from netspec.ops.registry import Cost, OpDef, OutputMeaning, ShapeError, macs_of, register
 
 
@@ -36,18 +36,7 @@ _PLAIN: tuple[tuple[str, str, OutputMeaning], ...] = (
     ("hardsigmoid", "relu6(x + 3) / 6, a cheap sigmoid (MobileNet-v3).", "sigmoid"),
     ("mish", "x * tanh(softplus(x)).", "logits"),
 )
-for _name, _doc, _output in _PLAIN:
-    register(
-        OpDef(
-            name=_name,
-            params=NoParams,
-            shape=_same_shape,
-            doc=_doc,
-            output=_output,
-            locality="elementwise",
-            activation=True,
-        )
-    )
+register_activations(_PLAIN)
 register(
     OpDef(
         name="log_softmax",

@@ -202,18 +202,25 @@ _ACTIVATIONS: tuple[tuple[str, str, OutputMeaning], ...] = (
     ("scaled_tanh", "LeCun's scaled tanh: 1.7159 * tanh(2x/3).", "logits"),
     ("gelu", "Gaussian error linear unit.", "logits"),
 )
-for _name, _doc, _output in _ACTIVATIONS:
-    register(
-        OpDef(
-            name=_name,
-            params=NoParams,
-            shape=_same_shape,
-            doc=_doc,
-            output=_output,
-            locality="elementwise",
-            activation=True,
+
+
+def register_activations(table: Sequence[tuple[str, str, OutputMeaning]]) -> None:
+    """One parameterless, elementwise activation for each (name, doc, output meaning)."""
+    for name, doc, output in table:
+        register(
+            OpDef(
+                name=name,
+                params=NoParams,
+                shape=_same_shape,
+                doc=doc,
+                output=output,
+                locality="elementwise",
+                activation=True,
+            )
         )
-    )
+
+
+register_activations(_ACTIVATIONS)
 register(
     OpDef(
         name="identity",

@@ -34,11 +34,7 @@ class Map(Task):
     def target(
         self, compiled: Compiled, outputs: tuple[OutputInfo, ...], loss: Loss
     ) -> Target | None:
-        (output,) = outputs
-        if output.kind != "map":
-            return None
-        shape = bound_map(output)
-        return Target(self, shape) if loss.name == "mse" else None
+        return map_target(self, outputs, loss, "mse")
 
     def fit(
         self,
@@ -103,6 +99,18 @@ class Map(Task):
 
 
 MAP = Map("map", rank=30)
+
+
+def map_target(
+    task: Task, outputs: tuple[OutputInfo, ...], loss: Loss, trains_with: str
+) -> Target | None:
+    """``task``'s target for one map output trained with the loss ``trains_with``; None for
+    any other output or loss (the map tasks differ only in their loss)."""
+    (output,) = outputs
+    if output.kind != "map":
+        return None
+    shape = bound_map(output)
+    return Target(task, shape) if loss.name == trains_with else None
 
 
 def bound_map(output: OutputInfo) -> Shape:

@@ -14,9 +14,9 @@ from netspec.compiler import Compiled
 from netspec.errors import DataError
 from netspec.tasks.base import Deform, Fitted, Given, Log, Outputs, Target, Task, Tested, Trained
 from netspec.tasks.map import (
-    bound_map,
     check_not_empty,
     check_shape,
+    map_target,
     no_targets,
     refuse_deforming,
     targets,
@@ -32,11 +32,7 @@ class Segmentation(Task):
     def target(
         self, compiled: Compiled, outputs: tuple[OutputInfo, ...], loss: Loss
     ) -> Target | None:
-        (output,) = outputs
-        if output.kind != "map":
-            return None
-        shape = bound_map(output)
-        return Target(self, shape) if loss.name == "cross_entropy" else None
+        return map_target(self, outputs, loss, "cross_entropy")
 
     def fit(
         self,
