@@ -71,6 +71,7 @@ bench: $(STAMP)
 
 update-fixtures: $(STAMP)
 	$(BIN)/python -m tests.golden --update
+	NETSPEC_REGEN=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_hints.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -5,8 +5,10 @@
 >>> net.totals.trainable_params
 330
 
-The names below are loaded on first use (PEP 562), so `import netspec` itself is
-instant: `python -m netspec` can then answer Ctrl-C from its first moment.
+`netspec.to_torch(net)` is the network as a `torch.nn.Module` (`netspec.lower.to_torch`);
+docs/python.md shows the whole Python API. The names below are loaded on first use (PEP
+562), so `import netspec` itself is instant (and imports no torch): `python -m netspec` can
+then answer Ctrl-C from its first moment.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from netspec.compiler import Compiled, compile, compile_file, compile_text
     from netspec.diagnostics import Diagnostic, SpecError
     from netspec.errors import NetspecError, UsageError
+    from netspec.lower import to_torch
 
 __version__ = "0.1.0"
 
@@ -30,6 +33,7 @@ _HOME = {
     "SpecError": "netspec.diagnostics",
     "NetspecError": "netspec.errors",
     "UsageError": "netspec.errors",
+    "to_torch": "netspec.lower",
 }
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "compile",
     "compile_file",
     "compile_text",
+    "to_torch",
 ]
 
 

@@ -33,6 +33,7 @@ from netspec.syntax import ast
 from netspec.syntax.grammar import grammar_text
 from netspec.syntax.parser import parse
 
+_CLOSERS = ("]", ")")
 WIDTH = 100  # a chain longer than this (indentation and code, not its comment) is broken
 INDENT = 4
 
@@ -40,7 +41,9 @@ INDENT = 4
 # where `c * 4` would read as three; elsewhere (a call's arguments, a const) as written.
 _BINARY = frozenset({"add", "sub", "mul", "floordiv", "truediv", "mod"})
 _SPACE_SEPARATED = frozenset({"op", "repeat"})
-_AS_WRITTEN = frozenset({"callargs", "const", "param"})
+# A computed size (`(B*5 + C)x7x7`) keeps its operators as written: its parentheses already
+# hold each part together.
+_AS_WRITTEN = frozenset({"callargs", "const", "param", "size"})
 _ASSIGNING = frozenset({"assign", "shared"})  # a `|` continuing these goes under the `=`
 _OPERATORS = frozenset({"+", "-", "*", "//", "/", "%"})
 _NO_SPACE_AFTER = frozenset({"(", "[", ".", ".."})
@@ -156,11 +159,15 @@ def _token(word: str, kind: str, rule: str, tight: bool, spaced: bool) -> _Tok:
         bare = tight or not spaced
         return _Tok(word, rule, bare, bare)
     if word == "=":
-        bare = rule in ("kwarg", "param")
+        bare = rule in ("kwarg", "param", "kwlist")
         return _Tok(word, rule, bare, bare)
+    if word == "," and rule == "kwlist":  # `mean=0.49,0.48,0.45`: one value, one word
+        return _Tok(word, rule, True, True)
     if word == "(" and rule in ("network", "block"):  # `network n (x: ...)`: NAME "("
         return _Tok(word, rule, True, True)
-    unary = kind == "NEG" and rule in ("neg", "mnum")
+    if kind == "_X":  # a computed size is one word: `(c)x3`, `-1x(h)`
+        return _Tok(word, rule, True, True)
+    unary = kind == "NEG" and rule in ("neg", "mnum", "size")
     return _Tok(
         word,
         rule,
@@ -254,7 +261,7 @@ def _pieces(tokens: list[_Tok], indent: int, cont: int) -> list[tuple[int, list[
 class _Layout:
     """Indents the source's lines one by one: by the braces around them, under the `=` of
     the statement they continue (a line starting with `|`), 4 deeper after a `\\`, and
-    after the `[` of a matrix that spans lines."""
+    after the `[` of a matrix or the `(` of a call that spans lines."""
 
     def __init__(self) -> None:
         self.out: list[_Out] = []
@@ -292,8 +299,8 @@ class _Layout:
         if self.brackets:
             col, hanging, base = self.brackets[-1]
             if hanging:
-                return base + (0 if first == "]" else INDENT), False
-            return col + (0 if first == "]" else 1), False
+                return base + (0 if first in _CLOSERS else INDENT), False
+            return col + (0 if first in _CLOSERS else 1), False
         if closers:
             return INDENT * (self.depth - closers), False
         if first == "|":
@@ -331,10 +338,12 @@ class _Layout:
             self.depth += change
 
     def track_brackets(self, tokens: list[_Tok], cols: list[int], at: int) -> None:
+        """Keep the `[` and `(` (a call's name holds its `(`) still open after this line."""
         for i, (tok, col) in enumerate(zip(tokens, cols, strict=True)):
-            if tok.text == "[":
-                self.brackets.append((at + col, i == len(tokens) - 1, at))
-            elif tok.text == "]" and self.brackets:
+            if tok.text == "[" or tok.text.endswith("("):
+                where = at + col + len(tok.text) - 1
+                self.brackets.append((where, i == len(tokens) - 1, at))
+            elif tok.text in _CLOSERS and self.brackets:
                 self.brackets.pop()
 
 

@@ -106,6 +106,7 @@ class NetspecLexer(RegexLexer):  # type: ignore[misc]
             (words(KEYWORDS, prefix=r"\b", suffix=r"\b"), Keyword),
             (words(LITERALS, prefix=r"\b", suffix=r"\b"), Keyword.Constant),
             (r"\bin\b", Name.Builtin.Pseudo),
+            (r"(?<=[\d)])x(?=[\d(-])", Operator),  # a computed size's `x`: (c)x3, 3x(k)
             (rf"{_NAME}(?=\()", Name.Function),
             (r"-?\d+(?:x(?:-?\d+|[A-Z][A-Za-z0-9_]*))+\b", Number),  # sizes, shapes
             (r"\d+(?:\.\d+)?(?:deg|px|%)", Number),  # quantities

@@ -32,12 +32,13 @@ QUIET = {"log": lambda _: None}
 # Specs small enough to export and verify in a second or two each.
 FAST = ["lenet.net", "lenet5.net", "local.net", "siamese.net", "filters.net", "ciresan2010.net",
         "mnist_fast.net", "lenet5_distorted.net", "digit_window.net", "yolo_digits.net",
-        "mnist_deform.net", "signal1d.net", "autoencoder.net", "fashion_mnist.net"]  # fmt: skip
+        "mnist_deform.net", "signal1d.net", "autoencoder.net", "fashion_mnist.net",
+        "espcn.net", "cifar10_resnet.net", "ssd_digits.net"]  # fmt: skip
 # 224x224 inputs and millions of weights: 2 to 30 s each to export and verify here (vgg16,
 # 138M weights, the longest; about a minute when the machine is busy).
 LARGE = ["resnet18.net", "googlenet.net", "densenet121.net", "resnet50.net", "zfnet.net",
          "alexnet.net", "resnet152.net", "vgg16.net", "mobilenet_v2.net", "efficientnet_b0.net",
-         "se_resnet.net", "unet.net"]  # fmt: skip
+         "se_resnet.net", "unet.net", "shufflenet_v2.net", "mobilenet_v3_small.net"]  # fmt: skip
 
 
 def invoke(*args: str) -> Result:
@@ -60,13 +61,17 @@ def test_every_spec_is_covered() -> None:
 
 
 def _export_and_check(name: str, tmp_path: Path) -> None:
-    sizes = {"H": 24, "W": 20} if name == "filters.net" else {}
+    # symbolic sizes given numbers: the metadata names each output size, and ESPCN's 3*H is
+    # a computed one, not a name
+    sizes = {"H": 24, "W": 20} if name in ("filters.net", "espcn.net") else {}
     compiled = netspec.compile(SPECS / name, **sizes)
     out = tmp_path / "model.onnx"
     report = export_compiled(compiled, out, **QUIET)
     assert report.checks and all(c.ok for c in report.checks)
-    assert report.nodes_after <= report.nodes_before
     model = onnx.load(str(out))
+    # ONNX Runtime's cleanup writes a HardSwish as HardSigmoid and Mul: one node more each
+    split = sum(n.op_type == "HardSigmoid" for n in model.graph.node)
+    assert report.nodes_after <= report.nodes_before + split
     onnx.checker.check_model(model, full_check=True)
     assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}  # standard operators only
     shapes = [

@@ -217,6 +217,13 @@ GOLDEN = [
         " 3x3 pad=same | batchnorm | relu\n             | conv 8 3x3 pad=same  # long\n}\n",
         id="a-long-chain-breaks-under-its-equals",
     ),
+    pytest.param(
+        "const B = 2\nnetwork n(x: 1x28x28) {\n    dense 1470|reshape ( B*5 + C )x7x7\n"
+        "    conv 8 3 x (B) pad = (B-1)x( B - 1) | reshape -1 x(B*2)x7\n}\nconst C = 20\n",
+        "const B = 2\nnetwork n(x: 1x28x28) {\n    dense 1470 | reshape (B*5 + C)x7x7\n"
+        "    conv 8 3x(B) pad=(B-1)x(B - 1) | reshape -1x(B*2)x7\n}\nconst C = 20\n",
+        id="computed-sizes-keep-their-arithmetic-and-join-their-x",
+    ),
 ]
 
 

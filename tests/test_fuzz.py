@@ -127,6 +127,7 @@ def _explicit(start: str) -> dict[str, st.SearchStrategy[str]]:
             st.integers(0, 70).map(str), st.sampled_from(["0.5", "1e-3", "2.0"])
         ).map(lambda w: f" {w} "),
         "SIZE": _padded(["1x1", "2x2", "3x3", "5x5", "7x7", "1x7", "3x3x3", "40x40"]),
+        "_X": st.just("x"),  # a computed size's `x`: `(c)x3`, `3 x (k)`
         "SHAPE": _padded(["1x28x28", "3x32x32", "1x8x8", "3xHxW", "1xH", "2x4x4x4"]),
         "QUANTITY": _padded(["15deg", "2px", "10%", "0.5px"]),
         "STRING": _padded(['"lib.net"', '"../up.net"', '""']),

@@ -23,7 +23,7 @@ from tests.handwritten import HandDenseBlock, HandInception, HandLeNet, HandResN
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 BIG = {"alexnet", "zfnet", "vgg16", "resnet50", "resnet152", "densenet121", "googlenet",
-       "mobilenet_v2", "efficientnet_b0", "se_resnet", "unet"}  # fmt: skip
+       "mobilenet_v2", "efficientnet_b0", "se_resnet", "unet", "convnext_t"}  # fmt: skip
 
 # A basic-block ResNet on 3x32x32, in the spec language (the shape of torchvision's).
 RESNET_TINY = """
@@ -118,7 +118,7 @@ OP_SNIPPETS = {
     "tanh": "tanh",
     "sigmoid": "sigmoid",
     "scaled_tanh": "scaled_tanh",
-    "gelu": "gelu",
+    "gelu": "gelu | gelu approximate=tanh",
     "identity": "identity",
     "leaky_relu": "leaky_relu 0.2",
     "elu": "elu 0.5",
@@ -131,6 +131,7 @@ OP_SNIPPETS = {
     "reshape": "conv 4 3x3 pad=1 | reshape 16x-1x4",
     "permute": "permute 1 2 0",
     "channel_shuffle": "conv 4 1x1 | channel_shuffle 2",
+    "slice": "slice 1..3",  # maps 1 and 2 of 3
     "pad": "pad 1 2 3 4 mode=reflect",
     "crop": "crop 5x4",
     # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
@@ -148,13 +149,24 @@ OP_SNIPPETS = {
     "prelu": "prelu",
     "softplus": "softplus beta=2",
     "log_softmax": "log_softmax",
-    "layernorm": "layernorm eps=0.001",
+    "layernorm": "layernorm channels eps=0.01 | layernorm eps=0.001",
     "groupnorm": "conv 4 1x1 | groupnorm 2 eps=0.001",
     "instancenorm": "instancenorm eps=0.001",
-    "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true",
+    "upsample": "upsample 2 | upsample 2x3 mode=bilinear align_corners=true | upsample to 12x40",
     "deconv": "deconv 4 3x3 stride=2 pad=1 output_pad=1 bias=false",
     # ---- issue 13 (yolo): a single-shot detection head
     "detect": "conv 7 1x1 | detect boxes=1 classes=2 score=0.3 iou=0.4",
+    # ---- issue 24: an SSD head over two maps (2 default boxes a position, 5 + 2 numbers each)
+    "ssd": "a = conv 14 3x3 pad=same\nb = avgpool 2x2 | conv 14 3x3 pad=same\n"
+    "ssd(a, b, classes=2, scales=[0.3, 0.6], ratios=[1], keep=5)",
+    # ---- issue 22 (W-RESAMPLE): resizing to another tensor's size, depth to space and back
+    "resize": "top = avgpool 3x3 stride=2\nresize(top, in, mode=bilinear)",  # 3x3 to 8x8
+    "pixel_shuffle": "conv 8 1x1 | pixel_shuffle 2",
+    "pixel_unshuffle": "pixel_unshuffle 2",
+    # ---- issue 22 (W-NORM): ConvNeXt's and SSD's words
+    "l2norm": "l2norm scale=20",
+    "layer_scale": "layer_scale 0.5",
+    "drop_path": "drop_path 0.2",
 }
 
 

@@ -96,7 +96,7 @@ def test_the_pipeline_stops_after_the_pass_that_found_mistakes() -> None:
 
 def test_lints_are_a_tuple_of_rules_with_one_code_each() -> None:
     codes = {rule.__doc__.split(":")[0] for rule in LINTS if rule.__doc__}
-    assert codes == {"W301", "W302", "W303", "W304"}
+    assert codes == {"W301", "W302", "W303", "W304", "W305"}
 
 
 def test_many_unused_results_stay_warnings() -> None:

@@ -27,6 +27,7 @@ TRAINABLE = {
     "lenet.net": 61_706,
     "digit_window.net": 184_715,
     "yolo_digits.net": 395_892,  # issue 13: 20 maps of an 8x8 grid (2 boxes, 10 classes)
+    "ssd_digits.net": 528_180,  # issue 24: 3 maps of 60 (4 default boxes of 4 + 11 numbers)
     "ciresan2010.net": 12_115_010,
     "alexnet.net": 60_965_224,
     "zfnet.net": 62_357_608,
@@ -53,6 +54,16 @@ TRAINABLE = {
     "lenet5_distorted.net": 60_000,  # specs/lenet5.net's network, trained on distortions
     # issue 21: 32*9+32 + 64*32*9+64 + 3136*128+128 + 1290, and 2*(32+64) batchnorm
     "fashion_mnist.net": 421_834,
+    # issue 21: Page's ResNet-9 (DAWNBench), counted by hand in the spec's header
+    "cifar10_resnet.net": 6_573_120,
+    # issue 22: each also equals its plain-PyTorch reference's count (tests/test_words_blocks.py)
+    "shufflenet_v2.net": 2_278_604,
+    "mobilenet_v3_small.net": 2_542_856,
+    # issue 22: 1*64*25+64 + 64*32*9+32 + 32*9*9+9 = 1,664 + 18,464 + 2,601; equal outputs
+    # to tests/reference_espcn.py (tests/test_words_resample.py)
+    "espcn.net": 22_729,
+    # issue 22: torchvision's convnext_tiny; equal outputs to tests/reference_convnext.py
+    "convnext_t.net": 28_589_128,
 }
 
 

@@ -1,23 +1,43 @@
 """Lowering: a checked spec becomes a trainable `torch.nn.Module` (or its Python source).
 
 `to_torch(compiled)` builds the module; `netspec.lower.emit.emit_python` writes the same
-network as a standalone PyTorch file. Both read one description per node, made by the
-builders in `netspec.lower.builders`.
+network as a standalone PyTorch file. Both read one description per node (a `Lowered`,
+netspec.lower.lowered), made by the operation's builder in `BUILDERS`: what `discover`
+collects from the ``BUILDERS`` of every module of this package (netspec.lower.builders for
+most operations; a head's beside its modules, as netspec.lower.ssd), so that an operation's
+torch half is one module that nothing lists.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import TYPE_CHECKING
 
 from torch import nn
 
 from netspec.ir import Shape
-from netspec.lower.builders import BUILDERS, Lowered
 from netspec.lower.init import init_weights
+from netspec.lower.lowered import Builder, Lowered
 from netspec.lower.module import Network, assemble
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled
+
+
+def discover() -> dict[str, Builder]:
+    """Every builder of every module of this package (its ``BUILDERS``), by operation name;
+    the modules imported in the order of their names."""
+    found: dict[str, Builder] = {}
+    for name in sorted(info.name for info in pkgutil.iter_modules(__path__, f"{__name__}.")):
+        builders: dict[str, Builder] = getattr(importlib.import_module(name), "BUILDERS", {})
+        twice = sorted(set(found) & set(builders))
+        assert not twice, f"operations built twice: {twice}"
+        found.update(builders)
+    return found
+
+
+BUILDERS: dict[str, Builder] = discover()
 
 
 def lowerings(compiled: Compiled) -> dict[str, Lowered]:
@@ -50,4 +70,4 @@ def to_torch(compiled: Compiled) -> Network:
     return assemble(graph, modules, flattens)
 
 
-__all__ = ["BUILDERS", "Network", "lowerings", "to_torch"]
+__all__ = ["BUILDERS", "Network", "discover", "lowerings", "to_torch"]

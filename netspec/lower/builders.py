@@ -1,37 +1,44 @@
-"""One PyTorch builder per registered operation, keyed by the operation's name.
+"""The PyTorch builders of most registered operations, keyed by the operation's name.
 
-A builder does not make a module: it returns a :class:`Lowered`, a small description of
-the constructor call (class, arguments) plus what the graph walk must do around it. The
-same description is evaluated by `to_torch` and written out as source by `emit_python`,
-so the two cannot drift apart. The registry itself stays free of torch; a test checks that
-`BUILDERS` and `netspec.ops.REGISTRY` name the same operations.
+A builder does not make a module: it returns a `Lowered` (netspec.lower.lowered), a small
+description of the constructor call (class, arguments) plus what the graph walk must do
+around it. This module's ``BUILDERS`` is one of the mappings `netspec.lower.discover`
+collects: a head keeps its builder beside its own modules (`ssd` in netspec.lower.ssd). The
+registry itself stays free of torch; a test checks that the collected builders and
+`netspec.ops.REGISTRY` name the same operations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from netspec.ir import OpParams, Shape
+from netspec.lower.detection import grid_decoding
 from netspec.lower.layers import (
     Add,
     CenterCrop,
+    ChannelLayerNorm,
     ChannelShuffle,
+    ChannelSlice,
     Concat,
     Distance,
+    DropPath,
     EuclideanRBF,
     FixedConv2d,
     GlobalLPPool2d,
+    L2Norm,
+    LayerScale,
     LocallyConnected2d,
     LPPool,
     Max,
     Mean,
     Mul,
     Permute,
+    Resize,
     Scale,
     ScaledTanh,
     Sub,
@@ -40,8 +47,22 @@ from netspec.lower.layers import (
     lenet5_prototypes,
     random_prototypes,
 )
-from netspec.ops.activations import HardtanhParams, ScaleParams, SoftplusParams, prelu_channels
-from netspec.ops.normalization import GroupNormParams, InstanceNormParams, LayerNormParams
+from netspec.lower.lowered import Builder, Call, Inline, Lowered
+from netspec.ops.activations import (
+    GeluParams,
+    HardtanhParams,
+    ScaleParams,
+    SoftplusParams,
+    prelu_channels,
+)
+from netspec.ops.channels import SliceParams
+from netspec.ops.depth import FactorParams
+from netspec.ops.normalization import (
+    GroupNormParams,
+    InstanceNormParams,
+    L2NormParams,
+    LayerNormParams,
+)
 from netspec.ops.pointwise import (
     BatchNormParams,
     DenseParams,
@@ -54,51 +75,10 @@ from netspec.ops.pointwise import (
     project_is_identity,
 )
 from netspec.ops.registry import numel
+from netspec.ops.regularize import DropPathParams, LayerScaleParams
 from netspec.ops.shape import ChannelShuffleParams, CropParams, PadParams, PermuteParams, crop_box
 from netspec.ops.spatial import ConvParams, LocalParams, LpPoolParams, PoolParams, SubsampleParams
-from netspec.ops.upsampling import DeconvParams, UpsampleParams
-
-
-@dataclass(frozen=True)
-class Call:
-    """`fn(*args, **kwargs)`, where an argument may itself be a Call (a tensor, a sub-module)."""
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...] = ()
-    kwargs: tuple[tuple[str, Any], ...] = ()
-
-    def build(self) -> Any:
-        return self.fn(*(_built(a) for a in self.args), **{k: _built(v) for k, v in self.kwargs})
-
-
-def _built(value: Any) -> Any:
-    return value.build() if isinstance(value, Call) else value
-
-
-# The emitted Python for an operation written inline, from its argument names: `a + b`.
-Inline = Callable[[Sequence[str]], str]
-
-
-@dataclass(frozen=True)
-class Lowered:
-    """A node's module, its `init=` scheme, and whether its input is flattened first.
-
-    `inline` is set for an operation without parameters that the emitted Python writes as
-    an expression (`torch.cat([a, b], 1)`) instead of a layer.
-    """
-
-    call: Call
-    init: str = "default"
-    flatten: bool = False
-    inline: Inline | None = None
-
-    def build(self) -> nn.Module:
-        module = self.call.build()
-        assert isinstance(module, nn.Module)
-        return module
-
-
-Builder = Callable[[Any, Sequence[Shape], Shape], Lowered]
+from netspec.ops.upsampling import DeconvParams, ResizeParams, UpsampleParams
 
 
 def _one(pair: tuple[int, int]) -> int | tuple[int, int]:
@@ -257,11 +237,18 @@ def _lrn(p: LrnParams, ins: Sequence[Shape], out: Shape) -> Lowered:
 
 
 def _project(p: ProjectParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    """A 1x1 convolution (1-D on a signal; a bias-free `Linear` on a vector), then a norm."""
     if project_is_identity(p, ins[0]):
         return Lowered(Call(nn.Identity))
     cin = int(ins[0][0])
-    conv = Call(nn.Conv2d, (cin, p.channels, 1), _opts(stride=(p.stride, 1), bias=(False, True)))
-    return Lowered(Call(nn.Sequential, (conv, Call(nn.BatchNorm2d, (p.channels,)))))
+    if len(ins[0]) == 1:
+        linear = Call(nn.Linear, (cin, p.channels), (("bias", False),))
+        return Lowered(Call(nn.Sequential, (linear, Call(nn.BatchNorm1d, (p.channels,)))))
+    conv_class, norm = (
+        (nn.Conv2d, nn.BatchNorm2d) if len(ins[0]) == 3 else (nn.Conv1d, nn.BatchNorm1d)
+    )
+    conv = Call(conv_class, (cin, p.channels, 1), _opts(stride=(p.stride, 1), bias=(False, True)))
+    return Lowered(Call(nn.Sequential, (conv, Call(norm, (p.channels,)))))
 
 
 def _fixed(call: Call) -> Builder:
@@ -277,6 +264,27 @@ def _merge(module: Callable[[], nn.Module], inline: Inline) -> Builder:
     """A merge: a module without parameters, written inline by `emit_python`."""
 
     def build(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+        return Lowered(Call(module), inline=inline)
+
+    return build
+
+
+def _per_map(module: Callable[[], nn.Module], sign: str) -> Builder:
+    """`add`, `mul`: written inline, a vector among maps viewed as one value per map, as an SE
+    block writes it: `x * gate.view(-1, 32, 1, 1)`."""
+
+    def build(p: Any, ins: Sequence[Shape], out: Shape) -> Lowered:
+        def spread(x: str, shape: Shape) -> str:
+            ones = ", 1" * (len(out) - len(shape))
+            if not ones:
+                return x
+            if isinstance(shape[0], int):
+                return f"{x}.view(-1, {shape[0]}{ones})"
+            return f"{x}.view({x}.shape[0], -1{ones})"
+
+        def inline(xs: Sequence[str]) -> str:
+            return f" {sign} ".join(spread(x, s) for x, s in zip(xs, ins, strict=True))
+
         return Lowered(Call(module), inline=inline)
 
     return build
@@ -312,6 +320,13 @@ def _permute(p: PermuteParams, ins: Sequence[Shape], out: Shape) -> Lowered:
 
 def _channel_shuffle(p: ChannelShuffleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
     return Lowered(Call(ChannelShuffle, (p.groups,)))
+
+
+def _slice(p: SliceParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    start, stop = p.channels
+    return Lowered(
+        Call(ChannelSlice, (start, stop)), inline=lambda xs: f"{xs[0]}[:, {start}:{stop}]"
+    )
 
 
 _PADS = {
@@ -363,6 +378,8 @@ def _scale(p: ScaleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
 
 
 def _layernorm(p: LayerNormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    if p.over == "channels":
+        return Lowered(Call(ChannelLayerNorm, (int(ins[0][0]),), _opts(eps=(p.eps, 1e-5))))
     shape = [int(d) for d in ins[0]]
     return Lowered(Call(nn.LayerNorm, (shape,), _opts(eps=(p.eps, 1e-5))))
 
@@ -377,11 +394,57 @@ def _instancenorm(p: InstanceNormParams, ins: Sequence[Shape], out: Shape) -> Lo
     return Lowered(Call(nn.InstanceNorm2d, (int(ins[0][0]),), opts))
 
 
+# ---- issue 22: ConvNeXt's and SSD's words
+
+
+def _gelu(p: GeluParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.GELU, (), _opts(approximate=(p.approximate, "none"))))
+
+
+def _l2norm(p: L2NormParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(L2Norm, (int(ins[0][0]),), _opts(scale=(p.scale, 1.0))))
+
+
+def _layer_scale(p: LayerScaleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(LayerScale, (int(ins[0][0]), p.value)))
+
+
+def _drop_path(p: DropPathParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(DropPath, (p.p,)))
+
+
 def _upsample(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Lowered:
-    opts: tuple[tuple[str, Any], ...] = (("scale_factor", _one(p.scale)),)
-    if p.mode == "bilinear":  # nearest takes no align_corners (PyTorch refuses one)
-        opts += (("mode", "bilinear"), ("align_corners", p.align_corners))
+    given = p.factors or p.to  # `upsample 2x3`, or `upsample to 64x64`
+    assert given is not None
+    size = ("scale_factor" if p.factors else "size", _one(given))
+    opts: tuple[tuple[str, Any], ...] = (size, *_interpolation(p.mode, p.align_corners))
     return Lowered(Call(nn.Upsample, (), opts))
+
+
+def _interpolation(mode: str, align_corners: bool) -> tuple[tuple[str, Any], ...]:
+    """`mode=` and `align_corners=` as PyTorch takes them: nearest takes no align_corners
+    (PyTorch refuses one), bilinear is given it always (PyTorch warns without it)."""
+    if mode == "bilinear":
+        return (("mode", "bilinear"), ("align_corners", align_corners))
+    return ()
+
+
+def _resize(p: ResizeParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    """x interpolated to like's H x W; the emitted Python writes F.interpolate inline."""
+    opts = _interpolation(p.mode, p.align_corners)
+    given = "".join(f', {k}="{v}"' if isinstance(v, str) else f", {k}={v!r}" for k, v in opts)
+    return Lowered(
+        Call(Resize, (), opts),
+        inline=lambda xs: f"nn.functional.interpolate({xs[0]}, size={xs[1]}.shape[-2:]{given})",
+    )
+
+
+def _pixel_shuffle(p: FactorParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.PixelShuffle, (p.factor,)))
+
+
+def _pixel_unshuffle(p: FactorParams, ins: Sequence[Shape], out: Shape) -> Lowered:
+    return Lowered(Call(nn.PixelUnshuffle, (p.factor,)))
 
 
 def _deconv(p: DeconvParams, ins: Sequence[Shape], out: Shape) -> Lowered:
@@ -412,13 +475,14 @@ BUILDERS: dict[str, Builder] = {
     "tanh": _fixed(Call(nn.Tanh)),
     "sigmoid": _fixed(Call(nn.Sigmoid)),
     "scaled_tanh": _fixed(Call(ScaledTanh)),
-    "gelu": _fixed(Call(nn.GELU)),
+    "gelu": _gelu,
     "identity": _fixed(Call(nn.Identity)),
-    "detect": _fixed(Call(nn.Identity)),  # the raw grid map: `loss yolo` and export read it
+    # the raw grid map passes (`loss yolo` reads it); the exported graph decodes it to boxes
+    "detect": lambda p, ins, out: Lowered(Call(nn.Identity), decode=grid_decoding),
     "leaky_relu": _leaky,
     "elu": _elu,
     "softmax": _fixed(Call(nn.Softmax, (), (("dim", 1),))),
-    "add": _merge(Add, lambda xs: " + ".join(xs)),
+    "add": _per_map(Add, "+"),
     "concat": _merge(Concat, lambda xs: f"torch.cat([{', '.join(xs)}], 1)"),
     "distance": _merge(Distance, lambda xs: f"({xs[0]} - {xs[1]}).abs()"),
     "project": _project,
@@ -426,10 +490,11 @@ BUILDERS: dict[str, Builder] = {
     "reshape": _reshape,
     "permute": _permute,
     "channel_shuffle": _channel_shuffle,
+    "slice": _slice,
     "pad": _pad,
     "crop": _crop,
     # ---- issue 10 (ops1): merges, activations, normalizations, upsampling
-    "mul": _merge(Mul, lambda xs: " * ".join(xs)),
+    "mul": _per_map(Mul, "*"),
     "sub": _merge(Sub, lambda xs: f"{xs[0]} - {xs[1]}"),
     "mean": _merge(Mean, lambda xs: f"({' + '.join(xs)}) / {len(xs)}"),
     "max": _merge(Max, _max_inline),
@@ -448,4 +513,12 @@ BUILDERS: dict[str, Builder] = {
     "instancenorm": _instancenorm,
     "upsample": _upsample,
     "deconv": _deconv,
+    # ---- issue 22: resizing to another tensor's size, depth to space and back
+    "resize": _resize,
+    "pixel_shuffle": _pixel_shuffle,
+    "pixel_unshuffle": _pixel_unshuffle,
+    # ---- issue 22: ConvNeXt's and SSD's words
+    "l2norm": _l2norm,
+    "layer_scale": _layer_scale,
+    "drop_path": _drop_path,
 }

@@ -24,8 +24,8 @@ from torch import nn
 from netspec import __version__
 from netspec.ir import Node
 from netspec.lower import layers
-from netspec.lower.builders import Call, Lowered
 from netspec.lower.init import init_weights
+from netspec.lower.lowered import Call, Lowered
 from netspec.lower.module import name_taken
 from netspec.lower.sources import Import, Sources, import_lines, of_netspec
 from netspec.text import fmt_shape
@@ -216,7 +216,7 @@ def _forward_line(node: Node, args: list[str], out: str, low: Lowered, shape: st
         expr = low.inline(args)
     else:
         arg = f"torch.flatten({args[0]}, 1)" if low.flatten else args[0]
-        expr = f"{_access(node.shares or node.name)}({arg})"
+        expr = f"{_access(node.shares or node.name)}({', '.join([arg, *args[1:]])})"
     note = f"# {shape}" + (f", weights shared with {node.shares}" if node.shares else "")
     line = f"{out} = {expr}"
     return f"{line}  {note}" if len(line) + len(note) <= 90 else f"{note}\n{line}"

@@ -437,10 +437,24 @@ class LPPool(nn.Module):
 # ---- merges: modules so that hooks, names and spans cover them like any other layer ----------
 
 
-class Add(nn.Module):
-    """Elementwise sum of two or more tensors of one shape (a residual connection)."""
+def _per_map(xs: tuple[Tensor, ...]) -> list[Tensor]:
+    """A ``(B, C)`` vector among ``(B, C, H, W)`` maps (or ``(B, C, L)`` signals) as
+    ``(B, C, 1, 1)``: one value per map, where PyTorch would line it up with W."""
+    rank = max(x.dim() for x in xs)
+    spread = []
+    for x in xs:
+        while x.dim() < rank:
+            x = x.unsqueeze(-1)
+        spread.append(x)
+    return spread
 
-    def forward(self, x: Tensor, *others: Tensor) -> Tensor:
+
+class Add(nn.Module):
+    """Elementwise sum of two or more tensors of one shape (a residual connection); a gate
+    of one value per map is added at every position."""
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        x, *others = _per_map(xs)
         for y in others:
             x = x + y
         return x
@@ -517,9 +531,11 @@ class CenterCrop(nn.Module):
 
 
 class Mul(nn.Module):
-    """Elementwise product of two or more tensors; a ``(B, C, 1, 1)`` gate scales each map."""
+    """Elementwise product of two or more tensors; a ``(B, C, 1, 1)`` gate, or a ``(B, C)``
+    vector, scales each map."""
 
-    def forward(self, x: Tensor, *others: Tensor) -> Tensor:
+    def forward(self, *xs: Tensor) -> Tensor:
+        x, *others = _per_map(xs)
         for y in others:
             x = x * y
         return x
@@ -563,3 +579,113 @@ class Scale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}"
+
+
+# ---- issue 22: ConvNeXt's and SSD's normalizations, layer scale, stochastic depth -------------
+
+
+def _per_channel(values: Tensor, x: Tensor) -> Tensor:
+    """A ``(C,)`` tensor shaped to broadcast over ``x``'s channels: ``(C, 1, 1)`` for maps."""
+    return values.reshape(-1, *(1,) * (x.dim() - 2))
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """Layer normalization over the channels at each position (ConvNeXt's ``LayerNorm2d``).
+
+    ``weight`` and ``bias`` are ``(C,)``. The channels are moved last for ``F.layer_norm``
+    and back (ONNX Transpose, LayerNormalization, Transpose), for maps, signals and vectors;
+    the axes are counted from the front, as ONNX's Transpose takes them.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        last = x.dim() - 1
+        x = x.permute(0, *range(2, last + 1), 1)  # (B, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, last, *range(1, last))  # (B, C, H, W)
+
+
+class LayerScale(nn.Module):
+    """Each channel times its own learned ``gamma`` (``(C,)``), which starts at ``value``
+    (ConvNeXt's and CaiT's layer scale: a residual branch starts nearly silent)."""
+
+    def __init__(self, channels: int, value: float = 1e-6) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), float(value)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * _per_channel(self.gamma, x)
+
+    def extra_repr(self) -> str:
+        return f"{self.gamma.shape[0]}"
+
+
+class L2Norm(nn.Module):
+    """``x / ||x||_2`` over the channels at each position, times a learned ``weight`` per
+    channel that starts at ``scale`` (SSD's conv4_3 norm, as torchvision writes it:
+    ``F.normalize``, whose norm is at least 1e-12)."""
+
+    def __init__(self, channels: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=1) * _per_channel(self.weight, x)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (torchvision's ``StochasticDepth``, mode "row"): while training, each
+    sample's whole input is zeroed with probability ``p`` and the others scaled by
+    ``1 / (1 - p)``; the identity in eval mode, so the ONNX export has no node for it."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)  # (B, 1, ...)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class ChannelSlice(nn.Module):
+    """Keeps maps ``start`` to ``stop - 1`` of each sample: ``x[:, start:stop]`` (ONNX Slice),
+    one of the pieces `split` and `chunk` give."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, self.start : self.stop]
+
+    def extra_repr(self) -> str:
+        return f"{self.start}:{self.stop}"
+
+
+# ---- issue 22: resizing to another tensor's size ---------------------------------------------
+
+
+class Resize(nn.Module):
+    """``resize(x, like)``: x interpolated to like's H x W (FPN's top-down path). The size is
+    read from ``like`` at run time, so a traced export sizes it by ONNX Shape (any H, W)."""
+
+    def __init__(self, mode: str = "nearest", align_corners: bool | None = None) -> None:
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x: Tensor, like: Tensor) -> Tensor:
+        return F.interpolate(
+            x, size=like.shape[-2:], mode=self.mode, align_corners=self.align_corners
+        )
+
+    def extra_repr(self) -> str:
+        corners = "" if self.align_corners is None else f", align_corners={self.align_corners}"
+        return f"mode={self.mode!r}{corners}"

@@ -186,7 +186,9 @@ class _Walker:
         self.index.bodies.append(Body(key, item, names))
         if isinstance(item, ast.Block):
             for p in item.params:
-                if p.default is not None:
+                if isinstance(p.default, ast.Chain):  # a stage: `act=leaky_relu 0.2`
+                    self.chain(p.default, names)
+                elif p.default is not None:
                     self.value(p.default, names)
         self.body(item.body, key, names)
 
@@ -217,6 +219,10 @@ class _Walker:
             span = name_at_start(st.span, st.target)
             names.setdefault(st.target, Symbol("tensor", st.target, key, span))
             self._aliases(st.chain, key, names)
+        elif isinstance(st, ast.Unpack):
+            for target in st.targets:
+                names.setdefault(target.name, Symbol("tensor", target.name, key, target.span))
+            self._aliases(st.chain, key, names)
         elif isinstance(st, ast.Shared):
             span = self.finder.after(st.span, st.name, len("shared"))
             names.setdefault(st.name, Symbol("shared", st.name, key, span))
@@ -237,6 +243,13 @@ class _Walker:
             )
             self.chain(st.chain, names)
         elif isinstance(st, ast.ChainStmt):
+            self.chain(st.chain, names)
+        elif isinstance(st, ast.Unpack):
+            for target in st.targets:
+                symbol = names[target.name]
+                self.index.occurrences.append(
+                    Occurrence(target.span, symbol, symbol.definition == target.span)
+                )
             self.chain(st.chain, names)
         elif isinstance(st, ast.Shared):
             span = self.finder.after(st.span, st.name, len("shared"))
@@ -297,6 +310,10 @@ class _Walker:
         elif isinstance(value, ast.ListValue):
             for item in value.items:
                 self.value(item, names)
+        elif isinstance(value, ast.Size):
+            for dim in value.dims:
+                if not isinstance(dim, int):
+                    self.value(dim, names)
         elif isinstance(value, ast.Range):
             self.value(value.low, names)
             self.value(value.high, names)

@@ -1,5 +1,5 @@
-"""The activations of modern CNNs (MobileNet, EfficientNet), a learned one (PReLU), a
-constant scale, and the log-softmax output.
+"""The activations of modern CNNs (MobileNet, EfficientNet, ConvNeXt's GELU), a learned one
+(PReLU), a constant scale, and the log-softmax output.
 
 Each keeps its input's shape and its receptive field. MACs: an activation counts nothing,
 as fvcore counts them and as `relu` already does here (ptflops counts one per element for
@@ -16,7 +16,7 @@ is the probabilities themselves, their argmax the predicted class.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -44,6 +44,23 @@ register(
         shape=_same_shape,
         doc="Log of the softmax over the features (or maps, per position).",
         locality="pointwise",
+    )
+)
+
+
+class GeluParams(OpParams):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+register(
+    OpDef(
+        name="gelu",
+        params=GeluParams,
+        shape=_same_shape,
+        locality="elementwise",
+        activation=True,
+        doc="Gaussian error linear unit, x * Phi(x); `approximate=tanh` uses the tanh "
+        "formula (nn.GELU's).",
     )
 )
 

@@ -2,8 +2,11 @@
 
 `add` and `mul` broadcast a gate: a `Cx1x1` (or `1x1x1`) operand spreads over every
 position of a `CxHxW` one, as a squeeze-and-excitation block multiplies its feature maps
-by one learned weight per map. Every other merge needs equal shapes, and any other
-mismatch is refused with both shapes named.
+by one learned weight per map. A vector of C values (a dense stage's output) is the same
+gate, over `CxHxW` maps or a `CxL` signal: it is read as `Cx1x1` (or `Cx1`), the
+`y.view(b, c, 1, 1)` of every SE tutorial. That is netspec's rule, not PyTorch's, which
+lines a vector up with the last axis (W), not with the channels. Every other merge needs
+equal shapes, and any other mismatch is refused with both shapes named.
 
 MACs, one per multiply-add: `add` and `mul` one per output per input after the first (a
 gate's product is one multiply per output), `sub` and `distance` one per output, `mean`
@@ -42,8 +45,16 @@ def _is_gate(shape: Shape) -> bool:
 
 
 def _spreads(gate: Shape, over: Shape) -> bool:
-    """`gate` broadcasts over `over`: a `Cx1x1` over `CxHxW`, or a `1x1x1` over anything 3-D."""
-    return _is_gate(gate) and len(over) == 3 and gate[0] in (1, over[0])
+    """`gate` broadcasts over `over`: a `Cx1x1` over `CxHxW`, a vector `C` over maps or a
+    signal of C channels; C may be 1."""
+    spreads = (_is_gate(gate) and len(over) == 3) or (len(gate) == 1 and len(over) > 1)
+    return spreads and gate[0] in (1, over[0])
+
+
+def _widest(shape: Shape) -> tuple[int, bool, int]:
+    """What the others spread over: the most axes, maps before a gate, the widest gate."""
+    channels = shape[0] if _is_gate(shape) and isinstance(shape[0], int) else 0
+    return (len(shape), not _is_gate(shape), channels)
 
 
 def _mismatch(verb: str, a: Shape, b: Shape, broadcast: bool) -> ShapeError:
@@ -51,8 +62,9 @@ def _mismatch(verb: str, a: Shape, b: Shape, broadcast: bool) -> ShapeError:
     if broadcast and _is_gate(a) != _is_gate(b) and len(a) == len(b):
         maps = b if _is_gate(a) else a
         hint = f"a Cx1x1 gate spreads over maps of its own C ({maps[0]}), or C = 1"
-    elif broadcast and {len(a), len(b)} == {1, 3}:
-        hint = "a gate of one value per map is Cx1x1: make it with a 1x1 conv, not dense"
+    elif broadcast and min(len(a), len(b)) == 1 and max(len(a), len(b)) > 1:
+        maps = a if len(a) > 1 else b
+        hint = f"a gate of one value per map has {maps[0]} values here (dense {maps[0]}), or 1"
     return ShapeError(f"cannot {verb} tensors of shapes {fmt_shape(a)} and {fmt_shape(b)}", hint)
 
 
@@ -69,12 +81,11 @@ def _equal_shapes(verb: str) -> ShapeRule:
 
 
 def _broadcast_shapes(verb: str) -> ShapeRule:
-    """Equal shapes, or gates (`Cx1x1`, `1x1x1`) beside maps `CxHxW`: the result is the maps'."""
+    """Equal shapes, or gates (`Cx1x1`, `1x1x1`, a vector of C) beside maps `CxHxW` or a
+    signal `CxL`: the result is the maps' (or the signal's)."""
 
     def rule(p: OpParams, ins: Sequence[Shape]) -> Shape:
-        at = next((i for i, s in enumerate(ins) if not _is_gate(s)), 0)
-        if all(_is_gate(s) for s in ins):  # gates only: the widest one
-            at = max(range(len(ins)), key=lambda i: ins[i][0] if isinstance(ins[i][0], int) else 0)
+        at = max(range(len(ins)), key=lambda i: _widest(ins[i]))
         full = ins[at]
         for i, other in enumerate(ins):
             if other != full and not _spreads(other, full):
@@ -130,7 +141,7 @@ register(
         rf=rf_merge,
         cost=_per_output(1, -1),
         doc="Elementwise sum of two or more tensors of one shape (residual connections); "
-        "a Cx1x1 operand is added at every position.",
+        "a Cx1x1 operand, or a vector of C, is added at every position.",
     )
 )
 register(
@@ -162,8 +173,8 @@ register(
         arity=None,
         rf=rf_merge,
         cost=_per_output(1, -1),
-        doc="Elementwise product of two or more tensors (gating); a Cx1x1 gate scales each "
-        "feature map (squeeze-and-excitation).",
+        doc="Elementwise product of two or more tensors (gating); a Cx1x1 gate, or a vector "
+        "of C, scales each feature map (squeeze-and-excitation).",
     )
 )
 register(

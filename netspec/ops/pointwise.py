@@ -18,6 +18,7 @@ from netspec.ops.registry import (
     ShapeError,
     ShapeRule,
     macs_of,
+    maps_or_signal,
     numel,
     register,
     rf_whole,
@@ -200,7 +201,6 @@ _ACTIVATIONS: tuple[tuple[str, str, OutputMeaning], ...] = (
     ("tanh", "Hyperbolic tangent.", "logits"),
     ("sigmoid", "The logistic function.", "sigmoid"),
     ("scaled_tanh", "LeCun's scaled tanh: 1.7159 * tanh(2x/3).", "logits"),
-    ("gelu", "Gaussian error linear unit.", "logits"),
 )
 
 
@@ -289,8 +289,18 @@ class ProjectParams(OpParams):
 
 
 def _project_shape(p: ProjectParams, ins: Sequence[Shape]) -> Shape:
-    _, h, w = spatial(ins[0], "project")
-    return (p.channels, window_out(h, 1, p.stride, (0, 0)), window_out(w, 1, p.stride, (0, 0)))
+    """Maps (C x H x W) and signals (C x L) keep their positions, one in `stride` a side; a
+    vector (C) has none, so its projection is a dense stage without bias, and no stride."""
+    if len(ins[0]) == 1:
+        if p.stride != 1:
+            raise ShapeError(
+                f"project on a vector ({fmt_shape(ins[0])}) has no positions to stride over "
+                f"(stride={p.stride})",
+                hint=f"leave the stride out: project({p.channels})",
+            )
+        return (p.channels,)
+    _, sizes = maps_or_signal(ins[0], "project")
+    return (p.channels, *(window_out(d, 1, p.stride, (0, 0)) for d in sizes))
 
 
 def project_is_identity(p: ProjectParams, in_shape: Shape) -> bool:
@@ -316,6 +326,7 @@ register(
         passes_through=True,
         rf=lambda p, rfs: window_rf(rfs[0], (1, 1), (p.stride, p.stride), ((0, 0), (0, 0))),
         doc="A residual shortcut: the identity when the shapes already agree, else a 1x1 "
-        "convolution with the given stride (no bias) and batch normalization.",
+        "convolution with the given stride (no bias) and batch normalization; on a signal a "
+        "1-D one, on a vector a dense stage without bias.",
     )
 )

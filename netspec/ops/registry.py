@@ -6,24 +6,28 @@ receptive-field and cost rules, and every fact the rest of netspec asks about it
 network's output means when it is the last operation, whether CUDA training
 should lay its input out channels-last, what each output position is computed
 from, whether it is an activation, a head (and how ONNX Runtime decodes what it
-outputs), or may pass its input through, what a fully convolutional network has
-in its place or why it has none), so that
+outputs, and the `train` section's loss it trains with), or may pass its input
+through, what a fully convolutional network has in its place or why it has none), so that
 nothing elsewhere needs to test an operation's name: tests/test_registry_facts.py
 fails when a test of `node.op` against a name, or a collection of names, appears
 outside `netspec/ops/`. A spec can name only what is registered here; the
-PyTorch builders live in `netspec.lower.builders`, keyed by the same names, so
-that nothing before lowering imports torch.
+PyTorch builders live in `netspec.lower`, keyed by the same names, so that nothing before
+lowering imports torch. No list names the modules of either half: `netspec.ops.discover`
+imports every module of `netspec/ops/` (in the order of their names, which is the
+registry's), and `netspec.lower.discover` collects the ``BUILDERS`` of every module of
+`netspec/lower/`.
 
 A new operation touches two files of code, plus its documentation and a test:
 
 1. `netspec/ops/pointwise.py`, `netspec/ops/spatial.py` or another module of
-   `netspec/ops/` (a new module is imported by `netspec/ops/__init__.py`): its
-   parameter model and one `register(OpDef(...))` with its rules and facts (the
-   fields of `OpDef` below: every one left out has the default it documents);
-2. `netspec/lower/builders.py`: one entry in `BUILDERS`, returning the
-   `Lowered` description of its module (with `inline=` for an operation the
-   emitted Python writes as an expression, like `add`); a new module class
-   goes in `netspec/lower/layers.py` (define `fans()` there for `init=`);
+   `netspec/ops/`, new or not: its parameter model and one `register(OpDef(...))` with
+   its rules and facts (the fields of `OpDef` below: every one left out has the default
+   it documents);
+2. `netspec/lower/builders.py`, or a module of `netspec/lower/` of its own: one entry in
+   that module's `BUILDERS`, returning the `Lowered` description of its module
+   (netspec.lower.lowered; with `inline=` for an operation the emitted Python writes as an
+   expression, like `add`); a new module class goes in `netspec/lower/layers.py` (define
+   `fans()` there for `init=`) or beside its builder;
 3. `docs/language.md`: its entry (tests/test_language_doc.py checks it);
 4. tests: a snippet in `OP_SNIPPETS` (tests/test_lower.py), which makes
    tests/test_lower.py and tests/test_registry.py lower, emit and export it and
@@ -31,6 +35,14 @@ A new operation touches two files of code, plus its documentation and a test:
    tests/test_registry.py fails until the declaration, the builder and the
    snippet all exist, and tests/test_registry_facts.py checks the facts it
    declares about positions against its PyTorch module.
+
+A new kind of head is its operation in a module of its own (`head=True`, its `decoding`
+and the `loss` it trains with: a `HeadLoss`, whose parameter model the `train` section
+checks), its torch half with its `BUILDERS` in a module of `netspec/lower/` (its
+`Lowered.decode` appends its decoding to the exported graph), its task module in
+`netspec/tasks/`, its decoder module in `netspec/runtime/decoders/`, and its entry in
+docs/language.md: `ssd` is netspec/ops/ssd.py, netspec/lower/ssd.py, netspec/tasks/ssd.py
+and netspec/runtime/decoders/ssd.py (tests/test_head_files.py adds one the same way).
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from netspec.artifact import Decoding
 from netspec.errors import NetspecError
@@ -79,8 +91,10 @@ class Cost:
 
 # What a network's output means when this operation comes last. "pass": whatever the
 # operation before it decides (identity, dropout, flatten); at the input, plain logits.
-# The values are a subset of `netspec.artifact.OutputKind`, the file format's word for it.
-OutputMeaning = Literal["logits", "probabilities", "rbf_distances", "sigmoid", "boxes", "pass"]
+# Any other value is an output kind of the file format (`netspec.artifact.KINDS`): a class
+# scores kind, or a head's kind, which the runtime decoder reading it registers
+# (tests/test_registry.py checks every operation's against them).
+OutputMeaning = str
 
 # What each output position is computed from, for an operation of one input: what the fully
 # convolutional conversion (netspec.export.fcn_graph) asks.
@@ -112,6 +126,23 @@ OnMapsRule = Callable[[Any, tuple[int, int]], tuple[str, OpParams]]
 DecodingRule = Callable[[Any, Shape, RF, Shape], Decoding | None]
 
 
+class LossParams(BaseModel):
+    """Base of a head's loss parameter model (`HeadLoss.params`): frozen, no unknown keys,
+    finite numbers, as every model of the `train` section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+@dataclass(frozen=True)
+class HeadLoss:
+    """The `train` section's loss a head brings: `loss NAME key=value ...`, its parameters
+    checked by `params` where the section is (netspec.passes.train) and read back by the
+    head's task from `Loss.params` (`loss ssd match=0.6`, netspec.ops.ssd)."""
+
+    name: str
+    params: type[LossParams]
+
+
 def _rf_same(p: Any, rfs: Sequence[RF]) -> RF:
     return rfs[0]
 
@@ -140,6 +171,9 @@ class OpDef:
     channels_last_cpu: bool = False  # and its NHWC kernels are faster on the CPU too (oneDNN)
     # ---- facts about positions: the fully convolutional conversion, `show`, the probe
     locality: Locality | None = None  # what each output position is computed from (above)
+    # Where that depends on the parameters (`layernorm channels` is pointwise, `layernorm`
+    # over the whole sample is not): the rule from them, said in place of `locality`.
+    locality_of: Callable[[Any], Locality | None] | None = None
     activation: bool = False  # an elementwise nonlinearity: `show` draws the maps it rectifies
     # Each output is one of the values it reads (a max): the gradient reaches only the one
     # picked, so `show`'s receptive-field twin sums them instead.
@@ -155,10 +189,15 @@ class OpDef:
     passes_through: bool = False
     head: bool = False  # decodes the network's raw output (`detect`): what `kinds` looks for
     decoding: DecodingRule | None = None  # a head's: what export writes as the file's decoding
+    loss: HeadLoss | None = None  # a head's: the `train` section's loss that trains it
 
     def receptive_field(self, p: Any, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
         """The node's receptive field from its inputs' (and, where needed, their shapes)."""
         return self.rf(p, rfs) if self.sized_rf is None else self.sized_rf(p, rfs, ins)
+
+    def locality_for(self, p: Any) -> Locality | None:
+        """What each output position of a node with parameters `p` is computed from."""
+        return self.locality if self.locality_of is None else self.locality_of(p)
 
     @property
     def merges(self) -> bool:
@@ -183,6 +222,13 @@ def register(opdef: OpDef) -> OpDef:
 def merge_names() -> tuple[str, ...]:
     """The operations that merge tensors, in declaration order: `('add', 'concat', 'distance')`."""
     return tuple(name for name, opdef in REGISTRY.items() if opdef.merges)
+
+
+def head_losses() -> dict[str, HeadLoss]:
+    """The `train` section's losses that the registered heads bring, by name, in declaration
+    order (those the section knows itself are netspec.passes.train's)."""
+    found = [opdef.loss for opdef in REGISTRY.values() if opdef.loss is not None]
+    return {loss.name: loss for loss in found}
 
 
 def channels_last_helps(ops: Iterable[str], device: str = "cuda") -> bool:
@@ -256,9 +302,13 @@ def window_out(
 
 
 def same_pad(kernel: int, dilation: int, stride: int) -> tuple[int, int]:
-    if stride != 1:
-        raise ShapeError("pad=same needs stride 1", hint="give an explicit pad= instead")
     reach = dilation * (kernel - 1)
+    if stride != 1:
+        raise ShapeError(
+            "pad=same needs stride 1",
+            hint=f"give pad={reach // 2} instead"
+            + (", which divides the size by the stride, rounded up" if reach % 2 == 0 else ""),
+        )
     if reach % 2:
         raise ShapeError(
             f"pad=same needs an odd kernel (this one is {kernel})",
@@ -281,13 +331,23 @@ def resolve_pad(
     return ((pad[0], pad[0]), (pad[1], pad[1]))
 
 
+def _not_maps(shape: Shape) -> str:
+    """Why a tensor of `shape` is not feature maps: flattened, or given a batch axis."""
+    if len(shape) > 3:
+        return (
+            f"a shape is one sample's, without the batch axis: C x H x W, "
+            f"e.g. {fmt_shape(shape[-3:])}"
+        )
+    return "a flat vector has no positions: spatial operations go before a dense stage or flatten"
+
+
 def spatial(shape: Shape, op: str) -> tuple[Dim, Dim, Dim]:
     if len(shape) != 3:
         hint = (
             f"{op} works on 2-D feature maps only; a 1-D signal takes conv, the pools, "
             "pad, crop and the pointwise operations"
             if len(shape) == 2
-            else "a dense stage flattens; spatial operations must come before it"
+            else _not_maps(shape)
         )
         raise ShapeError(f"{op} needs feature maps (C x H x W), got {fmt_shape(shape)}", hint=hint)
     return shape[0], shape[1], shape[2]
@@ -298,7 +358,7 @@ def maps_or_signal(shape: Shape, op: str) -> tuple[Dim, tuple[Dim, ...]]:
     if len(shape) not in (2, 3):
         raise ShapeError(
             f"{op} needs feature maps (C x H x W) or a signal (C x L), got {fmt_shape(shape)}",
-            hint="a dense stage flattens; spatial operations must come before it",
+            hint=_not_maps(shape),
         )
     return shape[0], tuple(shape[1:])
 

@@ -1,17 +1,18 @@
-"""Operations that enlarge feature maps: `upsample` (nearest or bilinear, by whole factors)
-and `deconv`, the transposed convolution (decoders, U-Net's up-convolutions).
+"""Operations that enlarge feature maps: `upsample` (nearest or bilinear, by whole factors
+or `to` an output size), `resize(x, like)` (x at another tensor's H x W: FPN's top-down
+path), and `deconv`, the transposed convolution (decoders, U-Net's up-convolutions).
 
-Both divide the receptive field's jump: s output units stand where one input unit stood.
+All divide the receptive field's jump: s output units stand where one input unit stood.
 Those units do not read evenly spaced input units, so no size/jump/start is exact: the
 size is that of the smallest window, centred where the affine start and jump put each unit,
-that holds everything every unit reads.
+that holds everything every unit reads (`netspec.ops.resampling`, for `deconv` below).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import model_validator
 
@@ -25,119 +26,130 @@ from netspec.ops.registry import (
     Pair,
     Pos,
     ShapeError,
-    macs_of,
     numel,
     register,
     spatial,
 )
+from netspec.ops.resampling import (
+    Interpolation,
+    interpolation_cost,
+    resized_rf,
+    stretched,
+    upsampled_rf,
+)
+from netspec.text import fmt_shape
+
+# ---- upsample ------------------------------------------------------------------------------
 
 
-def _sym(d: str) -> str:
-    return d if d.isidentifier() else f"({d})"
+class UpsampleParams(Interpolation):
+    """`upsample 2` or `upsample 2x3`: whole factors along (H, W); `upsample to 64x64`: the
+    output size (`scale` is then the word `to`, as `avgpool to 7x7` has it)."""
 
+    scale: Pair | Literal["to"] | None = None
+    to: Pair | None = None
 
-def _stretched(size: Dim, factor: int, extra: int = 0) -> Dim:
-    """`factor * size + extra`, kept symbolic for a symbolic size (`2*H`, `2*H-1`)."""
-    if isinstance(size, int):
-        return factor * size + extra
-    scaled = size if factor == 1 else f"{factor}*{_sym(size)}"
-    return scaled if extra == 0 else f"{scaled}{extra:+d}"
-
-
-# ---- upsample --------------------------------------------------------------------------------
-
-
-class UpsampleParams(OpParams):
-    """`upsample 2` or `upsample 2x3`: whole factors along (H, W)."""
-
-    scale: Pair
-    mode: Literal["nearest", "bilinear"] = "nearest"
-    align_corners: bool = False
+    @model_validator(mode="before")
+    @classmethod
+    def _like_is_resize(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("scale") == "like":
+            raise ValueError(
+                "upsample takes a factor or 'to' a size, not another tensor\n"
+                "to take another tensor's H x W, write resize(x, other), "
+                "e.g. add(lateral, resize(top, lateral))"
+            )
+        return data
 
     @model_validator(mode="after")
-    def _corners_need_bilinear(self) -> UpsampleParams:
-        if self.align_corners and self.mode != "bilinear":
-            raise ValueError("align_corners=true needs mode=bilinear")
+    def _factor_or_size(self) -> UpsampleParams:
+        if self.to is not None and self.scale not in (None, "to"):
+            raise ValueError(
+                "upsample takes a factor or 'to' an output size, not both: "
+                "e.g. 'upsample 2' or 'upsample to 64x64'"
+            )
+        if self.to is None and self.scale == "to":
+            raise ValueError("'to' needs the output size, e.g. 'upsample to 64x64'")
+        if self.to is None and self.scale is None:
+            raise ValueError(
+                "upsample needs a factor or 'to' an output size, e.g. 'upsample 2' or "
+                "'upsample to 64x64'"
+            )
         return self
+
+    @property
+    def factors(self) -> tuple[int, int] | None:
+        """The whole factors along (H, W); None for `upsample to` a size."""
+        return self.scale if isinstance(self.scale, tuple) else None
 
 
 def _upsample_shape(p: UpsampleParams, ins: Sequence[Shape]) -> Shape:
     c, h, w = spatial(ins[0], "upsample")
-    return (c, _stretched(h, p.scale[0]), _stretched(w, p.scale[1]))
+    if p.factors is None:
+        assert p.to is not None
+        return (c, *p.to)
+    return (c, stretched(h, p.factors[0]), stretched(w, p.factors[1]))
 
 
-def _upsample_rf(p: UpsampleParams, rfs: Sequence[RF]) -> RF:
-    """Each input unit becomes s output units: the jump is divided by s, and the size is
-    that of the smallest window, centred on `start + o * jump`, that holds every input
-    unit output unit o reads (in input jumps j, r the input's size; `_upsample_spread`).
-
-    Output unit o stands at input position x = (o + 1/2)/s - 1/2 (PyTorch's half-pixel
-    rule), so the first unit's centre moves back by (1 - 1/s)/2 input jumps; with
-    `align_corners=true` output unit 0 sits on input unit 0 and the start stays (its
-    true step j(n-1)/(sn-1) is taken as j/s: this rule does not see sizes, and the
-    size below covers the drift).
-    """
-    rf = rfs[0]
-    if rf.whole:
-        return rf
-    size, jump, start = [], [], []
-    for i, s in enumerate(p.scale):
-        size.append(rf.size[i] + _upsample_spread(p, s) * rf.jump[i])
-        jump.append(rf.jump[i] / s)
-        back = 0 if p.align_corners else (1 - 1 / s) / 2 * rf.jump[i]
-        start.append(rf.start[i] - back)
-    return replace(rf, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
-
-
-def _upsample_spread(p: UpsampleParams, s: int) -> float:
-    """How many input jumps an upsample by s adds to the size (see `_upsample_rf`).
-
-    The units an output reads are not evenly spaced over the input (o reads floor(o/s)
-    for nearest), so no affine centre is exact; the size is twice the farthest reach
-    of o's input units from its centre c(o), over all o, in input jumps:
-
-    - nearest: o = sq + t reads unit q; c(o) = q + ((t - (s-1)/2))/s, within (s-1)/(2s)
-      of q either way: + (s-1)/s (U-Net-like nets: 2x2 upsample adds j/2).
-    - bilinear: c(o) = x and o reads floor(x) and floor(x)+1, the latter with weight
-      f = frac(x) (none at f = 0): half-width max(f, 1-f). f takes the values
-      (2o + 1 - s mod 2s)/(2s): odd numerators for even s, whose worst is 1 - 1/(2s),
-      giving + (2s-1)/s; even ones for odd s (f = 0 reads one unit), worst 1 - 1/s,
-      giving + 2(s-1)/s.
-    - bilinear, align_corners: x = o(n-1)/(sn-1) lags c(o) = o/s by up to (s-1)/s
-      near the far end; c(o) - floor(x) = (s-1)/s - u/s + ceil(u(n-1)/(sn-1)) for
-      u = sn-1-o units from the end, at most 2(s-1)/s (reached at u = 1);
-      floor(x) + 1 - c(o) <= 1. So + 4(s-1)/s.
-
-    Float rounding of x at exact grid points (which can add a weight of 1e-16 on one
-    more unit) is not counted, as it is not a dependency of the formula.
-    """
-    if s == 1:
-        return 0.0
-    if p.mode == "nearest":
-        return (s - 1) / s
-    if p.align_corners:
-        return 4 * (s - 1) / s
-    return (2 * s - 1) / s if s % 2 == 0 else 2 * (s - 1) / s
-
-
-def _upsample_cost(p: UpsampleParams, ins: Sequence[Shape], out: Shape) -> Cost:
-    """fvcore's count: nearest one per output (a copy), bilinear four (the 2x2 it weighs);
-    ptflops counts one per output for both."""
-    return Cost(macs=macs_of(out, 4 if p.mode == "bilinear" else 1))
+def _upsample_rf(p: UpsampleParams, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
+    """By whole factors, `upsampled_rf`; `to` a size, `resized_rf` from the input's."""
+    if p.factors is None:
+        assert p.to is not None
+        return resized_rf(rfs[0], p, ins[0][1:], p.to)
+    return upsampled_rf(rfs[0], p.factors, p)
 
 
 register(
     OpDef(
         name="upsample",
         params=UpsampleParams,
-        positional=("scale",),
+        positional=("scale", "to"),
         shape=_upsample_shape,
-        rf=_upsample_rf,
-        cost=_upsample_cost,
+        sized_rf=_upsample_rf,
+        cost=interpolation_cost,
         output="pass",
         doc="Upsampling by a whole factor per axis: each feature map grows to sH x sW, "
         "by copying the nearest unit (`mode=nearest`) or by bilinear interpolation "
-        "(`mode=bilinear`, `align_corners=` as in PyTorch's nn.Upsample).",
+        "(`mode=bilinear`, `align_corners=` as in PyTorch's nn.Upsample); "
+        "`upsample to 64x64` resizes to an output size.",
+    )
+)
+
+
+# ---- resize: to another tensor's size ------------------------------------------------------
+
+
+class ResizeParams(Interpolation):
+    """`resize(x, like)`: `mode=` and `align_corners=` by name, the tensors by position."""
+
+
+def _resize_shape(p: ResizeParams, ins: Sequence[Shape]) -> Shape:
+    c, _, _ = spatial(ins[0], "resize")
+    if len(ins[1]) != 3:
+        raise ShapeError(
+            f"resize(x, like) takes like's H x W: like must be feature maps (C x H x W), "
+            f"got {fmt_shape(ins[1])}",
+            hint="name the feature maps whose size x should take",
+        )
+    return (c, ins[1][1], ins[1][2])
+
+
+def _resize_rf(p: ResizeParams, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
+    """x's field, resized to like's H x W (`resized_rf`): like gives a size, not values."""
+    return resized_rf(rfs[0], p, ins[0][1:], ins[1][1:])
+
+
+register(
+    OpDef(
+        name="resize",
+        params=ResizeParams,
+        shape=_resize_shape,
+        arity=2,
+        sized_rf=_resize_rf,
+        cost=interpolation_cost,
+        output="pass",
+        doc="`resize(x, like)`: x's feature maps interpolated to like's H x W (its channels "
+        "kept), as F.interpolate(x, size=like.shape[-2:]) with `mode=` and `align_corners=`: "
+        "FPN's top-down path, equal to like's size even when that is symbolic.",
     )
 )
 
@@ -185,7 +197,7 @@ def _no_same(k: int, s: int) -> str:
 
 def _deconv_length(n: Dim, k: int, s: int, pad: int, extra: int) -> Dim:
     """(n - 1)·s - 2·pad + k + output_pad, the inverse of a convolution's length."""
-    out = _stretched(n, s, k - 2 * pad + extra - s)
+    out = stretched(n, s, k - 2 * pad + extra - s)
     if isinstance(out, int) and out < 1:
         raise ShapeError(
             f"the padding ({pad} on each side) removes more than the transposed convolution "

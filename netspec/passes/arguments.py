@@ -21,19 +21,17 @@ from netspec.diagnostics import (
 )
 from netspec.ir import OpParams
 from netspec.limits import MAX_VALUE
-from netspec.ops import REGISTRY, OpDef
-from netspec.ops.synonyms import param_hint
+from netspec.ops import OpDef
+from netspec.passes.hints import (
+    extra_positional,
+    missing,
+    renamed,
+    unknown_name,
+    unknown_parameter,
+    value_hint,
+)
 from netspec.passes.values import Evaluator, Word, describe
 from netspec.syntax import ast
-
-
-def _extra_hint(opdef: OpDef, extra: ast.Arg) -> str:
-    """`relu 6` most likely means `relu6`; an operation without parameters takes none."""
-    if isinstance(extra.value, ast.Num) and f"{opdef.name}{extra.value.value}" in REGISTRY:
-        return f"did you mean '{opdef.name}{extra.value.value}'?"
-    if not opdef.params.model_fields:
-        return f"'{opdef.name}' takes no arguments"
-    return "give the others by name, e.g. stride=2"
 
 
 def op_arguments(
@@ -59,7 +57,7 @@ def op_arguments(
             f"{plural(len(opdef.positional), 'positional argument')} ({names}), "
             f"got {len(positional)}",
             positional[len(opdef.positional)].span,
-            hint=_extra_hint(opdef, positional[len(opdef.positional)]),
+            hint=extra_positional(opdef, positional),
         )
     for key, arg in zip(opdef.positional, positional, strict=False):
         kwargs[key], spans[key] = ev.value(arg.value), arg.span
@@ -95,7 +93,10 @@ def validate(
             loc = err.get("loc") or ()
             by_key.setdefault(str(loc[0]) if loc else None, []).append(err)
         errors = Collector()
+        meant = renamed(opdef, kwargs)  # `scale_factor=2`: one error, not two
         for key, errs in by_key.items():
+            if key in meant and all(err["type"] == "missing" for err in errs):
+                continue
             where = _ParamSite(opdef, stage, kwargs, spans)
             errors.add(_param_diagnostic(where, key, errs, names))
         raise SpecError(errors.items) from None
@@ -179,26 +180,31 @@ def _param_diagnostic(
     """One diagnostic for every Pydantic error about one parameter (a union gives several)."""
     op, stage = site.opdef.name, site.stage
     span = site.spans.get(key, stage.span) if key else stage.span
-    if key is None:
-        return Diagnostic("E226", str(errs[0]["msg"]).removeprefix("Value error, "), span)
-    fields = list(site.opdef.params.model_fields)
+    if key is None:  # a rule over several parameters: its hint follows a newline
+        message, _, advice = str(errs[0]["msg"]).removeprefix("Value error, ").partition("\n")
+        return Diagnostic("E226", message, span, hint=advice or None)
     if errs[0]["type"] == "extra_forbidden":
         return Diagnostic(
             "E225",
             f"'{op}' has no parameter '{key}'",
             span,
-            hint=param_hint(key, fields) or f"it takes: {', '.join(fields)}",
+            hint=unknown_parameter(site.opdef, key, site.written(key) or ast.Name(name=key)),
         )
+    if all(err["type"] == "missing" for err in errs):
+        message, fix = missing(site.opdef, key)
+        return Diagnostic("E226", message, span, hint=fix)
     given = site.kwargs.get(key)
     options = literal_options(errs)
     word = _word_in(given)
     if word is not None and not (options and word is given):
         need = f": {key}= needs {_NEEDS[key]}" if key in _NEEDS else ""
-        return Diagnostic(
-            "E201", f"unknown name '{word}'{need}", word.span, hint=did_you_mean(word, names)
-        )
+        near = did_you_mean(word, names) or unknown_name(word, key)
+        return Diagnostic("E201", f"unknown name '{word}'{need}", word.span, hint=near)
     wants = _NEEDS.get(key) or requirement(errs)
     hint = did_you_mean(str(given), [*options, *names]) if word is not None else None
+    hint = hint or value_hint(site.opdef, stage, site.kwargs, key, errs)
+    if hint is None and options and all(e["type"] == "literal_error" for e in errs):
+        hint = "write " + " or ".join(f"{key}={option}" for option in options)
     if isinstance(given, float) and _divides(site.written(key)):
         hint = "'/' gives a fraction; use '//' for whole-number division"
     return Diagnostic(

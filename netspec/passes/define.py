@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netspec.diagnostics import Collector, Diagnostic, Sources
+from netspec.diagnostics import Collector, Diagnostic, Sources, did_you_mean
 from netspec.limits import MAX_VALUE
 from netspec.ops import REGISTRY
 from netspec.passes.state import CompileState, Pass, need
@@ -126,6 +126,21 @@ class _Definer:
                 )
         self.program.networks[item.name] = item
 
+    def trains_named(self) -> None:
+        """A train section names a network of the compilation (`train lenet` copied from
+        another file would otherwise be skipped without a word)."""
+        networks = self.program.networks
+        for train in self.program.trains.values():
+            if train.network in networks:
+                continue
+            names = ", ".join(f"'{n}'" for n in networks) or "none"
+            self.errors.error(
+                "E111",
+                f"a train section for '{train.network}', but no network is called that",
+                train.span,
+                hint=did_you_mean(train.network, networks) or f"the networks here: {names}",
+            )
+
     def symbols_apart(self) -> None:
         """A symbolic size may not share a constant's name: `const SIZE = 64` and
         `image: 3xSIZExSIZE` would leave the reader unsure which one the shape means."""
@@ -159,6 +174,7 @@ def define(state: CompileState) -> None:
     for item in need(state.items):
         definer.define(item)
     definer.symbols_apart()
+    definer.trains_named()
     state.diagnostics += definer.errors.items
     state.program = program
 

@@ -165,7 +165,7 @@ class Evaluator:
         if isinstance(node, ast.Neg):
             return -self._number(node.operand)
         if isinstance(node, ast.Size):
-            return node.dims
+            return tuple(d if isinstance(d, int) else self._dim(d) for d in node.dims)
         if isinstance(node, ast.Quantity):
             return Quantity(node.value, node.unit)
         if isinstance(node, ast.Matrix):
@@ -174,6 +174,14 @@ class Evaluator:
             return tuple(self.value(item) for item in node.items)
         assert isinstance(node, ast.Range)
         return Interval(self.value(node.low), self.value(node.high))
+
+    def _dim(self, node: ast.Expr) -> int:
+        """One computed part of a size (`(c*2)x7`): a whole number."""
+        value = self._number(node)
+        if isinstance(value, float):
+            hint = "'/' gives a fraction; use '//' for whole-number division"
+            raise _error("E205", f"a size needs whole numbers, got {value:g}", node.span, hint)
+        return value
 
     def _attr(self, node: ast.Attr) -> int:
         owner = self.names.get(node.of)

@@ -74,9 +74,10 @@ class Neg(Node):
 
 
 class Size(Node):
-    """`5x5`, `1x7`: a kernel or window size, one number per spatial axis."""
+    """`5x5`, `1x7`: a kernel or window size, one number per spatial axis. A computed size
+    (`(c*2)x7x7`, `3x(k)`) keeps each part in parentheses as an expression."""
 
-    dims: tuple[int, ...]
+    dims: tuple[int | Expr, ...]
 
 
 class Quantity(Node):
@@ -105,7 +106,9 @@ Value = Num | Name | Attr | BinOp | Neg | Size | Quantity | Matrix | ListValue |
 
 class Arg(Node):
     """A positional (`name` is None) or keyword argument. A merge's argument may be a
-    chain (`add(body, project(c, stride))`); nothing else takes one."""
+    chain (`add(body, project(c, stride))`); a block's may be a stage, an operation or
+    block to use in its body (`act=leaky_relu 0.2`, `unit=basic(64)`), kept as a chain of
+    that one stage; nothing else takes one."""
 
     name: str | None = None
     value: Value | Chain
@@ -162,6 +165,14 @@ class Assign(Node):
     chain: Chain
 
 
+class Unpack(Node):
+    """`a, b = split 58`, `x1, x2 = unit(c)`: the chain's last stage gives several tensors,
+    one for each name (the stages before it give one, as in any chain)."""
+
+    targets: tuple[Name, ...]
+    chain: Chain
+
+
 class Shared(Node):
     """`shared tower = {...}`: one instance, applied wherever it is called."""
 
@@ -178,15 +189,17 @@ class Output(Node):
     kinds: tuple[Name | None, ...] = ()  # one per name: the declared kind, if any
 
 
-Statement = ChainStmt | Assign | Shared | Output
+Statement = ChainStmt | Assign | Unpack | Shared | Output
 
 
 # ---- top level ------------------------------------------------------------------
 
 
 class Param(Node):
+    """A block's parameter; its default may be a stage, as an argument may (`act=relu`)."""
+
     name: str
-    default: Value | None = None
+    default: Value | Chain | None = None
 
 
 class Block(Node):
@@ -254,5 +267,6 @@ class Module(Node):
     comments: tuple[Comment, ...] = ()
 
 
-for _model in (BinOp, Neg, ListValue, Range, Arg, Group, Repeat, Chain, Shared, Module):
+_RECURSIVE = (BinOp, Neg, Size, ListValue, Range, Arg, Group, Repeat, Chain, Unpack, Shared, Param)
+for _model in (*_RECURSIVE, Module):
     _model.model_rebuild()

@@ -21,6 +21,7 @@ _TERMINAL_WORDS = {
     "CALLNAME": "a call such as 'basic('",
     "NUMBER": "a number",
     "SIZE": "a size such as 3x3",
+    "_X": "'x'",
     "SHAPE": "a shape such as 1x28x28",
     "QUANTITY": "a quantity such as 15deg",
     "STRING": 'a quoted path such as "blocks.net"',
@@ -38,6 +39,7 @@ _CHAR_HINTS = {
     "'": 'a path is written in double quotes, e.g. use "blocks.net"',
     '"': "a quoted path must end on the same line",
     ".": "a decimal number needs digits on both sides of the point, e.g. 0.5",
+    ">": "stages are joined with '|', not '->'",
 }
 
 
@@ -60,6 +62,81 @@ def _in_net(*lines: str) -> str:
     return "network n(x: 1x8x8) {\n" + "\n".join(lines) + "\n}\n"
 
 
+# Habits from other languages and frameworks, each answered with netspec's way.
+_MISTAKES = (
+    _Known(
+        "'repeat' takes its count first",
+        "write 'repeat N {word} ...': the count, then the stage",
+        (_in_net("repeat b(1) 2"), _in_net("repeat conv 1 1x1 2"), _in_net("repeat relu 2")),
+    ),
+    _Known(
+        "',' does not separate stages or an operation's arguments",
+        "an operation's arguments are separated by spaces ('conv 16 3x3'), "
+        "its stages by '|' ('conv 16 3x3 | relu')",
+        tuple(_in_net(f"{stage}, relu") for stage in ("conv 1", "conv 1 1x1", "conv 1 1x1 pad=1")),
+    ),
+    _Known(
+        "';' does not end a statement",
+        "a statement ends at the end of its line: put the next one on a line of its own, "
+        "or join stages with '|'",
+        tuple(_in_net(f"{stage}; relu") for stage in ("relu", "conv 1 1x1", "conv 1 1x1 pad=1")),
+    ),
+    _Known(
+        "'//' does not start a comment",
+        "a comment starts with '#'",
+        tuple(_in_net(f"{stage} // a comment") for stage in ("relu", "conv 1 1x1")),
+    ),
+    _Known(
+        "'{word}:' does not name an argument",
+        "write '{word}=' and its value, with no space between",
+        (_in_net("conv 1 1x1 stride:2"), _in_net("relu x:2")),
+        caret="word",
+    ),
+    _Known(
+        "two '|' in a row",
+        "stages are joined by one '|'",
+        (_in_net("relu || relu"), _in_net("conv 1 1x1 || relu")),
+    ),
+    _Known(
+        "a size is written with 'x', not as a tuple",
+        "write its sizes joined by 'x': 3x3, not (3, 3)",
+        (_in_net("conv 1 (3, 3)"), _in_net("conv 1 1x1 stride=(2, 2)"), _in_net("maxpool (2, 2)")),
+    ),
+    _Known(
+        "input '{word}' needs a shape",
+        "write '{word}: SHAPE', channels first and per sample, e.g. '{word}: 3x32x32'",
+        ("network n(x) {\n}\n", "network n(x, y: 1x2x2) {\n}\n"),
+        caret="word",
+    ),
+    _Known(
+        "a shape is numbers or capitalised names joined by 'x'",
+        "e.g. 3x32x32, or 3xHxW for sizes given later with --set H=... --set W=...",
+        ("network n(x: 1xhxw) {\n}\n",),
+    ),
+    _Known(
+        "a block's parameters are written in parentheses, even when it has none",
+        "write 'block {word}() {{'",
+        ("block b {\n}\n",),
+    ),
+    _Known(
+        "a network's inputs are written in parentheses",
+        "e.g. 'network {word}(image: 1x28x28) {{'",
+        ("network n {\n}\n",),
+    ),
+    _Known(
+        "a body is written in braces; ':' does not open one",
+        "end this line with '{{' and close the body with '}}' on a line of its own",
+        ("block b(c):\n", "network n(x: 1x8x8):\n"),
+    ),
+    _Known(
+        "'{word}=' cannot start a training setting",
+        "a setting is its name, then its values: 'epochs 10', 'optimizer sgd lr=0.1'",
+        (_in_net("relu") + "train n on d {\nlr=0.1\n}\n",),
+        caret="word",
+    ),
+)
+
+
 _KNOWN = (
     _Known(
         "'{word}' is a keyword and cannot be used as a name",
@@ -75,7 +152,8 @@ _KNOWN = (
     ),
     _Known(
         "a chain cannot end with '|'",
-        "add a stage after the '|', or remove it",
+        "add a stage after the '|', or remove it (a chain goes on on the next line when that "
+        "line starts with '|')",
         (
             *(
                 _in_net(*lines)
@@ -101,7 +179,8 @@ _KNOWN = (
     ),
     _Known(
         "'{word}' cannot take arguments here: a call's arguments are separated by ','",
-        "in a merge, a stage with arguments reads a tensor named first, e.g. 'in | {word} ...'",
+        "in a merge, a stage with arguments reads a tensor named first: name the tensor "
+        "(x = ...) and write 'x | {word} ...' ('in' is a block's input, or the network's)",
         tuple(
             _in_net(f"add(a, conv {arg})")
             for arg in ("8 1x1", "c 1x1", "1x1", "15deg", "stride=2", "[1, 2]", "(c)")
@@ -114,6 +193,7 @@ _KNOWN = (
         (_in_net("repeat"), _in_net("repeat 2"), _in_net("repeat 2 | relu")),
         caret="word",
     ),
+    *_MISTAKES,
 )
 
 
@@ -239,6 +319,10 @@ def _from_catalogue(e: UnexpectedToken, text: str, file: str) -> Diagnostic | No
     return Diagnostic("E002", known.message.format(**fill), span, hint=known.hint.format(**fill))
 
 
+# Tokens that start an argument: one where a call's ')' was expected lacks a ',' before it.
+_ARGUMENT_STARTS = frozenset({"NAME", "NUMBER", "CALLNAME", "SIZE", "QUANTITY"})
+
+
 def _unclosed(e: UnexpectedToken, text: str, file: str) -> Diagnostic | None:
     """A bracket left open: at the end of the file, or before a token that needs it closed."""
     pos = len(text) if e.token.type == "$END" else (e.token.start_pos or 0)
@@ -249,6 +333,13 @@ def _unclosed(e: UnexpectedToken, text: str, file: str) -> Diagnostic | None:
     closer = _PAIRS[opener]
     word = str(e.token).strip()
     opened = _char_span(file, text, at)
+    if word in _TOP_LEVEL and not _open_brackets(text, len(text)):
+        return Diagnostic(
+            "E002",
+            f"'{word}' cannot appear inside a network or block",
+            _token_span(e.token, text, file),
+            hint=f"move the '{word}' out of the '{opener} {closer}', to the top level of the file",
+        )
     if _at_end(e.token, text):
         message = f"unexpected end of file: the '{opener}' on line {opened.line} is never closed"
     elif word in _TOP_LEVEL:
@@ -256,16 +347,40 @@ def _unclosed(e: UnexpectedToken, text: str, file: str) -> Diagnostic | None:
             f"'{word}' cannot appear inside '{opener} {closer}': the '{opener}' on line "
             f"{opened.line} is never closed"
         )
+    elif closer == "}" and "_NL" in e.expected:
+        return None  # the statement could end here: '}' is only one of what may follow
     elif any(_CLOSERS[t] == closer for t in e.expected & _CLOSERS.keys()):
         message = f"expected '{closer}' to close the '{opener}', got {_token_words(e.token, text)}"
     else:
         return None
+    hint = f"add the missing '{closer}'"
+    call = opener == "(" and at > 0 and (text[at - 1].isalnum() or text[at - 1] == "_")
+    if call and e.token.type in _ARGUMENT_STARTS:
+        hint = f"separate the arguments with ',', or add the missing '{closer}'"
     return Diagnostic(
         "E003",
         message,
         _token_span(e.token, text, file),
-        hint=f"add the missing '{closer}'",
+        hint=hint,
         notes=(Note(f"the '{opener}' opened here", opened),),
+    )
+
+
+def _line_ends_inside(e: UnexpectedToken, text: str, file: str) -> Diagnostic | None:
+    """A line that ends inside '( )' or '[ ]' (a merge split across lines): a newline ends
+    a statement unless a '\\' continues it."""
+    if e.token.type != "_NL" or _at_end(e.token, text):
+        return None
+    stack = _open_brackets(text, e.token.start_pos or 0)
+    if not stack or stack[-1][0] == "{":
+        return None
+    opener, at = stack[-1]
+    return Diagnostic(
+        "E002",
+        f"the line ends inside '{opener} {_PAIRS[opener]}': a statement ends with its line",
+        _token_span(e.token, text, file),
+        hint="to go on on the next line, end this one with a backslash '\\'",
+        notes=(Note(f"the '{opener}' opened here", _char_span(file, text, at)),),
     )
 
 
@@ -281,15 +396,20 @@ def _unexpected_token(e: UnexpectedToken, text: str, file: str) -> Diagnostic:
                 span,
                 hint=f"remove it, or add the '{_opener(str(tok))}' it closes",
             )
-    diag = _from_catalogue(e, text, file) or _unclosed(e, text, file)
+    diag = _line_ends_inside(e, text, file) or _from_catalogue(e, text, file)
+    diag = diag or _unclosed(e, text, file)
     if diag is not None:
         return diag
     hint = f"expected {_describe_expected(lark_parser(), set(e.expected))}"
-    if "NETWORK" in e.expected and tok.type in ("NAME", "CALLNAME"):
-        hint = "stages belong inside 'network NAME(input: SHAPE) { ... }' or a block"
     lines = text.split("\n")
     line = lines[span.line - 1] if 1 <= span.line <= len(lines) else ""
-    first = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", line)
+    if "NETWORK" in e.expected and tok.type in ("NAME", "CALLNAME"):
+        hint = "stages belong inside 'network NAME(input: SHAPE) { ... }' or a block"
+        defined = re.match(r"\s*[A-Za-z_]\w*\s+([A-Za-z_]\w*)\(", line)
+        if defined:
+            name = defined[1]
+            hint = f"define it with 'network {name}(...) {{' or 'block {name}(...) {{'"
+    first = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s+[A-Za-z_]", line)
     if first and first[1] not in KEYWORDS:
         hint = did_you_mean(first[1], KEYWORDS) or hint
     return Diagnostic("E002", f"unexpected {_token_words(tok, text)}", span, hint=hint)

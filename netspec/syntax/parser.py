@@ -57,6 +57,14 @@ class _Augment(tuple[ast.Op, ...]):
     """Marks the `augment { ... }` child of a train section."""
 
 
+def _staged(value: Any) -> Any:
+    """A stage given as a block's argument (`act=leaky_relu 0.2`, `unit=basic(64)`): the
+    chain of that one stage, as `ast.Arg` keeps a chain."""
+    if isinstance(value, ast.Op | ast.Call):
+        return ast.Chain(stages=(value,), span=value.span)
+    return value
+
+
 def _number(text: str) -> int | float:
     return int(text) if re.fullmatch(r"\d+", text) else float(text)
 
@@ -135,7 +143,7 @@ class _Builder(Transformer[Token, ast.Module]):
 
     def param(self, meta: Any, c: list[Any]) -> ast.Param:
         default = self._value(c[1]) if c[1] is not None else None
-        return ast.Param(name=str(c[0]), default=default, span=self._s(meta))
+        return ast.Param(name=str(c[0]), default=_staged(default), span=self._s(meta))
 
     def body(self, meta: Any, c: list[Any]) -> tuple[Any, ...]:
         return tuple(c)
@@ -143,8 +151,12 @@ class _Builder(Transformer[Token, ast.Module]):
     def chain_stmt(self, meta: Any, c: list[ast.Chain]) -> ast.ChainStmt:
         return ast.ChainStmt(chain=c[0], span=self._s(meta))
 
-    def assign(self, meta: Any, c: list[Any]) -> ast.Assign:
-        return ast.Assign(target=str(c[0]), chain=c[1], span=self._s(meta))
+    def assign(self, meta: Any, c: list[Any]) -> ast.Assign | ast.Unpack:
+        *names, chain = c
+        if len(names) == 1:
+            return ast.Assign(target=str(names[0]), chain=chain, span=self._s(meta))
+        targets = tuple(ast.Name(name=str(t), span=tok_span(self.file, t)) for t in names)
+        return ast.Unpack(targets=targets, chain=chain, span=self._s(meta))
 
     def shared(self, meta: Any, c: list[Any]) -> ast.Shared:
         body = c[1]
@@ -221,7 +233,7 @@ class _Builder(Transformer[Token, ast.Module]):
             return c[0]
         return ast.Arg(value=self._value(c[0]), span=self._s(meta))
 
-    carg = arg
+    carg = sarg = arg
 
     def argchain(self, meta: Any, c: list[Any]) -> ast.Chain:
         return ast.Chain(stages=tuple(c), span=self._s(meta))
@@ -230,7 +242,16 @@ class _Builder(Transformer[Token, ast.Module]):
         return ast.Op(name=str(c[0]), name_span=tok_span(self.file, c[0]), span=self._s(meta))
 
     def kwarg(self, meta: Any, c: list[Any]) -> ast.Arg:
-        return ast.Arg(name=str(c[0]), value=self._value(c[1]), span=self._s(meta))
+        return ast.Arg(name=str(c[0]), value=_staged(self._value(c[1])), span=self._s(meta))
+
+    def kwlist(self, meta: Any, c: list[Any]) -> ast.Arg:
+        """`mean=0.49,0.48,0.45` in a train setting: one value per channel, as a list."""
+        items = tuple(self._value(x) for x in c[1:])
+        first, last = items[0].span, items[-1].span
+        span = Span(first.file, first.line, first.col, last.end_line, last.end_col)
+        return ast.Arg(
+            name=str(c[0]), value=ast.ListValue(items=items, span=span), span=self._s(meta)
+        )
 
     def callargs(self, meta: Any, c: list[ast.Arg]) -> tuple[ast.Arg, ...]:
         return tuple(c)
@@ -238,6 +259,22 @@ class _Builder(Transformer[Token, ast.Module]):
     def vrange(self, meta: Any, c: list[Any]) -> ast.Range:
         low, high = (self._value(x) for x in c)
         return ast.Range(low=low, high=high, span=self._s(meta))
+
+    def size(self, meta: Any, c: list[Any]) -> ast.Size:
+        """`(B*5 + C)x7x7`: whole numbers as they are (`-1` too), the rest as expressions."""
+        dims: list[int | ast.Expr] = []
+        sign = 1
+        for child in c:
+            if isinstance(child, Token) and child.type == "NEG":
+                sign = -1
+            elif isinstance(child, Token):
+                value = sign * _number(child)
+                span = tok_span(self.file, child)
+                dims.append(value if isinstance(value, int) else ast.Num(value=value, span=span))
+                sign = 1
+            else:
+                dims.append(child)
+        return ast.Size(dims=tuple(dims), span=self._s(meta))
 
     def vlist(self, meta: Any, c: list[Any]) -> ast.ListValue:
         items = tuple(self._value(x) for x in c if x is not None)

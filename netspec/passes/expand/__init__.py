@@ -4,12 +4,15 @@ Graph whose nodes are named by dotted paths (`layer3.1.conv2`).
 Naming: a stage written as `x = stage` or `stage as x` is called `x`; the
 stages of `x = a | b` are `x.0` and `x.1`; an unnamed stage takes its
 operation's (or block's) name and a counter, `conv1`, `conv2`, ...; a block
-call's nodes live under its name, branches of a group under `group.0`, ...
+call's nodes live under its name, branches of a group under `group.0`, ...;
+`a, b = split 58` names each piece's `slice` after its name.
 
 The package, each module one concern:
 - `scope.py`    what names mean inside one body (tensors, shared, counters)
 - `walk.py`     the walk over statements and stages that emits nodes
 - `blocks.py`   block calls: recursion and depth checks, binding arguments
+- `stages.py`   operations and blocks given to a block as arguments (`act=relu`)
+- `several.py`  `a, b = split 58`, `x1, x2 = unit(c)`: several names for several tensors
 - `sharing.py`  which node owns the weights of each shared use
 - `nodes.py`    emitting nodes: unique names, the node limit, reads of each tensor
 - `facts.py`    what the walk leaves for the lints (named results, shared definitions)

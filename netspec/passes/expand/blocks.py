@@ -9,7 +9,7 @@ from netspec.diagnostics import Diagnostic, SpecError, did_you_mean, spec_error
 from netspec.limits import Limits
 from netspec.passes.arguments import plural
 from netspec.passes.expand.scope import Scope
-from netspec.passes.values import Evaluator
+from netspec.passes.expand.stages import argument
 from netspec.syntax import ast
 
 
@@ -33,7 +33,6 @@ def check_call(block: ast.Block, stage: ast.Op | ast.Call, scope: Scope, limits:
 
 def _given(block: ast.Block, stage: ast.Op | ast.Call, scope: Scope) -> dict[str, Any]:
     """The arguments of the call, by parameter name, evaluated in the caller's scope."""
-    ev = Evaluator(scope.values)
     params = {p.name: p for p in block.params}
     positional = [a for a in stage.args if a.name is None]
     if len(positional) > len(block.params):
@@ -47,7 +46,10 @@ def _given(block: ast.Block, stage: ast.Op | ast.Call, scope: Scope) -> dict[str
                 ).with_note("the block is defined here", block.span)
             ]
         )
-    given = {p.name: ev.value(arg.value) for p, arg in zip(block.params, positional, strict=False)}
+    given = {
+        p.name: argument(arg.value, scope.values)
+        for p, arg in zip(block.params, positional, strict=False)
+    }
     for arg in stage.args:
         if arg.name is None:
             continue
@@ -60,7 +62,7 @@ def _given(block: ast.Block, stage: ast.Op | ast.Call, scope: Scope) -> dict[str
             )
         if arg.name in given:
             raise spec_error("E214", f"'{arg.name}' is given twice", arg.span)
-        given[arg.name] = ev.value(arg.value)
+        given[arg.name] = argument(arg.value, scope.values)
     return given
 
 
@@ -74,7 +76,7 @@ def bind_arguments(
         if p.name in given:
             values[p.name] = given[p.name]
         elif p.default is not None:
-            values[p.name] = Evaluator(values).value(p.default)
+            values[p.name] = argument(p.default, values)
         else:
             names = ", ".join(q.name for q in block.params)
             raise SpecError(

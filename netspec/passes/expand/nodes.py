@@ -27,7 +27,10 @@ class Nodes:
     def tensor(self, name: str, span: Span, scope: Scope) -> str:
         """The node a tensor name of `scope` stands for (counted as read)."""
         if name not in scope.tensors:
-            hint = did_you_mean(name, scope.tensors)
+            known = [t for t in scope.tensors if t != "in"]
+            hint = did_you_mean(name, scope.tensors) or (
+                f"the tensors named before this line: {', '.join(known[-8:])}" if known else None
+            )
             if name == "in":
                 hint = "'in' is the input of a block, or of a network with one input"
             raise spec_error("E203", f"unknown tensor '{name}'", span, hint=hint)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
-from dataclasses import dataclass, field
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netspec.diagnostics import Span, spec_error
@@ -59,6 +59,12 @@ class Scope:
             stack=self.stack,
             sites=self.sites,
         )
+
+    def reading(self, values: Mapping[str, Any]) -> Scope:
+        """This scope, its arguments read against `values` instead: a stage given to a block
+        with its arguments reads them where it was written. Its tensors, counters and names
+        are this scope's own (the same dictionaries)."""
+        return replace(self, values=dict(values))
 
     def fresh(self, name: str, span: Span, blocks: Container[str]) -> None:
         """Refuse a new tensor name that is taken here, or names an operation or block."""

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from netspec.diagnostics import Collector, Span, SpecError, did_you_mean, spec_error
+from netspec.diagnostics import Collector, Diagnostic, Span, SpecError, did_you_mean, spec_error
 from netspec.ir import Graph, GraphInput, Shape
 from netspec.limits import MAX_VALUE, Limits
 from netspec.ops import REGISTRY, OpDef, ShapeError, merge_names
+from netspec.ops.channels import SEVERAL
 from netspec.ops.synonyms import op_hint
 from netspec.passes.arguments import op_arguments, validate
 from netspec.passes.define import Program
@@ -27,7 +28,9 @@ from netspec.passes.expand.blocks import bind_arguments, check_call
 from netspec.passes.expand.facts import Expansion, Named
 from netspec.passes.expand.nodes import Nodes
 from netspec.passes.expand.scope import FAILED, Scope, Skip
+from netspec.passes.expand.several import DISCARD, check_names, outputs_of, unpack, unsaid
 from netspec.passes.expand.sharing import SharedDef
+from netspec.passes.expand.stages import bound_stage
 from netspec.passes.infer import infer_graph
 from netspec.passes.values import Evaluator, InputSizes, Word, describe
 from netspec.syntax import ast
@@ -92,6 +95,7 @@ class Walker:
         """Expand a body from `cursor`; its last result and its `output` names, if any."""
         last, outputs = cursor, None
         branches = _referenced(stmts)
+        said: ast.Output | None = None  # the body's `output` statement
         for st in stmts:
             try:
                 if isinstance(st, ast.ChainStmt):
@@ -103,20 +107,34 @@ class Walker:
                     scope.assigned[st.target] = st.span
                     if st.target not in branches:
                         cursor = last
+                elif isinstance(st, ast.Unpack):
+                    self.unpack(st, scope, cursor)
                 elif isinstance(st, ast.Shared):
                     scope.fresh(st.name, st.span, self.program.blocks)
                     scope.shared[st.name] = SharedDef(st, scope)
                 else:
-                    _check_kinds(st)
+                    _check_output(st, said)
+                    said = st
                     outputs = tuple(self.out.tensor(n.name, n.span, scope) for n in st.names)
             except (SpecError, Skip) as e:
                 # Go on as if the line were not there (names are checked without shapes), but
                 # say nothing of lines that read the result it would have named.
                 self._record(e, scope)
-                if isinstance(st, ast.Assign):
-                    scope.tensors.setdefault(st.target, FAILED)
+                for name in _named(st):
+                    scope.tensors.setdefault(name, FAILED)
+        if said is None and stmts and isinstance(stmts[-1], ast.Unpack):
+            self._record(unsaid(stmts[-1]), scope)
         self._note_names(scope)
         return last, outputs
+
+    def unpack(self, st: ast.Unpack, scope: Scope, cursor: str) -> None:
+        """`a, b = ...`: each name for one of the tensors the chain gives (a branch: the
+        cursor stays where it was)."""
+        check_names(st, scope, self.program.blocks)
+        for target, out in zip(st.targets, unpack(self, st, scope, cursor), strict=True):
+            if target.name != DISCARD:
+                scope.tensors[target.name] = out
+                scope.assigned[target.name] = target.span
 
     def _record(self, e: SpecError | Skip, scope: Scope) -> None:
         """Keep a statement's errors and go on with the next statement (up to the cap).
@@ -191,6 +209,15 @@ class Walker:
             return self.out.tensor(name, stage.name_span, scope)
         if name in scope.tensors:
             raise spec_error("E211", f"'{name}' is a tensor, not an operation", stage.name_span)
+        stage, scope = self.resolve(stage, scope)
+        name = stage.name
+        if name in SEVERAL and name not in scope.shared and name not in self.program.blocks:
+            raise spec_error(
+                "E241",
+                f"'{name}' gives several tensors, and a chain takes one",
+                stage.span,
+                hint=f"name each on the left: a, b = {name} ...; or keep some maps with slice a..b",
+            )
         if name in scope.shared:
             return self.apply_shared(scope.shared[name], stage, scope, src, label)
         if name in self.program.blocks:
@@ -208,7 +235,20 @@ class Walker:
             return self.merge(opdef, stage, scope, src, label)
         return self.op(opdef, stage, scope, src, label)
 
-    def _need(self, src: str, span: Span) -> str:
+    def resolve(self, stage: ast.Op | ast.Call, scope: Scope) -> tuple[ast.Op | ast.Call, Scope]:
+        """The stage a block's parameter stands for (`act`, given `act=relu`), and the scope
+        that reads its arguments; `stage` itself where its name is no such parameter."""
+        bound = bound_stage(stage, scope.values, self.names_stage)
+        if bound is None:
+            return stage, scope
+        resolved, values = bound
+        return resolved, scope if values is scope.values else scope.reading(values)
+
+    def names_stage(self, name: str) -> bool:
+        """Whether `name` is what a stage may name: an operation, a block, or split or chunk."""
+        return name in REGISTRY or name in self.program.blocks or name in SEVERAL
+
+    def need(self, src: str, span: Span) -> str:
         if src == FAILED:
             raise Skip
         if not src:
@@ -223,7 +263,7 @@ class Walker:
     def op(
         self, opdef: OpDef, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
     ) -> str:
-        src = self._need(src, stage.span)
+        src = self.need(src, stage.span)
         kwargs, spans = op_arguments(opdef, stage, scope.values)
         tie = kwargs.pop("tie", None)
         params = validate(opdef, kwargs, spans, stage, self.globals)
@@ -252,10 +292,16 @@ class Walker:
                 stage.span,
                 hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
             )
-        inputs = [self._merged(opdef, arg, scope, src) for arg in stage.args]
+        fields = opdef.params.model_fields
+        tensors = [a for a in stage.args if a.name is None or a.name not in fields]
+        inputs = [self._merged(opdef, arg, scope, src) for arg in tensors]
         _arity(opdef, len(inputs), stage.span)
+        # parameters by name after the tensors: `resize(top, lateral, mode=bilinear)`
+        given = stage.model_copy(update={"args": tuple(a for a in stage.args if a.name in fields)})
+        kwargs, spans = op_arguments(opdef, given, scope.values)
+        params = validate(opdef, kwargs, spans, given, self.globals)
         name = scope.label(label, opdef.name)
-        return self.out.emit(scope, name, opdef.name, opdef.params(), tuple(inputs), stage.span)
+        return self.out.emit(scope, name, opdef.name, params, tuple(inputs), stage.span)
 
     def _merged(self, opdef: OpDef, arg: ast.Arg, scope: Scope, src: str) -> str:
         """One input of a merge: a tensor by name, or a chain that reads the current tensor
@@ -278,10 +324,15 @@ class Walker:
                 hint=f"write their names, or chains: {opdef.name}(body, project(c, stride)), "
                 f"{opdef.name}(a, x | conv 8 1x1)",
             )
-        return self.chain(value, scope, self._need(src, value.span), None)
+        return self.chain(value, scope, self.need(src, value.span), None)
 
     def _one_input(self, name: str, scope: Scope) -> bool:
-        """Whether `name` is a stage that reads one tensor: an operation, block or shared."""
+        """Whether `name` is a stage that reads one tensor: an operation, block or shared,
+        or a block's parameter that names one (`act`, given `act=relu`)."""
+        stage = ast.Op(name=name)
+        bound = bound_stage(stage, scope.values, self.names_stage)
+        if bound is not None:
+            name = bound[0].name
         opdef = REGISTRY.get(name)
         if opdef is not None:
             return opdef.arity == 1
@@ -295,10 +346,23 @@ class Walker:
                 "E218",
                 f"'{stage.name}' cannot take branches",
                 stage.name_span,
-                hint=f"branches are merged by {', '.join(map(repr, most))} or {last!r}",
+                hint=op_hint(stage.name, merge_names())
+                or (
+                    "stages in a row need no braces: one per line, or joined by '|'"
+                    if opdef is None and stage.name not in self.program.blocks
+                    else f"branches are merged by {', '.join(map(repr, most))} or {last!r}"
+                ),
+            )
+        needs = [f"{n}=" for n, f in opdef.params.model_fields.items() if f.is_required()]
+        if needs:  # what only a call gives: `ssd(a, b, classes=10, scales=[0.1, 0.2])`
+            raise spec_error(
+                "E218",
+                f"'{stage.name}' cannot take branches: it needs {', '.join(needs)}",
+                stage.name_span,
+                hint=f"name its tensors and call it: {stage.name}(a, b, {needs[0]}...)",
             )
         _arity(opdef, len(stage.branches), stage.span)
-        src = self._need(src, stage.span)
+        src = self.need(src, stage.span)
         name = scope.label(label, opdef.name)
         outs = []
         for i, branch in enumerate(stage.branches):
@@ -334,8 +398,24 @@ class Walker:
     def block_call(
         self, block: ast.Block, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
     ) -> str:
+        """A block called where one tensor is expected: a stage of a chain."""
+        outs = self.block_outputs(block, stage, scope, src, label)
+        if len(outs) != 1:
+            names = ", ".join(outputs_of(block)) or "a, b"
+            raise spec_error(
+                "E220",
+                f"block '{block.name}' gives {len(outs)} tensors, where one is expected",
+                stage.span,
+                hint=f"name each: {names} = {block.name}(...)",
+            )
+        return outs[0]
+
+    def block_outputs(
+        self, block: ast.Block, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
+    ) -> tuple[str, ...]:
+        """Expand a block call; the tensors of its `output` statement, else its last result."""
         check_call(block, stage, scope, self.limits)
-        src = self._need(src, stage.span)
+        src = self.need(src, stage.span)
         # `in` is bound before the defaults, so that `block b(c=in.c)` reads the call's input
         values = bind_arguments(block, stage, scope, {**self.globals, "in": self.sizes(src)})
         name = scope.label(label, block.name)
@@ -343,9 +423,7 @@ class Walker:
         inner = scope.child(f"{scope.prefix}{name}.", values, stage.span, what, block.name)
         inner.tensors["in"] = src
         out, outputs = self.body(block.body, inner, src)
-        if outputs is not None and len(outputs) != 1:
-            raise spec_error("E220", "a block has exactly one output", block.span)
-        return outputs[0] if outputs else out
+        return outputs or (out,)
 
     def apply_shared(
         self, sd: SharedDef, stage: ast.Op | ast.Call, scope: Scope, src: str, label: str | None
@@ -362,7 +440,7 @@ class Walker:
             raise spec_error("E223", f"shared '{name}' takes no arguments", stage.span)
         label = scope.label(label, name)
         what = f"in shared '{name}', applied here"
-        src = self._need(src, stage.span)
+        src = self.need(src, stage.span)
         values = {**sd.scope.values, "in": self.sizes(src)}
         inner = sd.scope.child(f"{scope.prefix}{label}.", values, stage.span, what)
         inner.stack, inner.sites = scope.stack, (*scope.sites, (what, stage.span))
@@ -402,7 +480,7 @@ def _referenced(stmts: tuple[ast.Statement, ...]) -> set[str]:
                         stage(s)
 
     for st in stmts:
-        if isinstance(st, ast.ChainStmt | ast.Assign):
+        if isinstance(st, ast.ChainStmt | ast.Assign | ast.Unpack):
             for s in st.chain.stages:
                 stage(s)
         elif isinstance(st, ast.Output):
@@ -424,3 +502,30 @@ def _check_kinds(st: ast.Output) -> None:
                 hint=(None if reserved else did_you_mean(kind.name, ast.OUTPUT_KINDS))
                 or f"known kinds: {', '.join(ast.OUTPUT_KINDS)}",
             )
+
+
+def _check_output(st: ast.Output, said: ast.Output | None) -> None:
+    """A body has one `output` statement, naming every output; each kind is one netspec
+    knows (`output code: embedding`)."""
+    if said is not None:
+        names = ", ".join(n.name for n in (*said.names, *st.names))
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E220",
+                    "a second 'output' statement: a body names its outputs once",
+                    st.span,
+                    hint=f"name them all in one: output {names}",
+                ).with_note("the first 'output'", said.span)
+            ]
+        )
+    _check_kinds(st)
+
+
+def _named(st: ast.Statement) -> tuple[str, ...]:
+    """The tensor names a statement defines (none for a chain or an `output`)."""
+    if isinstance(st, ast.Assign):
+        return (st.target,)
+    if isinstance(st, ast.Unpack):
+        return tuple(t.name for t in st.targets if t.name != DISCARD)
+    return ()
