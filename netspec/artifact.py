@@ -41,6 +41,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -57,27 +58,37 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 # What an output's numbers mean; `run`, `eval` and the export checks act on this, never on
-# operation names. The first four are class scores ("rbf_distances": smaller is the class,
-# LeNet-5's RBF output); "map" is a dense prediction C x H x W (a reconstruction, a density,
-# per-pixel class scores); "embedding" a vector that is not class scores (declared in the
-# spec); "boxes" is a detection head's boxes; "class_map" is a classifier made fully
-# convolutional (OverFeat: each position holds one window's class scores); a detector's
-# `decoding` says how to read either. "tensor" is any other shape.
-OutputKind = Literal[
-    "logits",
-    "rbf_distances",
-    "probabilities",
-    "sigmoid",
-    "map",
-    "embedding",
-    "boxes",
-    "class_map",
-    "tensor",
-]
+# operation names. A kind is a name of `KINDS`, the file format's words for outputs. The
+# built-in ones: the first four are class scores (`SCORES`; "rbf_distances": smaller is the
+# class, LeNet-5's RBF output); "map" is a dense prediction C x H x W (a reconstruction, a
+# density, per-pixel class scores); "embedding" a vector that is not class scores (declared
+# in the spec); "tensor" any other shape. A detector's kinds ("boxes": a single-shot head's
+# proposed boxes, "class_map": a classifier made fully convolutional, ...) are not written
+# here: each is registered by the runtime decoder that reads it (netspec.runtime.decoders
+# registers its decoders' `outputs` when it is imported, as importing netspec.runtime does),
+# so a new kind of head adds no word to this module, and a file naming a kind that no part
+# of this netspec reads is still refused.
+OutputKind = str
 SCORES: tuple[OutputKind, ...] = ("logits", "rbf_distances", "probabilities", "sigmoid")
+# Each kind this netspec reads, and who declared it: "netspec" for the built-in ones, else
+# the decoder that reads it.
+KINDS: dict[OutputKind, str] = dict.fromkeys((*SCORES, "map", "embedding", "tensor"), "netspec")
+
+
+def register_kinds(kinds: tuple[OutputKind, ...], by: str) -> None:
+    """Make ``kinds`` words of the file format, declared ``by`` a decoder (its name): the
+    kinds of the outputs a decoder reads (netspec.runtime.decoders.discover). A kind is an
+    identifier of at most MAX_DECODER characters; two decoders may read one kind."""
+    for kind in kinds:
+        if not (kind.isidentifier() and len(kind) <= MAX_DECODER):
+            raise ValueError(f"output kind {kind!r:.40}: expected a short identifier")
+        KINDS.setdefault(kind, by)
+
+
 Precision = Literal["fp32", "fp16", "int8"]
 
 MAX_DIMS = 8  # per-sample axes of one input
+MAX_CHANNELS = 4096  # values of a per-channel mean or std
 MAX_ELEMENTS = 1 << 26  # values per sample (256 MiB of float32), a symbolic size as UNBOUND_SIZE
 MAX_NAME = 256  # characters in a name or a label
 MAX_ENTRIES = 1 << 17  # labels, inputs, outputs, weight names
@@ -98,13 +109,29 @@ MAX_EXACT_INT = 2**53  # an integer parameter: one a JSON reader's double holds 
 DECODER = "decoder"  # the key of the decoder's name in a `decoding` entry
 
 
+# A size computed from symbolic ones, as inference writes it (`3*H`, `(H-1)//2+1`): names,
+# whole numbers, + - * // % and parentheses. It is only shown and bound, never evaluated.
+_COMPUTED = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|\d+|//|[-+*%() ])+")
+MAX_COMPUTED = 1024  # characters of a computed size
+
+
 def _dim(value: object) -> int | str:
-    """A per-sample size: a positive int, or the name of a symbolic size (`H`)."""
+    """A per-sample size: a positive int, the name of a symbolic size (`H`), or a size
+    computed from them (`3*H`)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ELEMENTS:
         return value
     if isinstance(value, str) and value.isidentifier() and len(value) <= MAX_NAME:
         return value
-    raise ValueError(f"expected positive sizes or symbolic names, got {value!r:.40}")
+    if (
+        isinstance(value, str)
+        and len(value) <= MAX_COMPUTED
+        and _COMPUTED.fullmatch(value)
+        and re.search(r"[A-Za-z_]", value)
+    ):
+        return value
+    raise ValueError(
+        f"expected positive sizes, symbolic names or sizes computed from them, got {value!r:.40}"
+    )
 
 
 def _elements(shape: tuple[int | str, ...]) -> tuple[int | str, ...]:
@@ -140,6 +167,39 @@ def _std(value: float) -> float:
     return value
 
 
+def _mean(value: float) -> float:
+    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # NaN fails both
+        raise ValueError(f"expected a finite float32, got {value!r}")
+    return value
+
+
+def _per_channel(check: Callable[[float], float]) -> cs.CoreSchema:
+    """A mean or a std: one number for every channel, or a list of one per channel."""
+
+    def number(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {value!r:.40}")
+        return check(float(value))
+
+    def read(value: object) -> float | tuple[float, ...]:
+        if not isinstance(value, list | tuple):
+            return number(value)
+        if not 1 <= len(value) <= MAX_CHANNELS:
+            raise ValueError(f"expected 1 to {MAX_CHANNELS} values, got {len(value)}")
+        return tuple(number(v) for v in value)
+
+    return cs.no_info_plain_validator_function(read)
+
+
+def _channels_agree(info: InputInfo) -> InputInfo:
+    """A per-channel mean or std has a value for each of the input's channels (C x H x W)."""
+    for name, value in (("mean", info.mean), ("std", info.std)):
+        channels = info.shape[0] if len(info.shape) == 3 else None
+        if isinstance(value, tuple) and len(value) > 1 and channels != len(value):
+            raise ValueError(f"{name} has {len(value)} values for an input of {list(info.shape)}")
+    return info
+
+
 def _relative(name: str) -> str:
     """An embedded spec file's name: a relative POSIX path that stays in the spec's folder."""
     path = PurePosixPath(name)
@@ -148,14 +208,50 @@ def _relative(name: str) -> str:
     return name
 
 
+Values = float | tuple[float, ...]  # a mean or a std: one for every channel, or one per channel
+
+
 @dataclass(frozen=True)
 class InputInfo:
-    """One model input: its per-sample shape and the normalization applied to pixels in [0, 1]."""
+    """One model input: its per-sample shape and the normalization applied to pixels in
+    [0, 1], one mean and std for every channel or a tuple of one per channel; ``resize``,
+    the train section's `resize N`: an image's shorter side scaled to N, then its centre cut
+    to the input's size (None: an image is padded when it fits evenly, else resized)."""
 
     name: str
     shape: tuple[int | str, ...]
-    mean: float = 0.0
-    std: float = 1.0
+    mean: Values = 0.0
+    std: Values = 1.0
+    resize: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as written (``resize`` only where set: older readers know the rest)."""
+        entry = asdict(self)
+        if self.resize is None:
+            del entry["resize"]
+        return entry
+
+    def normalize(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Pixels in [0, 1], ``(..., C, H, W)``, as the model takes them: ``(x - mean) / std``,
+        per channel."""
+        mean, std = self._spread()
+        return ((x - mean) / std).astype(x.dtype)  # type: ignore[no-any-return]
+
+    def pixels(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """What `normalize` undoes: the model's input ``(..., C, H, W)`` as pixels."""
+        mean, std = self._spread()
+        return (x * std + mean).astype(x.dtype)  # type: ignore[no-any-return]
+
+    def _spread(self) -> tuple[Any, Any]:
+        """mean and std as numbers, or per channel shaped to broadcast over C x H x W."""
+        import numpy as np
+
+        def spread(v: Values) -> Any:
+            if not isinstance(v, tuple):
+                return v
+            return v[0] if len(v) == 1 else np.asarray(v, np.float32).reshape(-1, 1, 1)
+
+        return spread(self.mean), spread(self.std)
 
 
 @dataclass(frozen=True)
@@ -226,7 +322,7 @@ class ModelInfo:
             "netspec_version": self.version,
             "network": self.network,
             "spec": self.spec,
-            "inputs": json.dumps([asdict(i) for i in self.inputs]),
+            "inputs": json.dumps([i.as_json() for i in self.inputs]),
             "outputs": json.dumps([asdict(o) for o in self.outputs]),
             "output_kind": self.outputs[0].kind if self.outputs else "logits",
             "labels": json.dumps(list(self.labels) if self.labels is not None else None),
@@ -273,25 +369,37 @@ def record_schema(cls: type[Any], fields: dict[str, cs.CoreSchema]) -> cs.CoreSc
     return cs.dataclass_schema(cls, args, list(fields), config={"title": name})
 
 
-_INPUT = record_schema(
-    InputInfo,
-    {
-        "name": _NAME,
-        "shape": _SHAPE,
-        "mean": cs.with_default_schema(
-            cs.float_schema(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False), default=0.0
-        ),
-        "std": cs.with_default_schema(
-            cs.no_info_after_validator_function(_std, cs.float_schema(allow_inf_nan=False)),
-            default=1.0,
-        ),
-    },
+_INPUT = cs.no_info_after_validator_function(
+    _channels_agree,
+    record_schema(
+        InputInfo,
+        {
+            "name": _NAME,
+            "shape": _SHAPE,
+            "mean": cs.with_default_schema(_per_channel(_mean), default=0.0),
+            "std": cs.with_default_schema(_per_channel(_std), default=1.0),
+            "resize": cs.with_default_schema(
+                cs.nullable_schema(cs.int_schema(strict=True, gt=0, le=MAX_ELEMENTS)), default=None
+            ),
+        },
+    ),
 )
+
+
+def _known_kind(kind: str) -> str:
+    """An output's kind: one of `KINDS` (a head's, once its decoder is registered)."""
+    if kind not in KINDS:
+        raise ValueError(
+            f"expected an output kind this netspec reads ({', '.join(KINDS)}), got {kind!r:.40}"
+        )
+    return kind
+
+
 _OUTPUT = record_schema(
     OutputInfo,
     {
         "name": _NAME,
-        "kind": cs.literal_schema(list(get_args(OutputKind))),
+        "kind": cs.no_info_after_validator_function(_known_kind, _NAME),
         "shape": cs.with_default_schema(cs.nullable_schema(_SHAPE), default=None),
     },
 )

@@ -1,12 +1,13 @@
 """What each output of a compiled network is: its name in the spec, its kind and its shape.
 
-The kinds are the file format's (`netspec.artifact.OutputKind`); export records them, `run`
+The kinds are the file format's (`netspec.artifact.KINDS`); export records them, `run`
 acts on them, `compile` prints them. This module imports neither numpy nor torch.
 
 An output's kind is decided once, here, by this rule:
 
 - declared in the spec (`output code: embedding`), it is what is declared;
-- ending in a detection head (`detect boxes=2 classes=10`), it is boxes;
+- ending in a head (an operation whose `OpDef.head` is set: `detect boxes=2 classes=10`),
+  it is the head's kind, its `OpDef.output` (`boxes` for `detect`), whatever its shape;
 - a vector `F` (or `F x 1 x 1`, NiN's global pooling of class maps) is class scores, in the
   sense its last operation gives (`softmax`: probabilities, `rbf`: distances, else logits);
 - a `C x H x W` output (or `C x L`, along a 1-D signal) with more than one position is a
@@ -17,34 +18,37 @@ An output's kind is decided once, here, by this rule:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, get_args
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from netspec.artifact import OutputInfo, OutputKind
 from netspec.ir import Graph, Node, Shape
-from netspec.ops import REGISTRY
+from netspec.ops import REGISTRY, RF
 from netspec.ops.detection import Head, head_of
 from netspec.syntax import ast
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled
 
-_KINDS: dict[str, OutputKind] = {k: k for k in get_args(OutputKind)}
-
 
 def output_kind(graph: Graph, output: str) -> OutputKind:
-    """What a vector output's class scores are: the registry's `output` fact of its last
-    operation, looking through those that pass their input's meaning on (identity, dropout,
-    flatten). Plain logits when only pass-through operations stand between it and an input.
-    """
+    """What a vector output's class scores are (or a head's output): the registry's `output`
+    fact of its last operation, looking through those that pass their input's meaning on
+    (identity, dropout, flatten). Plain logits when only pass-through operations stand
+    between it and an input."""
+    node = _last(graph, output)
+    meaning = "pass" if node is None else REGISTRY[node.op].output
+    return "logits" if meaning == "pass" else meaning
+
+
+def _last(graph: Graph, output: str) -> Node | None:
+    """The node that decides what ``output`` means: itself, or the first before it that
+    does not pass its input's meaning on; None where only those stand after an input."""
     nodes = {n.name: n for n in graph.nodes}
-    if output not in nodes:
-        return "logits"
-    node = nodes[output]
-    meaning = REGISTRY[node.op].output
-    while meaning == "pass" and node.inputs and node.inputs[0] in nodes:
-        node = nodes[node.inputs[0]]
-        meaning = REGISTRY[node.op].output
-    return _KINDS.get(meaning, "logits")
+    node = nodes.get(output)
+    while node is not None and REGISTRY[node.op].output == "pass":
+        node = nodes.get(node.inputs[0]) if node.inputs else None
+    return node
 
 
 def kind_of_shape(graph: Graph, output: str, shape: Shape) -> OutputKind:
@@ -57,8 +61,9 @@ def kind_of_shape(graph: Graph, output: str, shape: Shape) -> OutputKind:
     >>> kind_of_shape(g, g.outputs[0], (4, 100)), kind_of_shape(g, g.outputs[0], (2, 3, 4, 5))
     ('map', 'tensor')
     """
-    if output_kind(graph, output) == "boxes":  # a detection head (`detect`): its grid map
-        return "boxes"
+    last = _last(graph, output)
+    if last is not None and REGISTRY[last.op].head:  # a head (`detect`): its own kind
+        return REGISTRY[last.op].output
     if len(shape) == 1 or (len(shape) in (2, 3) and all(d == 1 for d in shape[1:])):
         return output_kind(graph, output)
     if len(shape) in (2, 3):  # C x L along a signal, C x H x W over an image
@@ -144,20 +149,38 @@ def head_node(compiled: Compiled) -> Node | None:
     """The node of the network's head (an operation whose `OpDef.head` is set) when its one
     output ends in one, through what passes its input on."""
     graph = compiled.graph
-    if len(graph.outputs) != 1:
-        return None
-    nodes = {n.name: n for n in graph.nodes}
-    node = nodes.get(graph.outputs[0])
-    while node is not None and REGISTRY[node.op].output == "pass" and node.inputs:
-        node = nodes.get(node.inputs[0])
+    node = _last(graph, graph.outputs[0]) if len(graph.outputs) == 1 else None
     return node if node is not None and REGISTRY[node.op].head else None
 
 
-def detection_head(compiled: Compiled) -> Head | None:
-    """The network's detection head (`detect ...`) when its one output ends in one: its grid,
-    boxes and classes per cell, thresholds, and what one cell covers of the input."""
+@dataclass(frozen=True)
+class Site:
+    """Where the network's head sits, as what its rules are given: the head node's
+    parameters, its inputs' and its output's per-sample shapes, its output's receptive field,
+    and the network input's per-sample shape (the image its boxes are in)."""
+
+    params: Any
+    inputs: tuple[Shape, ...]
+    shape: Shape
+    rf: RF
+    image: Shape
+
+
+def head_site(compiled: Compiled) -> Site | None:
+    """The network's head as a `Site`, when its one output ends in one."""
     node = head_node(compiled)
     if node is None:
         return None
+    graph = compiled.graph
+    shapes = {i.name: tuple(i.shape) for i in graph.inputs}
+    shapes.update((layer.name, tuple(layer.shape)) for layer in compiled.layers)
     layer = compiled.inferred.layer(node.name)
-    return head_of(node.params, tuple(layer.shape), layer.rf, compiled.graph.inputs[0].shape)
+    inputs = tuple(shapes[i] for i in node.inputs)
+    return Site(node.params, inputs, tuple(layer.shape), layer.rf, tuple(graph.inputs[0].shape))
+
+
+def detection_head(compiled: Compiled) -> Head | None:
+    """The network's `detect` head when its one output ends in one: its grid, boxes and
+    classes per cell, thresholds, and what one cell covers of the input."""
+    site = head_site(compiled)
+    return None if site is None else head_of(site.params, site.shape, site.rf, site.image)

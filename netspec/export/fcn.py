@@ -182,14 +182,14 @@ def check_windows(
     return WindowCheck(rows * cols, error, scale, ok)
 
 
-def check_image(fcn: FullyConvolutional, mean: float, std: float, seed: int = 0) -> FloatArray:
-    """A random image of pixels in [0, 1], made model-ready with `(x - mean) / std`, a few
+def check_image(fcn: FullyConvolutional, given: InputInfo, seed: int = 0) -> FloatArray:
+    """A random image of pixels in [0, 1], made model-ready as ``given`` says, a few
     windows wide, its size not a whole number of strides (so that the last row and column
     of windows are checked at the edge)."""
     (wh, ww), (jh, jw) = fcn.window, fcn.jump
     shape = (1, int(fcn.classifier.graph.inputs[0].shape[0]), wh + 5 * jh + jh // 2, ww + 7 * jw)
-    pixels = np.random.default_rng(seed).random(shape)
-    return ((pixels - mean) / std).astype(np.float32)
+    pixels = np.random.default_rng(seed).random(shape).astype(np.float32)
+    return given.normalize(pixels)
 
 
 # ---- the ONNX file ----------------------------------------------------------------------
@@ -247,7 +247,7 @@ def export_fcn(
         tmp.write_bytes(model.SerializeToString())
         _check_onnx(tmp, path)
         given = info.inputs[0]
-        for image in [check_image(fcn, given.mean, given.std), *images]:
+        for image in [check_image(fcn, given), *images]:
             check = check_windows(fcn, original, _run_file(tmp, image, path), image)
             log(check.summary())
             if not check.ok:

@@ -122,7 +122,8 @@ def _image(compiled: Compiled) -> ExportError | None:
 def _scores(compiled: Compiled) -> Scores | None:
     """The classifier's output when it is class scores, else None."""
     kind = output_infos(compiled)[0].kind
-    return kind if kind == "logits" or kind == "probabilities" else None
+    scores: tuple[Scores, ...] = ("logits", "probabilities")
+    return next((s for s in scores if s == kind), None)
 
 
 def _class_scores(compiled: Compiled) -> ExportError | None:
@@ -194,9 +195,10 @@ def _convert(compiled: Compiled, node: Node, after_dense: bool) -> Node:
         window = _dense_window(compiled, node) if _stage(node) and not after_dense else (1, 1)
         op, params = opdef.on_maps(node.params, window)
         return Node(node.name, op, params, node.inputs, node.span, node.origin, node.shares)
-    if opdef.locality == "elementwise" or opdef.locality == "pointwise":
+    locality = opdef.locality_for(node.params)
+    if locality == "elementwise" or locality == "pointwise":
         return node
-    if opdef.locality == "sliding" and not after_dense:
+    if locality == "sliding" and not after_dense:
         _check_window(compiled, node)
         return node
     why = opdef.refusal or f"'{node.op}' has no sliding-window form"

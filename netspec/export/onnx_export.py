@@ -6,7 +6,9 @@ The steps, in order:
 2. clean the graph with ONNX Runtime's basic offline optimizations (constant folding,
    redundant-node removal; standard operators only), weights held out of the folding so
    that their names survive for `netspec bench --vs torch`;
-3. optionally convert to fp16 or quantize to int8 (static QDQ), on finite calibration data;
+3. optionally convert to fp16 or quantize to int8 (static, quantize.DEFAULT_INT8) on finite
+   calibration data, int8 then timed against fp32: a warning when it is the slower, an
+   ExportError under `ExportOptions.int8_min_speedup`;
 4. add netspec's metadata (checked as `netspec run` will read it), write to a temporary
    file beside the destination, run `onnx.checker` (full check) and ONNX Runtime against
    PyTorch (a NaN or Inf on either side fails it), then `os.replace`.
@@ -37,12 +39,13 @@ from netspec.artifact import (
     ModelInfo,
     OutputKind,
     Precision,
+    Values,
     relative_sources,
 )
 from netspec.errors import ExportError, NetspecError
 from netspec.export.detection import decoded, decoding, exported_outputs, readable
 from netspec.export.metadata import default_labels
-from netspec.export.quantize import checked_calibration
+from netspec.export.quantize import Int8Speed, checked_calibration
 from netspec.export.verify import Agreement, ReducedCheck, check_fp32, check_reduced
 from netspec.fileio import atomic_path, output_target
 from netspec.kinds import output_infos
@@ -80,7 +83,9 @@ class ExportOptions:
     precision: Precision = "fp32"
     verify: bool = True
     labels: tuple[str, ...] | None = None
-    normalization: tuple[float, float] | None = None
+    normalization: tuple[Values, Values] | None = None  # (mean, std): one, or one per channel
+    # int8: refuse a file under this many times fp32's speed (None: warn when slower)
+    int8_min_speedup: float | None = None
 
     def __post_init__(self) -> None:
         batch = self.batch
@@ -97,9 +102,11 @@ class ExportOptions:
             )
         if self.precision not in ("fp32", "fp16", "int8"):
             raise ExportError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
+        if self.int8_min_speedup is not None and not self.int8_min_speedup > 0:
+            raise ExportError(f"int8_min_speedup {self.int8_min_speedup}: must be above 0")
         if self.normalization is not None:
-            mean, std = self.normalization
-            if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            mean, std = (v if isinstance(v, tuple) else (v,) for v in self.normalization)
+            if not (all(map(math.isfinite, (*mean, *std))) and min(std) > 0):
                 raise ExportError(
                     f"normalization (mean {mean}, std {std}): needs finite numbers, std > 0"
                 )
@@ -121,6 +128,7 @@ class ExportReport:
     initializers: int
     checks: list[Agreement] = field(default_factory=list)  # fp32: ORT against PyTorch
     reduced: ReducedCheck | None = None  # fp16/int8: agreement, accuracy, speed
+    int8_speed: Int8Speed | None = None  # int8: both files timed at the calibration batch
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +178,7 @@ def export_compiled(
     traced = _trace(module, compiled, examples, options.opset, options.batch)
     try:
         fp32 = _cleanup(traced, [o.name for o in output_infos(compiled)])
-        final = _reduce(fp32, options.precision, calibration, compiled)
+        final, int8_speed = _reduce(fp32, options, calibration, compiled, log)
     except NetspecError:
         raise
     except Exception as e:  # ONNX Runtime's Fail, InvalidGraph, ... derive from Exception only
@@ -191,6 +199,7 @@ def export_compiled(
         len(traced.graph.node),
         len(final.graph.node),
         len(final.graph.initializer),
+        int8_speed=int8_speed,
     )
     first = output_infos(compiled)[0]
     evidence = _Evidence(
@@ -257,8 +266,9 @@ def _dynamic_axes(compiled: Compiled, batch: str | int) -> dict[str, dict[int, s
     for i in compiled.graph.inputs:
         named = {k + 1: str(d) for k, d in enumerate(i.shape) if isinstance(d, str)}
         axes[i.name] = ({0: "batch"} if batch == "dynamic" else {}) | named
-    for o in output_infos(compiled):
-        axes[o.name] = {0: "batch"} if batch == "dynamic" else {}
+    for o in output_infos(compiled):  # an output's symbolic sizes keep their names (`3*H`)
+        named = {k + 1: str(d) for k, d in enumerate(o.shape or ()) if isinstance(d, str)}
+        axes[o.name] = ({0: "batch"} if batch == "dynamic" else {}) | named
     return {k: v for k, v in axes.items() if v}
 
 
@@ -284,6 +294,9 @@ def _trace(
     try:
         with torch.no_grad():
             layers = named.layer_names(*examples)
+        outputs = [o.name for o in output_infos(compiled)]
+        # a head whose graph decodes it: its layer's own tensor is not the output of its name
+        layers = [f"{name}.raw" if name in outputs else name for name in layers]
         axes = _dynamic_axes(compiled, batch)
         if batch == "dynamic":
             axes |= {name: {0: "batch"} for name in layers}
@@ -296,7 +309,7 @@ def _trace(
                 dynamo=False,
                 opset_version=opset,
                 input_names=[i.name for i in compiled.graph.inputs],
-                output_names=[o.name for o in output_infos(compiled)] + layers,
+                output_names=outputs + layers,
                 dynamic_axes=axes,
                 do_constant_folding=False,
                 keep_initializers_as_inputs=True,
@@ -361,13 +374,18 @@ def _weight_names(module: torch.nn.Module, model: onnx.ModelProto) -> dict[str, 
 
 
 def input_infos(
-    compiled: Compiled, normalization: tuple[float, float] | None = None
+    compiled: Compiled, normalization: tuple[Values, Values] | None = None
 ) -> tuple[InputInfo, ...]:
-    """Each input's shape and `(mean, std)`: as given, else the spec's `train` section's."""
-    if normalization is None and compiled.train is not None:
-        normalization = (compiled.train.normalize.mean, compiled.train.normalize.std)
+    """Each input's shape, `(mean, std)` (as given, else the spec's `train` section's) and
+    the section's `resize` rule."""
+    train = compiled.train
+    if normalization is None and train is not None:
+        normalization = (train.normalize.mean, train.normalize.std)
     mean, std = normalization or (0.0, 1.0)
-    return tuple(InputInfo(i.name, tuple(i.shape), mean, std) for i in compiled.graph.inputs)
+    resize = train.resize if train is not None else None
+    return tuple(
+        InputInfo(i.name, tuple(i.shape), mean, std, resize) for i in compiled.graph.inputs
+    )
 
 
 def _model_info(
@@ -406,19 +424,24 @@ def _model_info(
 
 def _reduce(
     fp32: onnx.ModelProto,
-    precision: Precision,
+    options: ExportOptions,
     calibration: npt.NDArray[Any] | None,
     compiled: Compiled,
-) -> onnx.ModelProto:
-    from netspec.export.quantize import to_fp16, to_int8
+    log: Log,
+) -> tuple[onnx.ModelProto, Int8Speed | None]:
+    """The file's graph in `options.precision`; int8 also timed against fp32 and judged
+    (quantize.int8_checked: a warning, or an ExportError under `int8_min_speedup`)."""
+    from netspec.export.quantize import int8_checked, to_fp16
 
-    if precision == "fp16":
-        return to_fp16(fp32)
-    if precision == "int8":
+    if options.precision == "fp16":
+        return to_fp16(fp32), None
+    if options.precision == "int8":
         assert calibration is not None
         samples = checked_calibration(calibration)
-        return to_int8(fp32, dict.fromkeys((i.name for i in compiled.graph.inputs), samples))
-    return fp32
+        names = [i.name for i in compiled.graph.inputs]
+        batch, minimum = options.fixed_batch, options.int8_min_speedup
+        return int8_checked(fp32, samples, names, batch, minimum, log)
+    return fp32, None
 
 
 def _set_metadata(model: onnx.ModelProto, info: ModelInfo) -> None:

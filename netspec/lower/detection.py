@@ -1,14 +1,60 @@
-"""A detection head's decoding in torch (YOLO v1): from the network's raw grid map to boxes
-in input pixels and class-specific confidences. Training (`netspec.tasks.yolo`) and export
-(the ONNX graph holds this decoding after the network) share it, so they cannot differ.
+"""A head's decoding in torch, and the hook through which export appends it to the network.
+
+A head operation whose exported graph decodes its raw output (to boxes in input pixels, to
+the boxes it keeps) says how in its lowering: its builder's `Lowered.decode` is a
+`DecodeRule`, which makes from the head's `Site` (netspec.kinds) an `Exported`: the torch
+module that follows the network in the exported graph, and the kind and per-sample shape of
+the file's output after it (None where a symbolic size leaves them unknown: the network is
+exported as it is). `netspec.export.detection` asks the network's head for it and
+wraps the network in `Decoded`; it knows no head from another.
+
+`detect`'s decoding (YOLO v1) lives here: from the network's raw grid map to boxes in input
+pixels and class-specific confidences. Training (`netspec.tasks.yolo`) and export (the ONNX
+graph holds this decoding after the network) share it, so they cannot differ.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from netspec.ops.detection import Head
+from netspec.artifact import OutputKind
+from netspec.ir import Shape
+from netspec.kinds import Site
+from netspec.ops.detection import Head, head_of
+
+
+@dataclass(frozen=True, eq=False)
+class Exported:
+    """What a head's exported graph ends with: the decoding `module` applied to the
+    network's output, and the `kind` and per-sample `shape` of the file's output it makes."""
+
+    module: nn.Module
+    kind: OutputKind
+    shape: Shape
+
+
+# A head's decoding in the exported graph, from where the head sits (`Lowered.decode`).
+DecodeRule = Callable[[Site], Exported | None]
+
+
+class Decoded(nn.Module):
+    """A network followed by its head's decoding: what a detector's ONNX file computes."""
+
+    def __init__(self, network: nn.Module, decoding: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.decoding = decoding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.decoding(self.network(x))
+        return out
+
+
+# ---- `detect`: YOLO v1's grid -------------------------------------------------------------
 
 
 def cells(out: torch.Tensor, head: Head) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,16 +93,23 @@ def decode(out: torch.Tensor, head: Head) -> tuple[torch.Tensor, torch.Tensor]:
     return xyxy.reshape(n, -1, 4), scores.reshape(n, -1, head.classes)
 
 
-class Decoded(nn.Module):
-    """A network followed by its head's decoding: ``(N, S*S*B, 4 + C)`` per batch, each
-    proposed box's corners x1, y1, x2, y2 in input pixels, then its C class-specific
-    confidences. Thresholds and suppression come after (`netspec detect`)."""
+class GridDecoding(nn.Module):
+    """`detect`'s decoding: ``(N, S*S*B, 4 + C)`` per batch, each proposed box's corners x1,
+    y1, x2, y2 in input pixels, then its C class-specific confidences. Thresholds and
+    suppression come after (`netspec detect`)."""
 
-    def __init__(self, network: nn.Module, head: Head) -> None:
+    def __init__(self, head: Head) -> None:
         super().__init__()
-        self.network = network
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        boxes, scores = decode(self.network(x), self.head)
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        boxes, scores = decode(out, self.head)
         return torch.cat([boxes, scores], -1)
+
+
+def grid_decoding(site: Site) -> Exported | None:
+    """`detect`'s exported graph: the grid decoded to every proposed box, kind `boxes`."""
+    head = head_of(site.params, site.shape, site.rf, site.image)
+    if head is None:
+        return None
+    return Exported(GridDecoding(head), "boxes", (head.per_image, 4 + head.classes))

@@ -116,10 +116,23 @@ def box_targets(
     target: Target,
     source: str,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Both splits' padded boxes ``(N, K, 5)``, checked against the images and the head: the
-    scenes must have the input's size (padding or resizing would move their boxes), every
-    box lies inside its image and every class is one the head predicts."""
+    """Both splits' padded boxes for the `detect` head (`scene_boxes`, its classes)."""
     assert target.head is not None
+    return scene_boxes(train, test, src, size, target.head.classes, source)
+
+
+def scene_boxes(
+    train: npt.NDArray[Any] | None,
+    test: npt.NDArray[Any] | None,
+    src: tuple[int, ...],
+    size: tuple[int, int],
+    classes: int,
+    source: str,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Both splits' padded boxes ``(N, K, 5)``, checked against the images and a detector
+    of ``classes`` classes: the scenes must have the input's size (padding or resizing would
+    move their boxes), every box lies inside its image and every class is one the head
+    predicts."""
     if train is None or test is None:
         raise DataError(f"{source}: a detector trains on scenes with boxes; these have none")
     if tuple(src) != tuple(size):
@@ -134,7 +147,7 @@ def box_targets(
         y = y.astype(np.float32)
         real = y[..., 0] >= 0
         cls, box = y[..., 0], y[..., 1:]
-        bad_class = real & ((cls >= target.head.classes) | (cls != np.round(cls)))
+        bad_class = real & ((cls >= classes) | (cls != np.round(cls)))
         edge = EDGE  # a box read back from a labels file may pass the edge by a rounding
         inside = (box[..., 0] >= -edge) & (box[..., 1] >= -edge)
         inside &= (box[..., 2] <= size[1] + edge) & (box[..., 3] <= size[0] + edge)
@@ -148,7 +161,7 @@ def box_targets(
                 raise DataError(
                     f"{source}: {split} scene {n}, box {k}: {what} "
                     f"(class {cls[n, k]:g}, box {', '.join(f'{v:g}' for v in box[n, k])}; "
-                    f"the head predicts classes 0..{target.head.classes - 1} in "
+                    f"the head predicts classes 0..{classes - 1} in "
                     f"{size[1]}x{size[0]} pixels)"
                 )
         limit = np.array([size[1], size[0], size[1], size[0]], np.float32)
@@ -159,10 +172,11 @@ def box_targets(
 
 def check_box_augments(spec: Augment) -> None:
     """A detector's augment block may scale and shift (the boxes move with the scene);
-    rotation, shear and elastic deformation would turn its boxes into other shapes."""
-    others = [n for n in ("rotate", "shear", "elastic_alpha") if getattr(spec, n) is not None]
+    rotation, shear and elastic deformation would turn its boxes into other shapes, and
+    the others are not applied to scenes."""
+    others = [w for w in spec.words if w not in BOX_AUGMENTS]
     if others:
-        names = ", ".join(n.removesuffix("_alpha") for n in others)
+        names = ", ".join(others)
         raise DataError(
             f"a detector's augment block takes {' and '.join(BOX_AUGMENTS)}, which move its "
             f"boxes with the scene; not {names}"
