@@ -6,6 +6,7 @@ passes below, this module above them."""
 from __future__ import annotations
 
 from netspec.passes.train.models import (
+    CROP_RATIO,
     Augment,
     Loss,
     Normalize,
@@ -17,6 +18,7 @@ from netspec.passes.train.models import (
 from netspec.passes.train.section import TRAIN_KEYS, require_dataset, train_config
 
 __all__ = [
+    "CROP_RATIO",
     "TRAIN_KEYS",
     "Augment",
     "Loss",

@@ -18,6 +18,7 @@ import pytest
 
 from tests.chromium import ARGS, CHROMIUM
 from tests.test_serve import LENET, Server, TinyRun, compiled_layers, serving, tiny_run
+from tests.test_show import COLOUR_NET, colour_folders
 
 __all__ = ["tiny_run"]  # the session fixture, shared with tests/test_serve.py
 
@@ -189,3 +190,42 @@ def test_clicking_a_gallery_digit_loads_it(page: Any, server: Server, tmp_path: 
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
+
+
+def test_the_pad_is_only_for_a_grey_input_and_a_colour_gallery_is_in_colour(
+    page: Any, browser: Any, tmp_path: Path
+) -> None:
+    """Issue 21: LeNet on MNIST keeps its drawing pad and says "digit"; a 3x32x32 net on
+    folders of red and green photographs has no pad, says "image", and its gallery's
+    thumbnails are in colour."""
+    assert page.locator("#draw").count() == 1
+    assert page.locator("#random").text_content() == "Random test digit"
+    spec = tmp_path / "col.net"
+    spec.write_text(COLOUR_NET)
+    with serving(spec, "--data", colour_folders(tmp_path / "photos")) as colour:
+        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        opened = context.new_page()
+        errors: list[str] = []
+        opened.on("pageerror", lambda e: errors.append(str(e)))
+        opened.goto(colour.url + "/")
+        opened.wait_for_function("window.netspec.updates >= 1", timeout=60_000)
+        opened.wait_for_selector("#gallery figure", timeout=60_000)
+        assert opened.locator("#draw").count() == 0 and opened.locator("#clear").count() == 0
+        assert opened.locator("#random").text_content() == "Random test image"
+        assert opened.locator("#gallery-title").text_content() == "Misclassified test images"
+        coloured = opened.eval_on_selector(
+            "#gallery figure canvas",
+            """c => {
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0;
+                for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[i + 1]) > 40) n++;
+                return n;
+            }""",
+        )
+        assert coloured > 100  # a 32x32 red or green photograph, not grey
+        opened.locator("#gallery figure").first.click()
+        opened.wait_for_function(
+            "/^test image #/.test(document.querySelector('#source').textContent)"
+        )
+        context.close()
+    assert not errors, errors

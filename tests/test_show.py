@@ -125,11 +125,14 @@ def _bound_small(spec: Path) -> netspec.Compiled:
 
 
 def _after_upsampling(compiled: netspec.Compiled) -> set[str]:
-    """Layers downstream of an upsample or deconv: there the compiler's box is the smallest
-    centred window holding every unit's inputs, so one unit's may be narrower on a side."""
+    """Layers downstream of an upsample, deconv, pixel shuffle or resize: there the compiler's
+    box is the smallest centred window holding every unit's inputs, so one unit's may be
+    narrower on a side."""
     late: set[str] = set()
     for node in compiled.graph.nodes:
-        if node.op in ("upsample", "deconv") or any(i in late for i in node.inputs):
+        if node.op in ("upsample", "deconv", "pixel_shuffle", "resize") or any(
+            i in late for i in node.inputs
+        ):
             late.add(node.name)
     return late
 
@@ -233,3 +236,57 @@ def test_bad_input_is_a_clear_error(args: list[str], message: str, tmp_path: Pat
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+COLOUR_NET = """network col(image: 3x32x32) {
+    conv 6 3x3 pad=same | relu | maxpool 2x2
+    conv 8 3x3 pad=same | relu | avgpool global
+    dense 2
+}
+train col on folders {
+    optimizer adam lr=0.02
+    epochs 1
+    batch 8
+}
+"""
+
+
+TRAIN = (sys.executable, "-m", "netspec", "train")
+
+
+def colour_folders(data: Path) -> Path:
+    """train/ and test/ folders of six 32x32 red and six green PNGs each."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name, colour in (("red", (200, 40, 30)), ("green", (30, 190, 60))):
+            (data / split / name).mkdir(parents=True)
+            for i in range(6):
+                pixels = np.clip(rng.normal(colour, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+                _png(data / split / name / f"{i}.png", pixels)
+    return data
+
+
+def test_a_colour_run_is_shown_in_colour_in_its_own_words(tmp_path: Path) -> None:
+    """Issue 21: a 3x32x32 run on image folders: its filters are RGB patches (not grey),
+    and the CLI names the input in the dataset's word ("image"), never "digit"."""
+    data = colour_folders(tmp_path / "photos")
+    spec = tmp_path / "col.net"
+    spec.write_text(COLOUR_NET)
+    trained = subprocess.run(
+        [*TRAIN, str(spec), "--data", str(data), "--out", str(tmp_path / "runs"), "--name", "col"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "out"
+    result = _show(str(tmp_path / "runs" / "col"), "--data", str(data), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "input: test image #0" in result.stderr
+    assert "digit" not in result.stdout + result.stderr
+    rgb = np.asarray(Image.open(out / "filters.png").convert("RGB")).astype(int)
+    assert (np.abs(rgb[..., 0] - rgb[..., 1]) > 40).sum() > 50  # coloured patches, not grey
+    kernel = np.random.default_rng(1).normal(0, 0.1, (3, 3, 3)).astype(np.float32)
+    patch = pictures.rgb_patch(kernel)  # each filter over its own range: 0 and 1 reached
+    assert patch.shape == (3, 3, 3) and patch.min() == 0.0 and patch.max() == 1.0

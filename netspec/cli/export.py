@@ -63,7 +63,19 @@ def _data(
     "--batch", default="dynamic", show_default=True, help="'dynamic', or a fixed batch size N"
 )
 @click.option("--fp16", is_flag=True, help="weights and activations in half precision")
-@click.option("--int8", is_flag=True, help="static int8 quantization (QDQ); needs --calibrate")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="static int8 quantization; needs --calibrate. Timed against fp32 on this CPU: "
+    "a warning when int8 is the slower",
+)
+@click.option(
+    "--int8-min-speedup",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="X",
+    help="refuse (write nothing) unless the int8 file runs at least X times as fast as fp32 "
+    "here, e.g. 1.5",
+)
 @click.option(
     "--calibrate",
     type=click.Path(exists=True, path_type=Path),
@@ -86,6 +98,7 @@ def export_cmd(
     batch: str,
     fp16: bool,
     int8: bool,
+    int8_min_speedup: float | None,
     calibrate: Path | None,
     samples: Path | None,
     no_verify: bool,
@@ -100,6 +113,8 @@ def export_cmd(
         )
     if fp16 and int8:
         raise UsageError("choose one of --fp16 and --int8")
+    if int8_min_speedup is not None and not int8:
+        raise UsageError("--int8-min-speedup is for --int8 only")
     fixed = batch_value(batch)
     from netspec.artifact import Precision
     from netspec.export.onnx_export import ExportOptions, export_compiled
@@ -114,7 +129,13 @@ def export_cmd(
     if x is None:  # no held-out samples: report agreement on the calibration set
         x, y = calibration, calibration_labels
     precision: Precision = "int8" if calibration is not None else "fp16" if fp16 else "fp32"
-    options = ExportOptions(opset=opset, batch=fixed, precision=precision, verify=not no_verify)
+    options = ExportOptions(
+        opset=opset,
+        batch=fixed,
+        precision=precision,
+        verify=not no_verify,
+        int8_min_speedup=int8_min_speedup,
+    )
     export_compiled(
         compiled,
         output,

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from netspec.cli.console import echo, say
-from netspec.cli.options import command
+from netspec.cli.options import command, threads_option
+from netspec.threads import choose_threads
 
 
 @command("serve")
@@ -48,6 +49,7 @@ from netspec.cli.options import command
     show_default=True,
     help="connections open at once; past it a new one is closed at once",
 )
+@threads_option
 def serve_cmd(
     target: Path,
     host: str,
@@ -55,15 +57,19 @@ def serve_cmd(
     data: Path | None,
     request_timeout: float,
     max_connections: int,
+    threads: int | None,
 ) -> None:
     """Serve a page for TARGET (a run directory, a spec or an ONNX file): draw a digit,
     see every layer's feature maps, the receptive field of any unit, the spec line that
     made its layer, and (for a run) the misclassified test digits. Ctrl-C stops it.
-    Only requests addressed to 127.0.0.1, localhost, [::1] or --host are answered."""
+    Only requests addressed to 127.0.0.1, localhost, [::1] or --host are answered.
+    The layers run on the threads chosen at start (--threads, else the free cores)."""
     from netspec.serve.guard import Guard, allowed_hosts
     from netspec.serve.server import listen, open_served, serve, url
 
-    served = open_served(target, data, say)
+    chosen = choose_threads(threads, quick=True)
+    say(chosen.describe())
+    served = open_served(target, data, say, chosen.threads)
     sock = listen(host, port)
     echo(f"serving {target} at {url(sock)} (Ctrl-C stops)")
     serve(served, sock, say, Guard(allowed_hosts(host), request_timeout, max_connections))

@@ -31,7 +31,11 @@ TOP_SAMPLES = 1000  # test images searched for top-activations.png
 @click.option(
     "--input", "image", type=click.Path(path_type=Path), help="an image (PNG, JPEG, .npy)"
 )
-@click.option("--digit", type=click.IntRange(0, MAX_DIGIT), help="the N-th MNIST test digit")
+@click.option(
+    "--digit",
+    type=click.IntRange(0, MAX_DIGIT),
+    help="the N-th test image of the dataset (an MNIST digit, a garment, a picture)",
+)
 @click.option("--layer", "layers", multiple=True, help="draw this layer's maps (repeatable)")
 @click.option("--unit", help="the unit whose receptive field to draw: LAYER:C:Y:X")
 @click.option(
@@ -104,18 +108,23 @@ def _channels(target: Path, overrides: dict[str, Any]) -> int:
 
 
 def _digit(probe: Probe, index: int, data: Path | None) -> npt.NDArray[np.float32]:
-    images = _test_images(probe, data)
-    if images is None:
+    """The N-th test image, in [0, 1]; says which one, in the dataset's word for it."""
+    found = _test_images(probe, data)
+    if found is None:
         raise UsageError("--digit: no test set to take it from; pass --data with test images")
+    images, word = found
     if index >= len(images):
         raise UsageError(f"--digit {index}: the test set has {len(images)} images")
+    say(f"input: test {word} #{index}")
     pixels: npt.NDArray[np.float32] = images[index].astype("float32") / 255.0
     return pixels
 
 
-def _test_images(probe: Probe, data: Path | None) -> npt.NDArray[Any] | None:
-    """One-channel test images ``(N, H, W)`` uint8: ``--data``'s, else those of the dataset
-    the network trains on where netspec fetches it (its record's source); None without."""
+def _test_images(probe: Probe, data: Path | None) -> tuple[npt.NDArray[Any], str] | None:
+    """Test images, ``(N, H, W)`` grey or ``(N, H, W, 3)`` colour uint8 as the input has
+    channels: ``--data``'s, else those of the dataset the network trains on where netspec
+    fetches it (its record's source); and the record's word for one ("digit", "garment",
+    "image"). None without."""
     from netspec.data.arrays import read_test_split
     from netspec.data.fetch import load_idx_files
     from netspec.data.registry import DEFAULT_DATASET, dataset
@@ -123,13 +132,18 @@ def _test_images(probe: Probe, data: Path | None) -> npt.NDArray[Any] | None:
     train = probe.compiled.train
     known = dataset(train.dataset if train is not None else DEFAULT_DATASET)
     source = known.source if known is not None else None
+    colour = len(probe.input_shape) == 3 and probe.input_shape[0] == 3
     if data is not None:
-        images = read_test_split(data, 1, source).x
+        images = read_test_split(data, 3 if colour else 1, source).x
     elif source is not None:
         images = load_idx_files(source, log=say).test_x
     else:
         return None
-    return images if images.ndim == 3 else None
+    if images.ndim == 4 and images.shape[1] == 3:
+        images = images.transpose(0, 2, 3, 1)
+    if images.ndim != 3 and not (images.ndim == 4 and images.shape[3] == 3):
+        return None
+    return images, known.sample if known is not None else "image"
 
 
 def _parse_unit(text: str, probe: Probe) -> Unit:
@@ -169,18 +183,18 @@ def _draw_all(
     from netspec.show.graph import write_graph
 
     x = probe.prepare(pixels)
-    seen = np.clip(x * probe.input.std + probe.input.mean, 0, 1)
+    seen = np.clip(probe.input.pixels(x), 0, 1)
     outputs = probe.run(x)
     views = pictures.spatial_groups(probe, layers)
     every = len(pictures.spatial_layers(probe))
     if not layers and every > len(views):
         say(f"drawing the maps of the first {len(views)} of {every} layers; --layer NAME draws any")
     yield from (pictures.draw_maps(probe, outputs, view, out).path for view in views)
-    grey = seen[0].mean(axis=0)
+    picture = _picture(seen)[0]
     for draw in (
-        lambda: pictures.draw_filters(probe, outputs, grey, out),
-        lambda: _receptive(probe, outputs, grey, unit, out),
-        lambda: pictures.draw_occlusion(probe, x, grey, out),
+        lambda: pictures.draw_filters(probe, outputs, picture, out),
+        lambda: _receptive(probe, outputs, picture, unit, out),
+        lambda: pictures.draw_occlusion(probe, x, picture, out),
     ):
         drawn = draw()
         if drawn is not None:
@@ -202,16 +216,25 @@ def _receptive(probe: Probe, outputs: Any, grey: Any, unit: Unit | None, out: Pa
 
 
 def _top_activations(probe: Probe, out: Path, data: Path | None) -> Path | None:
-    images = _test_images(probe, data) if probe.compiled.train is not None else None
-    if images is None:
-        say("top-activations.png needs grey test images: a run on a dataset netspec fetches")
+    found = _test_images(probe, data) if probe.compiled.train is not None else None
+    if found is None:
+        say("top-activations.png needs test images: a run on a dataset netspec fetches, or --data")
         return None
     import numpy as np
 
     from netspec.show import pictures
 
-    digits = images[:TOP_SAMPLES]
-    x = np.concatenate([probe.prepare(d) for d in digits])
-    seen = np.clip(x[:, 0] * probe.input.std + probe.input.mean, 0, 1).astype(np.float32)
+    samples = found[0][:TOP_SAMPLES]
+    x = np.concatenate([probe.prepare(d) for d in samples])
+    seen = _picture(np.clip(probe.input.pixels(x), 0, 1))
     drawn = pictures.draw_top_activations(probe, x, seen, out)
     return None if drawn is None else drawn.path
+
+
+def _picture(seen: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Inputs ``(N, C, H, W)`` in [0, 1] as pictures to draw: ``(N, H, W, 3)`` in colour for
+    3 channels, else ``(N, H, W)`` grey (other channel counts averaged)."""
+    import numpy as np
+
+    picture = seen.transpose(0, 2, 3, 1) if seen.shape[1] == 3 else seen.mean(axis=1)
+    return np.asarray(picture, np.float32)

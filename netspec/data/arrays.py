@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 from netspec.data.fetch import MnistData, load_idx_files
 from netspec.data.folders import load_image_folder, load_npz_targets
-from netspec.data.record import Arrays, Log, Source, held_out
+from netspec.data.record import AS_THEY_ARE, Arrays, Fit, Log, Source, held_out
+from netspec.data.sizing import train_size
 from netspec.data.sources import MNIST
 from netspec.errors import DataError
 
@@ -35,11 +36,13 @@ class SplitArrays(NamedTuple):
     source: str
 
 
-def read_fetched(source: Source, labels: tuple[str, ...], data: Path | None, log: Log) -> Arrays:
+def read_fetched(
+    source: Source, labels: tuple[str, ...], data: Path | None, log: Log, fit: Fit = AS_THEY_ARE
+) -> Arrays:
     """A dataset in MNIST's format: ``data`` as `read_given` reads it, else ``source``'s
     files, from the cache or fetched and verified."""
     if data is not None:
-        return read_given(data, log, source, labels)
+        return read_given(data, log, source, labels, fit)
     return _from_idx(load_idx_files(source, log=log), labels)
 
 
@@ -56,16 +59,20 @@ def data_format(path: Path) -> Format:
 
 
 def read_given(
-    data: Path, log: Log, source: Source = MNIST, labels: tuple[str, ...] = ()
+    data: Path,
+    log: Log,
+    source: Source = MNIST,
+    labels: tuple[str, ...] = (),
+    fit: Fit = AS_THEY_ARE,
 ) -> Arrays:
     """Both splits of the data at ``data``: an .npz (its last sixth the test set), image
-    folders (their class names) or ``source``'s four IDX files (MNIST's names by default;
-    their classes named ``labels``)."""
+    folders (their class names; each image decoded to ``fit``) or ``source``'s four IDX
+    files (MNIST's names by default; their classes named ``labels``)."""
     kind = data_format(data)
     if kind == "npz":
         return _from_npz(data, log)
     if kind == "folders":
-        return _from_folders(data, log)
+        return _from_folders(data, log, fit)
     return _from_idx(load_idx_files(source, data, log=log), labels)
 
 
@@ -108,13 +115,26 @@ def _from_npz(path: Path, log: Log) -> Arrays:
     return Arrays(x[:cut], y[:cut], x[cut:], y[cut:], str(path))
 
 
-def _from_folders(path: Path, log: Log) -> Arrays:
-    train = load_image_folder(path / "train")
-    test = load_image_folder(path / "test")
+def _from_folders(path: Path, log: Log, fit: Fit) -> Arrays:
+    """Both splits of image folders, read with the input's channels. With a `resize` rule
+    each image is decoded straight to the input's size (training's larger for random
+    resized crops); without one, the images must all have one size."""
+    if fit.resize is not None and fit.size is not None:
+        kept = train_size(fit.size, fit.resize, fit.crops)
+        train = load_image_folder(path / "train", kept, fit.channels, resize=fit.resize, log=log)
+        test = load_image_folder(path / "test", fit.size, fit.channels, resize=fit.resize, log=log)
+    else:
+        train = load_image_folder(path / "train", channels=fit.channels, log=log)
+        test = load_image_folder(path / "test", channels=fit.channels, log=log)
     if train.classes != test.classes:
         raise DataError(
             f"{path}: train/ has classes {train.classes} but test/ has {test.classes}; "
             "expected the same class folders"
+        )
+    if len(train.classes) < 2:
+        raise DataError(
+            f"{path / 'train'}: one class folder, '{train.classes[0]}'; a classifier needs "
+            "two or more: one folder per class, named as the class"
         )
     log(f"reading image folders in {path}: classes {', '.join(train.classes)}")
     return Arrays(

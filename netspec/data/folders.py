@@ -1,11 +1,17 @@
 """Other labelled image sources: `.npz` arrays (x, y) and folders of images, one
-subfolder per class."""
+subfolder per class.
+
+An image folder may hold a few files that are not readable images: a file whose name is not
+an image's (`Thumbs.db`, `notes.txt`) is left out, and an image that cannot be read
+(corrupt, truncated, not an image inside) is skipped, both named in one summary line,
+while the skipped images are at most `MAX_SKIPPED` of the folder's; more are refused, the
+first one named. An image over the size limits is refused, whatever the share."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,11 +21,13 @@ import numpy.typing as npt
 
 from netspec.data.idx import MAX_BYTES
 from netspec.data.pixels import byte_pixels
+from netspec.data.sizing import centre, scaled
 from netspec.errors import DataError
 from netspec.fileio import open_regular
 from netspec.text import fmt_shape
 
 __all__ = [
+    "MAX_SKIPPED",
     "ImageFiles",
     "ImageFolder",
     "LabeledArrays",
@@ -31,7 +39,14 @@ __all__ = [
 
 MAX_PIXELS = 2**25  # per image: checked from its header, before it is decoded
 MAX_DECODED = MAX_BYTES  # all of a folder's images decoded together, checked from headers
+MAX_SKIPPED = 0.1  # the share of a folder's images that may be unreadable and skipped
+SHOWN = 5  # skipped files a summary names
 PathLike = str | os.PathLike[str]
+Log = Callable[[str], None]
+
+
+class Unreadable(DataError):
+    """An image file that cannot be read: corrupt, truncated, or not an image inside."""
 
 
 class LabeledArrays(NamedTuple):
@@ -169,7 +184,7 @@ def _check_arrays(x: npt.NDArray[Any], y: npt.NDArray[Any], source: str) -> None
         raise DataError(f"{source}: {len(x)} inputs in x but {len(y)} labels in y")
 
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
 class ImageFiles:
@@ -180,7 +195,7 @@ class ImageFiles:
     def __init__(self, path: Path, channels: int = 1) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
-        self.classes, listed = _list_images(path)
+        self.classes, listed, self.others = _list_images(path)
         self.files = [f for f, _ in listed]
         self.labels = np.array([label for _, label in listed], np.int64)
         self.channels = channels
@@ -193,78 +208,157 @@ class ImageFiles:
         with _opened(self.files[index]) as image:
             return image.height, image.width
 
-    def read(self, index: int, hw: tuple[int, int] | None = None) -> npt.NDArray[np.uint8]:
-        """Image ``index`` as uint8 ``(H, W)`` or ``(H, W, 3)``, resized to ``hw``."""
-        from PIL import Image
-
+    def read(
+        self, index: int, hw: tuple[int, int] | None = None, resize: int | None = None
+    ) -> npt.NDArray[np.uint8]:
+        """Image ``index`` as uint8 ``(H, W)`` or ``(H, W, 3)``, resized to ``hw``; with
+        ``resize``, its shorter side scaled to that and its centre ``hw`` cut
+        (netspec.data.sizing). A JPEG is decoded at the smallest scale that still covers
+        what is kept."""
         with _opened(self.files[index]) as image:
+            to = hw if hw is None or resize is None else scaled(image.size[::-1], resize, hw)
+            if to is not None and image.format == "JPEG":
+                image.draft(None, (to[1], to[0]))
             pixels = byte_pixels(image, self.channels)  # 16-bit grey scaled, not clipped
-        if hw is None or pixels.shape[:2] == hw:
-            return pixels
-        resized = Image.fromarray(pixels).resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-        return np.asarray(resized, np.uint8)
+        if to is not None and pixels.shape[:2] != to:
+            pixels = _resized(pixels, to)
+        if hw is not None and to != hw:
+            top, left = centre((pixels.shape[0], pixels.shape[1]), hw)
+            pixels = pixels[top : top + hw[0], left : left + hw[1]]
+        return pixels
+
+
+def _resized(pixels: npt.NDArray[np.uint8], hw: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    from PIL import Image
+
+    resized = Image.fromarray(pixels).resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized, np.uint8)
 
 
 def load_image_folder(
-    path: PathLike, size: int | tuple[int, int] | None = None, channels: int = 1
+    path: PathLike,
+    size: int | tuple[int, int] | None = None,
+    channels: int = 1,
+    *,
+    resize: int | None = None,
+    log: Log | None = None,
 ) -> ImageFolder:
     """Load ``path/<class>/<image>`` into arrays, classes in sorted order.
 
-    ``size`` (H, W) resizes every image; without it they must all be the same
-    size. ``channels`` 1 gives ``(N, H, W)`` grayscale, 3 gives ``(N, 3, H, W)`` RGB.
-    Every header is read first: an image over `MAX_PIXELS`, or a folder whose images
-    together decode to more than `MAX_DECODED` bytes, is refused before anything is
-    decoded; then one array is allocated and each image decoded into its place.
+    ``size`` (H, W) resizes every image (with ``resize``, its shorter side to that, then its
+    centre cut to ``size``); without it they must all be the same size. ``channels`` 1
+    gives ``(N, H, W)`` grayscale, 3 gives ``(N, 3, H, W)`` RGB. Every header is read
+    first: an image over `MAX_PIXELS`, or a folder whose images together decode to more
+    than `MAX_DECODED` bytes, is refused before anything is decoded; then one array is
+    allocated and each image decoded into its place. Unreadable images are skipped (said in
+    ``log``) or refused, as the module says.
     """
     files = ImageFiles(Path(path), channels)
-    hw = (size, size) if isinstance(size, int) else size
-    if hw is None:
-        sizes = [files.size(i) for i in range(len(files))]
-        for file, found in zip(files.files, sizes, strict=True):
-            if found != sizes[0]:
-                raise DataError(
-                    f"{file}: {found} pixels, but {files.files[0]} is {sizes[0]}; "
-                    "expected one size (or pass a size to resize to)"
-                )
-        hw = sizes[0]
-    else:
-        for i in range(len(files)):
-            files.size(i)  # each header checked before anything is decoded
-    shape = (len(files), *hw) if channels == 1 else (len(files), 3, *hw)
+    skipped = _Skipped(Path(path), files)
+    sizes: dict[int, tuple[int, int]] = {}
+    for i, file in enumerate(files.files):
+        with skipped.unless_unreadable(file):
+            sizes[i] = files.size(i)  # each header checked before anything is decoded
+    skipped.check()
+    hw = (size, size) if isinstance(size, int) else size or _one_size(files, sizes)
+    shape = (len(sizes), *hw) if channels == 1 else (len(sizes), 3, *hw)
     total = math.prod(shape)
     if total > MAX_DECODED:
         raise DataError(
-            f"{path}: {len(files):,} images of {fmt_shape(shape[1:])} decode to {total:,} "
+            f"{path}: {len(sizes):,} images of {fmt_shape(shape[1:])} decode to {total:,} "
             f"bytes; netspec reads at most {MAX_DECODED:,}"
         )
     x = np.empty(shape, np.uint8)
-    for i in range(len(files)):
-        image = files.read(i, hw)
-        x[i] = image if channels == 1 else image.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
-    return ImageFolder(x, files.labels, files.classes)
+    y = np.empty(len(sizes), np.int64)
+    kept = 0
+    for i in sizes:
+        with skipped.unless_unreadable(files.files[i]):
+            image = files.read(i, hw, resize)
+            x[kept] = image if channels == 1 else image.transpose(2, 0, 1)  # (H, W, C) -> CHW
+            y[kept] = files.labels[i]
+            kept += 1
+    skipped.check()
+    if log is not None and skipped.named:
+        log(skipped.summary())
+    return ImageFolder(x[:kept], y[:kept], files.classes)
 
 
-def _list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Sorted class names and every (image file, class index)."""
+def _one_size(files: ImageFiles, sizes: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """The one (H, W) of every image, or a DataError naming two that differ."""
+    first = next(iter(sizes))
+    for i, found in sizes.items():
+        if found != sizes[first]:
+            raise DataError(
+                f"{files.files[i]}: {found} pixels, but {files.files[first]} is "
+                f"{sizes[first]}; expected one size, or a rule to bring images of any size "
+                "to the input: `resize N` in the train section (the shorter side scaled to "
+                "N, then the centre cut)"
+            )
+    return sizes[first]
+
+
+class _Skipped:
+    """The files of a folder left out: those not named as images, and the images that
+    cannot be read, skipped while they are at most `MAX_SKIPPED` of the images."""
+
+    def __init__(self, path: Path, files: ImageFiles) -> None:
+        self.path, self.total = path, len(files)
+        self.unreadable: list[tuple[Path, str]] = []
+        self.named = [(f, "not an image's name") for f in files.others]
+
+    @contextmanager
+    def unless_unreadable(self, file: Path) -> Iterator[None]:
+        try:
+            yield
+        except Unreadable as e:
+            self.unreadable.append((file, e.message.removeprefix(f"{file}: ")))
+            self.named.append(self.unreadable[-1])
+
+    def check(self) -> None:
+        """Refuse the folder when more than `MAX_SKIPPED` of its images cannot be read."""
+        if len(self.unreadable) > MAX_SKIPPED * self.total:
+            file, why = self.unreadable[0]
+            raise DataError(
+                f"{file}: {why}; {len(self.unreadable)} of the {self.total} images in "
+                f"{self.path} cannot be read, more than the {MAX_SKIPPED:.0%} netspec skips",
+                hint="remove or replace the broken files",
+            )
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{f.relative_to(self.path)} ({why})" for f, why in self.named[:SHOWN])
+        more = f" and {len(self.named) - SHOWN} more" if len(self.named) > SHOWN else ""
+        return f"skipped {len(self.named)} file(s) in {self.path}: {shown}{more}"
+
+
+def _list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]], list[Path]]:
+    """Sorted class names, every (image file, class index), and the other files of the
+    class folders (not hidden, not named as images)."""
     if not path.is_dir():
         raise DataError(f"{path}: not a directory; expected one subfolder per class")
     classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"{path}: no class folders; expected one subfolder per class (a/1.png)")
     files: list[tuple[Path, int]] = []
+    others: list[Path] = []
     for label, name in enumerate(classes):
-        found = sorted(f for f in (path / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        listed = sorted(f for f in (path / name).iterdir() if not f.name.startswith("."))
+        found = [f for f in listed if f.suffix.lower() in IMAGE_SUFFIXES]
         if not found:
-            raise DataError(f"{path / name}: no images; expected .png, .jpg or .jpeg files")
+            raise DataError(
+                f"{path / name}: no images; expected .png, .jpg or .jpeg files "
+                "(or .bmp, .gif, .tif, .webp)"
+            )
         files += [(f, label) for f in found]
-    return classes, files
+        others += [f for f in listed if f.suffix.lower() not in IMAGE_SUFFIXES and not f.is_dir()]
+    return classes, files, others
 
 
 @contextmanager
 def _opened(file: Path) -> Iterator[Any]:
     """A regular image file opened by Pillow (its header read, nothing decoded), refused
-    over `MAX_PIXELS`; every failure, then or while decoding, a DataError."""
-    from PIL import Image
+    over `MAX_PIXELS`; every failure, then or while decoding, a DataError (`Unreadable`
+    where the file is not a readable image)."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with open_regular(file) as f, Image.open(f) as image:
@@ -274,5 +368,9 @@ def _opened(file: Path) -> Iterator[Any]:
                     f"at most {MAX_PIXELS:,} pixels"
                 )
             yield image
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
         raise DataError(f"{file}: cannot read image ({e})") from None
+    except UnidentifiedImageError:
+        raise Unreadable(f"{file}: cannot read image (not an image Pillow knows)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise Unreadable(f"{file}: cannot read image ({e})") from None

@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "AS_THEY_ARE",
     "DIGITS",
     "HOLDOUT",
     "IDX_FILES",
     "WINDOW_LABELS",
     "Arrays",
     "Dataset",
+    "Fit",
     "Log",
     "Reader",
     "SceneSettings",
@@ -94,8 +96,24 @@ class SceneSettings(Protocol):
     def switches(self) -> tuple[str, ...]: ...
 
 
-# (--data PATH or None, log, the train section's scenes) -> both splits
-Reader: TypeAlias = Callable[[Path | None, Log, SceneSettings | None], Arrays]
+@dataclass(frozen=True)
+class Fit:
+    """What a reader of images of any size (image folders) is told of the network's input,
+    so that it decodes each image straight to it: its channels (1 grey, 3 RGB), its
+    (H, W), the train section's `resize N`, and whether training cuts random resized crops
+    (its images then kept larger: netspec.data.sizing.train_size). None: images as they
+    are (one size). Readers of arrays of one size ignore it: netspec.train.data fits those."""
+
+    channels: int = 1
+    size: tuple[int, int] | None = None
+    resize: int | None = None
+    crops: bool = False
+
+
+AS_THEY_ARE = Fit()  # images read as they are: grey, of one size
+
+# (--data PATH or None, log, the train section's scenes, the input) -> both splits
+Reader: TypeAlias = Callable[[Path | None, Log, SceneSettings | None, Fit], Arrays]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Literal, get_args
 
 from netspec.data.datasets import discover
-from netspec.data.record import Arrays, Dataset, Log, SceneSettings
+from netspec.data.record import AS_THEY_ARE, Arrays, Dataset, Fit, Log, SceneSettings
 from netspec.errors import DataError
 
 __all__ = [
@@ -67,13 +67,15 @@ def read_arrays(
     data: str | os.PathLike[str] | None,
     log: Log,
     settings: SceneSettings | None = None,
+    fit: Fit = AS_THEY_ARE,
 ) -> Arrays:
     """Both splits of the dataset a spec names (one of `DATASETS`), or of the data at
-    ``--data``; ``settings`` are the train section's scenes (for the datasets it draws)."""
+    ``--data``; ``settings`` are the train section's scenes (for the datasets it draws),
+    ``fit`` the network's input (for images of any size)."""
     record = DATASETS[dataset]
     if data is None and record.needs_data:
         raise DataError(
             f"the dataset '{dataset}' is read from --data: "
             "pass --data DIR (IDX files, train/ and test/ image folders) or --data FILE.npz"
         )
-    return record.reader(Path(data) if data is not None else None, log, settings)
+    return record.reader(Path(data) if data is not None else None, log, settings, fit)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from netspec.artifact import InputInfo
 from netspec.compiler import Compiled
 from netspec.data.registry import dataset
 from netspec.export.fcn import FcnReport, export_fcn, fully_convolutional, ink_boxes
@@ -42,7 +43,7 @@ def convert_fcn(
     checks = [image for _, image in read_images(given, images, notice=log)]
     boxes = None
     if _windows(compiled):
-        boxes, scene = _digit_windows(labels, given.mean, given.std, log)
+        boxes, scene = _digit_windows(labels, given, log)
         checks.append(scene)
     return export_fcn(
         compiled, output, module, labels=labels, boxes=boxes, images=checks, opset=opset, log=log
@@ -56,7 +57,7 @@ def _windows(compiled: Compiled) -> bool:
 
 
 def _digit_windows(
-    names: tuple[str, ...] | None, mean: float, std: float, log: Log
+    names: tuple[str, ...] | None, given: InputInfo, log: Log
 ) -> tuple[Boxes, npt.NDArray[np.float32]]:
     """For a classifier of MNIST scene windows: the digits' box shapes in their windows
     (MNIST's training digits framed as netspec.data.windows frames them: its ink share,
@@ -69,6 +70,6 @@ def _digit_windows(
     labels = digits.train_y.astype(np.int64)
     boxes = ink_boxes(digits.train_x, labels, names or LABELS, INK_SHARE, INK)
     scene = make_scene(SceneConfig.randomized(split="test"), DigitPool.of(digits, "test"), 0)
-    image = (scene.image.astype(np.float32) / 255 - mean) / std
+    image = given.normalize(scene.image.astype(np.float32)[None, None] / np.float32(255))
     log("checking on a randomized 128x128 test scene too")
-    return boxes, image[None, None].astype(np.float32)
+    return boxes, image

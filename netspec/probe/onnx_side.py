@@ -158,7 +158,9 @@ class OnnxLayers:
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, model: Any, compiled: Compiled, info: ModelInfo) -> None:
+    def __init__(
+        self, path: Path, model: Any, compiled: Compiled, info: ModelInfo, threads: int | None
+    ) -> None:
         import onnx
         import onnxruntime as ort
 
@@ -175,7 +177,7 @@ class OnnxLayers:
         try:
             self.session = ort.InferenceSession(
                 model.SerializeToString(),
-                session_options(threads=None),
+                session_options(threads),
                 providers=["CPUExecutionProvider"],
             )
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types

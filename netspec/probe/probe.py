@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ class Probe:
         source: Path,
     ) -> None:
         self.compiled = compiled
-        self.input = InputInfo(inputs[0].name, _bound(compiled), inputs[0].mean, inputs[0].std)
+        self.input = replace(inputs[0], shape=_bound(compiled))
         self.layers: tuple[LayerView, ...] = layer_views(compiled)
         self._by_name = {view.name: view for view in self.layers}
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in self.input.shape)
@@ -217,35 +218,40 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def open_probe(target: str | Path, *, overrides: Mapping[str, Any] = {}) -> Probe:
+def open_probe(
+    target: str | Path, *, overrides: Mapping[str, Any] = {}, threads: int | None = None
+) -> Probe:
     """A Probe on `target`: a run directory (its `model.onnx` when it has one and no
     overrides are given, else its spec and weights), a `.net` spec (weights drawn from a
     fixed seed, or only fixed kernels) or an ONNX file netspec wrote. `overrides` bind sizes
-    and constants as `--set` does (`{"H": "64"}`). A bad target is a NetspecError."""
+    and constants as `--set` does (`{"H": "64"}`); `threads`, the CPU threads its layers
+    run on (None: the engine's default). A bad target is a NetspecError."""
     path = Path(target)
     values = {k: _scalar(v) for k, v in overrides.items()}
     if path.is_dir():
-        return _open_run(path, values)
+        return _open_run(path, values, threads)
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory; expected a run, a spec or a .onnx")
     if path.suffix == ".onnx":
-        return _open_onnx(path, values, None)
+        return _open_onnx(path, values, None, threads)
     compiled = compile(path, **values)
-    return _torch_probe(compiled, None, path)
+    return _torch_probe(compiled, None, path, threads)
 
 
-def _torch_probe(compiled: Compiled, weights: Path | None, source: Path) -> Probe:
+def _torch_probe(
+    compiled: Compiled, weights: Path | None, source: Path, threads: int | None
+) -> Probe:
     from netspec.probe.torch_side import TorchLayers
 
     output = output_infos(compiled)[0]
     dataset = compiled.train.dataset if compiled.train is not None else None
     labels = default_labels(dataset, output)
     check_memory(compiled, source)
-    runner = TorchLayers(compiled, weights)
+    runner = TorchLayers(compiled, weights, threads)
     return Probe(compiled, input_infos(compiled), output, labels, runner, runner.backend, source)
 
 
-def _open_run(run: Path, overrides: dict[str, Any]) -> Probe:
+def _open_run(run: Path, overrides: dict[str, Any], threads: int | None) -> Probe:
     """A run as `netspec eval` opens it (netspec.train.opening: no link out of it, settings
     and every kept spec file checked against their digests), then its `model.onnx` compiled
     from those kept files, or its spec and weights."""
@@ -255,14 +261,16 @@ def _open_run(run: Path, overrides: dict[str, Any]) -> Probe:
     onnx_file = run / "model.onnx"
     if onnx_file.is_file() and not overrides:
         try:
-            return _open_onnx(onnx_file, kept.overrides, kept)
+            return _open_onnx(onnx_file, kept.overrides, kept, threads)
         except (ModelError, SpecError):
             pass  # exported before layers were named, or not this spec: read the weights
     compiled, weights = open_run(run, overrides=overrides)
-    return _torch_probe(compiled, weights, run)
+    return _torch_probe(compiled, weights, run, threads)
 
 
-def _open_onnx(path: Path, overrides: Mapping[str, Any], kept: KeptRun | None) -> Probe:
+def _open_onnx(
+    path: Path, overrides: Mapping[str, Any], kept: KeptRun | None, threads: int | None
+) -> Probe:
     """The ONNX side: the metadata's spec compiled (its sizes bound as exported) from what
     the file embeds, or for a run's file from the run's kept files, which it must hold; the
     graph run with every layer's tensor an output."""
@@ -287,7 +295,7 @@ def _open_onnx(path: Path, overrides: Mapping[str, Any], kept: KeptRun | None) -
         raise ModelError(f"{path}: its metadata's spec does not compile to the graph's inputs")
     check_outputs(model, compiled, info, path)
     check_memory(compiled, path)
-    runner = OnnxLayers(path, model, compiled, info)
+    runner = OnnxLayers(path, model, compiled, info, threads)
     probe = Probe(compiled, info.inputs, info.outputs[0], info.labels, runner, runner.backend, path)
     _check_shapes(probe, path)
     return probe

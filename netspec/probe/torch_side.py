@@ -43,7 +43,9 @@ class TorchLayers:
 
     backend = "torch"
 
-    def __init__(self, compiled: Compiled, weights: Path | None) -> None:
+    def __init__(self, compiled: Compiled, weights: Path | None, threads: int | None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)  # torch's count is the whole process's
         self.network = build_network(compiled, weights)
         self.inputs = len(compiled.graph.inputs)
         self._taps = Taps(self.network, compiled.graph)

@@ -104,13 +104,13 @@ def draw(image: FloatArray, found: Detections, info: InputInfo, labels: Sequence
         f"{label(labels, int(c))} {s:.2f}" for c, s in zip(found.classes, found.scores, strict=True)
     ]
     colours = [class_colour(int(c)) for c in found.classes]
-    picture = picture_of(pixels(image, info.mean, info.std))
+    picture = picture_of(pixels(image, info))
     return paint_boxes(picture, found.boxes, texts, colours, tags=True)
 
 
-def pixels(image: FloatArray, mean: float, std: float) -> npt.NDArray[np.uint8]:
+def pixels(image: FloatArray, info: InputInfo) -> npt.NDArray[np.uint8]:
     """A model-ready image (1, C, H, W) back to 8-bit pixels (H, W, 3) to draw on."""
-    unit = np.clip(image[0] * std + mean, 0, 1)
+    unit = np.clip(info.pixels(image[0]), 0, 1)
     rgb = np.repeat(unit, 3, axis=0) if unit.shape[0] == 1 else unit[:3]
     out: npt.NDArray[np.uint8] = np.rint(rgb.transpose(1, 2, 0) * 255).astype(np.uint8)
     return out

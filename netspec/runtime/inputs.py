@@ -1,8 +1,10 @@
 """Files to model-ready batches: PNG/JPEG images, `.npy` arrays, IDX files, directories.
 
 Pixels (images, uint8 arrays and IDX files) are scaled to [0, 1] (16-bit images by
-65535), fitted to the model's size, converted to its channels, then normalized with
-the model's `(x - mean) / std`. Float arrays are taken as already model-ready.
+65535), fitted to the model's size (by its `resize` rule where it has one: the shorter
+side scaled, the centre cut, as training did; netspec.data.sizing), converted to its
+channels, then normalized with the model's `(x - mean) / std`, per channel where it has
+one value per channel. Float arrays are taken as already model-ready.
 MNIST-style models expect a white digit on black; `invert=True` turns a dark-on-light
 image around. The kind of a file is read from its first bytes, not its name.
 
@@ -27,6 +29,7 @@ from netspec.artifact import InputInfo
 from netspec.data import DataError, load_idx_pair, read_idx
 from netspec.data.folders import load_npz_targets
 from netspec.data.pixels import unit_pixels
+from netspec.data.sizing import centre, scaled
 from netspec.errors import InputError
 from netspec.fileio import open_regular
 from netspec.text import fmt_shape
@@ -280,8 +283,11 @@ def _from_unit(
             "MNIST expect a white digit on black (pass --invert)"
         )
     x = _fit_channels(x, int(info.shape[0]), path, notice)
-    x = _fit_size(x, info.shape[1], info.shape[2], path, notice)
-    return ((x - info.mean) / info.std).astype(np.float32)
+    if info.resize is not None and all(isinstance(d, int) for d in info.shape[1:]):
+        x = _resize_and_cut(x, (int(info.shape[1]), int(info.shape[2])), info.resize, path, notice)
+    else:
+        x = _fit_size(x, info.shape[1], info.shape[2], path, notice)
+    return info.normalize(x)
 
 
 def _fit_channels(x: FloatArray, channels: int, path: Path, notice: Notice) -> FloatArray:
@@ -315,6 +321,23 @@ def _fit_size(
         return np.pad(x, ((0, 0), (0, 0), (dh // 2, dh // 2), (dw // 2, dw // 2)))
     notice(f"{path}: {h}x{w} resized to the model's {want_h}x{want_w}")
     return _resize(x, want_h, want_w)
+
+
+def _resize_and_cut(
+    x: FloatArray, out: tuple[int, int], resize: int, path: Path, notice: Notice
+) -> FloatArray:
+    """The model's `resize` rule: the shorter side scaled to ``resize`` (at least covering
+    ``out``), then the centre ``out`` cut, as its training set's images were."""
+    h, w = x.shape[2], x.shape[3]
+    size = scaled((h, w), resize, out)
+    if size != (h, w):
+        notice(
+            f"{path}: {h}x{w} resized to {size[0]}x{size[1]} (shorter side {resize}), "
+            f"its centre {out[0]}x{out[1]} kept"
+        )
+        x = _resize(x, *size)
+    top, left = centre(size, out)
+    return x[:, :, top : top + out[0], left : left + out[1]]
 
 
 def _resize(x: FloatArray, height: int, width: int) -> FloatArray:

@@ -43,11 +43,13 @@ DECODERS = 2  # uploads decoded at once (each in a worker thread)
 
 @dataclass(frozen=True)
 class Served:
-    """What the app serves: the probe, the page's title, and the test digits if any."""
+    """What the app serves: the probe, the page's title, the test digits if any, and the
+    dataset's word for one sample ("digit", "garment", "image") that the page shows."""
 
     probe: Probe
     title: str
     digits: Digits | None
+    sample: str = "image"
 
     @property
     def size(self) -> tuple[int, int, int]:
@@ -63,7 +65,9 @@ def make_app(served: Served) -> Starlette:
         return FileResponse(STATIC / "index.html")
 
     async def model(request: Request) -> Response:
-        return JSONResponse(model_json(served.probe, served.title, served.digits is not None))
+        return JSONResponse(
+            model_json(served.probe, served.title, served.digits is not None, served.sample)
+        )
 
     async def run(request: Request) -> Response:
         body = _json(await _body(request, MAX_JSON))

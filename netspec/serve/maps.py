@@ -72,14 +72,16 @@ def layer_json(layer: LayerView) -> dict[str, Any]:
     }
 
 
-def model_json(probe: Probe, title: str, gallery: bool) -> dict[str, Any]:
-    """GET /api/model: everything about the network that does not depend on the input."""
+def model_json(probe: Probe, title: str, gallery: bool, sample: str) -> dict[str, Any]:
+    """GET /api/model: everything about the network that does not depend on the input,
+    and ``sample``, the dataset's word for one input ("digit", "garment", "image")."""
     return {
         "title": title,
         "input_shape": list(probe.input_shape),
         "classes": None if probe.classes is None else list(probe.classes),
         "layers": [layer_json(layer) for layer in probe.layers],
         "digits": gallery,
+        "sample": sample,
     }
 
 

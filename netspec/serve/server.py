@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from netspec.data.registry import DATASETS
+from netspec.data.registry import dataset as record
 from netspec.errors import DataError, NetspecError, UsageError
 from netspec.probe import Probe, open_probe
 from netspec.serve.app import Served, make_app
@@ -24,10 +25,11 @@ Log = Callable[[str], None]
 GRACE_S = 2  # seconds open requests get to finish after Ctrl-C
 
 
-def open_served(target: Path, data: Path | None, log: Log) -> Served:
-    """The probe of ``target`` (a run directory, a spec or an ONNX file) and its test
-    digits: ``data``, else a run's own test set, else none (said in ``log``)."""
-    probe = open_probe(target)
+def open_served(target: Path, data: Path | None, log: Log, threads: int | None = None) -> Served:
+    """The probe of ``target`` (a run directory, a spec or an ONNX file), its layers run
+    on ``threads`` CPU threads (None: the engine's default), and its test digits: ``data``,
+    else a run's own test set, else none (said in ``log``)."""
+    probe = open_probe(target, threads=threads)
     try:
         input_size(probe.input_shape)
     except ValueError:
@@ -36,24 +38,35 @@ def open_served(target: Path, data: Path | None, log: Log) -> Served:
             f"{target}: the network's input is {shape}; netspec serve draws images "
             "(1 or 3 channels x height x width)"
         ) from None
-    digits = _digits(probe, target, data, log)
-    return Served(probe, target.name or str(target), digits)
-
-
-def _digits(probe: Probe, target: Path, data: Path | None, log: Log) -> Digits | None:
-    if data is None and target.suffix == ".onnx":
-        log("no test digits for an ONNX file: pass --data DIR to browse a test set")
-        return None
     dataset, stored = _dataset(probe, target, data)
+    known = record(dataset)
+    word = known.sample if known is not None else "image"
+    digits = _digits(probe, target, data, (dataset, stored), f"test {word}s", log)
+    return Served(probe, target.name or str(target), digits, word)
+
+
+def _digits(
+    probe: Probe,
+    target: Path,
+    data: Path | None,
+    found: tuple[str | None, Path | None],
+    what: str,
+    log: Log,
+) -> Digits | None:
+    """The test images to browse (``found``: the dataset and the data path to read), said
+    in ``log`` as ``what`` ("test digits", "test garments")."""
+    if data is None and target.suffix == ".onnx":
+        log(f"no {what} for an ONNX file: pass --data DIR to browse a test set")
+        return None
     try:
-        digits = read_digits(dataset, stored, input_size(probe.input_shape)[2])
+        digits = read_digits(*found, input_size(probe.input_shape)[2])
     except DataError as e:
         if data is not None:
             raise
-        log(f"no test digits ({e.message}); pass --data to browse a test set")
+        log(f"no {what} ({e.message}); pass --data to browse a test set")
         return None
     if digits is not None:
-        log(f"test digits: {len(digits):,} from {digits.source}")
+        log(f"{what}: {len(digits):,} from {digits.source}")
     return digits
 
 

@@ -199,7 +199,7 @@ def draw_filters(
     image = None
     for ax, kernel in zip(axes.flat, shown, strict=False):
         if rgb:
-            ax.imshow((kernel.transpose(1, 2, 0) / limit + 1) / 2, interpolation="nearest")
+            ax.imshow(rgb_patch(kernel), interpolation="nearest")
         else:
             image = ax.imshow(
                 kernel[0], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest"
@@ -216,10 +216,19 @@ def draw_filters(
         fig.colorbar(image, ax=axes, shrink=0.8)
     else:
         fig.text(
-            0.5, 0.01, f"RGB, values -{limit:.3g}..{limit:.3g} as 0..1", ha="center", fontsize=7
+            0.5, 0.01, "RGB, each kernel from its minimum to its maximum", ha="center", fontsize=7
         )
     _save(fig, path)
     return Drawn(path, {"kernels": kernels, "layer": view.name})
+
+
+def rgb_patch(kernel: FloatArray) -> FloatArray:
+    """A kernel over three input channels ``(3, kh, kw)`` as an RGB patch ``(kh, kw, 3)`` in
+    [0, 1], scaled over its own range (each filter's colours show, however small its
+    weights beside another's); a constant kernel is mid-grey."""
+    low, high = float(kernel.min()), float(kernel.max())
+    scaled = (kernel - low) / (high - low) if high > low else np.full_like(kernel, 0.5)
+    return np.asarray(scaled.transpose(1, 2, 0), np.float32)
 
 
 def _slide(

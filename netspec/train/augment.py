@@ -1,10 +1,14 @@
 """Random deformations of a batch, on its device, drawn from an explicit generator.
 
 Rotation, scale, squeeze, shift and shear form one affine map per image; the elastic field of
-Simard, Steinkraus & Platt (2003) is added to the same sampling grid, so each image is
+Simard, Steinkraus & Platt (2003) is added to the same sampling grid, and the random resized
+crop, the whole-pixel random crop and the mirror compose with it, so each image is
 resampled once (one bilinear blur, not two). Displacements are uniform in [-1, 1] per
-pixel, smoothed by a Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels.
-Images are expected in [0, 1] with background 0: what moves in from outside is background.
+pixel, smoothed by a Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels. The colour
+jitter then scales brightness, contrast and saturation, in that order, as torchvision's
+ColorJitter does each. Images are expected in [0, 1] with background 0: what moves in from
+outside is background. Each augmentation draws its numbers only when it is on, after those
+before it, so a section that adds none draws what it always drew.
 """
 
 from __future__ import annotations
@@ -14,20 +18,139 @@ import math
 import torch
 import torch.nn.functional as F
 
-from netspec.trainspec import Augment
+from netspec.trainspec import CROP_RATIO, Augment
 
 
-def augment(x: torch.Tensor, spec: Augment, gen: torch.Generator) -> torch.Tensor:
-    """A freshly deformed copy of ``x`` ``(B, C, H, W)``; ``x`` itself if nothing is enabled."""
+def augment(
+    x: torch.Tensor, spec: Augment, gen: torch.Generator, size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """A freshly deformed copy of ``x`` ``(B, C, H, W)`` at ``size`` (H, W; None: x's own,
+    which only a random resized crop changes); ``x`` itself if nothing is enabled."""
     if not spec.enabled:
         return x
-    b, _, h, w = x.shape
-    grid = F.affine_grid(_affine(b, h, w, spec, gen, x), [b, 1, h, w], align_corners=False)
+    if spec.geometric:
+        x = _resample(x, spec, gen, size or (x.shape[2], x.shape[3]))
+    if any(v is not None for v in (spec.brightness, spec.contrast, spec.saturation)):
+        x = _jitter(x, spec, gen)
+    return x
+
+
+def _resample(
+    x: torch.Tensor, spec: Augment, gen: torch.Generator, size: tuple[int, int]
+) -> torch.Tensor:
+    """The images moved: one sampling grid of ``size`` per image, from the affine map, the
+    elastic field and the crops and mirror (in the source image's coordinates)."""
+    b, (h, w) = x.shape[0], size
+    theta = _affine(b, h, w, spec, gen, x)
+    field = None
     if spec.elastic_alpha:
         field = _elastic(b, h, w, spec.elastic_alpha, spec.elastic_sigma, gen, x)
         # pixels -> normalized coordinates (the grid spans 2 over W pixels)
-        grid = grid + field * torch.tensor([2.0 / w, 2.0 / h], device=x.device)
+        field = field * torch.tensor([2.0 / w, 2.0 / h], device=x.device)
+    if spec.crop_scale is not None or spec.crop_pad is not None or spec.flip is not None:
+        scale, offset = _crop(b, (x.shape[2], x.shape[3]), size, spec, gen, x)
+        theta = theta * scale[:, :, None] + torch.cat(
+            [torch.zeros_like(theta[:, :, :2]), offset[:, :, None]], 2
+        )
+        field = field * scale[:, None, None, :] if field is not None else None
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    if field is not None:
+        grid = grid + field
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+CROP_TRIES = 10  # draws of a random resized crop before its fallback, as torchvision's
+
+
+def _crop(
+    b: int,
+    src: tuple[int, int],
+    out: tuple[int, int],
+    spec: Augment,
+    gen: torch.Generator,
+    like: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, ``(B, 2)`` each: the factor from the cut (and mirrored) box's normalized
+    coordinates to the source image's (x then y; negative x mirrors), and the box's centre
+    there. A random resized crop draws an area share and a log aspect ratio up to
+    `CROP_TRIES` times and takes the first box that fits, else the whole image with its
+    ratio clamped; its corner samples fall on its corner pixels' centres (as resizing with
+    aligned corners), so that no sample of a box reads the zeros outside the image. A
+    random crop then moves the box by whole pixels."""
+    h, w = src
+    fw = torch.ones(b, device=like.device)
+    fh = torch.ones(b, device=like.device)
+    cx = torch.zeros(b, device=like.device)
+    cy = torch.zeros(b, device=like.device)
+    if spec.crop_scale is not None:
+        fw, fh = _crop_size(b, h, w, spec, gen, like)
+        inside_w, inside_h = 1 - 1 / w, 1 - 1 / h  # the span of pixel centres
+        cx = (_uniform(b, 0, 1, gen, like) * 2 - 1) * (1 - fw) * inside_w
+        cy = (_uniform(b, 0, 1, gen, like) * 2 - 1) * (1 - fh) * inside_h
+        fw = fw * inside_w / (1 - 1 / out[1]) if out[1] > 1 else fw
+        fh = fh * inside_h / (1 - 1 / out[0]) if out[0] > 1 else fh
+    if spec.crop_pad is not None:
+        pad = spec.crop_pad
+        moves = (
+            torch.floor(_uniform(2 * b, 0, 1, gen, like) * (2 * pad + 1)).clamp(max=2 * pad) - pad
+        )
+        cx = cx + moves[:b] * 2 / w
+        cy = cy + moves[b:] * 2 / h
+    if spec.flip is not None:
+        fw = torch.where(_uniform(b, 0, 1, gen, like) < spec.flip, -fw, fw)
+    return torch.stack([fw, fh], 1), torch.stack([cx, cy], 1)
+
+
+def _crop_size(
+    b: int, h: int, w: int, spec: Augment, gen: torch.Generator, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random resized crop's width and height as shares of the image's, ``(B,)`` each."""
+    assert spec.crop_scale is not None
+    area = _uniform(b * CROP_TRIES, *spec.crop_scale, gen, like).view(b, CROP_TRIES)
+    ratios = spec.crop_ratio or CROP_RATIO
+    low, high = (math.log(r) for r in ratios)
+    ratio = torch.exp(_uniform(b * CROP_TRIES, low, high, gen, like)).view(b, CROP_TRIES)
+    fw = torch.sqrt(area * ratio * h / w)  # the box's width over the image's
+    fh = torch.sqrt(area / ratio * w / h)
+    fits = (fw <= 1) & (fh <= 1)
+    first = fits.int().argmax(1, keepdim=True)
+    aspect = w / h  # the fallback: the whole image, its ratio clamped to the range
+    whole_w = min(1.0, h * ratios[1] / w) if aspect > ratios[1] else 1.0
+    whole_h = min(1.0, w / ratios[0] / h) if aspect < ratios[0] else 1.0
+    found = fits.any(1)
+    fw = torch.where(found, fw.gather(1, first)[:, 0], torch.full_like(fw[:, 0], whole_w))
+    fh = torch.where(found, fh.gather(1, first)[:, 0], torch.full_like(fh[:, 0], whole_h))
+    return fw, fh
+
+
+GREY = (0.299, 0.587, 0.114)  # luma weights, as torchvision's rgb_to_grayscale
+
+
+def _jitter(x: torch.Tensor, spec: Augment, gen: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast and saturation scaled by factors drawn within 1 plus or minus
+    each (at least 0), clamped to [0, 1]; saturation only for colour images."""
+    b = x.shape[0]
+
+    def factor(amount: float) -> torch.Tensor:
+        return _uniform(b, max(0.0, 1 - amount), 1 + amount, gen, x).view(b, 1, 1, 1)
+
+    if spec.brightness is not None:
+        x = (x * factor(spec.brightness)).clamp(0, 1)
+    if spec.contrast is not None:
+        f = factor(spec.contrast)
+        x = (f * x + (1 - f) * _grey(x).mean((1, 2, 3), keepdim=True)).clamp(0, 1)
+    if spec.saturation is not None and x.shape[1] == 3:
+        f = factor(spec.saturation)
+        x = (f * x + (1 - f) * _grey(x)).clamp(0, 1)
+    return x
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: the luma of colour images, grey images as they are."""
+    if x.shape[1] != 3:
+        return x.mean(1, keepdim=True)
+    weights = torch.tensor(GREY, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
 
 
 def _uniform(

@@ -1,8 +1,10 @@
 """Fit a dataset's arrays (netspec.data.read_arrays) to the network's input, and keep them
-on the training device.
+on the training device; measure and apply the input normalization.
 
 Images stay in pixel units scaled to [0, 1] (background 0), so padding and augmentation
-fill with background; normalization is applied per batch, after augmentation.
+fill with background; normalization is applied per batch, after augmentation. With a
+`resize` rule, images are scaled and cut at their centre (netspec.data.sizing); training
+images are kept larger when random resized crops cut them to the input each epoch.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from netspec.data import Arrays, DataError
+from netspec.data.sizing import centre, scaled, train_size
 from netspec.ir import Shape
 from netspec.tasks import CLASSIFIER, Target
 from netspec.tasks.base import Given
 from netspec.text import fmt_shape
+from netspec.trainspec import Normalize, TrainConfig
 
 Log = Callable[[str], None]
 
@@ -43,6 +47,22 @@ class Tensors:
     def classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """The network's input's (H, W), the test images' (training images may be larger:
+        random resized crops cut them to it)."""
+        return int(self.test_x.shape[2]), int(self.test_x.shape[3])
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How images are brought to the input: the train section's `resize N` (None: padded
+    when they fit evenly, else resized), and whether training cuts random resized crops
+    (then training images are kept at `netspec.data.sizing.train_size`)."""
+
+    resize: int | None = None
+    crops: bool = False
+
 
 def fit_to_input(
     arrays: Arrays,
@@ -51,9 +71,10 @@ def fit_to_input(
     limit: int | None,
     device: torch.device,
     log: Log,
+    sizing: Sizing | None = None,
 ) -> Tensors:
-    """Scale to [0, 1], pad or resize to the input's (H, W), check channels; the target's
-    task checks the data's targets and makes them tensors (netspec.tasks)."""
+    """Scale to [0, 1], bring to the input's (H, W) as ``sizing`` says, check channels; the
+    target's task checks the data's targets and makes them tensors (netspec.tasks)."""
     if len(shape) != 3:
         raise DataError(
             f"the network's input is {fmt_shape(shape)}; training needs images C x H x W"
@@ -68,13 +89,31 @@ def fit_to_input(
         height if isinstance(height, int) else arrays.train_x.shape[2],
         width if isinstance(width, int) else arrays.train_x.shape[3],
     )
-    src = tuple(arrays.train_x.shape[2:])
-    if src != size:
+    src = (int(arrays.train_x.shape[2]), int(arrays.train_x.shape[3]))
+    sizing = sizing or Sizing()
+    if sizing.resize is not None and not target.task.per_sample:
+        raise DataError(
+            f"`resize` cuts the centre of each image, and the targets of a {target.task.name} "
+            "output would not move with it; bring the images to the input's size beforehand"
+        )
+    kept = train_size(size, sizing.resize, sizing.crops)
+    tested = (int(arrays.test_x.shape[2]), int(arrays.test_x.shape[3]))
+    if tested != size and sizing.resize is not None:
+        log(
+            f"fitting images of {tested[0]}x{tested[1]}: the shorter side scaled to "
+            f"{sizing.resize}, the centre {size[0]}x{size[1]} kept"
+        )
+    elif src != size and sizing.resize is None:
         log(
             f"fitting images of {src[0]}x{src[1]} to the input's {size[0]}x{size[1]} "
             f"({'padding' if _pads(src, size) else 'resizing'})"
         )
-    x = (_tensor(train_x, size, device), _tensor(arrays.test_x, size, device))
+    if kept != size:
+        log(f"training images kept at {kept[0]}x{kept[1]}: random resized crops cut them")
+    x = (
+        _tensor(train_x, kept, device, sizing.resize),
+        _tensor(arrays.test_x, size, device, sizing.resize),
+    )
     given = Given(
         arrays.train_y,
         arrays.test_y,
@@ -105,15 +144,77 @@ def _pads(src: tuple[int, ...], size: tuple[int, int]) -> bool:
     return all(s <= t and (t - s) % 2 == 0 for s, t in zip(src, size, strict=True))
 
 
-def _tensor(x: npt.NDArray[Any], size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """Float images in [0, 1] at ``size``: centred with background padding, else resized."""
+def _tensor(
+    x: npt.NDArray[Any], size: tuple[int, int], device: torch.device, resize: int | None
+) -> torch.Tensor:
+    """Float images in [0, 1] at ``size``: scaled by the `resize` rule and cut at the
+    centre; without one, centred with background padding, else resized."""
     t = torch.as_tensor(np.ascontiguousarray(x))
     t = t.float().div(255) if t.dtype == torch.uint8 else t.float()
     src = (t.shape[2], t.shape[3])
-    if src != size:
+    if src != size and resize is not None:
+        to = scaled(src, resize, size)
+        if to != src:
+            t = F.interpolate(t, size=to, mode="bilinear", antialias=True, align_corners=False)
+        top, left = centre(to, size)
+        t = t[:, :, top : top + size[0], left : left + size[1]]
+    elif src != size:
         if _pads(src, size):
             dh, dw = (size[0] - src[0]) // 2, (size[1] - src[1]) // 2
             t = F.pad(t, (dw, dw, dh, dh))
         else:
             t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
     return t.contiguous().to(device)
+
+
+MEASURE_VALUES = 1 << 24  # values a measure pass holds in float64 at once (128 MiB)
+
+
+def measure(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each channel's mean and standard deviation over images ``(N, C, H, W)`` in [0, 1]
+    (`normalize auto`), summed in float64 a batch at a time, as the numbers a run records."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    squares = torch.zeros_like(total)
+    step = max(1, MEASURE_VALUES // max(x[:1].numel(), 1))
+    for i in range(0, len(x), step):
+        batch = x[i : i + step].double()
+        total += batch.sum((0, 2, 3))
+        squares += batch.square().sum((0, 2, 3))
+    count = len(x) * x.shape[2] * x.shape[3]
+    mean = total / max(count, 1)
+    var = (squares / max(count, 1) - mean.square()).clamp(min=0)
+    if bool((var <= 0).any()):
+        raise DataError(
+            "normalize auto: a channel of the training images holds one value everywhere, "
+            "so its std is 0; give the normalization with mean= and std="
+        )
+    return tuple(mean.tolist()), tuple(var.sqrt().tolist())
+
+
+def measured(config: TrainConfig, x: torch.Tensor, log: Log) -> TrainConfig:
+    """``config`` with `normalize auto` resolved: the mean and std of each channel of the
+    training images ``x`` (recorded in the run, which every later use reads them from)."""
+    mean, std = measure(x)
+    log(
+        "normalize auto: the training images' mean "
+        + ",".join(f"{m:.4f}" for m in mean)
+        + " std "
+        + ",".join(f"{s:.4f}" for s in std)
+    )
+    one = len(mean) == 1  # a grey input's: numbers, as a section writes them
+    normalize = Normalize(mean=mean[0] if one else mean, std=std[0] if one else std, auto=True)
+    return config.model_copy(update={"normalize": normalize})
+
+
+def normalized(x: torch.Tensor, norm: Normalize) -> torch.Tensor:
+    """``(x - mean) / std`` for images ``(B, C, H, W)``, per channel where ``norm`` gives a
+    value per channel."""
+
+    def spread(v: float | tuple[float, ...]) -> float | torch.Tensor:
+        if not isinstance(v, tuple):
+            return v
+        if len(v) == 1:
+            return v[0]
+        return torch.tensor(v, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+
+    return (x - spread(norm.mean)) / spread(norm.std)

@@ -31,7 +31,7 @@ from netspec.errors import RunError
 from netspec.tasks import CLASSIFIER, Target
 from netspec.tasks.base import Outputs, as_outputs
 from netspec.train.augment import augment, augment_boxes
-from netspec.train.data import Tensors
+from netspec.train.data import Tensors, normalized
 from netspec.trainspec import Augment, Loss, Optimizer, Schedule, TrainConfig
 
 EVAL_BATCH = 1000
@@ -96,9 +96,10 @@ class Deform:
 
     spec: Augment
     gen: torch.Generator
+    size: tuple[int, int] | None = None  # the input's (H, W): random resized crops' size
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
-        return augment(x, self.spec, self.gen)
+        return augment(x, self.spec, self.gen, self.size)
 
     def boxes(self, x: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return augment_boxes(x, boxes, self.spec, self.gen)
@@ -203,8 +204,7 @@ def normalize_once(data: Tensors, config: TrainConfig) -> Tensors:
     pass over every batch of every epoch (about 1% of a small network's step on the CPU)."""
     if data.normalized or config.augment.enabled or data.target.reconstruct:
         return data
-    mean, std = config.normalize.mean, config.normalize.std
-    return replace(data, train_x=(data.train_x - mean) / std, normalized=True)
+    return replace(data, train_x=normalized(data.train_x, config.normalize), normalized=True)
 
 
 def train_epoch(
@@ -219,9 +219,8 @@ def train_epoch(
     n = len(data.train_x)
     order_gen, aug_gen = seed_epoch(config.seed, epoch, place.rank)
     order = torch.randperm(n, generator=order_gen).to(place.device)
-    mean, std = config.normalize.mean, config.normalize.std
     parts.module.train()
-    task, deform = data.target.task, Deform(config.augment, aug_gen)
+    task, deform = data.target.task, Deform(config.augment, aug_gen, data.size)
     tally = Tally(place.device, config.loss, data.target)
     per_sample = Scales(place)
     start = time.perf_counter()
@@ -230,7 +229,7 @@ def train_epoch(
         batch = order[step * config.batch : (step + 1) * config.batch]
         idx = batch if place.world == 1 else batch.tensor_split(place.world)[place.rank]
         x, y = task.augment(data.train_x[idx], data.train_y[idx], deform, data.target)
-        x = place.batch(x if data.normalized else (x - mean) / std)
+        x = place.batch(x if data.normalized else normalized(x, config.normalize))
         with place.autocast():
             outs = as_outputs(parts.module(x))
         summed = task.loss_sum(outs, y, config.loss, data.target)
@@ -374,7 +373,7 @@ def evaluate(
     loss = correct = 0.0
     preds: list[torch.Tensor] = []
     for i in range(0, len(x), EVAL_BATCH):
-        xb = place.batch((x[i : i + EVAL_BATCH] - config.normalize.mean) / config.normalize.std)
+        xb = place.batch(normalized(x[i : i + EVAL_BATCH], config.normalize))
         yb = y[i : i + EVAL_BATCH]
         with place.autocast():
             outs = as_outputs(module(xb))

@@ -253,7 +253,19 @@ def compile_run(
             f"{kept.dir}: the kept spec reads other files than it recorded: "
             + ", ".join(changed(kept.files.hashes(), now.hashes()))
         )
-    return compiled
+    return _measured(compiled, kept)
+
+
+def _measured(compiled: Compiled, kept: KeptRun) -> Compiled:
+    """The compiled run with the normalization its making measured (`normalize auto`), as
+    its settings recorded it: what it trains, evaluates, exports and shows with."""
+    train = compiled.train
+    if train is None or not train.normalize.auto or "train" not in kept.settings:
+        return compiled
+    stored = kept.config().normalize
+    if not stored.auto:
+        return compiled
+    return replace(compiled, train=train.model_copy(update={"normalize": stored}))
 
 
 def _inside_only(d: Diagnostic) -> Diagnostic:

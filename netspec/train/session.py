@@ -30,7 +30,7 @@ from netspec.lower.weights import load_weights
 from netspec.tasks import Target
 from netspec.tasks.base import as_outputs
 from netspec.train import plots, yolo_run
-from netspec.train.data import Tensors
+from netspec.train.data import Tensors, measured, normalized
 from netspec.train.loop import (
     Bar,
     Evaluation,
@@ -204,6 +204,7 @@ def _open(request: Request, log: Log, build: Build) -> Run:
     request, compiled, config, wanted, kept = _prepare(request, log)
     place = make_place(request, compiled, log)
     data = load_tensors(compiled, config, request.data, request.limit, place.device, log)
+    config, wanted = _measure(config, wanted, data, kept, log)
     data = normalize_once(data, config)
     log(f"data: {data.source}: {len(data.train_x)} training, {len(data.test_x)} test images")
     module = seeded_module(compiled, build, config.seed).to(place.device)
@@ -222,6 +223,17 @@ def _open(request: Request, log: Log, build: Build) -> Run:
     else:
         directory = _create(request, compiled, wanted, place, log)
     return _assemble(directory, compiled, config, data, place, module, request.compile, log)
+
+
+def _measure(
+    config: TrainConfig, wanted: dict[str, Any], data: Tensors, kept: KeptRun | None, log: Log
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """A new run's `normalize auto` measured on its training images, and the settings that
+    record it (a resumed run's were read from its settings: opening.compile_run)."""
+    if not config.normalize.auto or kept is not None:
+        return config, wanted
+    config = measured(config, data.train_x, log)
+    return config, {**wanted, "train": config.model_dump(mode="json")}
 
 
 def _pin_threads(kept: KeptRun, place: Place, log: Log) -> None:
@@ -467,7 +479,7 @@ class Shown:
         config, place, target = self.config, self.place, self.data.target
         self.module.eval()
         with place.autocast():
-            out = self.module(place.batch((x - config.normalize.mean) / config.normalize.std))
+            out = self.module(place.batch(normalized(x, config.normalize)))
         outs = tuple(o.float() for o in as_outputs(out))
         pred = target.task.predict(outs, config.loss, target)
         y = self.data.test_y[: plots.MAP_ROWS]
@@ -484,7 +496,7 @@ def _export_onnx(
 ) -> None:
     """Write ``model.onnx``, checked against PyTorch on test images."""
     mean, std = config.normalize.mean, config.normalize.std
-    samples = ((data.test_x[:EXPORT_SAMPLES] - mean) / std).cpu().numpy()
+    samples = normalized(data.test_x[:EXPORT_SAMPLES], config.normalize).cpu().numpy()
     task = data.target.task
     labels = tuple(data.labels) if task.exports_labels else None
     try:
@@ -512,9 +524,10 @@ def _next_steps(directory: Path, console: Console, run_out: bool) -> None:
 
 def _launch(request: Request, console: Console, log: Log) -> Path:
     """Create the run here (checking spec and data), then train it in N processes."""
-    request, compiled, config, wanted, _ = _prepare(request, log)
+    request, compiled, config, wanted, kept = _prepare(request, log)
     place = make_place(request, compiled, log)
-    load_tensors(compiled, config, request.data, request.limit, torch.device("cpu"), log)
+    tensors = load_tensors(compiled, config, request.data, request.limit, torch.device("cpu"), log)
+    config, wanted = _measure(config, wanted, tensors, kept, log)
     directory = request.resume or _create(
         request, compiled, wanted, replace(place, world=request.nproc), log
     )

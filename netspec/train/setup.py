@@ -17,14 +17,16 @@ from torch import nn
 
 from netspec.compiler import Compiled, compile
 from netspec.data import read_arrays
+from netspec.data.record import Fit
 from netspec.data.registry import DEFAULT_DATASET
 from netspec.errors import UsageError
+from netspec.ir import Shape
 from netspec.limits import Limits
 from netspec.lower import to_torch
 from netspec.ops import channels_last_helps
 from netspec.syntax import ast
 from netspec.tasks import target_of
-from netspec.train.data import Tensors, fit_to_input
+from netspec.train.data import Sizing, Tensors, fit_to_input
 from netspec.train.loop import Place
 from netspec.train.run import check_run_name
 from netspec.train.sources import spec_files
@@ -220,10 +222,22 @@ def load_tensors(
     """The data, fitted to the network's input and checked against what its output is
     trained as (netspec.tasks), and the augment block against what moves its targets."""
     target = target_of(compiled, config.loss)
-    arrays = read_arrays(config.dataset, data, log, config.scenes or Scenes())
-    tensors = fit_to_input(arrays, compiled.graph.inputs[0].shape, target, limit, device, log)
+    shape = compiled.graph.inputs[0].shape
+    sizing = Sizing(config.resize, config.augment.crop_scale is not None)
+    arrays = read_arrays(config.dataset, data, log, config.scenes or Scenes(), _fit(shape, sizing))
+    tensors = fit_to_input(arrays, shape, target, limit, device, log, sizing)
     tensors.target.task.check_augment(config.augment, tensors.target)
     return tensors
+
+
+def _fit(shape: Shape, sizing: Sizing) -> Fit:
+    """What a reader of images of any size is told of the input (C x H x W)."""
+    if len(shape) != 3:
+        return Fit()
+    channels, height, width = shape
+    size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+    grey_or_rgb = channels if channels in (1, 3) else 1  # others: fit_to_input says so
+    return Fit(int(grey_or_rgb), size, sizing.resize, sizing.crops)
 
 
 def seeded_module(compiled: Compiled, build: Build, seed: int) -> nn.Module:

@@ -121,5 +121,9 @@ def _describe(config: TrainConfig) -> str:
         f"shear ±{a.shear:g}°" if a.shear else "",
         f"squeeze {a.squeeze[0]:g}..{a.squeeze[1]:g}" if a.squeeze else "",
         f"elastic α={a.elastic_alpha:g} σ={a.elastic_sigma:g}" if a.elastic_alpha else "",
+        f"random resized crop {a.crop_scale[0]:g}..{a.crop_scale[1]:g}" if a.crop_scale else "",
+        f"random crop ±{a.crop_pad}px" if a.crop_pad is not None else "",
+        f"flip p={a.flip:g}" if a.flip is not None else "",
+        "colour jitter" if "colour_jitter" in a.words else "",
     ]
     return ", ".join(p for p in parts if p) or "no augmentation"

@@ -20,7 +20,7 @@ from netspec.detection.boxes import Detections
 from netspec.detection.coco import Metrics, evaluate
 from netspec.detection.plots import detections_grid, plot_pr
 from netspec.ops.detection import Head
-from netspec.train.data import Tensors
+from netspec.train.data import Tensors, normalized
 from netspec.train.loop import EVAL_BATCH, Place
 from netspec.train.yolo import detect
 from netspec.trainspec import TrainConfig
@@ -48,7 +48,7 @@ def detections(
     module.eval()
     found: list[Detections] = []
     for i in range(0, len(x), EVAL_BATCH):
-        xb = place.batch((x[i : i + EVAL_BATCH] - config.normalize.mean) / config.normalize.std)
+        xb = place.batch(normalized(x[i : i + EVAL_BATCH], config.normalize))
         with place.autocast():
             out = module(xb).float()
         found += detect(out, head, score)

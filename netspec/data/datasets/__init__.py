@@ -9,7 +9,16 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-from netspec.data.record import Arrays, Dataset, Log, Reader, SceneSettings, Source
+from netspec.data.record import (
+    AS_THEY_ARE,
+    Arrays,
+    Dataset,
+    Fit,
+    Log,
+    Reader,
+    SceneSettings,
+    Source,
+)
 
 
 def discover() -> tuple[Dataset, ...]:
@@ -27,9 +36,11 @@ def idx_reader(source: Source, labels: tuple[str, ...]) -> Reader:
     (the same IDX files, an .npz, image folders), else ``source``'s files, fetched and
     verified as needed."""
 
-    def read(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
+    def read(
+        data: Path | None, log: Log, settings: SceneSettings | None, fit: Fit = AS_THEY_ARE
+    ) -> Arrays:
         from netspec.data.arrays import read_fetched
 
-        return read_fetched(source, labels, data, log)
+        return read_fetched(source, labels, data, log, fit)
 
     return read

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from netspec.data.record import Arrays, Dataset, Log, SceneSettings
+from netspec.data.record import AS_THEY_ARE, Arrays, Dataset, Fit, Log, SceneSettings
 from netspec.errors import DataError
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ LABELS = (
 EXPECTED = f"CIFAR-10's binary version: {ARCHIVE}, or its {FOLDER} folder ({', '.join(TRAIN)}, "
 
 
-def read(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
+def read(
+    data: Path | None, log: Log, settings: SceneSettings | None, fit: Fit = AS_THEY_ARE
+) -> Arrays:
     """Both splits as ``(N, 3, 32, 32)`` uint8 images and int64 labels, from ``data`` or the
     cached (else fetched) archive."""
     path = data if data is not None else _cached(log)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netspec.data.record import Arrays, Dataset, Log, SceneSettings
+from netspec.data.record import AS_THEY_ARE, Arrays, Dataset, Fit, Log, SceneSettings
 from netspec.errors import DataError
 
 
-def read(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
+def read(
+    data: Path | None, log: Log, settings: SceneSettings | None, fit: Fit = AS_THEY_ARE
+) -> Arrays:
     """The data at ``--data``: its class names are its folders' (image folders) or
     numbers (IDX files, an .npz)."""
     from netspec.data.arrays import read_given
@@ -20,7 +22,7 @@ def read(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
             "this dataset is read from --data: pass --data DIR (IDX files, train/ and test/ "
             "image folders) or --data FILE.npz"
         )
-    return read_given(data, log)
+    return read_given(data, log, fit=fit)
 
 
 IDX = Dataset(

@@ -9,7 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from netspec.data.record import DIGITS, WINDOW_LABELS, Arrays, Dataset, Log, SceneSettings
+from netspec.data.record import (
+    AS_THEY_ARE,
+    DIGITS,
+    WINDOW_LABELS,
+    Arrays,
+    Dataset,
+    Fit,
+    Log,
+    SceneSettings,
+)
 
 
 def _read(
@@ -52,12 +61,16 @@ def _settings(settings: SceneSettings | None) -> SceneSettings:
     return settings
 
 
-def read_scenes(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
+def read_scenes(
+    data: Path | None, log: Log, settings: SceneSettings | None, fit: Fit = AS_THEY_ARE
+) -> Arrays:
     """Scenes ``(N, 1, H, W)`` uint8 and their digits, rows ``(class, x1, y1, x2, y2)``."""
     return _read("scenes", DIGITS, data, log, _settings(settings))
 
 
-def read_windows(data: Path | None, log: Log, settings: SceneSettings | None) -> Arrays:
+def read_windows(
+    data: Path | None, log: Log, settings: SceneSettings | None, fit: Fit = AS_THEY_ARE
+) -> Arrays:
     """Windows ``(N, 1, 28, 28)`` uint8 cut from scenes, and their classes ``(N,)``."""
     return _read("windows", WINDOW_LABELS, data, log, _settings(settings))
 

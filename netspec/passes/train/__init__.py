@@ -19,7 +19,9 @@ def train(state: CompileState) -> None:
     unknown = unknown_dataset(section, "warning")
     if unknown is not None:
         state.diagnostics.append(unknown)
-    state.train = train_config(section, need(state.train_overrides))
+    shape = need(state.network).inputs[0].shape
+    channels = shape[0] if len(shape) == 3 and isinstance(shape[0], int) else None
+    state.train = train_config(section, need(state.train_overrides), channels)
 
 
 TRAIN = Pass(

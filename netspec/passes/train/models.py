@@ -18,11 +18,25 @@ train lenet on mnist {
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from netspec.artifact import MAX_CHANNELS
 from netspec.data.registry import SCENE_SWITCHES, Family
+from netspec.ops.registry import LossParams, head_losses
 
 
 class SectionModel(BaseModel):
@@ -30,15 +44,47 @@ class SectionModel(BaseModel):
 
 
 PosFloat = Annotated[float, Field(gt=0)]
+P = TypeVar("P", bound=LossParams)
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Share = Annotated[float, Field(ge=0, le=1)]
+NonNegative = Annotated[float, Field(ge=0)]
 
 
 class Normalize(SectionModel):
-    mean: float = 0.0
-    std: PosFloat = 1.0
+    """`normalize mean=0.1307 std=0.3081`: pixels in [0, 1] become ``(x - mean) / std``, one
+    value for every channel or one per channel (`mean=0.4914,0.4822,0.4465`). `normalize
+    auto`: each channel's mean and std computed from the training set when the run is made
+    (netspec.train.data.measure), then recorded in the run with ``auto`` kept, so that
+    every later use of the run reads them from there."""
+
+    mean: float | Annotated[tuple[float, ...], Field(min_length=1, max_length=MAX_CHANNELS)] = 0.0
+    std: (
+        PosFloat | Annotated[tuple[PosFloat, ...], Field(min_length=1, max_length=MAX_CHANNELS)]
+    ) = 1.0
+    auto: bool = False
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``auto`` only where set, so that a run made before it compares equal on
+        `--resume`."""
+        data: dict[str, Any] = handler(self)
+        if not self.auto:
+            data.pop("auto", None)
+        return data
+
+
+CROP_RATIO = (3 / 4, 4 / 3)  # a random resized crop's aspect ratios, as torchvision's
 
 
 class Augment(SectionModel):
-    """Invariance by training: random deformations, fresh every epoch."""
+    """Invariance by training: random deformations, fresh every epoch. A random resized crop
+    (Szegedy et al. 2015, torchvision's RandomResizedCrop) takes a share ``crop_scale`` of
+    the image's area with an aspect ratio in ``crop_ratio`` and resizes it to the input;
+    `random_crop` shifts by whole pixels within ``crop_pad`` (a crop of the image padded on
+    every side); ``flip`` mirrors left to right with that probability; the colour jitter
+    scales brightness, contrast and saturation by factors within 1 plus or minus each."""
 
     rotate: Annotated[float, Field(ge=0, le=180)] | None = None  # degrees, +-
     scale: tuple[PosFloat, PosFloat] | None = None  # factor range
@@ -47,29 +93,113 @@ class Augment(SectionModel):
     squeeze: tuple[PosFloat, PosFloat] | None = None  # width x k, height / k: k's range
     elastic_alpha: Annotated[float, Field(ge=0)] | None = None  # displacement scale, pixels
     elastic_sigma: PosFloat = 4.0  # smoothness of the displacement field, pixels
+    crop_scale: tuple[Fraction, Fraction] | None = None  # random_resized_crop: area share
+    crop_ratio: tuple[PosFloat, PosFloat] | None = None  # its aspect ratios (CROP_RATIO)
+    crop_pad: Annotated[int, Field(ge=0, le=4096)] | None = None  # random_crop: pixels, +-
+    flip: Share | None = None  # probability of a left-right mirror
+    brightness: NonNegative | None = None  # colour jitter: factor within 1 +- this
+    contrast: NonNegative | None = None
+    saturation: NonNegative | None = None
 
     @property
     def enabled(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.rotate,
-                self.scale,
-                self.shift,
-                self.shear,
-                self.squeeze,
-                self.elastic_alpha,
-            )
+        return bool(self.words)
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The augmentations on, as the section names them, in the order they apply."""
+        on = (
+            w
+            for w, fields in _SWITCHES.items()
+            if any(getattr(self, f) is not None for f in fields)
         )
+        return tuple(on)
+
+    @property
+    def geometric(self) -> bool:
+        """Whether an image moves (anything but the colour jitter)."""
+        return any(w != "colour_jitter" for w in self.words)
+
+
+# each augmentation word, and the fields whose value turns it on
+_SWITCHES = {
+    "rotate": ("rotate",),
+    "scale": ("scale",),
+    "shift": ("shift",),
+    "shear": ("shear",),
+    "squeeze": ("squeeze",),
+    "elastic": ("elastic_alpha",),
+    "random_resized_crop": ("crop_scale",),
+    "random_crop": ("crop_pad",),
+    "flip": ("flip",),
+    "colour_jitter": ("brightness", "contrast", "saturation"),
+}
+
+
+# The losses a section may name that netspec knows itself; a head's operation brings its own
+# (`OpDef.loss`, e.g. `loss ssd`).
+BUILT_IN_LOSSES = ("cross_entropy", "rbf", "mse", "yolo")
+
+
+def loss_names() -> tuple[str, ...]:
+    """Every loss a section may name: the built-in ones, then those the heads bring."""
+    heads = tuple(head_losses())
+    assert not set(heads) & set(BUILT_IN_LOSSES), f"a head's loss is built in: {heads}"
+    return BUILT_IN_LOSSES + heads
 
 
 class Loss(SectionModel):
-    name: Literal["cross_entropy", "rbf", "mse", "yolo"] = "cross_entropy"
+    """`loss NAME key=value ...`: a built-in loss, whose parameters are the fields below, or
+    the loss a head's operation brings (`OpDef.loss`: `loss ssd match=0.6`), whose other
+    parameters that operation's model checks (located at their keys like any field's) and
+    `params` returns; a dump writes them beside the fields, as the section does."""
+
+    name: str = "cross_entropy"
     smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     # `loss yolo`: YOLO v1's weights of the box coordinates and of empty cells' confidence;
     # None is the paper's value (5 and 0.5), and keeps the runs made before them resumable
     lambda_coord: Annotated[float, Field(ge=0)] | None = None
     lambda_noobj: Annotated[float, Field(ge=0)] | None = None
+    _head: LossParams | None = PrivateAttr(default=None)  # a head's loss's parameters
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _known(cls, name: Any) -> Any:
+        """Refuse a name no loss has as a Literal would: the error lists every name."""
+        names = loss_names()
+        if name not in names:
+            expected = ", ".join(f"'{n}'" for n in names[:-1]) + f" or '{names[-1]}'"
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": expected}
+            )
+        return name
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _head_params(cls, data: Any, handler: ModelWrapValidatorHandler[Loss]) -> Loss:
+        """A head's loss: the keys that are no field checked by its parameter model."""
+        name = data.get("name") if isinstance(data, dict) else None
+        head = head_losses().get(name) if isinstance(name, str) else None
+        if head is None:
+            return handler(data)
+        loss = handler({k: v for k, v in data.items() if k in cls.model_fields})
+        rest = {k: v for k, v in data.items() if k not in cls.model_fields}
+        loss._head = head.params.model_validate(rest)
+        return loss
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        """A head's loss's parameters beside the fields."""
+        data = handler(self)
+        if self._head is not None:
+            data.update(self._head.model_dump(mode=info.mode))
+        return data
+
+    def params(self, model: type[P]) -> P:
+        """The parameters of the head's loss this is, as its operation's ``model``."""
+        if not isinstance(self._head, model):
+            raise TypeError(f"loss {self.name} has no {model.__name__}")
+        return self._head
 
     @property
     def yolo_weights(self) -> tuple[float, float]:
@@ -135,3 +265,6 @@ class TrainConfig(SectionModel):
     clip: PosFloat | None = None
     seed: int = 0
     scenes: Scenes | None = None
+    # `resize N`: each image's shorter side scaled to N pixels (at least enough to cover
+    # the input), then its centre cut to the input's size (netspec.data.sizing)
+    resize: Annotated[int, Field(gt=0, le=65536)] | None = None

@@ -12,6 +12,7 @@ TrainConfig (models.py); and the dataset check that `netspec compile` only warns
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from netspec.diagnostics import (
     requirement,
 )
 from netspec.errors import UsageError
+from netspec.passes.hints import setting_hint
 from netspec.passes.train.models import (
     Loss,
     Normalize,
@@ -51,6 +53,7 @@ _SECTIONS: dict[str, tuple[type[SectionModel] | None, tuple[str, ...]]] = {
     "clip": (None, ("value",)),
     "seed": (None, ("value",)),
     "scenes": (Scenes, ()),
+    "resize": (None, ("value",)),
 }
 # --set keys for training values, and where each lands
 TRAIN_KEYS: dict[str, tuple[str, ...]] = {
@@ -69,6 +72,7 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "lambda_noobj": ("loss", "lambda_noobj"),
     "randomize": ("scenes", "randomize"),
     "background": ("scenes", "background"),
+    "resize": ("resize",),
 }
 
 
@@ -113,13 +117,44 @@ def _setting_args(
     return values, spans
 
 
-_AUGMENTS: dict[str, tuple[str, ...]] = {
-    "rotate": ("rotate",),
-    "scale": ("scale",),
-    "shift": ("shift",),
-    "shear": ("shear",),
-    "squeeze": ("squeeze",),
-    "elastic": ("elastic_alpha", "elastic_sigma"),
+@dataclass(frozen=True)
+class _Word:
+    """An augmentation word: the Augment fields its values set, in positional order, the
+    names its arguments may have, and what the word alone sets."""
+
+    fields: tuple[str, ...]
+    names: Mapping[str, str] = field(default_factory=dict)  # argument name -> field
+    alone: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def described(self) -> str:
+        """Its values in order, each by the name an argument gives it."""
+        by_field = {f: n for n, f in self.names.items()}
+        return ", ".join(by_field.get(f, f) for f in self.fields)
+
+
+_JITTER = _Word(
+    ("brightness", "contrast", "saturation"),
+    alone={"brightness": 0.4, "contrast": 0.4, "saturation": 0.4},
+)
+_AUGMENTS: dict[str, _Word] = {
+    "rotate": _Word(("rotate",)),
+    "scale": _Word(("scale",)),
+    "shift": _Word(("shift",)),
+    "shear": _Word(("shear",)),
+    "squeeze": _Word(("squeeze",)),
+    "elastic": _Word(
+        ("elastic_alpha", "elastic_sigma"), {"alpha": "elastic_alpha", "sigma": "elastic_sigma"}
+    ),
+    "random_resized_crop": _Word(
+        ("crop_scale", "crop_ratio"),
+        {"scale": "crop_scale", "ratio": "crop_ratio"},
+        {"crop_scale": (0.08, 1.0)},  # torchvision's RandomResizedCrop
+    ),
+    "random_crop": _Word(("crop_pad",), {"pad": "crop_pad"}),
+    "flip": _Word(("flip",), {"p": "flip"}, {"flip": 0.5}),
+    "colour_jitter": _JITTER,
+    "color_jitter": _JITTER,
 }
 
 
@@ -127,8 +162,8 @@ def _augment(ops: tuple[ast.Op, ...], errors: Collector) -> tuple[dict[str, Any]
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     for op in ops:
-        fields = _AUGMENTS.get(op.name)
-        if fields is None:
+        word = _AUGMENTS.get(op.name)
+        if word is None:
             errors.error(
                 "E502",
                 f"unknown augmentation '{op.name}'",
@@ -136,16 +171,30 @@ def _augment(ops: tuple[ast.Op, ...], errors: Collector) -> tuple[dict[str, Any]
                 hint=did_you_mean(op.name, _AUGMENTS) or f"known: {', '.join(_AUGMENTS)}",
             )
             continue
-        named = {"alpha": "elastic_alpha", "sigma": "elastic_sigma"}
         ev = Evaluator({})
-        pos = iter(fields)
+        pos = iter(word.fields)
+        if not op.args:
+            values.update(word.alone)
+            spans.update(dict.fromkeys(word.alone, op.span))
         for arg in op.args:
-            key = named.get(arg.name, arg.name) if arg.name else next(pos, "")
-            if key not in fields:
-                errors.error("E503", f"'{op.name}' takes {', '.join(fields)}", arg.span)
+            key = word.names.get(arg.name, arg.name) if arg.name else next(pos, "")
+            if key not in word.fields:
+                errors.error("E503", f"'{op.name}' takes {word.described}", arg.span)
                 continue
             values[key], spans[key] = _plain(ev.value(arg.value)), arg.span
     return values, spans
+
+
+def _shown(loc: tuple[str, ...]) -> str:
+    """A setting's place as the section writes it: `augment crop_scale` is `augment
+    random_resized_crop scale`, `augment flip` as it is."""
+    field = loc[1] if loc[0] == "augment" and len(loc) > 1 else ""
+    word = next((w for w in _AUGMENTS.values() if field in w.fields and len(w.fields) > 1), None)
+    if word is None:
+        return " ".join(loc)
+    spoken = next((w for w, d in _AUGMENTS.items() if d is word), field)
+    name = next((n for n, f in word.names.items() if f == field), field)
+    return f"augment {spoken} {name}"
 
 
 def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -208,8 +257,55 @@ def _scenes_elsewhere(train: ast.Train) -> Diagnostic | None:
     )
 
 
-def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Validate a train section (with --set overrides applied) into a TrainConfig. The
+def _normalize(
+    values: dict[str, Any], spans: Mapping[str, Span], channels: int | None, errors: Collector
+) -> None:
+    """Check a `normalize` setting's values where the section wrote them, before the model
+    does: `auto` or numbers, not both; a list of as many values as the input has channels
+    (a list of one is a number); every std above 0."""
+    if values.get("auto") is True and ("mean" in values or "std" in values):
+        errors.error(
+            "E508",
+            "'normalize auto' computes the mean and std from the training set",
+            spans.get("mean") or spans["std"],
+            hint="give them, or auto, not both",
+        )
+    for key in ("mean", "std"):
+        if key not in values:
+            continue
+        value = values[key]
+        listed = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in listed):
+            errors.error(
+                "E505",
+                f"normalize {key} must be numbers, one for every channel or one per channel, "
+                f"got {describe(next(v for v in listed if not isinstance(v, int | float)))}",
+                spans[key],
+            )
+            continue
+        if len(listed) == 1:
+            values[key] = listed[0]
+        elif channels is not None and len(listed) != channels:
+            errors.error(
+                "E508",
+                f"normalize {key} has {len(listed)} values, but the input has "
+                f"{channels} channel{'s' if channels != 1 else ''}",
+                spans[key],
+                hint="give one value"
+                if channels == 1
+                else f"give one value for every channel, or {channels}, one per channel",
+            )
+        if key == "std" and (low := min(listed)) <= 0:
+            errors.error(
+                "E505", f"normalize std must be greater than 0, got {describe(low)}", spans[key]
+            )
+
+
+def train_config(
+    train: ast.Train, overrides: Mapping[str, Any] | None = None, channels: int | None = None
+) -> TrainConfig:
+    """Validate a train section (with --set overrides applied) into a TrainConfig;
+    ``channels`` are the network's input's, that a per-channel normalization must list. The
     dataset may be one netspec cannot load (see `unknown_dataset`)."""
     errors = Collector()
     if (misplaced := _scenes_elsewhere(train)) is not None:
@@ -222,7 +318,7 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
                 "E504",
                 f"unknown training setting '{op.name}'",
                 op.name_span,
-                hint=did_you_mean(op.name, [*_SECTIONS, "augment"]),
+                hint=setting_hint(op, {k: m for k, (m, _) in _SECTIONS.items()}, TRAIN_KEYS),
             )
             continue
         model, positional = _SECTIONS[op.name]
@@ -231,6 +327,8 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
             data[op.name] = values.get("value")
             spans[(op.name,)] = op.span
         else:
+            if op.name == "normalize":
+                _normalize(values, where, channels, errors)
             data[op.name] = values
             spans.update({(op.name, k): s for k, s in where.items()})
             spans[(op.name,)] = op.span
@@ -253,7 +351,7 @@ def train_config(train: ast.Train, overrides: Mapping[str, Any] | None = None) -
             options = literal_options(errs)
             errors.error(
                 "E505",
-                f"{' '.join(loc)} must be {requirement(errs)}, got {describe(given)}",
+                f"{_shown(loc)} must be {requirement(errs)}, got {describe(given)}",
                 spans.get(loc) or spans.get(loc[:1]) or train.span,
                 hint=did_you_mean(given, options) if options and isinstance(given, str) else None,
             )

@@ -13,6 +13,8 @@ const GAP = 3;         // screen pixels between tiles
 const state = {
   model: null,      // GET /api/model
   size: null,       // {h, w, c} of the input
+  pad: true,        // a drawing pad on the page: only for a 1-channel image input
+  word: "image",    // the dataset's word for one sample: "digit", "garment", "image"
   exact: null,      // pixels of a loaded test digit or upload, sent as they are until drawn on
   busy: false,      // a request in flight
   pending: false,   // the canvas changed while it was in flight
@@ -144,6 +146,7 @@ function build(model) {
   const [c, h, w] = model.input_shape;
   state.size = { c, h, w };
   $("title").textContent = model.title;
+  words(model.sample || "image", c === 1);
   const view = $("input"), scale = Math.max(1, Math.floor(VIEW / Math.max(h, w)));
   view.width = w; view.height = h;
   view.style.width = `${w * scale}px`; view.style.height = `${h * scale}px`;
@@ -255,8 +258,9 @@ function rfBox(layer, lay, unit) {
 
 function highlight(box, layer, unit) {
   const view = $("input"), scale = Number(view.dataset.scale);
-  const draw = $("draw"), dscale = draw.clientWidth / state.size.w;
-  for (const [el, s] of [[$("rf-box"), scale], [$("rf-box-draw"), dscale]]) {
+  const boxes = [[$("rf-box"), scale]];
+  if (state.pad) boxes.push([$("rf-box-draw"), draw.clientWidth / state.size.w]);
+  for (const [el, s] of boxes) {
     el.hidden = false;
     el.style.left = `${box.x0 * s}px`; el.style.top = `${box.y0 * s}px`;
     el.style.width = `${box.width * s}px`; el.style.height = `${box.height * s}px`;
@@ -269,7 +273,21 @@ function highlight(box, layer, unit) {
 
 function unhighlight() {
   $("rf-box").hidden = true;
-  $("rf-box-draw").hidden = true;
+  if (state.pad) $("rf-box-draw").hidden = true;
+}
+
+// The dataset's word where the page names a sample; without a pad (a colour or a
+// many-channel input, which nobody draws with a white pen) the drawing canvas leaves the
+// page: it still holds an upload or a test image, off the page, as the source of truth.
+function words(word, pad) {
+  state.word = word; state.pad = pad;
+  $("random").textContent = `Random test ${word}`;
+  $("gallery-title").textContent = `Misclassified test ${word}s`;
+  if (pad) return;
+  $("left-title").textContent = "Input";
+  $("draw-frame").remove();
+  $("clear").remove();
+  $("source").textContent = "a black image";
 }
 
 // --- drawing ------------------------------------------------------------------------------
@@ -416,7 +434,7 @@ async function loadDigit(which, figure) {
   try {
     const digit = await api(`/api/digit/${which}`);
     const label = digit.label === null ? "" : `, label ${state.model.classes ? state.model.classes[digit.label] : digit.label}`;
-    $("source").textContent = `test digit #${digit.index}${label}`;
+    $("source").textContent = `test ${state.word} #${digit.index}${label}`;
     $("source").dataset.index = digit.index;
     document.querySelectorAll("#gallery figure").forEach((f) => f.classList.toggle("loaded", f === figure));
     show(digit);
@@ -443,7 +461,7 @@ async function loadGallery() {
     ctx.putImageData(img, 0, 0);
     const caption = document.createElement("figcaption");
     caption.textContent = `${names[digit.label] ?? digit.label}→${names[digit.predicted] ?? digit.predicted}`;
-    figure.title = `test digit #${digit.index}: label ${names[digit.label]}, predicted ${names[digit.predicted]}`;
+    figure.title = `test ${state.word} #${digit.index}: label ${names[digit.label]}, predicted ${names[digit.predicted]}`;
     figure.append(thumb, caption);
     figure.addEventListener("click", () => loadDigit(digit.index, figure));
     $("gallery").append(figure);
