@@ -150,3 +150,40 @@ def test_train_says_and_records_its_threads(
     settings = json.loads((tmp_path / "runs" / "t" / "settings.json").read_text())
     chosen = settings["runtime"]["threads"]
     assert chosen == recorded if recorded is not None else 1 <= chosen <= usable_cores()
+
+
+def test_the_page_runs_its_layers_on_the_threads_given(tmp_path: Path) -> None:
+    """`netspec serve`'s probe: ONNX Runtime's session and torch take the count."""
+    import torch
+
+    import netspec
+    from netspec.export import export_compiled
+    from netspec.serve.server import open_served
+    from tests.conftest import ROOT
+
+    spec = ROOT / "specs" / "lenet.net"
+    model = tmp_path / "lenet.onnx"
+    export_compiled(netspec.compile(spec), model, log=lambda _: None)
+    served = open_served(model, None, lambda _: None, threads=1)
+    session = served.probe._runner.session  # the OnnxLayers runner's own session
+    assert session.get_session_options().intra_op_num_threads == 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert open_served(spec, None, lambda _: None, threads=1).probe.backend == "torch"
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_serve_says_its_threads() -> None:
+    """The real command: the count and why, in its log before it serves."""
+    import signal
+
+    from tests.conftest import ROOT
+    from tests.test_serve import serving
+
+    with serving(ROOT / "specs" / "lenet.net", "--threads", "1") as server:
+        server.process.send_signal(signal.SIGINT)
+        _, err = server.process.communicate(timeout=60)
+    assert "threads: 1 (--threads 1)" in err, err
