@@ -28,7 +28,41 @@ BOX_AUGMENTS = ("scale", "shift")  # what moves a box to a box; rotation and she
 
 
 @dataclass(frozen=True)
-class Boxes(Task):
+class SceneBoxes(Task):
+    """What every detector trained on the scenes' boxes shares: only the augments that move
+    a box to a box, applied to the boxes too; the head's raw output as its prediction (the
+    exported graph or netspec.train.yolo turns it into boxes)."""
+
+    def check_augment(self, spec: Augment, target: Target) -> None:
+        check_box_augments(spec)
+
+    def augment(
+        self, x: torch.Tensor, y: torch.Tensor, deform: Deform, target: Target
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return deform.boxes(x, y)
+
+    def predict(self, outs: Outputs, loss: Loss, target: Target) -> torch.Tensor:
+        return outs[0]
+
+
+def fitted(
+    given: Given,
+    target: Target,
+    boxes: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    device: torch.device,
+) -> Fitted:
+    """The training (the first ``given.kept``) and test scenes' padded boxes on ``device``."""
+    train, test = boxes
+    return Fitted(
+        target,
+        torch.as_tensor(train[: given.kept], device=device),
+        torch.as_tensor(test, device=device),
+        given.labels,
+    )
+
+
+@dataclass(frozen=True)
+class Boxes(SceneBoxes):
     """A single-shot detector's grid against the scenes' boxes."""
 
     def target(
@@ -62,29 +96,12 @@ class Boxes(Task):
         train, test = box_targets(
             given.train_y, given.test_y, given.read, given.size, target, given.source
         )
-        return Fitted(
-            target,
-            torch.as_tensor(train[: given.kept], device=device),
-            torch.as_tensor(test, device=device),
-            given.labels,
-        )
-
-    def check_augment(self, spec: Augment, target: Target) -> None:
-        check_box_augments(spec)
-
-    def augment(
-        self, x: torch.Tensor, y: torch.Tensor, deform: Deform, target: Target
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return deform.boxes(x, y)
+        return fitted(given, target, (train, test), device)
 
     def loss_sum(self, outs: Outputs, y: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
         assert target.head is not None
         out = outs[0] if outs[0].dtype == torch.float32 else outs[0].float()
         return yolo_loss(out, y, target.head, *loss.yolo_weights)
-
-    def predict(self, outs: Outputs, loss: Loss, target: Target) -> torch.Tensor:
-        """The head's raw grid (netspec.train.yolo turns it into boxes)."""
-        return outs[0]
 
     def scores(self, loss: float, acc: float) -> str:
         return f"loss {loss:.4g} per scene"

@@ -35,18 +35,16 @@ from netspec.kinds import head_site
 from netspec.lower.ssd import corners, priors
 from netspec.ops.ssd import DELTAS, VARIANCES, Ssd, SsdLoss, ssd_of
 from netspec.tasks.base import (
-    Deform,
     Fitted,
     Given,
     Log,
     Outputs,
     Target,
-    Task,
     Tested,
     Trained,
 )
-from netspec.tasks.boxes import check_box_augments, scene_boxes
-from netspec.trainspec import Augment, Loss
+from netspec.tasks.boxes import SceneBoxes, fitted, scene_boxes
+from netspec.trainspec import Loss
 
 MATCH, NEGATIVES, ALPHA = 0.5, 3.0, 1.0  # the paper's, where `loss ssd` does not say
 SMALLEST = 1e-6  # a box side (a fraction of the input) the log of an offset may take
@@ -76,7 +74,7 @@ def weights(loss: Loss) -> tuple[float, float, float]:
 
 
 @dataclass(frozen=True)
-class SsdTask(Task):
+class SsdTask(SceneBoxes):
     """An SSD head's rows against the scenes' boxes."""
 
     def target(
@@ -110,29 +108,12 @@ class SsdTask(Task):
         train, test = scene_boxes(
             given.train_y, given.test_y, given.read, given.size, head.classes, given.source
         )
-        return Fitted(
-            target,
-            torch.as_tensor(train[: given.kept], device=device),
-            torch.as_tensor(test, device=device),
-            given.labels,
-        )
-
-    def check_augment(self, spec: Augment, target: Target) -> None:
-        check_box_augments(spec)
-
-    def augment(
-        self, x: torch.Tensor, y: torch.Tensor, deform: Deform, target: Target
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return deform.boxes(x, y)
+        return fitted(given, target, (train, test), device)
 
     def loss_sum(self, outs: Outputs, y: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
         head = _ssd(target)
         default = priors(head, outs[0].device)
         return ssd_loss(outs[0].float(), y, head, default, *weights(loss))
-
-    def predict(self, outs: Outputs, loss: Loss, target: Target) -> torch.Tensor:
-        """The head's raw rows (the exported graph decodes them)."""
-        return outs[0]
 
     def scores(self, loss: float, acc: float) -> str:
         return f"loss {loss:.4g} per match"
