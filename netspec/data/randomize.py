@@ -6,9 +6,12 @@ Canvases are float32 ``(H, W)`` in [0, 1]; backgrounds stay in [0, BACKGROUND_TO
 digits are drawn brighter than that (netspec.data.scenes), so a digit always differs from
 what lies under it before contrast, brightness and inversion move both.
 
-Background families: ``noise``, ``gradient``, ``texture`` and ``clutter`` are the ones a
-randomized training setting draws from; ``cells`` (Voronoi cells with dark borders) is
-used by no training setting, so that testing on it measures the "reality gap".
+Background families: ``noise``, ``gradient``, ``texture``, ``clutter``, ``pink``,
+``leaves`` and ``print`` are the ones a randomized training setting draws from; ``cells``
+(Voronoi cells with dark borders) is used by no training setting, so that testing on it
+measures the "reality gap". ``pink``, ``leaves`` and ``print`` imitate photographs
+(natural-image statistics, occlusion) and printed clutter; all are synthesized here from
+the Generator alone, never from a bundled photograph, so that photographs stay a fair test.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ Canvas = npt.NDArray[np.float32]
 Background = Callable[[np.random.Generator, int, int], Canvas]
 
 BACKGROUND_TOP = 0.55  # backgrounds never brighter than this; digits are brighter
+PINK_SLOPE = (-2.4, -1.6)  # the log-log slope of a `pink` background's power spectrum
+_GRID = 3  # glyph strokes join points of a 3x3 grid, as letters' strokes do
+_SQUARE = np.array([(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)]) / np.sqrt(2)
 DISTRACTORS = ("strokes", "shapes", "fragments")
 PHOTOMETRIC = ("contrast", "brightness", "invert", "blur")
 
@@ -89,11 +95,185 @@ def cells(rng: np.random.Generator, h: int, w: int) -> Canvas:
     return _levels(rng, np.where(border, 0.0, grey).astype(np.float32))
 
 
+def _unit(x: Canvas) -> Canvas:
+    """``x`` rescaled from its own range to [0, 1] (zeros when it is flat)."""
+    span = float(x.max() - x.min())
+    return ((x - x.min()) / span if span > 0 else np.zeros_like(x)).astype(np.float32)
+
+
+def _power_law(rng: np.random.Generator, h: int, w: int, slope: float) -> Canvas:
+    """Gaussian noise whose power spectrum falls as ``f ** slope``, stretched along a
+    random direction (grain, bark); an ``h`` x ``w`` crop of a field twice as large, so
+    that it does not wrap around as a Fourier synthesis does. float32 throughout (the
+    inverse transform of complex64 is four times faster than of complex128)."""
+    big_h, big_w = 2 * h, 2 * w
+    fy = np.fft.fftfreq(big_h).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(big_w).astype(np.float32)[None, :]
+    angle, stretch = rng.uniform(0, np.pi), rng.uniform(1.0, 2.0)
+    c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    along, across = (c * fx + s * fy) * np.float32(stretch), c * fy - s * fx
+    f2 = along * along + across * across
+    f2[0, 0] = 1.0
+    amplitude = f2 ** np.float32(slope / 4)
+    amplitude[0, 0] = 0.0  # no mean: _levels sets it
+    spectrum = np.empty(amplitude.shape, np.complex64)
+    spectrum.real = rng.standard_normal(amplitude.shape, np.float32) * amplitude
+    spectrum.imag = rng.standard_normal(amplitude.shape, np.float32) * amplitude
+    field = np.fft.irfft2(spectrum, s=(big_h, big_w))
+    y0, x0 = int(rng.integers(0, big_h - h + 1)), int(rng.integers(0, big_w - w + 1))
+    return field[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
+
+
+def pink(rng: np.random.Generator, h: int, w: int) -> Canvas:
+    """1/f noise: power falling as ``f ** slope``, the slope drawn from PINK_SLOPE (about
+    -2, as in photographs of natural scenes, Field 1987), of random contrast and mean."""
+    return _levels(rng, _power_law(rng, h, w, float(rng.uniform(*PINK_SLOPE))))
+
+
+def leaves(rng: np.random.Generator, h: int, w: int) -> Canvas:
+    """Dead leaves (Matheron 1968; Lee, Mumford and Huang 2001): discs and boxes whose
+    radii follow a power law, each hiding those before it, each with its own grey,
+    shading and 1/f grain, then a slight defocus. A synthesized photograph: occluding
+    edges at every scale over smooth, grainy surfaces."""
+    top = _leaf_map(rng, h, w)
+    count = int(top.max()) + 1
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    grey = rng.uniform(0.0, 1.0, count).astype(np.float32)
+    shade = rng.normal(0.0, 0.3 / max(h, w), (count, 2)).astype(np.float32)
+    grain = rng.uniform(0.0, 0.15, count).astype(np.float32)
+    x = grey[top] + shade[top, 0] * xx + shade[top, 1] * yy
+    x += grain[top] * _unit(_power_law(rng, h, w, -2.0))
+    radius = float(rng.uniform(0.0, 1.0))
+    x = np.asarray(_float_image(x).filter(ImageFilter.GaussianBlur(radius)), np.float32)
+    return _levels(rng, x)
+
+
+def _leaf_map(rng: np.random.Generator, h: int, w: int) -> npt.NDArray[np.int64]:
+    """Which leaf is on top at each pixel (0: none): ellipses and turned squares, radii
+    of density ~ r**-3 between about size/48 and size/2, enough to cover the canvas 1.5
+    to 4 times over."""
+    r_min, r_max = max(2.0, min(h, w) / 48), min(h, w) / 2
+    mean_r2 = 2 * r_min**2 * np.log(r_max / r_min)
+    count = int(rng.uniform(1.5, 4.0) * h * w / (np.pi * mean_r2))
+    u = rng.random(count)
+    r = ((r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5)[:, None]
+    centre = rng.uniform(-0.1, 1.1, (count, 2)) * np.array([w, h])
+    cx, cy = centre[:, :1], centre[:, 1:]
+    ry = r * rng.uniform(0.4, 1.0, (count, 1))
+    squares = (rng.random(count) < 0.3).tolist()
+    turn = rng.uniform(0, np.pi, (count, 1))
+    dx, dy = _SQUARE[:, 0] * r, _SQUARE[:, 1] * r
+    c, s = np.cos(turn), np.sin(turn)
+    corners = np.stack([cx + c * dx - s * dy, cy + s * dx + c * dy], -1).reshape(count, 8)
+    ovals = np.concatenate([cx - r, cy - ry, cx + r, cy + ry], 1)
+    image = Image.new("I", (w, h), 0)
+    draw = ImageDraw.Draw(image)
+    outlines = zip(squares, corners.tolist(), ovals.tolist(), strict=True)
+    for leaf, (square, corner, oval) in enumerate(outlines, 1):
+        if square:
+            draw.polygon(corner, fill=leaf)
+        else:
+            draw.ellipse(oval, fill=leaf)
+    return np.asarray(image, np.int64)
+
+
+def printed(rng: np.random.Generator, h: int, w: int) -> Canvas:
+    """Print on paper: rows of glyph-like strokes, ruled lines and printed shapes, ink
+    dark on light paper or light on dark, half of the time each, on faintly shaded paper
+    and slightly soft (a printed page, a sign or a label in a photograph)."""
+    ink = Image.fromarray(np.round(_text(rng, h, w) * 255).astype(np.uint8), "L")
+    if rng.random() < 0.5:
+        ink = ink.rotate(float(rng.uniform(-20, 20)), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(ink)
+    _rules(rng, draw, h, w)
+    _marks(rng, draw, h, w)
+    ink = ink.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.0, 0.8))))
+    paper = 1.0 - rng.uniform(0.0, 0.3) * _unit(_power_law(rng, h, w, -3.0))
+    x = paper - rng.uniform(0.5, 1.0) * np.asarray(ink, np.float32) / 255.0
+    light_ink = rng.random() < 0.5
+    return _levels(rng, (-x if light_ink else x).astype(np.float32))
+
+
+def _text(rng: np.random.Generator, h: int, w: int) -> Canvas:
+    """Rows of glyphs from a random alphabet, with spaces between words, over a block of
+    at least 60% of each side: alpha in [0, 1]. Laid out by indexing the alphabet's
+    tiles, so a page of any size costs one gather."""
+    height = int(rng.integers(5, 19))
+    width = max(4, int(height * rng.uniform(0.5, 0.85)))
+    pitch = int(height * rng.uniform(1.25, 1.9))  # a row and its leading
+    tiles = _alphabet(rng, int(rng.integers(20, 41)), width, height, pitch)
+    rows, cols = h // pitch + 2, w // width + 2
+    ids = rng.integers(1, len(tiles), (rows, cols))
+    ids[rng.random((rows, cols)) < 0.18] = 0  # spaces
+    page = tiles[ids].transpose(0, 2, 1, 3).reshape(rows * pitch, cols * width)
+    oy, ox = int(rng.integers(0, pitch)), int(rng.integers(0, width))
+    page = page[oy : oy + h, ox : ox + w].copy()
+    (y0, x0), (y1, x1) = rng.uniform(0, 0.2, 2), rng.uniform(0.8, 1.0, 2)
+    block = np.zeros((h, w), bool)
+    block[int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)] = True
+    page[~block] = 0.0
+    return page
+
+
+def _alphabet(
+    rng: np.random.Generator, count: int, width: int, height: int, pitch: int
+) -> npt.NDArray[np.float32]:
+    """``count`` glyphs in tiles ``pitch`` high (tile 0 is blank: the space), drawn in a
+    ``width - 1`` x ``height`` box: a polyline of 1 to 3 strokes between (jittered) points
+    of a grid, as letters are made, or a ring (an "o"); either with a second stroke at
+    times (the bar of a "t", the stem of a "d")."""
+    tiles = np.zeros((count + 1, pitch, width), np.float32)
+    stroke = 1 + int(rng.integers(0, height // 8 + 1))
+    top = (pitch - height) // 2
+    steps = np.array([(width - 2) / (_GRID - 1), (height - 1) / (_GRID - 1)])
+    points = rng.integers(0, _GRID, (count, 6, 2)) * steps + rng.uniform(-0.4, 0.4, (count, 6, 2))
+    points[..., 1] += top
+    ends = rng.integers(2, 5, count)  # points in the polyline
+    ring = rng.random(count) < 0.15
+    second = rng.random(count) < 0.4
+    for k in range(count):
+        tile = Image.new("L", (width, pitch), 0)
+        draw = ImageDraw.Draw(tile)
+        if ring[k]:
+            box = (0.0, top + height / 3, width - 2.0, top + height - 1.0)
+            draw.ellipse(box, outline=255, width=stroke)
+        else:
+            draw.line([(float(x), float(y)) for x, y in points[k, : ends[k]]], 255, stroke)
+        if second[k]:
+            draw.line([(float(x), float(y)) for x, y in points[k, 4:]], 255, stroke)
+        tiles[k + 1] = np.asarray(tile, np.float32) / 255.0
+    return tiles
+
+
+def _rules(rng: np.random.Generator, draw: ImageDraw.ImageDraw, h: int, w: int) -> None:
+    """0 to 4 long lines: rules, underlines and edges, mostly level or upright."""
+    for _ in range(int(rng.integers(0, 5))):
+        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+        angle = [0.0, np.pi / 2, rng.uniform(0, np.pi)][int(rng.integers(3))]
+        length = rng.uniform(0.3, 1.0) * max(h, w)
+        end = (x0 + np.cos(angle) * length, y0 + np.sin(angle) * length)
+        draw.line([(x0, y0), end], fill=255, width=int(rng.integers(1, 4)))
+
+
+def _marks(rng: np.random.Generator, draw: ImageDraw.ImageDraw, h: int, w: int) -> None:
+    """0 to 5 printed shapes: boxes, frames, discs and rings."""
+    for _ in range(int(rng.integers(0, 6))):
+        x0, y0 = rng.uniform(-0.1 * w, w), rng.uniform(-0.1 * h, h)
+        side = rng.uniform(6, 0.4 * min(h, w))
+        box = (x0, y0, x0 + side * rng.uniform(0.5, 2.0), y0 + side)
+        filled = rng.random() < 0.3
+        shape = draw.rectangle if rng.random() < 0.5 else draw.ellipse
+        shape(box, fill=255 if filled else None, outline=255, width=int(rng.integers(1, 4)))
+
+
 TRAINING_BACKGROUNDS: dict[str, Background] = {
     "noise": noise,
     "gradient": gradient,
     "texture": texture,
     "clutter": clutter,
+    "pink": pink,
+    "leaves": leaves,
+    "print": printed,
 }
 HELD_OUT = "cells"
 BACKGROUNDS: dict[str, Background] = {**TRAINING_BACKGROUNDS, HELD_OUT: cells}

@@ -46,7 +46,7 @@ SCENE_DATASETS = tuple(n for n, d in DATASETS.items() if d.scenes)  # a `scenes`
 
 # The scenes' background families (netspec.data.randomize draws them); the last is used
 # by no training setting, for measuring the "reality gap".
-Family = Literal["noise", "gradient", "texture", "clutter", "cells"]
+Family = Literal["noise", "gradient", "texture", "clutter", "pink", "leaves", "print", "cells"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 # what domain randomization can switch on, one by one (netspec.data.scenes)
 SCENE_SWITCHES = ("backgrounds", "distractors", "contrast", "brightness", "invert", "blur")
