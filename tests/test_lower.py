@@ -167,6 +167,9 @@ OP_SNIPPETS = {
     "l2norm": "l2norm scale=20",
     "layer_scale": "layer_scale 0.5",
     "drop_path": "drop_path 0.2",
+    # ---- issue 24 (W-HOG): HOG's orientation binning of two gradient maps, its blocks
+    "orientation_bins": "conv 2 1x1 | orientation_bins 4",
+    "block_norm": "relu | avgpool 2x2 | block_norm 2x2",  # 3x4x4 cells to 12x3x3 blocks
 }
 
 

@@ -47,6 +47,7 @@ and netspec/runtime/decoders/ssd.py (tests/test_head_files.py adds one the same 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
@@ -276,6 +277,26 @@ def numel(shape: Shape) -> int | None:
 
 def _sym(d: Dim) -> str:
     return d if isinstance(d, str) and d.isidentifier() else f"({d})"
+
+
+# A symbolic size's last term, where it is a whole number added or taken away (`W-2`,
+# `(H-8)//8+1`): a binary + or - (after a name, a number or a bracket) ends the expression.
+_CONSTANT_TERM = re.compile(r"(?P<rest>.*[\w)])(?P<term>[+-]\d+)")
+
+
+def shifted(size: Dim, by: int) -> Dim:
+    """``size + by``, with a symbolic size's constant term folded in: `W-2` shifted by 2 is
+    `W` again, so that a valid convolution padded back to its input's size has that size
+    (`concat` and `add` compare symbolic sizes as written)."""
+    if isinstance(size, int):
+        return size + by
+    if by == 0:
+        return size
+    found = _CONSTANT_TERM.fullmatch(size)
+    if found is None:
+        return f"{_sym(size)}{by:+d}"
+    total = int(found["term"]) + by
+    return found["rest"] if total == 0 else f"{found['rest']}{total:+d}"
 
 
 def window_out(

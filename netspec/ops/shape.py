@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, model_validator
 
-from netspec.ir import Dim, OpParams, Shape
+from netspec.ir import OpParams, Shape
 from netspec.ops.registry import (
     RF,
     NonNeg,
@@ -34,6 +34,7 @@ from netspec.ops.registry import (
     one_number,
     register,
     rf_whole,
+    shifted,
 )
 from netspec.text import fmt_shape
 
@@ -239,14 +240,6 @@ class PadParams(OpParams):
         return ((w[0], w[0]), (w[-1], w[-1]))
 
 
-def _grown(size: Dim, by: int) -> Dim:
-    if by == 0:
-        return size
-    if isinstance(size, int):
-        return size + by
-    return f"{size}+{by}" if size.isidentifier() else f"({size})+{by}"
-
-
 def _pad_shape(p: PadParams, ins: Sequence[Shape]) -> Shape:
     c, dims = maps_or_signal(ins[0], "pad")
     sides = p.sides(len(dims))
@@ -259,7 +252,7 @@ def _pad_shape(p: PadParams, ins: Sequence[Shape]) -> Shape:
                 hint="reflection mirrors the input without repeating its edge: pad less, "
                 "or use mode=replicate",
             )
-    return (c, *(_grown(d, lo + hi) for d, (lo, hi) in zip(dims, sides, strict=True)))
+    return (c, *(shifted(d, lo + hi) for d, (lo, hi) in zip(dims, sides, strict=True)))
 
 
 def _pad_rf(p: PadParams, rfs: Sequence[RF]) -> RF:
