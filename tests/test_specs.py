@@ -29,6 +29,7 @@ TRAINABLE = {
     "yolo_digits.net": 395_892,  # issue 13: 20 maps of an 8x8 grid (2 boxes, 10 classes)
     "ssd_digits.net": 528_180,  # issue 24: 3 maps of 60 (4 default boxes of 4 + 11 numbers)
     "hog_features.net": 0,  # issue 24: HOG, fixed gradients and parameter-free binning/norms
+    "haar_features.net": 0,  # issue 24: Viola-Jones' Haar-like features, fixed kernels
     "ciresan2010.net": 12_115_010,
     "alexnet.net": 60_965_224,
     "zfnet.net": 62_357_608,
