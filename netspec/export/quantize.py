@@ -9,7 +9,7 @@ offers; DEFAULT_INT8 is the fastest measured on this machine's AVX-512 VNNI CPU
 DequantizeLinear pairs (QDQ), uint8 activations, int8 weights per output channel, every
 operation ONNX Runtime can quantize, except thin convolutions. A convolution over one
 input channel (a first layer reading a grey image) sums only kH x kW products per output
-(25 for 5x5): in int8 it ran 0.27x to 0.68x as fast as in fp32 here (an int8 matrix product
+(25 for 5x5): in int8 it ran 0.26x to 0.68x as fast as in fp32 here (an int8 matrix product
 that short is all packing and layout), so it stays in fp32 with the operations after it, up
 to the next convolution or dense layer. Over three channels (an RGB stem, 3x3x3 = 27) int8
 is about as fast as fp32 there, and the fp32/int8 boundary after it costs more than it saves
