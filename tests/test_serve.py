@@ -35,7 +35,9 @@ STARTUP = 120  # seconds a server may take to print its URL on a loaded machine
 
 def netspec(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The real command line in a child process, one torch thread."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # one thread, whatever the suite's NETSPEC_THREADS: a server's threads that spin while
+    # other processes hold the cores make each answer many times slower (issue 20)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NETSPEC_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "netspec", *map(str, args)],
         capture_output=True,
@@ -105,7 +107,9 @@ class Server:
 @contextmanager
 def serving(*args: str | Path) -> Iterator[Server]:
     """`netspec serve ... --port 0` until the block ends (SIGINT, then a wait)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # one thread, whatever the suite's NETSPEC_THREADS: a server's threads that spin while
+    # other processes hold the cores make each answer many times slower (issue 20)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NETSPEC_THREADS": "1", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "netspec", "serve", *map(str, args), "--port", "0"],
         stdout=subprocess.PIPE,

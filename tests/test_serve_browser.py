@@ -208,7 +208,12 @@ def test_the_pad_is_only_for_a_grey_input_and_a_colour_gallery_is_in_colour(
         errors: list[str] = []
         opened.on("pageerror", lambda e: errors.append(str(e)))
         opened.goto(colour.url + "/")
-        opened.wait_for_function("window.netspec.updates >= 1", timeout=60_000)
+        opened.wait_for_function(  # the first answer, or the error the page shows instead
+            "window.netspec.updates >= 1 || /error/.test(document.querySelector('#status')"
+            ".textContent)",
+            timeout=120_000,
+        )
+        assert opened.evaluate("window.netspec.updates") >= 1, opened.text_content("#status")
         opened.wait_for_selector("#gallery figure", timeout=60_000)
         assert opened.locator("#draw").count() == 0 and opened.locator("#clear").count() == 0
         assert opened.locator("#random").text_content() == "Random test image"
