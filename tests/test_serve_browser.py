@@ -77,18 +77,21 @@ def probabilities(page: Any) -> list[float]:
 
 
 def drawn_pixels(page: Any) -> dict[str, tuple[int, int]]:
-    """For every layer's canvas: how many pixels are drawn (not transparent), and how
-    many distinct colours they have, read back with getImageData."""
+    """For every layer: how many pixels of its maps' canvases are drawn (not transparent),
+    and how many distinct colours they have, read back with getImageData."""
     counted = page.eval_on_selector_all(
-        "canvas.maps",
-        """cs => cs.map(c => {
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let drawn = 0; const colours = new Set();
-            for (let i = 0; i < d.length; i += 4) if (d[i + 3]) {
-                drawn++; colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+        "canvas.map",
+        """cs => {
+            const layers = {};
+            for (const c of cs) {
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                const seen = layers[c.dataset.layer] ??= {drawn: 0, colours: new Set()};
+                for (let i = 0; i < d.length; i += 4) if (d[i + 3]) {
+                    seen.drawn++; seen.colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+                }
             }
-            return [c.dataset.layer, drawn, colours.size];
-        })""",
+            return Object.entries(layers).map(([k, v]) => [k, v.drawn, v.colours.size]);
+        }""",
     )
     return {layer: (drawn, colours) for layer, drawn, colours in counted}
 
@@ -137,7 +140,7 @@ def test_a_stroke_changes_the_prediction_and_draws_every_layer(page: Any, tmp_pa
 def test_hovered_unit_box_is_the_receptive_field(page: Any) -> None:
     table = compiled_layers()
     for layer, unit in (("conv2", (4, 5)), ("maxpool1", (7, 6)), ("dense1", None)):
-        canvas = page.locator(f'canvas.maps[data-layer="{layer}"]')
+        canvas = page.locator(f'canvas.map[data-layer="{layer}"][data-channel="0"]')
         canvas.scroll_into_view_if_needed()
         box = canvas.bounding_box()
         layout = page.evaluate(f"state.layouts[{layer!r}]")
@@ -146,7 +149,7 @@ def test_hovered_unit_box_is_the_receptive_field(page: Any) -> None:
         else:
             y, x = unit
             page.mouse.move(
-                box["x"] + (x + 0.5) * layout["scale"], box["y"] + (y + 0.5) * layout["scale"]
+                box["x"] + (x + 0.5) * layout["sx"], box["y"] + (y + 0.5) * layout["sy"]
             )
         rf = page.locator("#rf-box")
         data = rf.evaluate("e => ({...e.dataset, hidden: e.hidden})")
@@ -185,7 +188,7 @@ def test_clicking_a_gallery_digit_loads_it(page: Any, server: Server, tmp_path: 
     assert "loaded" in (figure.get_attribute("class") or "")
     shot = tmp_path / "serve.png"
     page.locator("#draw").hover()
-    c = page.locator('canvas.maps[data-layer="conv2"]').bounding_box()
+    c = page.locator('canvas.map[data-layer="conv2"]').first.bounding_box()
     page.mouse.move(c["x"] + 20, c["y"] + 20)
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")

@@ -33,7 +33,8 @@ from netspec.threads import choose_threads
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
-    help="test images to browse (IDX directory, image folders, .npz); a run's own by default",
+    help="test images to browse (IDX directory, image folders, .npz), or for a detector the "
+    "MNIST IDX files its generated scenes draw digits from; a run's own by default",
 )
 @click.option(
     "--request-timeout",

@@ -8,6 +8,14 @@ POST /api/run          a drawn image -> the input as the network sees it, every 
 POST /api/upload       an image file (PNG, JPEG, ...) -> the pixels to draw, at the input size
 GET  /api/gallery      the misclassified test digits (a run, or --data)
 GET  /api/digit/N      test digit N (`random` for any one)
+POST /api/explain      an image, a layer and a unit -> how the unit's value is computed, with
+                       the numbers (netspec.serve.explain)
+GET  /api/detector     a detector's decoder, class names, thresholds, and its grid's or its
+                       default boxes' geometry (404 for a network that finds no boxes)
+POST /api/detect       a drawn image (and a threshold) -> the detector's boxes, as `netspec
+                       detect --json` gives them, and its grid's cells or best default boxes
+GET  /api/scene?seed=N a generated scene (netspec.serve.scenes) and its digits' true boxes
+POST /api/run answers a detector's image with its `detection` too (netspec.serve.detector).
 
 Every refusal is a 4xx with ``{"error": message}``; a request never stops the server.
 """
@@ -30,9 +38,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from netspec.probe import Probe
+from netspec.serve.detector import PAGE_FLOOR, Detecting, threshold_of
 from netspec.serve.digits import GALLERY, Digits
+from netspec.serve.explain import Explainer
 from netspec.serve.images import BadRequest, drawn, input_size, plain, uploaded
 from netspec.serve.maps import model_json, pixels_json, run_json
+from netspec.serve.scenes import SceneMaker, seed_of
 
 STATIC = Path(__file__).with_name("static")
 MAX_JSON = 1 << 20  # bytes of a POST /api/run body: a 3x224x224 image in base64 is 200 KB
@@ -43,13 +54,16 @@ DECODERS = 2  # uploads decoded at once (each in a worker thread)
 
 @dataclass(frozen=True)
 class Served:
-    """What the app serves: the probe, the page's title, the test digits if any, and the
-    dataset's word for one sample ("digit", "garment", "image") that the page shows."""
+    """What the app serves: the probe, the page's title, the test digits if any, the
+    dataset's word for one sample ("digit", "garment", "image") that the page shows, and
+    for a detector, its file and decoder and the scenes it may be shown."""
 
     probe: Probe
     title: str
     digits: Digits | None
     sample: str = "image"
+    detecting: Detecting | None = None
+    scenes: SceneMaker | None = None
 
     @property
     def size(self) -> tuple[int, int, int]:
@@ -73,13 +87,39 @@ def make_app(served: Served) -> Starlette:
         body = _json(await _body(request, MAX_JSON))
         image = drawn(body, served.size)
         layers = _layers(body, served.probe)
-        return _answer(await run_in_threadpool(_run, served.probe, image, layers))
+        return _answer(await run_in_threadpool(_run, served, image, layers))
+
+    explainer = Explainer(served.probe)
+
+    async def explain(request: Request) -> Response:
+        body = _json(await _body(request, MAX_JSON))
+        image = drawn(body.get("image") if isinstance(body, dict) else None, served.size)
+        return _answer(await run_in_threadpool(explainer, image, body))
 
     async def upload(request: Request) -> Response:
         data = await _body(request, MAX_UPLOAD)
         async with decoding:  # off the event loop, a few at a time
             image, inverted = await run_in_threadpool(uploaded, data, served.size)
         return JSONResponse(pixels_json(image, [("inverted", inverted)]))
+
+    async def detector(request: Request) -> Response:
+        scenes = None if served.scenes is None else served.scenes.settings()
+        return JSONResponse({**_detecting(served).info(), "scenes": scenes})
+
+    async def detect(request: Request) -> Response:
+        detecting = _detecting(served)
+        body = _json(await _body(request, MAX_JSON))
+        image = drawn(body, served.size)
+        threshold = threshold_of(body, detecting.threshold)
+        return _answer(
+            await run_in_threadpool(detecting.detect_json, served.probe, image, threshold)
+        )
+
+    async def scene(request: Request) -> Response:
+        if served.scenes is None:
+            raise BadRequest("no generated scenes: pass --data with MNIST's IDX files", 404)
+        seed = seed_of(request.query_params.get("seed"))
+        return JSONResponse(await run_in_threadpool(served.scenes.scene_json, seed))
 
     async def gallery(request: Request) -> Response:
         digits = _digits(served)
@@ -108,6 +148,10 @@ def make_app(served: Served) -> Starlette:
             Route("/api/model", model, methods=["GET"]),
             Route("/api/run", run, methods=["POST"]),
             Route("/api/upload", upload, methods=["POST"]),
+            Route("/api/explain", explain, methods=["POST"]),
+            Route("/api/detector", detector, methods=["GET"]),
+            Route("/api/detect", detect, methods=["POST"]),
+            Route("/api/scene", scene, methods=["GET"]),
             Route("/api/gallery", gallery, methods=["GET"]),
             Route("/api/digit/{which}", digit, methods=["GET"]),
             Route("/", page, methods=["GET"]),
@@ -117,9 +161,15 @@ def make_app(served: Served) -> Starlette:
     )
 
 
-def _run(probe: Probe, image: Any, layers: list[str]) -> dict[str, Any]:
+def _run(served: Served, image: Any, layers: list[str]) -> dict[str, Any]:
+    """POST /api/run's answer; a detector's has its boxes of at least `PAGE_FLOOR` too."""
+    probe = served.probe
     prepared = probe.prepare(plain(image))
-    return run_json(probe, prepared, probe.run(prepared), layers)
+    outputs = probe.run(prepared)
+    answer = run_json(probe, prepared, outputs, layers)
+    if served.detecting is not None:
+        answer["detection"] = served.detecting.found(prepared, outputs, PAGE_FLOOR)
+    return answer
 
 
 def _layers(body: dict[str, Any], probe: Probe) -> list[str]:
@@ -182,6 +232,12 @@ def _answer(result: dict[str, Any]) -> Response:
             "its weights or its input normalization are broken",
             422,
         ) from None
+
+
+def _detecting(served: Served) -> Detecting:
+    if served.detecting is None:
+        raise BadRequest("this network is no detector: it finds no boxes", 404)
+    return served.detecting
 
 
 def _digits(served: Served) -> Digits:

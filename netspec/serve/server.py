@@ -17,9 +17,11 @@ from netspec.data.registry import dataset as record
 from netspec.errors import DataError, NetspecError, UsageError
 from netspec.probe import Probe, open_probe
 from netspec.serve.app import Served, make_app
+from netspec.serve.detector import Detecting, open_detecting
 from netspec.serve.digits import Digits, read_digits
 from netspec.serve.guard import KEEP_ALIVE_S, Guard, HostCheck, QuietLoopErrors, guarded_protocol
 from netspec.serve.images import input_size
+from netspec.serve.scenes import scene_maker
 
 Log = Callable[[str], None]
 GRACE_S = 2  # seconds open requests get to finish after Ctrl-C
@@ -38,11 +40,28 @@ def open_served(target: Path, data: Path | None, log: Log, threads: int | None =
             f"{target}: the network's input is {shape}; netspec serve draws images "
             "(1 or 3 channels x height x width)"
         ) from None
+    detecting = open_detecting(probe, target, threads, log)
+    if detecting is not None:
+        return _detector(probe, target, data, detecting, log)
     dataset, stored = _dataset(probe, target, data)
     known = record(dataset)
     word = known.sample if known is not None else "image"
     digits = _digits(probe, target, data, (dataset, stored), f"test {word}s", log)
     return Served(probe, target.name or str(target), digits, word)
+
+
+def _detector(
+    probe: Probe, target: Path, data: Path | None, detecting: Detecting, log: Log
+) -> Served:
+    """A detector's page: no gallery of misclassified digits, but scenes drawn for it
+    from MNIST's test digits (``data``: MNIST's IDX files, else netspec's cache)."""
+    train = probe.compiled.train
+    known = record(train.dataset if train is not None else None)
+    size = input_size(probe.input_shape)
+    settings = train.scenes if train is not None else None
+    scenes = scene_maker(settings, size, detecting.labels, data, log)
+    word = known.sample if known is not None else "image"
+    return Served(probe, target.name or str(target), None, word, detecting, scenes)
 
 
 def _digits(

@@ -1,14 +1,43 @@
 // netspec serve: the page. Plain JavaScript, no build step, nothing fetched from outside.
 // The drawing canvas is the source of truth: every change sends it (at the network's input
-// size) to POST /api/run, one request in flight at a time, and every layer is redrawn
-// from the answer. A unit under the pointer shows its value, its receptive field on the
-// input (a box from the layer's size/jump/start) and the spec line that made its layer.
+// size) to POST /api/run, one request in flight at a time, and every open layer is redrawn
+// from the answer. A unit under the pointer (or moved to with the arrow keys) shows its
+// value, its receptive field on the input (a box from the layer's size/jump/start) and the
+// spec line that made its layer, and is marked in its map.
+//
+// A network of more than OVERVIEW units or layers opens as an overview: one strip per layer,
+// a cell per map coloured by the map's mean (the answer's "means"); a layer's maps (its
+// detail) are asked for, and drawn, only while it is open (click or Enter on its name or
+// strip). A smaller network opens with every layer's maps.
+//
+// What other scripts on the page (explain.js, detector.js) may rely on:
+// - Every feature map is a <canvas class="map"> one pixel per unit (scaled up by CSS) in a
+//   wrapper <div class="tile"> (CSS position: relative), with data-layer="<layer name>" and
+//   data-channel="<c>". A (C, H, W) layer has C tiles of H x W (a (C, 1, 1) layer C tiles of
+//   one unit); a (C, L) signal C tiles of 1 x L; a vector (N) one tile, data-channel="0",
+//   its units in rows of up to ROW cells.
+// - A unit clicked, or chosen with Enter: document gets CustomEvent("netspec:unit", {detail:
+//   {layer, channel, y, x, index}}); index is the unit's flat index in the layer's output,
+//   channel, y, x its map, row and column; a signal's y is null; a vector's channel is its
+//   index, and its y and x are null.
+// - After every model load "netspec:model" (detail: GET /api/model's JSON); after every
+//   answer is drawn "netspec:answer" (detail: POST /api/run's JSON, plus .decoded: layer name
+//   -> Uint16Array of the codes, for the layers whose maps were asked for).
+// - window.netspecPage = {state, tileFor(layer, channel), unitRect(layer, channel, y, x),
+//   open(layer), load(image)}: tileFor gives the map's canvas (a vector's one tile for any
+//   channel; null while the layer is closed); unitRect a unit's rectangle {left, top, width,
+//   height} in CSS pixels within its tile; open(layer) opens a layer and resolves to
+//   tileFor(layer, 0) once its maps are drawn; load(image) makes an image of the input's size
+//   ({pixels: base64 of its H*W*C bytes}, as GET /api/digit/N gives) the page's input.
+// units.js (loaded first) lays the maps out and handles their units.
 "use strict";
 
 const LEVELS = 65535;  // the server's 16-bit codes: 0 is a layer's minimum, 65535 its maximum
-const TILE = 84;       // about how many screen pixels a feature map's side gets
 const VIEW = 224;      // screen pixels of the "as the network sees it" canvas's longer side
-const GAP = 3;         // screen pixels between tiles
+const BESIDE_PAD = 140;  // ... when the drawing pad above already shows the input large
+const STRIP = 6;       // screen pixels of a map's cell in a layer's overview strip
+const TOP_K = 10;      // class bars of a network with more classes: the most probable ones
+const OVERVIEW = { units: 250000, layers: 40 };
 
 const state = {
   model: null,      // GET /api/model
@@ -19,8 +48,13 @@ const state = {
   busy: false,      // a request in flight
   pending: false,   // the canvas changed while it was in flight
   last: null,       // the last POST /api/run answer
-  layouts: {},      // layer name -> how its canvas is laid out (for hovering)
-  pinned: null,     // a clicked unit stays shown until another click
+  overview: false,  // a large network: strips, and the maps of open layers only
+  open: new Set(),  // the layers whose maps are shown
+  layouts: {},      // layer name -> how its maps are laid out: {kind, maps, h, w, sx, sy, count}
+  parts: {},        // layer name -> its elements
+  cursor: {},       // layer name -> the unit the keyboard is on, {c, y, x, flat}
+  shown: null,      // the unit the info box shows: {layer, unit}
+  pinned: null,     // a clicked (or Enter-chosen) unit stays shown until another is chosen
 };
 // Each update's milliseconds from reading the canvas to every layer drawn, and the part of
 // it spent waiting for the server (request, inference, answer): read by the tests and by
@@ -28,6 +62,15 @@ const state = {
 window.netspec = { timings: [], waits: [], updates: 0 };
 
 const $ = (id) => document.getElementById(id);
+
+function el(tag, className = "", text = "") {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text) e.textContent = text;
+  return e;
+}
+
+const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
 
 // --- colours: viridis through five of its stops, as a 256-entry table -------------------
 const STOPS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -53,81 +96,6 @@ function fmt(x) {
   return a >= 1e4 || a < 1e-3 ? x.toExponential(2) : x.toPrecision(4).replace(/\.?0+$/, "");
 }
 
-// --- layout: a layer's output as tiles of maps -------------------------------------------
-// (C, H, W): C tiles of H x W; (C, L): C tiles of 1 x L; (N): one tile wrapped into rows.
-function layoutOf(shape) {
-  let maps, h, w;
-  if (shape.length === 3) [maps, h, w] = shape;
-  else if (shape.length === 2) [maps, h, w] = [shape[0], 1, shape[1]];
-  else {  // a vector: rows of up to 30 cells, each a readable size
-    const n = shape.reduce((a, b) => a * b, 1);
-    w = Math.min(n, 30);
-    [maps, h] = [1, Math.ceil(n / w)];
-  }
-  const scale = shape.length === 1 ? 9 : Math.max(1, Math.floor(TILE / Math.max(h, w, 8)));
-  const cols = Math.max(1, Math.min(maps, Math.floor(560 / (w * scale + GAP)) || 1));
-  const rows = Math.ceil(maps / cols);
-  return {
-    spatial: shape.length !== 1, maps, h, w, scale, cols, rows,
-    width: cols * (w * scale + GAP) - GAP, height: rows * (h * scale + GAP) - GAP,
-    count: shape.reduce((a, b) => a * b, 1),
-  };
-}
-
-// The unit under canvas pixel (px, py), or null between tiles: {c, y, x, flat}.
-function unitAt(lay, px, py) {
-  const tx = Math.floor(px / (lay.w * lay.scale + GAP)), ty = Math.floor(py / (lay.h * lay.scale + GAP));
-  const x = Math.floor((px - tx * (lay.w * lay.scale + GAP)) / lay.scale);
-  const y = Math.floor((py - ty * (lay.h * lay.scale + GAP)) / lay.scale);
-  const c = ty * lay.cols + tx;
-  if (tx >= lay.cols || c >= lay.maps || x >= lay.w || y >= lay.h || x < 0 || y < 0) return null;
-  const flat = (c * lay.h + y) * lay.w + x;
-  return flat < lay.count ? { c, y, x, flat } : null;
-}
-
-// Draw a layer's codes on its canvas: each map through the colour table, scaled up.
-function paint(canvas, lay, codes) {
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  ctx.imageSmoothingEnabled = false;
-  const tile = new OffscreenCanvas(lay.w, lay.h), tctx = tile.getContext("2d");
-  const img = tctx.createImageData(lay.w, lay.h), px = img.data;
-  const per = lay.h * lay.w;
-  for (let c = 0; c < lay.maps; c++) {
-    px.fill(0);
-    for (let i = 0; i < per; i++) {
-      const at = c * per + i;
-      if (at >= lay.count) break;
-      const k = (codes[at] >> 8) * 3;
-      px[i * 4] = LUT[k]; px[i * 4 + 1] = LUT[k + 1]; px[i * 4 + 2] = LUT[k + 2]; px[i * 4 + 3] = 255;
-    }
-    tctx.putImageData(img, 0, 0);
-    const tx = c % lay.cols, ty = Math.floor(c / lay.cols);
-    ctx.drawImage(tile, tx * (lay.w * lay.scale + GAP), ty * (lay.h * lay.scale + GAP),
-      lay.w * lay.scale, lay.h * lay.scale);
-  }
-}
-
-function legend(el, encoded) {
-  el.replaceChildren();
-  const bar = document.createElement("canvas");
-  bar.width = 256; bar.height = 1;
-  const ctx = bar.getContext("2d"), img = ctx.createImageData(256, 1);
-  for (let i = 0; i < 256; i++) {
-    img.data.set([LUT[i * 3], LUT[i * 3 + 1], LUT[i * 3 + 2], 255], i * 4);
-  }
-  ctx.putImageData(img, 0, 0);
-  const lo = document.createElement("span"), hi = document.createElement("span");
-  lo.textContent = fmt(encoded.min); hi.textContent = fmt(encoded.max);
-  el.dataset.min = encoded.min; el.dataset.max = encoded.max;
-  el.append(lo, bar, hi);
-  if (encoded.nonfinite) {
-    const bad = document.createElement("span");
-    bad.textContent = `(${encoded.nonfinite} not finite)`;
-    el.append(bad);
-  }
-}
-
 // --- the page's parts, built once from GET /api/model ------------------------------------
 function rfText(layer) {
   if (!layer.rf) return "all";
@@ -147,133 +115,213 @@ function build(model) {
   state.size = { c, h, w };
   $("title").textContent = model.title;
   words(model.sample || "image", c === 1);
-  const view = $("input"), scale = Math.max(1, Math.floor(VIEW / Math.max(h, w)));
+  const view = $("input"), scale = Math.max(1, Math.floor((state.pad ? BESIDE_PAD : VIEW) / Math.max(h, w)));
   view.width = w; view.height = h;
-  view.style.width = `${w * scale}px`; view.style.height = `${h * scale}px`;
-  view.dataset.scale = scale;
-  const layers = $("layers"), rows = document.querySelector("#layer-table tbody");
+  view.style.width = `${w * scale}px`;
+  let units = 0;
   for (const layer of model.layers) {
-    const lay = layoutOf(layer.shape);
-    state.layouts[layer.name] = lay;
-    const box = document.createElement("div");
-    box.className = "layer"; box.id = `layer-${layer.name}`;
-    const title = document.createElement("h3");
-    const name = document.createElement("b");
-    name.textContent = layer.name;
-    title.append(name, ` ${layer.op} ${layer.shape.join("x")}, receptive field ${rfText(layer)}`);
-    const spec = document.createElement("div");
-    spec.className = "spec"; spec.textContent = specText(layer);
-    const canvas = document.createElement("canvas");
-    canvas.className = "maps"; canvas.dataset.layer = layer.name;
-    canvas.width = lay.width; canvas.height = lay.height;
-    const key = document.createElement("div");
-    key.className = "legend"; key.dataset.layer = layer.name;
-    box.append(title, spec, key, canvas);
-    layers.append(box);
-    canvas.addEventListener("pointermove", (e) => { if (!state.pinned) hover(layer, canvas, e); });
-    canvas.addEventListener("click", (e) => { state.pinned = null; state.pinned = hover(layer, canvas, e); });
-    canvas.addEventListener("pointerleave", () => { if (!state.pinned) unhighlight(); });
-    const row = document.createElement("tr");
-    row.dataset.layer = layer.name;
-    const cells = [layer.name, layer.op, layer.shape.join("x"), rfText(layer),
-      layer.params ? layer.params.toLocaleString("en") : "-", layer.macs.toLocaleString("en"),
-      layer.spec ? `${layer.spec.line}` : ""];
-    for (const text of cells) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      row.append(td);
-    }
-    row.title = specText(layer);
-    row.addEventListener("click", () => box.scrollIntoView({ behavior: "smooth", block: "center" }));
-    rows.append(row);
+    state.layouts[layer.name] = layoutOf(layer.shape);
+    units += state.layouts[layer.name].count;
+  }
+  state.overview = units > OVERVIEW.units || model.layers.length > OVERVIEW.layers;
+  $("maps-note").textContent = state.overview
+    ? `${model.layers.length} layers, ${units.toLocaleString("en")} units: one strip per layer, ` +
+      "a cell per map coloured by its mean. Open a layer (click, or Enter on its name) for its maps."
+    : "";
+  const rows = document.querySelector("#layer-table tbody");
+  for (const layer of model.layers) {
+    $("layers").append(buildLayer(layer, state.layouts[layer.name]));
+    rows.append(tableRow(layer));
+    setOpen(layer.name, !state.overview);
   }
   buildBars(model.classes);
   $("random").disabled = !model.digits;
 }
 
+// A layer's box: its name (the button that opens and closes it), what it is, its strip
+// (shown while closed) and its detail (the spec line, the legend and the maps).
+function buildLayer(layer, lay) {
+  const box = el("div", "layer");
+  box.id = `layer-${layer.name}`; box.dataset.layer = layer.name;
+  const head = el("div", "head"), toggle = el("button", "toggle");
+  toggle.type = "button"; toggle.title = specText(layer);
+  toggle.setAttribute("aria-controls", `detail-${layer.name}`);
+  toggle.append(el("b"));
+  toggle.firstChild.append(...dotted(layer.name));
+  const about = el("span", "about", `${layer.op} ${layer.shape.join("x")}, receptive field ${rfText(layer)}`);
+  const strip = el("span", "summary"), key = el("span", "legend"), cells = el("canvas", "strip");
+  cells.width = lay.kind === "vector" ? lay.count : lay.maps; cells.height = 1;
+  cells.style.width = `min(100%, ${Math.max(cells.width * STRIP, 48)}px)`;
+  cells.dataset.layer = layer.name;
+  strip.append(key, cells);
+  head.append(toggle, about, strip);
+  const detail = el("div", "detail"), tiles = el("div", "tiles");
+  detail.id = `detail-${layer.name}`;
+  const legendEl = el("div", "legend");
+  legendEl.dataset.layer = layer.name;
+  detail.append(el("div", "spec", specText(layer)), legendEl, tiles);
+  box.append(head, detail);
+  state.parts[layer.name] = { layer, box, toggle, strip, key, cells, detail, legend: legendEl, tiles, canvases: null };
+  toggle.addEventListener("click", () => setOpen(layer.name, !state.open.has(layer.name)));
+  cells.addEventListener("click", () => setOpen(layer.name, true));
+  cells.addEventListener("pointermove", (e) => { if (!state.pinned) hoverStrip(layer, cells, e); });
+  tiles.addEventListener("pointermove", (e) => { if (!state.pinned) pointed(layer, e, false); });
+  tiles.addEventListener("click", (e) => pointed(layer, e, true));
+  tiles.addEventListener("pointerleave", () => { if (!state.pinned) unhighlight(); });
+  tiles.addEventListener("keydown", (e) => keyed(layer, e));
+  tiles.addEventListener("focusin", (e) => focused(layer, e));
+  return box;
+}
+
+function tableRow(layer) {
+  const row = el("tr");
+  row.dataset.layer = layer.name;
+  const cells = [layer.name, layer.op, layer.shape.join("x"), rfText(layer),
+    layer.params ? layer.params.toLocaleString("en") : "-", layer.macs.toLocaleString("en"),
+    layer.spec ? `${layer.spec.line}` : ""];
+  for (const text of cells) row.append(el("td", "", text));
+  row.firstChild.replaceChildren(...dotted(layer.name));
+  row.title = specText(layer);
+  row.addEventListener("click", () => {
+    setOpen(layer.name, true);
+    state.parts[layer.name].box.scrollIntoView({ behavior: "smooth", block: "start" });
+  });
+  return row;
+}
+
+// A dotted layer name that may wrap after its dots: "bneck1.<wbr>conv1".
+function dotted(name) {
+  return name.split(/(?<=\.)/).flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
+}
+
+// Open or close a layer: its tiles are made the first time it opens; a large network asks
+// the server for the maps of its open layers only.
+function setOpen(name, open) {
+  const part = state.parts[name], lay = state.layouts[name];
+  if (open) state.open.add(name); else state.open.delete(name);
+  part.toggle.setAttribute("aria-expanded", `${open}`);
+  part.box.classList.toggle("open", open);
+  part.detail.hidden = !open; part.strip.hidden = open;
+  if (!open) { paintStrip(name); return; }
+  if (!part.canvases) makeTiles(part, lay);
+  const codes = state.last && state.last.decoded[name];
+  if (codes) paintLayer(name, codes);
+  else if (state.overview) update();  // its maps were not asked for yet
+}
+
+function makeTiles(part, lay) {
+  part.canvases = [];
+  for (let c = 0; c < lay.maps; c++) {
+    const tile = el("div", "tile"), canvas = el("canvas", "map");
+    canvas.dataset.layer = part.layer.name; canvas.dataset.channel = c;
+    canvas.width = lay.w; canvas.height = lay.h;
+    canvas.style.width = `${lay.w * lay.sx}px`; canvas.style.height = `${lay.h * lay.sy}px`;
+    canvas.tabIndex = c === 0 ? 0 : -1;
+    canvas.setAttribute("aria-label", `${part.layer.name}, map ${c}: arrow keys move, Enter chooses`);
+    tile.append(canvas);
+    part.tiles.append(tile);
+    part.canvases.push(canvas);
+  }
+}
+
 function buildBars(classes) {
   const bars = $("bars");
   bars.replaceChildren();
-  if (!classes) { bars.textContent = "(no classes: the last layer's maps are above)"; return; }
-  for (const name of classes) {
-    const row = document.createElement("div");
-    row.className = "bar"; row.dataset.class = name;
-    const label = document.createElement("span");
-    label.className = "name"; label.textContent = name;
-    const fill = document.createElement("span");
-    fill.className = "fill";
-    const p = document.createElement("span");
-    p.className = "p";
-    row.append(label, fill, p);
+  if (!classes) { bars.textContent = "(no classes: the last layer's maps are on the page)"; return; }
+  const many = classes.length > TOP_K, longest = Math.max(...classes.map((n) => n.length));
+  $("bars-note").textContent = many ? `(the top ${TOP_K} of ${classes.length.toLocaleString("en")} classes)` : "";
+  bars.style.setProperty("--name", `${clamp(longest * 0.6, 2, 8)}rem`);
+  for (let i = 0; i < (many ? TOP_K : classes.length); i++) {
+    const row = el("div", "bar");
+    row.dataset.class = classes[i];
+    row.append(el("span", "name", classes[i]), el("span", "fill"), el("span", "p"));
     bars.append(row);
   }
 }
 
-// --- hovering: a unit's value, receptive field and spec line -------------------------------
-function hover(layer, canvas, event) {
-  const lay = state.layouts[layer.name], r = canvas.getBoundingClientRect();
-  const px = (event.clientX - r.left) * (canvas.width / r.width);
-  const py = (event.clientY - r.top) * (canvas.height / r.height);
-  const unit = unitAt(lay, px, py);
-  if (!unit || !state.last || !state.last.layers[layer.name]) { return null; }
-  const encoded = state.last.layers[layer.name];
-  const v = value(encoded, state.last.decoded[layer.name][unit.flat]);
-  const box = rfBox(layer, lay, unit);
-  highlight(box, layer, unit);
-  const where = lay.spatial ? `map ${unit.c}, row ${unit.y}, column ${unit.x}` : `unit ${unit.flat}`;
-  const info = $("unit");
-  info.replaceChildren();
-  const lines = [
-    [`${layer.name} (${layer.op}), ${where}`, "b"],
-    [`value ${fmt(v)}`, "span"],
-    [box.whole ? "receptive field: the whole input"
-      : `receptive field: ${box.height}x${box.width} input pixels, rows ${box.y0}..${box.y0 + box.height}, ` +
-        `columns ${box.x0}..${box.x0 + box.width}`, "span"],
-    [specText(layer), "div"],
-  ];
-  for (const [text, tag] of lines) {
-    const el = document.createElement(tag);
-    el.textContent = text;
-    if (tag === "div") el.className = "spec";
-    info.append(el, document.createElement("br"));
+// --- drawing the answer -------------------------------------------------------------------
+function paintLayer(name, codes) {
+  const part = state.parts[name], lay = state.layouts[name], per = lay.h * lay.w;
+  const img = new ImageData(lay.w, lay.h), px = img.data;  // every map's pixels, in turn
+  for (let c = 0; c < lay.maps; c++) {
+    for (let i = 0; i < per; i++) {
+      const at = c * per + i;
+      if (at >= lay.count) break;
+      const k = (codes[at] >> 8) * 3;
+      px[i * 4] = LUT[k]; px[i * 4 + 1] = LUT[k + 1]; px[i * 4 + 2] = LUT[k + 2]; px[i * 4 + 3] = 255;
+    }
+    part.canvases[c].getContext("2d").putImageData(img, 0, 0);
   }
-  info.dataset.layer = layer.name; info.dataset.value = v;
-  for (const row of document.querySelectorAll("#layer-table tbody tr")) {
-    row.classList.toggle("active", row.dataset.layer === layer.name);
-  }
-  return { layer: layer.name, unit };
+  legend(part.legend, state.last.layers[name]);
 }
 
-// The unit's receptive field in input pixels: centre start + i * jump, size wide per axis.
-function rfBox(layer, lay, unit) {
-  const { h, w } = state.size;
-  if (!layer.rf || !lay.spatial) return { whole: true, y0: 0, x0: 0, height: h, width: w };
-  const size = layer.rf.size, jump = layer.rf.jump, start = layer.rf.start;
-  const axes = size.length === 2 ? [0, 1] : [null, 0];  // a 1-D layer moves along W only
-  const along = (axis, i, full) => (axis === null
-    ? [0, full] : [start[axis] + i * jump[axis] - size[axis] / 2, size[axis]]);
-  const [y0, height] = along(axes[0], unit.y, h), [x0, width] = along(axes[1], unit.x, w);
-  return { whole: false, y0, x0, height, width };
-}
-
-function highlight(box, layer, unit) {
-  const view = $("input"), scale = Number(view.dataset.scale);
-  const boxes = [[$("rf-box"), scale]];
-  if (state.pad) boxes.push([$("rf-box-draw"), draw.clientWidth / state.size.w]);
-  for (const [el, s] of boxes) {
-    el.hidden = false;
-    el.style.left = `${box.x0 * s}px`; el.style.top = `${box.y0 * s}px`;
-    el.style.width = `${box.width * s}px`; el.style.height = `${box.height * s}px`;
-    Object.assign(el.dataset, {
-      layer: layer.name, unit: `${unit.c},${unit.y},${unit.x}`, whole: box.whole,
-      y0: box.y0, x0: box.x0, height: box.height, width: box.width, scale: s,
-    });
+// A closed layer's strip: each map's mean, on the scale of the means (its own legend).
+function paintStrip(name) {
+  const part = state.parts[name];
+  if (!state.last || !state.last.means || !state.last.means[name]) return;
+  const encoded = state.last.means[name], codes = decode(encoded);
+  const ctx = part.cells.getContext("2d"), img = ctx.createImageData(part.cells.width, 1);
+  for (let i = 0; i < Math.min(codes.length, part.cells.width); i++) {
+    const k = (codes[i] >> 8) * 3;
+    img.data.set([LUT[k], LUT[k + 1], LUT[k + 2], 255], i * 4);
   }
+  ctx.putImageData(img, 0, 0);
+  part.cells.codes = codes;
+  legend(part.key, encoded);
 }
 
-function unhighlight() {
-  $("rf-box").hidden = true;
-  if (state.pad) $("rf-box-draw").hidden = true;
+function legend(target, encoded) {
+  target.replaceChildren();
+  const bar = el("canvas");
+  bar.width = 256; bar.height = 1;
+  const ctx = bar.getContext("2d"), img = ctx.createImageData(256, 1);
+  for (let i = 0; i < 256; i++) img.data.set([LUT[i * 3], LUT[i * 3 + 1], LUT[i * 3 + 2], 255], i * 4);
+  ctx.putImageData(img, 0, 0);
+  target.dataset.min = encoded.min; target.dataset.max = encoded.max;
+  target.append(el("span", "lo", fmt(encoded.min)), bar, el("span", "hi", fmt(encoded.max)));
+  if (encoded.nonfinite) target.append(el("span", "", `(${encoded.nonfinite} not finite)`));
+}
+
+function render(answer) {
+  answer.decoded = {};
+  const input = decode(answer.input), { h, w, c } = state.size;
+  const view = $("input"), ctx = view.getContext("2d"), img = ctx.createImageData(w, h);
+  for (let i = 0; i < h * w; i++) {  // grey (or colour) over the input's own range
+    for (let ch = 0; ch < 3; ch++) img.data[i * 4 + ch] = input[(c === 3 ? ch : 0) * h * w + i] >> 8;
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  legend($("input-legend"), answer.input);
+  state.last = answer;
+  for (const layer of state.model.layers) {
+    const encoded = answer.layers[layer.name];
+    if (encoded) answer.decoded[layer.name] = decode(encoded);
+    if (!state.open.has(layer.name)) paintStrip(layer.name);
+    else if (encoded) paintLayer(layer.name, answer.decoded[layer.name]);
+  }
+  bars(answer.probabilities);
+  if (state.shown) info(state.parts[state.shown.layer].layer, state.shown.unit);
+  document.dispatchEvent(new CustomEvent("netspec:answer", { detail: answer }));
+}
+
+function bars(probabilities) {
+  const classes = state.model.classes, out = $("prediction");
+  if (!classes || !probabilities) { out.textContent = ""; delete out.dataset.class; return; }
+  const order = probabilities.map((_, i) => i);
+  if (classes.length > TOP_K) order.sort((a, b) => probabilities[b] - probabilities[a]);
+  let best = 0;
+  probabilities.forEach((p, i) => { if (p > probabilities[best]) best = i; });
+  out.textContent = `prediction: ${classes[best]} (${(100 * probabilities[best]).toFixed(1)}%)`;
+  out.dataset.class = classes[best];
+  document.querySelectorAll("#bars .bar").forEach((row, k) => {
+    const i = order[k];
+    row.dataset.class = classes[i]; row.dataset.index = i; row.dataset.p = probabilities[i];
+    row.querySelector(".name").textContent = classes[i];
+    row.title = classes[i];
+    row.querySelector(".fill").style.width = `${(probabilities[i] * 60).toFixed(1)}%`;
+    row.querySelector(".p").textContent = `${(100 * probabilities[i]).toFixed(1)}%`;
+    row.classList.toggle("top", i === best);
+  });
 }
 
 // The dataset's word where the page names a sample; without a pad (a colour or a
@@ -345,7 +393,7 @@ function pixels() {
 }
 
 // Show an image of the input's size (from a test digit or an upload) on the drawing canvas.
-function show(image) {
+function showImage(image) {
   const { h, w, c } = state.size, bytes = Uint8Array.from(atob(image.pixels), (ch) => ch.charCodeAt(0));
   const small = new OffscreenCanvas(w, h), ctx = small.getContext("2d"), img = ctx.createImageData(w, h);
   for (let i = 0; i < h * w; i++) {
@@ -378,8 +426,9 @@ function update() {
   if (state.busy) { state.pending = true; return; }
   state.busy = true; state.pending = false;
   const { h, w, c } = state.size, started = performance.now();
-  const body = JSON.stringify({ height: h, width: w, channels: c, pixels: b64(pixels()) });
-  api("/api/run", { method: "POST", headers: { "Content-Type": "application/json" }, body })
+  const asked = { height: h, width: w, channels: c, pixels: b64(pixels()) };
+  if (state.overview) asked.layers = [...state.open];
+  api("/api/run", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(asked) })
     .then((answer) => {
       const answered = performance.now();
       render(answer);
@@ -392,44 +441,6 @@ function update() {
     .finally(() => { state.busy = false; if (state.pending) update(); });
 }
 
-function render(answer) {
-  answer.decoded = {};
-  const input = decode(answer.input), { h, w, c } = state.size;
-  const view = $("input"), ctx = view.getContext("2d"), img = ctx.createImageData(w, h);
-  for (let i = 0; i < h * w; i++) {  // grey (or colour) over the input's own range
-    for (let ch = 0; ch < 3; ch++) img.data[i * 4 + ch] = input[(c === 3 ? ch : 0) * h * w + i] >> 8;
-    img.data[i * 4 + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
-  legend($("input-legend"), answer.input);
-  for (const layer of state.model.layers) {
-    const encoded = answer.layers[layer.name];
-    if (!encoded) continue;
-    const codes = decode(encoded);
-    answer.decoded[layer.name] = codes;
-    paint(document.querySelector(`canvas.maps[data-layer="${CSS.escape(layer.name)}"]`),
-      state.layouts[layer.name], codes);
-    legend(document.querySelector(`.legend[data-layer="${CSS.escape(layer.name)}"]`), encoded);
-  }
-  state.last = answer;
-  bars(answer.probabilities);
-}
-
-function bars(probabilities) {
-  const classes = state.model.classes, out = $("prediction");
-  if (!classes || !probabilities) { out.textContent = ""; delete out.dataset.class; return; }
-  let best = 0;
-  probabilities.forEach((p, i) => { if (p > probabilities[best]) best = i; });
-  out.textContent = `prediction: ${classes[best]} (${(100 * probabilities[best]).toFixed(1)}%)`;
-  out.dataset.class = classes[best];
-  document.querySelectorAll("#bars .bar").forEach((row, i) => {
-    row.querySelector(".fill").style.width = `${Math.round(probabilities[i] * 180)}px`;
-    row.querySelector(".p").textContent = `${(100 * probabilities[i]).toFixed(1)}%`;
-    row.dataset.p = probabilities[i];
-    row.classList.toggle("top", i === best);
-  });
-}
-
 async function loadDigit(which, figure) {
   try {
     const digit = await api(`/api/digit/${which}`);
@@ -437,7 +448,7 @@ async function loadDigit(which, figure) {
     $("source").textContent = `test ${state.word} #${digit.index}${label}`;
     $("source").dataset.index = digit.index;
     document.querySelectorAll("#gallery figure").forEach((f) => f.classList.toggle("loaded", f === figure));
-    show(digit);
+    showImage(digit);
   } catch (e) { $("status").textContent = `error: ${e.message}`; }
 }
 
@@ -448,9 +459,9 @@ async function loadGallery() {
     (gallery.digits.length < gallery.errors ? `, the first ${gallery.digits.length} shown)` : ")");
   const names = state.model.classes || [];
   for (const digit of gallery.digits) {
-    const figure = document.createElement("figure");
+    const figure = el("figure");
     figure.dataset.index = digit.index;
-    const thumb = document.createElement("canvas");
+    const thumb = el("canvas");
     thumb.width = digit.width; thumb.height = digit.height;
     const ctx = thumb.getContext("2d"), img = ctx.createImageData(digit.width, digit.height);
     const bytes = Uint8Array.from(atob(digit.pixels), (ch) => ch.charCodeAt(0));
@@ -459,14 +470,28 @@ async function loadGallery() {
       img.data[i * 4 + 3] = 255;
     }
     ctx.putImageData(img, 0, 0);
-    const caption = document.createElement("figcaption");
-    caption.textContent = `${names[digit.label] ?? digit.label}→${names[digit.predicted] ?? digit.predicted}`;
+    const caption = el("figcaption", "", `${names[digit.label] ?? digit.label}→${names[digit.predicted] ?? digit.predicted}`);
     figure.title = `test ${state.word} #${digit.index}: label ${names[digit.label]}, predicted ${names[digit.predicted]}`;
     figure.append(thumb, caption);
     figure.addEventListener("click", () => loadDigit(digit.index, figure));
     $("gallery").append(figure);
   }
 }
+
+function open(name) {
+  setOpen(name, true);
+  if (state.last && state.last.decoded[name]) return Promise.resolve(tileFor(name, 0));
+  return new Promise((resolve) => {
+    const drawn = (e) => {
+      if (!e.detail.decoded[name]) return;
+      document.removeEventListener("netspec:answer", drawn);
+      resolve(tileFor(name, 0));
+    };
+    document.addEventListener("netspec:answer", drawn);
+  });
+}
+
+window.netspecPage = { state, tileFor, unitRect, open, load: showImage };
 
 $("clear").addEventListener("click", () => {
   clear(); state.exact = null; $("source").textContent = "a blank canvas"; update();
@@ -478,13 +503,14 @@ $("upload").addEventListener("change", async (e) => {
   try {
     const image = await api("/api/upload", { method: "POST", body: file });
     $("source").textContent = `${file.name}${image.inverted ? " (inverted: dark ink on light paper)" : ""}`;
-    show(image);
+    showImage(image);
   } catch (err) { $("status").textContent = `error: ${err.message}`; }
   e.target.value = "";
 });
 
 api("/api/model").then((model) => {
   build(model);
+  document.dispatchEvent(new CustomEvent("netspec:model", { detail: model }));
   clear();
   update();
   if (model.digits) loadGallery().catch((e) => { $("status").textContent = `gallery: ${e.message}`; });
