@@ -20,6 +20,7 @@ from netspec.data.folders import load_image_folder, load_npz_targets
 from netspec.data.record import AS_THEY_ARE, Arrays, Fit, Log, Source, held_out
 from netspec.data.sizing import train_size
 from netspec.data.sources import MNIST
+from netspec.data.stream import StreamedImages, open_image_folder
 from netspec.errors import DataError
 
 __all__ = ["Arrays", "SplitArrays", "data_format", "read_given", "read_test_split"]
@@ -118,14 +119,15 @@ def _from_npz(path: Path, log: Log) -> Arrays:
 def _from_folders(path: Path, log: Log, fit: Fit) -> Arrays:
     """Both splits of image folders, read with the input's channels. With a `resize` rule
     each image is decoded straight to the input's size (training's larger for random
-    resized crops); without one, the images must all have one size."""
-    if fit.resize is not None and fit.size is not None:
-        kept = train_size(fit.size, fit.resize, fit.crops)
-        train = load_image_folder(path / "train", kept, fit.channels, resize=fit.resize, log=log)
-        test = load_image_folder(path / "test", fit.size, fit.channels, resize=fit.resize, log=log)
-    else:
-        train = load_image_folder(path / "train", channels=fit.channels, log=log)
-        test = load_image_folder(path / "test", channels=fit.channels, log=log)
+    resized crops); without one, the images must all have one size. Training images over
+    ``fit.stream`` bytes are streamed (netspec.data.stream); the test images are held."""
+    sized = fit.size is not None and fit.resize is not None
+    size, resize = (fit.size, fit.resize) if sized else (None, None)
+    kept = train_size(size, resize, fit.crops) if size is not None else None
+    train = open_image_folder(
+        path / "train", kept, fit.channels, resize=resize, log=log, stream_over=fit.stream
+    )
+    test = load_image_folder(path / "test", size, fit.channels, resize=resize, log=log)
     if train.classes != test.classes:
         raise DataError(
             f"{path}: train/ has classes {train.classes} but test/ has {test.classes}; "
@@ -138,7 +140,7 @@ def _from_folders(path: Path, log: Log, fit: Fit) -> Arrays:
         )
     log(f"reading image folders in {path}: classes {', '.join(train.classes)}")
     return Arrays(
-        _channels_first(train.x),
+        train if isinstance(train, StreamedImages) else _channels_first(train.x),
         train.y,
         _channels_first(test.x),
         test.y,

@@ -227,6 +227,12 @@ class ImageFiles:
             pixels = pixels[top : top + hw[0], left : left + hw[1]]
         return pixels
 
+    def chw(self, index: int, hw: tuple[int, int], resize: int | None) -> npt.NDArray[np.uint8]:
+        """Image ``index`` read as `read` reads it, ``(H, W)`` grey or ``(3, H, W)``
+        colour: laid out as a training array holds it."""
+        image = self.read(index, hw, resize)
+        return image if self.channels == 1 else image.transpose(2, 0, 1)
+
 
 def _resized(pixels: npt.NDArray[np.uint8], hw: tuple[int, int]) -> npt.NDArray[np.uint8]:
     from PIL import Image
@@ -253,28 +259,61 @@ def load_image_folder(
     allocated and each image decoded into its place. Unreadable images are skipped (said in
     ``log``) or refused, as the module says.
     """
-    files = ImageFiles(Path(path), channels)
-    skipped = _Skipped(Path(path), files)
+    headers = read_headers(Path(path), channels)
+    return decode_folder(headers, headers.fitted(size), resize, log)
+
+
+class Headers(NamedTuple):
+    """A folder listed and every image's header read (nothing decoded): the files, the
+    (H, W) of each readable image by its index, and what was left out so far."""
+
+    files: ImageFiles
+    sizes: dict[int, tuple[int, int]]
+    skipped: Skipped
+
+    def fitted(self, size: int | tuple[int, int] | None) -> tuple[int, int]:
+        """(H, W) the images are brought to: ``size``, else their one size."""
+        return (size, size) if isinstance(size, int) else size or _one_size(self.files, self.sizes)
+
+    def decoded(self, hw: tuple[int, int]) -> tuple[int, ...]:
+        """The shape of every readable image decoded at ``hw``: ``(N, H, W)`` grey,
+        ``(N, 3, H, W)`` colour."""
+        n = len(self.sizes)
+        return (n, *hw) if self.files.channels == 1 else (n, 3, *hw)
+
+
+def read_headers(path: Path, channels: int) -> Headers:
+    """List ``path`` and read each image's header (`MAX_PIXELS` checked), skipping or
+    refusing the unreadable ones as the module says."""
+    files = ImageFiles(path, channels)
+    skipped = Skipped(path, files)
     sizes: dict[int, tuple[int, int]] = {}
     for i, file in enumerate(files.files):
         with skipped.unless_unreadable(file):
             sizes[i] = files.size(i)  # each header checked before anything is decoded
     skipped.check()
-    hw = (size, size) if isinstance(size, int) else size or _one_size(files, sizes)
-    shape = (len(sizes), *hw) if channels == 1 else (len(sizes), 3, *hw)
+    return Headers(files, sizes, skipped)
+
+
+def decode_folder(
+    headers: Headers, hw: tuple[int, int], resize: int | None, log: Log | None
+) -> ImageFolder:
+    """Every readable image decoded at ``hw`` into one array, refused first when it would
+    hold more than `MAX_DECODED` bytes."""
+    files, skipped = headers.files, headers.skipped
+    shape = headers.decoded(hw)
     total = math.prod(shape)
     if total > MAX_DECODED:
         raise DataError(
-            f"{path}: {len(sizes):,} images of {fmt_shape(shape[1:])} decode to {total:,} "
-            f"bytes; netspec reads at most {MAX_DECODED:,}"
+            f"{skipped.path}: {len(headers.sizes):,} images of {fmt_shape(shape[1:])} decode "
+            f"to {total:,} bytes; netspec reads at most {MAX_DECODED:,}"
         )
     x = np.empty(shape, np.uint8)
-    y = np.empty(len(sizes), np.int64)
+    y = np.empty(len(headers.sizes), np.int64)
     kept = 0
-    for i in sizes:
+    for i in headers.sizes:
         with skipped.unless_unreadable(files.files[i]):
-            image = files.read(i, hw, resize)
-            x[kept] = image if channels == 1 else image.transpose(2, 0, 1)  # (H, W, C) -> CHW
+            x[kept] = files.chw(i, hw, resize)
             y[kept] = files.labels[i]
             kept += 1
     skipped.check()
@@ -297,7 +336,7 @@ def _one_size(files: ImageFiles, sizes: dict[int, tuple[int, int]]) -> tuple[int
     return sizes[first]
 
 
-class _Skipped:
+class Skipped:
     """The files of a folder left out: those not named as images, and the images that
     cannot be read, skipped while they are at most `MAX_SKIPPED` of the images."""
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from netspec.data.stream import StreamedImages
+
 __all__ = [
     "AS_THEY_ARE",
     "DIGITS",
@@ -61,9 +63,10 @@ def held_out(n: int) -> int:
 class Arrays:
     """Both splits as numpy arrays ``(N, C, H, W)`` (any dtype) and their targets: int64
     labels ``(N,)`` or per-pixel classes ``(N, H, W)``, float maps ``(N, C, H, W)``, or None
-    (an `.npz` without `y`)."""
+    (an `.npz` without `y`). The training images of a large image folder are listed, not
+    read: decoded a batch at a time (netspec.data.stream)."""
 
-    train_x: npt.NDArray[Any]
+    train_x: npt.NDArray[Any] | StreamedImages
     train_y: npt.NDArray[Any] | None
     test_x: npt.NDArray[Any]
     test_y: npt.NDArray[Any] | None
@@ -102,12 +105,15 @@ class Fit:
     so that it decodes each image straight to it: its channels (1 grey, 3 RGB), its
     (H, W), the train section's `resize N`, and whether training cuts random resized crops
     (its images then kept larger: netspec.data.sizing.train_size). None: images as they
-    are (one size). Readers of arrays of one size ignore it: netspec.train.data fits those."""
+    are (one size). Readers of arrays of one size ignore it: netspec.train.data fits those.
+    ``stream``: the bytes of decoded training images over which a folder's are streamed
+    (netspec.data.stream); None: held, whatever their size (up to `MAX_DECODED`)."""
 
     channels: int = 1
     size: tuple[int, int] | None = None
     resize: int | None = None
     crops: bool = False
+    stream: int | None = None
 
 
 AS_THEY_ARE = Fit()  # images read as they are: grey, of one size

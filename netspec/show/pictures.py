@@ -392,7 +392,9 @@ def draw_top_activations(
     probe: Probe, images: FloatArray, pictures: FloatArray, out: Path, units: int = 4, top: int = 6
 ) -> Drawn | None:
     """`top-activations.png`: for a few maps of each spatial layer, the images that excite
-    it most, each cropped to the receptive field of its strongest unit (Zeiler & Fergus)."""
+    it most, each cropped to the receptive field of its strongest unit (Zeiler & Fergus).
+    ``pictures`` are the inputs as pixels in [0, 1]: ``(N, H, W)`` grey, or ``(N, H, W, 3)``
+    colour (un-normalized with the run's per-channel mean and std), drawn in RGB."""
     views = spatial_groups(probe, ())
     if not views:
         return None
@@ -428,7 +430,8 @@ def draw_top_activations(
     for r, (label, crops) in enumerate(rows):
         for k, crop in enumerate(crops):
             ax = axes[r, k]
-            ax.imshow(crop, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            grey = "gray" if crop.ndim == 2 else None  # (h, w, 3) crops: RGB as they are
+            ax.imshow(crop, cmap=grey, vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)

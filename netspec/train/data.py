@@ -5,13 +5,18 @@ Images stay in pixel units scaled to [0, 1] (background 0), so padding and augme
 fill with background; normalization is applied per batch, after augmentation. With a
 `resize` rule, images are scaled and cut at their centre (netspec.data.sizing); training
 images are kept larger when random resized crops cut them to the input each epoch.
+
+The training images of a large image folder are not held (`Streamed`): each batch is
+decoded, fitted as held images are and deformed in the loader's threads
+(netspec.data.stream), then moved to the device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 
 from netspec.data import Arrays, DataError
 from netspec.data.sizing import centre, scaled, train_size
+from netspec.data.stream import StreamedImages
 from netspec.ir import Shape
 from netspec.tasks import CLASSIFIER, Target
 from netspec.tasks.base import Given
@@ -27,14 +33,44 @@ from netspec.text import fmt_shape
 from netspec.trainspec import Normalize, TrainConfig
 
 Log = Callable[[str], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """Training images decoded a batch at a time (netspec.data.stream), each batch fitted
+    to ``size`` as held images are (`_tensor`): the same floats, batch by batch."""
+
+    images: StreamedImages
+    size: tuple[int, int]  # (H, W) they are kept at: the input's, or larger for crops
+    resize: int | None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(
+        self,
+        picks: Sequence[npt.NDArray[np.int64]],
+        make: Callable[[int, torch.Tensor, torch.Tensor], T],
+        threads: int | None = None,
+    ) -> Iterator[T]:
+        """``make(step, images, labels)`` of each step's images, floats ``(B, C, H, W)`` in
+        [0, 1] on the CPU and int64 labels, run in the loader's threads, in step order."""
+
+        def fitted(step: int, x: npt.NDArray[np.uint8], y: npt.NDArray[np.int64]) -> T:
+            cpu = torch.device("cpu")
+            return make(step, _tensor(x, self.size, cpu, self.resize), torch.from_numpy(y))
+
+        return self.images.batches(picks, fitted, threads)
 
 
 @dataclass(frozen=True)
 class Tensors:
     """Both splits on the training device: images float ``(N, C, H, W)`` in [0, 1], and the
-    targets of the network's task (for a reconstruction, the images themselves)."""
+    targets of the network's task (for a reconstruction, the images themselves); the
+    training images of a large image folder `Streamed` instead."""
 
-    train_x: torch.Tensor
+    train_x: torch.Tensor | Streamed
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
@@ -84,7 +120,7 @@ def fit_to_input(
     train_x = arrays.train_x
     if limit is not None and limit < len(train_x):
         log(f"training on the first {limit} of {len(train_x)} samples (--limit)")
-        train_x = train_x[:limit]
+        train_x = train_x.first(limit) if isinstance(train_x, StreamedImages) else train_x[:limit]
     size = (
         height if isinstance(height, int) else arrays.train_x.shape[2],
         width if isinstance(width, int) else arrays.train_x.shape[3],
@@ -110,10 +146,18 @@ def fit_to_input(
         )
     if kept != size:
         log(f"training images kept at {kept[0]}x{kept[1]}: random resized crops cut them")
-    x = (
-        _tensor(train_x, kept, device, sizing.resize),
-        _tensor(arrays.test_x, size, device, sizing.resize),
-    )
+    test_x = _tensor(arrays.test_x, size, device, sizing.resize)
+    if isinstance(train_x, StreamedImages):
+        if not target.task.per_sample or target.reconstruct:
+            raise DataError(
+                f"{arrays.source}: its training images are streamed, which only a network "
+                f"trained on per-sample labels can take, not a {target.task.name} output"
+            )
+        held = torch.empty((0, train_x.shape[1], *kept), device=device)  # a fit ignores it
+        streamed = Streamed(train_x, kept, sizing.resize)
+        x = (held, test_x)
+    else:
+        x = (_tensor(train_x, kept, device, sizing.resize), test_x)
     given = Given(
         arrays.train_y,
         arrays.test_y,
@@ -126,8 +170,9 @@ def fit_to_input(
         size=size,
     )
     fitted = target.task.fit(given, target, x, device, log)
+    train = streamed if isinstance(train_x, StreamedImages) else x[0]
     return Tensors(
-        x[0], fitted.train_y, x[1], fitted.test_y, arrays.source, fitted.labels, fitted.target
+        train, fitted.train_y, x[1], fitted.test_y, arrays.source, fitted.labels, fitted.target
     )
 
 
@@ -170,17 +215,26 @@ def _tensor(
 MEASURE_VALUES = 1 << 24  # values a measure pass holds in float64 at once (128 MiB)
 
 
-def measure(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def measure(x: torch.Tensor | Streamed) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Each channel's mean and standard deviation over images ``(N, C, H, W)`` in [0, 1]
-    (`normalize auto`), summed in float64 a batch at a time, as the numbers a run records."""
-    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    (`normalize auto`), summed in float64 a batch at a time, as the numbers a run records;
+    streamed images decoded in the same batches (one pass of the loader)."""
+    shape = x.shape if isinstance(x, torch.Tensor) else x.images.shape
+    step = max(1, MEASURE_VALUES // max(math.prod(shape[1:]), 1))
+    starts = range(0, len(x), step)
+    if isinstance(x, torch.Tensor):
+        batches: Iterator[torch.Tensor] = (x[i : i + step] for i in starts)
+    else:
+        picks = [np.arange(i, min(i + step, len(x)), dtype=np.int64) for i in starts]
+        batches = x.batches(picks, lambda _, pixels, labels: pixels)
+    total = torch.zeros(shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
-    step = max(1, MEASURE_VALUES // max(x[:1].numel(), 1))
-    for i in range(0, len(x), step):
-        batch = x[i : i + step].double()
-        total += batch.sum((0, 2, 3))
-        squares += batch.square().sum((0, 2, 3))
-    count = len(x) * x.shape[2] * x.shape[3]
+    count = 0
+    for found in batches:
+        batch = found.double()
+        total = total.to(batch.device) + batch.sum((0, 2, 3))
+        squares = squares.to(batch.device) + batch.square().sum((0, 2, 3))
+        count += len(batch) * batch.shape[2] * batch.shape[3]
     mean = total / max(count, 1)
     var = (squares / max(count, 1) - mean.square()).clamp(min=0)
     if bool((var <= 0).any()):
@@ -191,7 +245,7 @@ def measure(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(mean.tolist()), tuple(var.sqrt().tolist())
 
 
-def measured(config: TrainConfig, x: torch.Tensor, log: Log) -> TrainConfig:
+def measured(config: TrainConfig, x: torch.Tensor | Streamed, log: Log) -> TrainConfig:
     """``config`` with `normalize auto` resolved: the mean and std of each channel of the
     training images ``x`` (recorded in the run, which every later use reads them from)."""
     mean, std = measure(x)

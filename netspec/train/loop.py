@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,7 +31,7 @@ from netspec.errors import RunError
 from netspec.tasks import CLASSIFIER, Target
 from netspec.tasks.base import Outputs, as_outputs
 from netspec.train.augment import augment, augment_boxes
-from netspec.train.data import Tensors, normalized
+from netspec.train.data import Streamed, Tensors, normalized
 from netspec.trainspec import Augment, Loss, Optimizer, Schedule, TrainConfig
 
 EVAL_BATCH = 1000
@@ -202,6 +202,8 @@ def normalize_once(data: Tensors, config: TrainConfig) -> Tensors:
     feed it unchanged: no augmentation (which deforms raw images, padding with raw zeros) and
     not its own target. The same floats as normalizing each batch, without an elementwise
     pass over every batch of every epoch (about 1% of a small network's step on the CPU)."""
+    if isinstance(data.train_x, Streamed):
+        return data  # decoded batch by batch: normalized so
     if data.normalized or config.augment.enabled or data.target.reconstruct:
         return data
     return replace(data, train_x=normalized(data.train_x, config.normalize), normalized=True)
@@ -218,27 +220,28 @@ def train_epoch(
     """One pass over the (shuffled, augmented) training set; ``show(step, loss, acc, seen)``."""
     n = len(data.train_x)
     order_gen, aug_gen = seed_epoch(config.seed, epoch, place.rank)
-    order = torch.randperm(n, generator=order_gen).to(place.device)
+    order = torch.randperm(n, generator=order_gen)
     parts.module.train()
-    task, deform = data.target.task, Deform(config.augment, aug_gen, data.size)
     tally = Tally(place.device, config.loss, data.target)
     per_sample = Scales(place)
     start = time.perf_counter()
-    last = parts.steps_per_epoch - 1
-    for step in range(parts.steps_per_epoch):
-        batch = order[step * config.batch : (step + 1) * config.batch]
-        idx = batch if place.world == 1 else batch.tensor_split(place.world)[place.rank]
-        x, y = task.augment(data.train_x[idx], data.train_y[idx], deform, data.target)
+    steps = parts.steps_per_epoch
+    if isinstance(data.train_x, Streamed):
+        batches = streamed_batches(data.train_x, order, data, config, place, epoch, steps)
+    else:
+        deform = Deform(config.augment, aug_gen, data.size)
+        batches = _held(data.train_x, order, data, config, place, deform, steps)
+    for step, (x, y, samples) in enumerate(batches):
         x = place.batch(x if data.normalized else normalized(x, config.normalize))
         with place.autocast():
             outs = as_outputs(parts.module(x))
-        summed = task.loss_sum(outs, y, config.loss, data.target)
+        summed = data.target.task.loss_sum(outs, y, config.loss, data.target)
         parts.optimizer.zero_grad(set_to_none=True)
         if parts.scaler.is_enabled():
-            scaled: torch.Tensor = parts.scaler.scale(summed * (place.world / len(batch)))
+            scaled: torch.Tensor = parts.scaler.scale(summed * (place.world / samples))
             scaled.backward()  # type: ignore[no-untyped-call]
         else:  # the mean's gradient without a multiplication each way: 1/B given as d(sum)
-            summed.backward(per_sample.get(len(batch)))  # type: ignore[no-untyped-call]
+            summed.backward(per_sample.get(samples))  # type: ignore[no-untyped-call]
         if config.clip is not None:
             parts.scaler.unscale_(parts.optimizer)
             nn.utils.clip_grad_norm_(parts.module.parameters(), config.clip)
@@ -246,17 +249,72 @@ def train_epoch(
         parts.scaler.update()
         parts.scheduler.step()
         tally.add(summed.detach(), tuple(o.detach() for o in outs), y)
-        if step % 10 == 0 or step == last:  # read back every 10 steps
+        if step % 10 == 0 or step == steps - 1:  # read back every 10 steps
             _stop_if_diverged(tally.settle(), epoch)
             if place.rank == 0:
                 show(
                     step + 1, tally.loss / max(tally.count, 1), tally.acc, tally.count * place.world
                 )
+    _stop_if_diverged(tally.settle(), epoch)  # a streamed epoch may pass over its last step
     total = tally.totals()
     if place.world > 1:
         torch.distributed.all_reduce(total)
     loss, correct, count = total.tolist()
     return EpochResult(loss / max(count, 1), correct / max(count, 1), time.perf_counter() - start)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, int]  # inputs, targets, the global batch's samples
+
+
+def _mine(batch: torch.Tensor, place: Place) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch's indices."""
+    return batch if place.world == 1 else batch.tensor_split(place.world)[place.rank]
+
+
+def _held(
+    x: torch.Tensor,
+    order: torch.Tensor,
+    data: Tensors,
+    config: TrainConfig,
+    place: Place,
+    deform: Deform,
+    steps: int,
+) -> Iterator[Batch]:
+    """Each step's images and targets, cut from the held training set and deformed on its
+    device by the epoch's one generator."""
+    order = order.to(place.device)
+    for step in range(steps):
+        batch = order[step * config.batch : (step + 1) * config.batch]
+        idx = _mine(batch, place)
+        images, y = data.target.task.augment(x[idx], data.train_y[idx], deform, data.target)
+        yield images, y, len(batch)
+
+
+def streamed_batches(
+    streamed: Streamed,
+    order: torch.Tensor,
+    data: Tensors,
+    config: TrainConfig,
+    place: Place,
+    epoch: int,
+    steps: int,
+) -> Iterator[Batch]:
+    """Each step's images, decoded and deformed in the loader's threads, each batch by a
+    generator of its own drawn from (seed, epoch, rank, step): the same batches whatever
+    the threads do. A file found unreadable leaves its batch one sample short (a batch
+    left empty is passed over)."""
+    batches = [order[s * config.batch : (s + 1) * config.batch] for s in range(steps)]
+    picks = [_mine(b, place).numpy() for b in batches]
+    task, target = data.target.task, data.target
+
+    def make(step: int, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        gen = torch.Generator().manual_seed(_mix(config.seed, epoch, place.rank, 4, step))
+        x, y = task.augment(x, y, Deform(config.augment, gen, data.size), target)
+        return x, y, len(batches[step]) - (len(picks[step]) - len(y))
+
+    for x, y, count in streamed.batches(picks, make):
+        if len(y):
+            yield x.to(place.device), y.to(place.device), count
 
 
 class Scales:

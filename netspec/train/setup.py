@@ -19,6 +19,7 @@ from netspec.compiler import Compiled, compile
 from netspec.data import read_arrays
 from netspec.data.record import Fit
 from netspec.data.registry import DEFAULT_DATASET
+from netspec.data.stream import stream_above
 from netspec.errors import UsageError
 from netspec.ir import Shape
 from netspec.limits import Limits
@@ -224,20 +225,23 @@ def load_tensors(
     target = target_of(compiled, config.loss)
     shape = compiled.graph.inputs[0].shape
     sizing = Sizing(config.resize, config.augment.crop_scale is not None)
-    arrays = read_arrays(config.dataset, data, log, config.scenes or Scenes(), _fit(shape, sizing))
+    stream = stream_above() if target.task.per_sample and not target.reconstruct else None
+    fit = _fit(shape, sizing, stream)
+    arrays = read_arrays(config.dataset, data, log, config.scenes or Scenes(), fit)
     tensors = fit_to_input(arrays, shape, target, limit, device, log, sizing)
     tensors.target.task.check_augment(config.augment, tensors.target)
     return tensors
 
 
-def _fit(shape: Shape, sizing: Sizing) -> Fit:
-    """What a reader of images of any size is told of the input (C x H x W)."""
+def _fit(shape: Shape, sizing: Sizing, stream: int | None) -> Fit:
+    """What a reader of images of any size is told of the input (C x H x W), and over how
+    many bytes of decoded images it may stream a per-sample target's training images."""
     if len(shape) != 3:
         return Fit()
     channels, height, width = shape
     size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
     grey_or_rgb = channels if channels in (1, 3) else 1  # others: fit_to_input says so
-    return Fit(int(grey_or_rgb), size, sizing.resize, sizing.crops)
+    return Fit(int(grey_or_rgb), size, sizing.resize, sizing.crops, stream)
 
 
 def seeded_module(compiled: Compiled, build: Build, seed: int) -> nn.Module:
