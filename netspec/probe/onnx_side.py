@@ -4,9 +4,11 @@ netspec's exporter names each layer's own tensor after the layer (netspec.export
 here those tensors become extra graph outputs of an in-memory copy of the model, and one
 session run returns them all. A layer without a tensor of its own (an operation whose
 `OpDef.passes_through`: identity, dropout at inference, whatever returns its input) reads
-its input's tensor; a network output reads the output the metadata names. A file written
-before the exporter named its layers has no such tensors: refused with the advice to
-export it again.
+its input's tensor; a network output reads the output the metadata names, unless the
+file's graph decodes it (a detector's boxes, netspec.export.detection): that output is no
+layer's, and the head reads its own tensor from before the decoding. A file written before
+the exporter named its layers has no such tensors: refused with the advice to export it
+again.
 
 A file is read as ONNX Runtime reads it from its path: the tensors it keeps in other files
 (external data) come from its own folder, never from the current directory, and a tensor
@@ -33,6 +35,7 @@ from netspec.text import first_line
 
 Arrays = dict[str, npt.NDArray[np.float32]]
 MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit on one file, and on its external data
+RAW = ".raw"  # a decoded head's own tensor: LAYER.raw (netspec.export.onnx_export)
 
 
 def load_model(path: Path) -> Any:
@@ -117,19 +120,48 @@ def check_outputs(model: Any, compiled: Compiled, info: ModelInfo, path: Path) -
         )
 
 
+def _decoded_outputs(compiled: Compiled, info: ModelInfo) -> dict[str, str]:
+    """The network outputs whose file output is not their layer's tensor but what the
+    graph's decoding makes of it (a detector's boxes: netspec.export.detection), each
+    layer's name to that output's: where the file has a decoding and the metadata gives the
+    output a known shape other than the layer's."""
+    if info.decoding is None:
+        return {}
+    shapes = {layer.name: tuple(layer.shape) for layer in compiled.layers}
+    return {
+        node: output.name
+        for node, output in zip(compiled.graph.outputs, info.outputs, strict=True)
+        if output.shape is not None
+        and all(isinstance(d, int) for d in output.shape)
+        and node in shapes
+        and tuple(output.shape) != shapes[node]
+    }
+
+
 def _tensor_names(
     compiled: Compiled, info: ModelInfo, produced: set[str], path: Path
 ) -> dict[str, str]:
-    """Each layer's tensor in the graph: its own name, a network output's, or its input's."""
-    outputs = dict(zip(compiled.graph.outputs, (o.name for o in info.outputs), strict=True))
+    """Each layer's tensor in the graph: its own name, a network output's, or its input's.
+    A head that the graph decodes is read before its decoding: its tensor of its own
+    (`LAYER.raw`, as the exporter names it), else its one input's (a head that returns its
+    input, as `detect` does: the exporter names no tensor twice)."""
+    decoded = _decoded_outputs(compiled, info)
+    outputs = {
+        node: output.name
+        for node, output in zip(compiled.graph.outputs, info.outputs, strict=True)
+        if node not in decoded
+    }
+    own = {name: name for name in produced if name not in decoded.values()}
+    own |= {node: node + RAW for node in decoded if node + RAW in produced}
     inputs = {i.name: i.name for i in compiled.graph.inputs}
     tensors: dict[str, str] = {}
     for node in compiled.graph.nodes:
+        through = REGISTRY[node.op].passes_through or node.name in decoded
         if node.name in outputs:
             tensors[node.name] = outputs[node.name]
-        elif node.name in produced:
-            tensors[node.name] = node.name
-        elif REGISTRY[node.op].passes_through and len(node.inputs) == 1:
+        elif node.name in own:
+            tensors[node.name] = own[node.name]
+        elif through and len(node.inputs) == 1:
             source = node.inputs[0]
             tensors[node.name] = tensors.get(source) or inputs[source]
         else:
