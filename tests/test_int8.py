@@ -1,5 +1,7 @@
 """int8 export: the default format's structure (QDQ, uint8 activations, int8 weights per
-channel, thin convolutions kept fp32), the speed check's decision (a pure function of two
+channel, int8 only between int8 convolutions and dense layers: thin convolutions, local
+response normalization, the pooling after it and a detector's decoding kept fp32, and kept
+fp32 by ONNX Runtime as netspec opens the file), the speed check's decision (a pure function of two
 timings, and the command line's refusal where no measurement can pass), agreement with fp32
 on real MNIST digits, and calibration data that is refused with a clear message.
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner, Result
@@ -26,10 +29,12 @@ from netspec.export.quantize import (
     DEFAULT_INT8,
     Int8Format,
     Int8Speed,
+    int8_region,
     judge_int8_speed,
-    thin_regions,
+    to_int8,
 )
 from netspec.lower import to_torch
+from netspec.runtime.session import session_options
 from tests.conftest import REAL_MNIST, needs_mnist
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -68,39 +73,116 @@ def fp32_graph(spec: str, tmp_path: Path) -> onnx.GraphProto:
 def test_default_is_qdq_uint8_activations_int8_weights_per_channel() -> None:
     chosen = DEFAULT_INT8
     assert (chosen.qdq, chosen.signed_activations, chosen.per_channel) == (True, False, True)
-    assert chosen.thin_in_fp32
-    assert DEFAULT_INT8.name == "qdq-u8s8-channel+thin-fp32"
+    assert chosen.region
+    assert DEFAULT_INT8.name == "qdq-u8s8-channel+region"
     assert Int8Format(qdq=False, signed_activations=True, per_channel=False).name == (
-        "qoperator-s8s8-tensor+thin-fp32"
+        "qoperator-s8s8-tensor+region"
     )
+
+
+def fp32_ops(graph: onnx.GraphProto) -> list[str]:
+    """The operation types outside the int8 region, in graph order."""
+    region = int8_region(graph)
+    return [n.op_type for n in graph.node if n.name not in region]
 
 
 def test_a_thin_convolution_and_what_follows_it_stay_fp32(tmp_path: Path) -> None:
     """mnist_fast: conv 16 5x5 over one channel, then maxpool, batchnorm, relu up to the
-    next conv (over 16 channels)."""
+    next conv (over 16 channels); the rest is int8 up to the last dense layer."""
     graph = fp32_graph("mnist_fast", tmp_path)
-    kept = thin_regions(graph)
-    ops = {n.name: n.op_type for n in graph.node}
-    assert [ops[name] for name in kept] == ["Conv", "MaxPool", "BatchNormalization", "Relu"]
+    assert fp32_ops(graph) == ["Conv", "MaxPool", "BatchNormalization", "Relu"]
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    assert convs[1] in int8_region(graph)
 
 
-def test_no_thin_region_where_it_would_end_in_a_maxpool(tmp_path: Path) -> None:
+def test_a_thin_region_ending_in_a_maxpool_stays_fp32_as_netspec_runs_it(
+    tmp_path: Path,
+) -> None:
     """yolo_digits: conv 16 3x3 on one channel | batchnorm (folded) | leaky_relu | maxpool,
-    then a conv. ONNX Runtime would quantize before that maxpool and pool uint8 in NCHW:
-    the first convolution is quantized instead."""
+    then a conv: all four stay fp32. ONNX Runtime's QDQ propagation would move the next
+    conv's quantization up before that maxpool and pool uint8 in NCHW; netspec's sessions
+    turn it off, so the optimized graph pools floats, where a plain session pools uint8."""
     graph = fp32_graph("yolo_digits", tmp_path)
     first = next(n for n in graph.node if n.op_type == "Conv")
     weights = {t.name: tuple(t.dims) for t in graph.initializer}
     assert weights[first.input[1]][1:] == (1, 3, 3)
-    assert thin_regions(graph) == []
+    assert fp32_ops(graph)[:4] == ["Conv", "BatchNormalization", "LeakyRelu", "MaxPool"]
+    x = np.random.default_rng(0).standard_normal((8, 1, 128, 128)).astype(np.float32)
+    int8 = to_int8(onnx.load(str(tmp_path / "yolo_digits.onnx")), {"image": x})
+
+    def quantized_pools(options: ort.SessionOptions) -> int:
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(int8.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+        producer = {o: n.op_type for n in optimized.node for o in n.output}
+        pools = [n for n in optimized.node if n.op_type == "MaxPool"]
+        return sum(producer.get(n.input[0]) == "QuantizeLinear" for n in pools)
+
+    assert quantized_pools(session_options(1)) == 0
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert quantized_pools(plain) == 1  # what the session option prevents
+
+
+def test_local_response_normalization_and_the_pool_after_it_stay_fp32(tmp_path: Path) -> None:
+    """alexnet: each LRN (exported as square, pad, average, power, divide) has no int8
+    power, so its pieces and the maxpool it feeds stay fp32; every conv and dense is int8."""
+    graph = fp32_graph("alexnet", tmp_path)
+    region = int8_region(graph)
+    lrn = [n for n in graph.node if n.name.startswith("/lrn")]
+    assert lrn and not any(n.name in region for n in lrn)
+    producer = {o: n for n in graph.node for o in n.output}
+    pools = [n for n in graph.node if n.op_type == "MaxPool"]
+    after_lrn = [n for n in pools if producer[n.input[0]].name.startswith("/lrn")]
+    assert len(after_lrn) == 2 and not any(n.name in region for n in after_lrn)
+    assert all(n.name in region for n in pools if n not in after_lrn)  # after a relu
+    assert all(n.name in region for n in graph.node if n.op_type in ("Conv", "Gemm"))
 
 
 def test_only_ungrouped_convolutions_over_one_channel_are_thin(tmp_path: Path) -> None:
-    assert thin_regions(fp32_graph("lenet5", tmp_path))  # c1: 1x5x5, then tanh and subsample
+    lenet5 = fp32_graph("lenet5", tmp_path)
+    c1 = next(n for n in lenet5.node if n.op_type == "Conv")  # 1x5x5
+    assert c1.name not in int8_region(lenet5)
     wide = "network rgb(image: 3x16x16) {\n    conv 16 3x3 | relu | conv 16 3x3 groups=16\n}\n"
     out = tmp_path / "wide.onnx"
     export_compiled(netspec.compile(wide), out, ExportOptions(verify=False), **QUIET)
-    assert thin_regions(onnx.load(str(out)).graph) == []  # an RGB stem; a depthwise conv
+    assert fp32_ops(onnx.load(str(out)).graph) == []  # an RGB stem; a depthwise conv
+
+
+def detections_matched(fp32: np.ndarray, int8: np.ndarray, within: float) -> float:
+    """The fraction of int8 detections `(x1, y1, x2, y2, score, class)` with an fp32
+    detection of the same image and class whose corners all lie within `within` pixels."""
+    found = 0
+    for ours, theirs in zip(int8, fp32, strict=True):
+        for row in ours:
+            same = theirs[theirs[:, 5] == row[5], :4]
+            found += len(same) > 0 and float(np.abs(same - row[:4]).max(axis=1).min()) <= within
+    return found / (int8.shape[0] * int8.shape[1])
+
+
+def test_ssd_quantizes_with_its_decoding_in_fp32_and_its_boxes_match(tmp_path: Path) -> None:
+    """ssd_digits decodes its boxes in the graph (softmax, anchors, top-k): after the last
+    conv, so fp32. Quantized whole (ONNX Runtime's own choice) its boxes land tens of pixels
+    away; QOperator then failed outright on the decoding's tensors."""
+    torch.manual_seed(0)
+    graph = fp32_graph("ssd_digits", tmp_path)
+    decoding = [n for n in graph.node if n.name.startswith("/decoding/")]
+    assert decoding and not int8_region(graph) & {n.name for n in decoding}
+    fp32 = onnx.load(str(tmp_path / "ssd_digits.onnx"))
+    x = np.random.default_rng(0).random((16, 1, 128, 128)).astype(np.float32)
+
+    def detections(model: onnx.ModelProto) -> np.ndarray:
+        options = session_options(1)
+        session = ort.InferenceSession(model.SerializeToString(), options)
+        return np.asarray(session.run(None, {"image": x})[0])
+
+    reference = detections(fp32)
+    assert reference.shape == (16, 50, 6)
+    assert detections_matched(reference, detections(to_int8(fp32, {"image": x})), 1.0) >= 0.9
+    qoperator = to_int8(fp32, {"image": x}, Int8Format(qdq=False))
+    assert detections_matched(reference, detections(qoperator), 1.0) >= 0.9
+    whole = to_int8(fp32, {"image": x}, Int8Format(region=False))
+    assert detections_matched(reference, detections(whole), 1.0) < 0.5
 
 
 @needs_mnist

@@ -6,14 +6,24 @@ optimizations that fold batch norms into convolutions), then `quantize_static`, 
 calibrated by min/max over the given samples. `Int8Format` names the choices ONNX Runtime
 offers; DEFAULT_INT8 is the fastest measured on this machine's AVX-512 VNNI CPU
 (benchmarks/bench_int8.py, docs/benchmarks.md "int8 on this CPU"): QuantizeLinear/
-DequantizeLinear pairs (QDQ), uint8 activations, int8 weights per output channel, every
-operation ONNX Runtime can quantize, except thin convolutions. A convolution over one
-input channel (a first layer reading a grey image) sums only kH x kW products per output
-(25 for 5x5): in int8 it ran 0.26x to 0.68x as fast as in fp32 here (an int8 matrix product
-that short is all packing and layout), so it stays in fp32 with the operations after it, up
-to the next convolution or dense layer. Over three channels (an RGB stem, 3x3x3 = 27) int8
-is about as fast as fp32 there, and the fp32/int8 boundary after it costs more than it saves
-(mobilenet_v2 at 112x112: 1.5x fp32 with its stem in fp32, 2.4x without).
+DequantizeLinear pairs (QDQ), uint8 activations, int8 weights per output channel.
+
+Which operations are int8 (`int8_region`): every convolution and dense layer except thin
+ones, and each other operation ONNX Runtime can quantize only where it lies on a path of
+such operations from one int8 convolution or dense layer to another. The rest stays fp32:
+- A thin convolution (over one input channel: a first layer reading a grey image) sums only
+  kH x kW products per output (25 for 5x5): in int8 it ran 0.26x to 0.68x as fast as in
+  fp32 here, an int8 matrix product that short being all packing and layout. Over three
+  channels (an RGB stem, 3x3x3 = 27) int8 is about as fast as fp32, and keeping it fp32 cost
+  mobilenet_v2 a fifth of its int8 speed.
+- What follows a thin convolution up to the next int8 one (its activation, its pooling).
+- Operations that lead only to fp32 ones: the pieces of local response normalization before
+  its power (which has no int8 kernel), and everything after the last convolution or dense
+  layer (a softmax, a detector's box decoding: int8 there costs accuracy and buys nothing).
+- A pooling fed by an fp32 operation: uint8 pooling outside ONNX Runtime's NHWC layout (after
+  an fp32 operation there is no layout to join) ran about ten times slower than fp32's. For
+  it to stay fp32, ONNX Runtime's QDQ propagation (which moves a quantization up through a
+  MaxPool) must be off: netspec's sessions turn it off (netspec.runtime.session).
 Both formats stay standard ONNX.
 
 The speed check (`time_int8`, `judge_int8_speed`) times both files at the calibration
@@ -51,20 +61,21 @@ SPEED_BUDGET_S = 10.0  # stop timing after this long, once 3 rounds are in
 class Int8Format:
     """One of the int8 formats ONNX Runtime offers: QDQ pairs or QOperator nodes (QLinearConv,
     ...), signed (S8S8) or unsigned (U8S8) activations, weights per output channel or per
-    tensor; and whether thin convolutions stay fp32 (netspec's rule, above)."""
+    tensor; and whether int8 is kept to `int8_region` (netspec's rule, above) or covers every
+    operation ONNX Runtime can quantize."""
 
     qdq: bool = True
     signed_activations: bool = False
     per_channel: bool = True
-    thin_in_fp32: bool = True
+    region: bool = True
 
     @property
     def name(self) -> str:
-        """`qdq-u8s8-channel+thin-fp32`: the format in a benchmark's table."""
+        """`qdq-u8s8-channel+region`: the format in a benchmark's table."""
         layout = "qdq" if self.qdq else "qoperator"
         types = "s8s8" if self.signed_activations else "u8s8"
         scale = "channel" if self.per_channel else "tensor"
-        return f"{layout}-{types}-{scale}{'+thin-fp32' if self.thin_in_fp32 else ''}"
+        return f"{layout}-{types}-{scale}{'+region' if self.region else ''}"
 
 
 DEFAULT_INT8 = Int8Format()
@@ -194,7 +205,7 @@ def _quantized(
             activation_type=QuantType.QInt8 if form.signed_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=form.per_channel,
-            nodes_to_exclude=thin_regions(prepared.graph) if form.thin_in_fp32 else [],
+            nodes_to_exclude=fp32_nodes(prepared.graph) if form.region else [],
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={
                 "ActivationSymmetric": form.signed_activations,
@@ -216,33 +227,59 @@ def _name_nodes(graph: onnx.GraphProto) -> None:
             taken.add(name)
 
 
-def thin_regions(graph: onnx.GraphProto) -> list[str]:
-    """The nodes to keep in fp32: each thin convolution (over one input channel) and the
-    operations after it up to the next convolution or dense layer. None
-    where that run ends in a MaxPool: ONNX Runtime would move the quantization up before the
-    pooling and pool uint8 in NCHW layout, which costs more here than the convolution saves
-    (specs/yolo_digits.net: 0.95x fp32 with its first convolution in fp32, 1.6x without)."""
+def fp32_nodes(graph: onnx.GraphProto) -> list[str]:
+    """The names of the nodes outside `int8_region`: `quantize_static` leaves them fp32."""
+    region = int8_region(graph)
+    return [n.name for n in graph.node if n.name not in region]
+
+
+def int8_region(graph: onnx.GraphProto) -> set[str]:
+    """The names of the nodes to quantize: each convolution and dense layer that is not thin
+    (`_thin`), and each operation that ONNX Runtime quantizes on a path between two of them
+    (reachable from one, and reaching another, through such operations alone)."""
+    quantizable = _quantizable_ops()
     weights = {t.name: tuple(t.dims) for t in graph.initializer}
     consumers: dict[str, list[onnx.NodeProto]] = {}
+    producer: dict[str, onnx.NodeProto] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in graph.output}
-    kept: list[str] = []
-    for node in graph.node:
-        if not _thin(node, weights):
-            continue
-        run = [node]
-        while run[-1].output[0] not in outputs:
-            after = consumers.get(run[-1].output[0], [])
-            if len(after) != 1 or after[0].op_type in COMPUTE_OPS:
-                break
-            if sum(name not in weights for name in after[0].input if name) != 1:
-                break  # a merge (add, concat): another branch's values meet this one's
-            run.append(after[0])
-        if run[-1].op_type != "MaxPool":
-            kept.extend(n.name for n in run)
-    return kept
+        producer.update(dict.fromkeys(node.output, node))
+    compute = [n for n in graph.node if n.op_type in COMPUTE_OPS and not _thin(n, weights)]
+
+    def after(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        return [c for out in node.output for c in consumers.get(out, [])]
+
+    def before(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        return [producer[name] for name in node.input if name in producer]
+
+    between = _reached(compute, after, quantizable) & _reached(compute, before, quantizable)
+    return {n.name for n in compute} | between
+
+
+def _reached(
+    seeds: list[onnx.NodeProto],
+    step: Callable[[onnx.NodeProto], list[onnx.NodeProto]],
+    quantizable: frozenset[str],
+) -> set[str]:
+    """Names of the quantizable operations other than COMPUTE_OPS that `step` (consumers or
+    producers) reaches from `seeds` through such operations alone."""
+    seen: set[str] = set()
+    todo = list(seeds)
+    while todo:
+        for node in step(todo.pop()):
+            wanted = node.op_type in quantizable and node.op_type not in COMPUTE_OPS
+            if wanted and node.name not in seen:
+                seen.add(node.name)
+                todo.append(node)
+    return seen
+
+
+def _quantizable_ops() -> frozenset[str]:
+    """The operation types ONNX Runtime's quantizer quantizes (its default list)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return frozenset(QDQRegistry) | frozenset(QLinearOpsRegistry)
 
 
 def _thin(node: onnx.NodeProto, weights: Mapping[str, tuple[int, ...]]) -> bool:

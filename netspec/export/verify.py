@@ -90,9 +90,9 @@ def open_session(path: str | Path | bytes) -> ort.InferenceSession:
     which made int8 read as 0.05x fp32 on 2 busy cores where it was 0.9x."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from netspec.runtime.session import session_options
+
+    options = session_options(spin=False)  # as `netspec run` opens it, without spinning
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 

@@ -107,7 +107,12 @@ def session_options(threads: int | None = None, spin: bool = True) -> ort.Sessio
     """All graph optimizations, sequential execution, `threads` intra-op threads (0: ORT's).
 
     `spin=False` stops idle worker threads from spinning between calls: slower back-to-back
-    calls, but fair to another engine timed in between (PyTorch in `netspec bench`)."""
+    calls, but fair to another engine timed in between (PyTorch in `netspec bench`).
+
+    QDQ propagation is off: in an int8 file it would move the quantization after an fp32
+    MaxPool up before it, and pool uint8 outside the NHWC layout, about ten times slower
+    (netspec.export.quantize; docs/benchmarks.md, "int8 on this CPU"). fp32 files have no
+    quantization for it to move."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -115,6 +120,9 @@ def session_options(threads: int | None = None, spin: bool = True) -> ort.Sessio
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or 0
     options.log_severity_level = 3  # errors only: no chatter about optional providers
+    options.add_session_config_entry(
+        "optimization.disable_specified_optimizers", "QDQPropagationTransformer"
+    )
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
