@@ -257,6 +257,25 @@ def test_the_keyboard_walks_the_maps_and_chooses_a_unit(browser: Any, lenet: Ser
     page.keyboard.press("Enter")
     assert page.evaluate("window.recorded.unit") == [unit]
     assert page.locator("#pin-mark").is_visible()
+    shot = screenshot(page, "serve-keyboard")  # the focus ring and the chosen unit, drawn
+    ring = shot.crop(
+        (
+            round(canvas["x"]) - 6,
+            round(canvas["y"]) - 6,
+            round(canvas["x"]),
+            round(canvas["y"] + canvas["height"]),
+        )
+    )
+    assert (np.abs(np.asarray(ring, np.int64) - (0x1A, 0x73, 0xE8)).sum(axis=2) < 60).sum() > 20
+    unit_px = shot.crop(
+        (
+            round(drawn["x"]),
+            round(drawn["y"]),
+            round(drawn["x"] + drawn["width"]),
+            round(drawn["y"] + drawn["height"]),
+        )
+    )
+    assert (np.abs(np.asarray(unit_px, np.int64) - (0xFF, 0xB0, 0x00)).sum(axis=2) < 90).sum() > 8
     for _ in range(8):  # to the map's right side, and past it: the next map's first column
         page.keyboard.press("ArrowRight")
     assert shown_unit(page) == {"layer": "conv2", "channel": 1, "y": 1, "x": 0, "index": 110}
