@@ -40,6 +40,10 @@ ALLOWED = {
     f"lower/{module.name}.py": {"BUILDERS"}
     for module in pkgutil.iter_modules(netspec.lower.__path__)
 }
+# The registry's arithmetic half: how the page works out a unit of each operation
+# (netspec.serve.arithmetic.RULES), keyed by name as BUILDERS are; the page's only table of
+# operation names, and each key is a registered operation (below).
+ALLOWED["serve/arithmetic.py"] = {"RULES"}
 
 
 # ---- the scan --------------------------------------------------------------------------------
@@ -215,3 +219,12 @@ def test_a_sliding_operation_reads_neighbours() -> None:
     """The converse, so the test above can fail: conv reads beyond one position."""
     reaches = _dependence("conv")
     assert reaches[:, 0, 0, :, 1, 1].any() and reaches[:, 0, 0, :, 0, 0].any()
+
+
+def test_the_pages_arithmetic_names_registered_operations_only() -> None:
+    from netspec.ops import REGISTRY
+    from netspec.serve.arithmetic import RULES
+
+    assert set(RULES) <= set(REGISTRY)
+    pools = {op for op, rule in RULES.items() if rule.window is not None}
+    assert pools == {"maxpool", "avgpool", "subsample"}

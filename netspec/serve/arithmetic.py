@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,18 @@ class Worked:
     cols: tuple[int, int] | None = None
     scale: float = 0.0
     marks: list[list[int]] = field(default_factory=list)  # single input units to point at
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the page works out a unit of one operation (`RULES`): `work` does the arithmetic;
+    `then` marks what a spec line's `then` goes on through from a unit of the layer before
+    (a batchnorm, a layer scale, an activation); `window` names a pooling's window ("max",
+    "mean" or "subsample"), in which `then` finds the pooled unit."""
+
+    work: Callable[[Asked], Worked]
+    then: bool = False
+    window: str | None = None
 
 
 def _grid(a: Array) -> list[Any]:
@@ -229,11 +242,11 @@ def rbf(a: Asked) -> Worked:
     return Worked("rbf", total, numbers, channels, rows, cols, total, marks)
 
 
-def pool_axis(op: str, p: Any, axis: int, o: int, n_in: int, n_out: int) -> tuple[int, ...]:
+def pool_axis(kind: str, p: Any, axis: int, o: int, n_in: int, n_out: int) -> tuple[int, ...]:
     """Along one axis (0: rows, 1: columns), the window pooled into output position ``o``:
     its first tap (maybe in the padding), taps, step, and PyTorch's divisor for an average
     (the window within the padded map: padding counts, beyond it does not)."""
-    if op == "subsample":  # LeNet's: non-overlapping windows unless a stride is given
+    if kind == "subsample":  # LeNet's: non-overlapping windows unless a stride is given
         stride = (p.stride or p.kernel)[axis]
         return o * stride, p.kernel[axis], 1, p.kernel[axis]
     if p.kernel == "global" or p.output_size() is not None:  # adaptive: floor to ceil
@@ -244,13 +257,13 @@ def pool_axis(op: str, p: Any, axis: int, o: int, n_in: int, n_out: int) -> tupl
     return first, size, step, min(first + size, n_in + pad) - first
 
 
-def pool(a: Asked) -> Worked:
+def pool(a: Asked, kind: str) -> Worked:
     """A pooled unit: its window on the same channel, then the largest value (max: which
     tap won), the mean (avg), or the sum times the map's coefficient plus its bias
     (LeNet's trainable `subsample`)."""
     x, c, oy, ox = _spatial(a, "pooling")
     along = [
-        pool_axis(a.op, a.params, axis, o, x.shape[axis + 1], a.output_shape[axis + 1])
+        pool_axis(kind, a.params, axis, o, x.shape[axis + 1], a.output_shape[axis + 1])
         for axis, o in ((0, oy), (1, ox))
     ]
     (y0, kh, sy, dy), (x0, kw, sx, dx) = along
@@ -258,11 +271,11 @@ def pool(a: Asked) -> Worked:
     rows, cols = _span(y0, kh, sy, x.shape[1]), _span(x0, kw, sx, x.shape[2])
     numbers: dict[str, Any] = {"window": _grid(window), "top_left": [y0, x0]}
     total = float(np.nansum(window))
-    if a.op == "maxpool":
+    if kind == "max":
         i, j = np.unravel_index(int(np.nanargmax(window)), window.shape)
         numbers["winner"] = [y0 + sy * int(i), x0 + sx * int(j)]
         value = float(window[i, j])
-    elif a.op == "avgpool":
+    elif kind == "mean":
         numbers |= {"sum": total, "divisor": dy * dx}
         value = total / (dy * dx)
     else:
@@ -352,41 +365,32 @@ def _softplus(v: float, beta: float) -> float:
     return v if beta * v > 20 else math.log1p(math.exp(beta * v)) / beta
 
 
-# Elementwise nonlinearities, one value in, one out: (formula as the page writes it, rule).
-ACTIVATIONS: dict[str, tuple[str, Callable[[float, Any], float]]] = {
-    "relu": ("max(0, x)", lambda v, p: max(0.0, v)),
-    "relu6": ("min(max(0, x), 6)", lambda v, p: min(max(0.0, v), 6.0)),
-    "tanh": ("tanh(x)", lambda v, p: math.tanh(v)),
-    "sigmoid": ("1 / (1 + e^-x)", lambda v, p: _sigmoid(v)),
-    "scaled_tanh": ("1.7159 tanh(2x/3)", lambda v, p: 1.7159 * math.tanh(2 * v / 3)),
-    "leaky_relu": ("x if x > 0, else slope * x", lambda v, p: v if v > 0 else p.slope * v),
-    "elu": (
-        "x if x > 0, else alpha (e^x - 1)",
-        lambda v, p: v if v > 0 else p.alpha * math.expm1(v),
-    ),
-    "silu": ("x * sigmoid(x)", lambda v, p: v * _sigmoid(v)),
-    "hardswish": ("x * min(max(x + 3, 0), 6) / 6", lambda v, p: v * min(max(v + 3, 0.0), 6.0) / 6),
-    "hardsigmoid": ("min(max(x / 6 + 1/2, 0), 1)", lambda v, p: min(max(v / 6 + 0.5, 0.0), 1.0)),
-    "mish": ("x tanh(softplus(x))", lambda v, p: v * math.tanh(_softplus(v, 1.0))),
-    "gelu": ("x * Phi(x)", _gelu),
-    "hardtanh": ("min(max(x, min), max)", lambda v, p: min(max(v, p.min), p.max)),
-    "softplus": ("log(1 + e^(beta x)) / beta", lambda v, p: _softplus(v, p.beta)),
-}
+Rate = Callable[[float, Any], float]  # an activation's value of x, given its parameters
 
 
-def activation(a: Asked) -> Worked:
-    """An elementwise nonlinearity: the unit's input, the formula, its output."""
+def activation(a: Asked, formula: str | None = None, rate: Rate | None = None) -> Worked:
+    """An elementwise nonlinearity: the unit's input, the formula, its output (recomputed
+    where the formula is known here: `RULES`)."""
     x = float(a.inputs[0][a.unit])
-    formula, rule = ACTIVATIONS.get(a.op, (f"{a.op}(x)", None))
-    value = rule(x, a.params) if rule is not None else None
-    if a.op == "prelu":
-        slope = a.weights["weight"]
-        k = float(slope[a.unit[0]] if slope.size > 1 else slope[0])
-        formula, value = "x if x > 0, else a * x", x if x > 0 else k * x
-    return _here(a, "activation", value, {"x": x, "formula": formula}, abs(x))
+    value = rate(x, a.params) if rate is not None else None
+    numbers = {"x": x, "formula": formula or f"{a.op}(x)"}
+    return _here(a, "activation", value, numbers, abs(x))
 
 
-def softmax(a: Asked) -> Worked:
+def prelu(a: Asked) -> Worked:
+    """PReLU: a learned slope for the negative side, one per channel or one for all."""
+    x = float(a.inputs[0][a.unit])
+    slope = a.weights["weight"]
+    k = float(slope[a.unit[0]] if slope.size > 1 else slope[0])
+    numbers = {"x": x, "formula": "x if x > 0, else a * x"}
+    return _here(a, "activation", x if x > 0 else k * x, numbers, abs(x))
+
+
+def _activation(formula: str, rate: Rate) -> Rule:
+    return Rule(partial(activation, formula=formula, rate=rate), then=True)
+
+
+def softmax(a: Asked, log: bool) -> Worked:
     """Softmax (or its log) over a vector: e^(x_i - max) / sum_j e^(x_j - max)."""
     x = a.inputs[0]
     if x.ndim != 1:
@@ -395,7 +399,6 @@ def softmax(a: Asked) -> Worked:
     top = float(x.max())
     shifted = np.exp(x - top)
     total = float(shifted.sum())
-    log = a.op == "log_softmax"
     value = float(x[i] - top - math.log(total)) if log else float(shifted[i] / total)
     numbers = {"x": float(x[i]), "max": top, "exp": float(shifted[i]), "sum_exp": total}
     return Worked(a.op, value, numbers, [], None, None, 1.0 + abs(value), [[i]])
@@ -435,11 +438,11 @@ def _bilinear(o: int, n_in: int, n_out: int, corners: bool) -> list[tuple[int, f
     return [(lo, 1.0 - frac)] if hi == lo else [(lo, 1.0 - frac), (hi, frac)]
 
 
-def pixel_shuffle(a: Asked) -> Worked:
+def pixel_shuffle(a: Asked, unshuffle: bool) -> Worked:
     """Pixel shuffle (or unshuffle): the one input unit this unit's value was moved from."""
     x, c, oy, ox = _spatial(a, "pixel shuffle")
     r = a.params.factor
-    if a.op == "pixel_shuffle":
+    if not unshuffle:
         at = [c * r * r + (oy % r) * r + ox % r, oy // r, ox // r]
     else:
         k, rest = divmod(c, r * r)
@@ -461,32 +464,60 @@ def copy(a: Asked) -> Worked:
     return Worked("copy", value, {"from": at, "x": value}, [at[0]], rows, cols, abs(value), [at])
 
 
-def merge(a: Asked) -> Worked:
+def merge(a: Asked, product: bool) -> Worked:
     """`add` or `mul` of same-shaped inputs: each input's value at the unit, then their sum
     or product. (`netspec.serve.explain` gives the input names.)"""
     if any(x.shape != a.output_shape for x in a.inputs):
         raise Unexplained(f"an {a.op} of differently shaped inputs is not traced here")
     values = [float(x[a.unit]) for x in a.inputs]
-    value = float(sum(values)) if a.op == "add" else float(np.prod(values))
+    value = float(np.prod(values)) if product else float(sum(values))
     return _here(a, a.op, value, {"values": values}, sum(abs(v) for v in values) + 1)
 
 
-RULES: dict[str, Callable[[Asked], Worked]] = {
-    "conv": conv,
-    "local": local,
-    "dense": dense,
-    "rbf": rbf,
-    "maxpool": pool,
-    "avgpool": pool,
-    "subsample": pool,
-    "batchnorm": batchnorm,
-    "layernorm": layernorm,
-    "layer_scale": layer_scale,
-    "softmax": softmax,
-    "log_softmax": softmax,
-    "upsample": upsample,
-    "pixel_shuffle": pixel_shuffle,
-    "pixel_unshuffle": pixel_shuffle,
-    "add": merge,
-    "mul": merge,
+# The registry's arithmetic half, keyed by operation name as netspec.lower's BUILDERS is its
+# PyTorch half (tests/test_registry_facts.py allows this one table by name, and checks that
+# each key is a registered operation). An activation missing here is still explained, its
+# value traced and its formula named, not recomputed (`netspec.serve.explain`).
+RULES: dict[str, Rule] = {
+    "conv": Rule(conv),
+    "local": Rule(local),
+    "dense": Rule(dense),
+    "rbf": Rule(rbf),
+    "maxpool": Rule(partial(pool, kind="max"), window="max"),
+    "avgpool": Rule(partial(pool, kind="mean"), window="mean"),
+    "subsample": Rule(partial(pool, kind="subsample"), window="subsample"),
+    "batchnorm": Rule(batchnorm, then=True),
+    "layernorm": Rule(layernorm),
+    "layer_scale": Rule(layer_scale, then=True),
+    "softmax": Rule(partial(softmax, log=False)),
+    "log_softmax": Rule(partial(softmax, log=True)),
+    "upsample": Rule(upsample),
+    "pixel_shuffle": Rule(partial(pixel_shuffle, unshuffle=False)),
+    "pixel_unshuffle": Rule(partial(pixel_shuffle, unshuffle=True)),
+    "add": Rule(partial(merge, product=False)),
+    "mul": Rule(partial(merge, product=True)),
+    "prelu": Rule(prelu, then=True),
+    "relu": _activation("max(0, x)", lambda v, p: max(0.0, v)),
+    "relu6": _activation("min(max(0, x), 6)", lambda v, p: min(max(0.0, v), 6.0)),
+    "tanh": _activation("tanh(x)", lambda v, p: math.tanh(v)),
+    "sigmoid": _activation("1 / (1 + e^-x)", lambda v, p: _sigmoid(v)),
+    "scaled_tanh": _activation("1.7159 tanh(2x/3)", lambda v, p: 1.7159 * math.tanh(2 * v / 3)),
+    "leaky_relu": _activation(
+        "x if x > 0, else slope * x", lambda v, p: v if v > 0 else p.slope * v
+    ),
+    "elu": _activation(
+        "x if x > 0, else alpha (e^x - 1)",
+        lambda v, p: v if v > 0 else p.alpha * math.expm1(v),
+    ),
+    "silu": _activation("x * sigmoid(x)", lambda v, p: v * _sigmoid(v)),
+    "hardswish": _activation(
+        "x * min(max(x + 3, 0), 6) / 6", lambda v, p: v * min(max(v + 3, 0.0), 6.0) / 6
+    ),
+    "hardsigmoid": _activation(
+        "min(max(x / 6 + 1/2, 0), 1)", lambda v, p: min(max(v / 6 + 0.5, 0.0), 1.0)
+    ),
+    "mish": _activation("x tanh(softplus(x))", lambda v, p: v * math.tanh(_softplus(v, 1.0))),
+    "gelu": _activation("x * Phi(x)", _gelu),
+    "hardtanh": _activation("min(max(x, min), max)", lambda v, p: min(max(v, p.min), p.max)),
+    "softplus": _activation("log(1 + e^(beta x)) / beta", lambda v, p: _softplus(v, p.beta)),
 }

@@ -36,6 +36,7 @@ from netspec.serve.arithmetic import (
     RULES,
     Array,
     Asked,
+    Rule,
     Unexplained,
     Worked,
     activation,
@@ -45,8 +46,8 @@ from netspec.serve.arithmetic import (
 from netspec.serve.images import BadRequest, plain
 
 RTOL = 1e-4  # the recomputed value may differ from the network's by this times its terms' scale
-FOLLOWED = ("batchnorm", "layer_scale")  # besides activations: what `then` follows on a line
-POOLS = ("maxpool", "avgpool", "subsample")
+TRACED = Rule(activation, then=True)  # an activation without a formula in RULES
+COPY = Rule(copy)
 NAMED = {3: ("channel", "y", "x"), 2: ("channel", "x"), 1: ("index",)}  # a unit's coordinates
 
 
@@ -125,20 +126,17 @@ class Explainer:
         }
 
     def _work(self, view: LayerView, unit: tuple[int, ...], outputs: Mapping[str, Array]) -> Worked:
-        rule = RULES.get(view.op)
-        facts = REGISTRY[view.op]
-        if rule is None and facts.activation:
-            rule = activation
+        rule = _rule(view.op)
         weights = self._weights(view) if view.params or view.fixed else {}  # torch only then
-        if rule is None and facts.passes_through and not weights:
-            rule = copy  # moves values only (flatten, dropout at inference, identity)
+        if rule is None and REGISTRY[view.op].passes_through and not weights:
+            rule = COPY  # moves values only (flatten, dropout at inference, identity)
         if rule is None:
             raise BadRequest(f"layer '{view.name}' ({view.op}) has no worked explanation", 422)
         node = self.probe.compiled.graph.node(view.name)
         inputs = [np.asarray(outputs[n], np.float64) for n in view.inputs]
         asked = Asked(view.op, node.params, weights, inputs, unit, view.shape)
         try:
-            return rule(asked)
+            return rule.work(asked)
         except Unexplained as e:
             raise BadRequest(f"layer '{view.name}' ({view.op}): {e}", 422) from None
 
@@ -170,12 +168,13 @@ class Explainer:
         scale or activation at the same unit, then the pooled unit whose window holds it."""
         steps: list[dict[str, Any]] = []
         while (after := self._next_on_line(view)) is not None:
-            if REGISTRY[after.op].activation or after.op in FOLLOWED:
+            rule = _rule(after.op)
+            if rule is not None and rule.then:
                 steps.append(_step(self._explain(after, unit, outputs)))
                 view = after
                 continue
-            if after.op in POOLS and len(unit) == 3:
-                pooled = _pooled_unit(self.probe, after, unit)
+            if rule is not None and rule.window is not None and len(unit) == 3:
+                pooled = _pooled_unit(self.probe, after, rule.window, unit)
                 if pooled is not None:
                     step = _step(self._explain(after, pooled, outputs))
                     winner = step["numbers"].get("winner")
@@ -233,8 +232,14 @@ def _step(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: answer[k] for k in keep}
 
 
+def _rule(op: str) -> Rule | None:
+    """The operation's rule: its entry in RULES, or any other activation's traced value."""
+    rule = RULES.get(op)
+    return TRACED if rule is None and REGISTRY[op].activation else rule
+
+
 def _pooled_unit(
-    probe: Probe, view: LayerView, unit: tuple[int, ...]
+    probe: Probe, view: LayerView, window: str, unit: tuple[int, ...]
 ) -> tuple[int, int, int] | None:
     """The first unit of pooling layer ``view`` whose window holds input unit ``unit``."""
     params = probe.compiled.graph.node(view.name).params
@@ -245,7 +250,7 @@ def _pooled_unit(
         hits = (
             o
             for o in range(n_out)
-            if (g := pool_axis(view.op, params, axis, o, n_in, n_out))
+            if (g := pool_axis(window, params, axis, o, n_in, n_out))
             and at in range(g[0], g[0] + g[1] * g[2], g[2])
         )
         found.append(next(hits, None))
