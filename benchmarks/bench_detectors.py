@@ -13,13 +13,17 @@ draws ("held out"). Each model finds its boxes as `netspec detect` does
 metrics (COCO's protocol ranks them; netspec.detection.coco). Time per scene is the median
 of the per-scene times of the whole pass (one scene at a time, `--threads` ORT threads),
 decoding and suppression included. Multiply-adds are counted from the ONNX graph at the
-shapes each scene runs at (Conv and Gemm/MatMul; a pyramid's every scale). Prints a
-markdown table for docs/results.md.
+shapes each scene runs at (Conv and Gemm/MatMul; a pyramid's every scale). Parameters are
+the trainable ones of the spec the file carries (the initializers' values where it does not
+compile, as a converted file's), and training minutes the sum of the `seconds` column of the
+metrics.csv beside the file (a run's directory), where there is one. Prints a markdown table
+for docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import time
 from pathlib import Path
@@ -91,6 +95,28 @@ def macs(path: Path, shapes: list[tuple[int, ...]]) -> int:
     return total
 
 
+def parameters(path: Path) -> int:
+    """The trainable parameters of the spec the file carries, else its initializers' values."""
+    from netspec.errors import NetspecError
+    from netspec.probe import open_probe
+
+    try:
+        return open_probe(path).compiled.totals.trainable_params
+    except NetspecError:
+        model = onnx.load(str(path))
+        return sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+
+
+def training_minutes(path: Path) -> str:
+    """Minutes of training from the run's metrics.csv beside the file, or "-"."""
+    metrics = path.parent / "metrics.csv"
+    if not metrics.is_file():
+        return "-"
+    with metrics.open(newline="", encoding="utf-8") as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f) if row.get("seconds")]
+    return f"{sum(seconds) / 60:.1f}" if seconds else "-"
+
+
 def pyramid_shapes(path: Path, scene: tuple[int, int]) -> list[tuple[int, ...]]:
     """The input shapes one scene runs at: a sliding window's pyramid, else the input's."""
     from netspec.runtime.decoders.sliding_window import SlidingWindow
@@ -114,15 +140,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     sets = scene_sets(args.count, args.seed, args.mnist)
-    print("| model | test scenes | mAP@0.5 | mAP@0.5:0.95 | ORT ms per scene | MACs per scene |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | test scenes | mAP@0.5 | mAP@0.5:0.95 | ORT ms per scene | MACs per scene "
+        "| parameters | training minutes |"
+    )
+    print("|---|---|---|---|---|---|---:|---:|")
     for path in args.models:
         work = macs(path, pyramid_shapes(path, (128, 128)))
+        facts = f"{parameters(path):,} | {training_minutes(path)}"
         for name, scenes in sets.items():
             metrics, seconds, _ = run_model(path, scenes, args.threads)
             print(
                 f"| {path} | {name} ({len(scenes)}) | {metrics.map50:.3f} | {metrics.map:.3f} "
-                f"| {seconds * 1e3:.2f} | {work / 1e6:.1f}M |",
+                f"| {seconds * 1e3:.2f} | {work / 1e6:.1f}M | {facts} |",
                 flush=True,
             )
 

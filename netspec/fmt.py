@@ -44,6 +44,7 @@ _SPACE_SEPARATED = frozenset({"op", "repeat"})
 # A computed size (`(B*5 + C)x7x7`) keeps its operators as written: its parentheses already
 # hold each part together.
 _AS_WRITTEN = frozenset({"callargs", "const", "param", "size"})
+_SPACED_SIZE = "spaced_size"  # a size that is not one word (`_one_word`), laid out spaced
 _ASSIGNING = frozenset({"assign", "shared"})  # a `|` continuing these goes under the `=`
 _OPERATORS = frozenset({"+", "-", "*", "//", "/", "%"})
 _NO_SPACE_AFTER = frozenset({"(", "[", ".", ".."})
@@ -137,6 +138,8 @@ def _tokens(tree: Tree[Token], text: str) -> Iterator[tuple[int, int, _Tok]]:
         if isinstance(node, Tree):
             rule = str(node.data)
             tight = rule in _SPACE_SEPARATED or (tight and rule not in _AS_WRITTEN)
+            if rule == "size" and not _one_word(node):
+                rule = _SPACED_SIZE
             stack += [(c, rule, tight) for c in reversed(node.children) if c is not None]
             continue
         if node.type == "_NL":
@@ -150,6 +153,16 @@ def _tokens(tree: Tree[Token], text: str) -> Iterator[tuple[int, int, _Tok]]:
         tok = _token(word, node.type, rule, tight and (word, previous) != ("%", "NUMBER"), spaced)
         previous = node.type
         yield start, end, tok
+
+
+def _one_word(size: Tree[Token]) -> bool:
+    """Whether a size can be written as one word: each number in it whole and all of it on
+    one line. `3 x 1.5` (an error the compiler reports, E205) and a size continued onto
+    the next line (`0 x 0 \\` then `x 0`) keep their spaces, since `3x1.5` and a line
+    that starts `x0` would not parse as they did."""
+    tokens = [c for c in size.children if isinstance(c, Token)]
+    whole = all(c.isdigit() for c in tokens if c.type == "NUMBER")
+    return whole and len({c.line for c in tokens}) == 1
 
 
 def _token(word: str, kind: str, rule: str, tight: bool, spaced: bool) -> _Tok:
@@ -166,8 +179,9 @@ def _token(word: str, kind: str, rule: str, tight: bool, spaced: bool) -> _Tok:
     if word == "(" and rule in ("network", "block"):  # `network n (x: ...)`: NAME "("
         return _Tok(word, rule, True, True)
     if kind == "_X":  # a computed size is one word: `(c)x3`, `-1x(h)`
-        return _Tok(word, rule, True, True)
-    unary = kind == "NEG" and rule in ("neg", "mnum", "size")
+        bare = rule != _SPACED_SIZE
+        return _Tok(word, rule, bare, bare)
+    unary = kind == "NEG" and rule in ("neg", "mnum", "size", _SPACED_SIZE)
     return _Tok(
         word,
         rule,

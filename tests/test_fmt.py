@@ -139,6 +139,23 @@ def test_generated_specs_format_idempotently_with_the_same_meaning(text: str) ->
     check_formats(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "laid_out"),
+    [
+        ("const x = 0 x 0.5\n", "const x = 0 x 0.5\n"),  # found by the property above
+        ("const x = -1 x 2.5 x (3)\n", "const x = -1 x 2.5 x (3)\n"),
+        ("const x = 3 x  (2)\n", "const x = 3x(2)\n"),
+        (" const  x  =  0 x 0  \\\nx 0 ", "const x = 0 x 0 \\\n    x 0\n"),  # found too
+    ],
+)
+def test_a_size_that_is_not_one_word_keeps_its_spaces(text: str, laid_out: str) -> None:
+    """`3x1.5` would lex as the size `3x1` and a stray `.5`, and a continued line that
+    starts `x0` as a name: a size with a number that is not whole (E205 at compile), or
+    one continued onto the next line, stays spaced, so that fmt's output parses as its
+    input."""
+    assert check_formats(text) == laid_out
+
+
 STAGES = [
     "conv 8 3x3 pad=same",
     "relu",

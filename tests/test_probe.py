@@ -15,6 +15,19 @@ from netspec.errors import InputError, ModelError, NetspecError, UsageError
 from netspec.export.onnx_export import ExportOptions, export_compiled
 from netspec.probe import Probe, open_probe
 
+
+def rename_tensors(source: Path, path: Path, renames: dict[str, str]) -> None:
+    """Write ``source``'s ONNX graph to ``path`` with its tensors renamed by ``renames``, as
+    a file from another exporter (or an older netspec) would name them."""
+    import onnx
+
+    model = onnx.load(str(source))
+    for node in model.graph.node:
+        node.output[:] = [renames.get(o, o) for o in node.output]
+        node.input[:] = [renames.get(i, i) for i in node.input]
+    onnx.save(model, str(path))
+
+
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
@@ -129,16 +142,9 @@ def test_bad_targets_are_clear_errors(tmp_path: Path) -> None:
 def test_an_onnx_file_without_named_layers_is_refused(tmp_path: Path) -> None:
     """A file whose layers' tensors carry no layer names (as exported before the exporter
     named them): renamed here, it must be refused with advice, not misread."""
-    import onnx
-
     compiled = compile_text((SPECS / "lenet.net").read_text(), str(SPECS / "lenet.net"))
     path = tmp_path / "old.onnx"
     export_compiled(compiled, path, ExportOptions(verify=False), log=lambda _: None)
-    model = onnx.load(str(path))
-    renames = {"conv1": "/conv1/Conv_output_0"}
-    for node in model.graph.node:
-        node.output[:] = [renames.get(o, o) for o in node.output]
-        node.input[:] = [renames.get(i, i) for i in node.input]
-    onnx.save(model, str(path))
+    rename_tensors(path, path, {"conv1": "/conv1/Conv_output_0"})
     with pytest.raises(ModelError, match=r"exported before netspec named"):
         open_probe(path)

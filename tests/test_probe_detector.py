@@ -24,6 +24,7 @@ from netspec.export.onnx_export import ExportOptions, export_compiled
 from netspec.probe import open_probe
 from netspec.probe.torch_side import TorchLayers, build_network
 from netspec.train.opening import open_run
+from tests.test_probe import rename_tensors
 from tests.test_serve import Server, serving
 from tests.test_serve_detector import Trained, _image, _invoke, _pixels, _same_boxes, trained
 from tests.test_ssd import QUICK as SSD_QUICK
@@ -90,15 +91,8 @@ def test_a_decoded_head_without_its_own_tensor_is_refused(
 ) -> None:
     """An SSD file whose head's raw tensor lost its name: the decoded output under the
     head's name is not read in its place."""
-    import onnx
-
-    model = onnx.load(str(exported["ssd"][1]))
     path = tmp_path / "renamed.onnx"
-    renames = {"ssd1.raw": "/network/ssd1/Concat_output_0"}
-    for node in model.graph.node:
-        node.output[:] = [renames.get(o, o) for o in node.output]
-        node.input[:] = [renames.get(i, i) for i in node.input]
-    onnx.save(model, str(path))
+    rename_tensors(exported["ssd"][1], path, {"ssd1.raw": "/network/ssd1/Concat_output_0"})
     with pytest.raises(ModelError, match=r"no tensor named after layer 'ssd1'"):
         open_probe(path)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.chromium import ARGS, CHROMIUM
+from tests.chromium import ARGS, CHROMIUM, open_page
 from tests.test_serve import LENET, Server, TinyRun, compiled_layers, serving, tiny_run
 from tests.test_show import COLOUR_NET, colour_folders
 
@@ -59,15 +59,11 @@ def server(tiny_run: TinyRun) -> Iterator[Server]:
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Any]:
     """A fresh context (its own profile) on the page, once the first answer is drawn."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda e: errors.append(str(e)))
-    opened.goto(server.url + "/")
-    opened.wait_for_function("window.netspec.updates >= 1", timeout=60_000)
-    yield opened
-    context.close()
-    assert not errors, errors
+    opened = open_page(browser, server.url + "/")
+    opened.page.wait_for_function("window.netspec.updates >= 1", timeout=60_000)
+    yield opened.page
+    opened.context.close()
+    assert not opened.errors, opened.errors
 
 
 def probabilities(page: Any) -> list[float]:
@@ -206,11 +202,7 @@ def test_the_pad_is_only_for_a_grey_input_and_a_colour_gallery_is_in_colour(
     spec = tmp_path / "col.net"
     spec.write_text(COLOUR_NET)
     with serving(spec, "--data", colour_folders(tmp_path / "photos")) as colour:
-        context = browser.new_context(viewport={"width": 1500, "height": 1100})
-        opened = context.new_page()
-        errors: list[str] = []
-        opened.on("pageerror", lambda e: errors.append(str(e)))
-        opened.goto(colour.url + "/")
+        context, opened, errors = open_page(browser, colour.url + "/")
         opened.wait_for_function(  # the first answer, or the error the page shows instead
             "window.netspec.updates >= 1 || /error/.test(document.querySelector('#status')"
             ".textContent)",

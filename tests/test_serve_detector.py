@@ -25,6 +25,7 @@ from netspec.cli import main
 from netspec.data import load_mnist
 from netspec.data.scenefiles import read_scenes, write_scenes
 from netspec.data.scenes import DigitPool, SceneConfig, make_scenes
+from tests.chromium import open_page
 from tests.conftest import ROOT, write_mnist_subset
 from tests.test_serve import LENET, Server, raw_reply, serving
 from tests.test_serve_browser import browser
@@ -287,11 +288,7 @@ def test_a_picked_scene_shows_its_boxes_and_the_heads_overlay_in_chromium(
     browser: Any, servers: dict[str, Server], name: str, tmp_path: Path
 ) -> None:
     server = servers[name]
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url + "/")
+    context, page, errors = open_page(browser, server.url + "/", 1400, 1000)
     page.wait_for_function(
         "Number(document.querySelector('#detector')?.dataset.answers) >= 1", timeout=60_000
     )

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.chromium import open_page
 from tests.test_serve import (
     LENET,
     ROOT,
@@ -392,11 +393,7 @@ def test_a_student_follows_a_unit_of_lenet_back_to_the_pixels(
     maps; a click inside the outline explains that max pool (its window and winner), then
     the ReLU, then conv1 (a 5x5 patch of the input), and a click in its outline on the
     input ends on one pixel, with the arithmetic shown at each step."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(lenet.url + "/")
+    context, page, errors = open_page(browser, lenet.url + "/")
     page.wait_for_function("window.netspec.updates >= 1", timeout=60_000)
     before = page.evaluate("window.netspec.updates")
     stroke(page, [(0.3, 0.3), (0.5, 0.18), (0.7, 0.32), (0.35, 0.8), (0.75, 0.8)])

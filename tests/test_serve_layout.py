@@ -26,6 +26,7 @@ from PIL import Image
 from netspec.probe import open_probe
 from netspec.show.pictures import _box_text
 from netspec.show.receptive import static_box
+from tests.chromium import open_page
 from tests.conftest import ROOT
 from tests.test_serve import LENET, Server, TinyRun, serving, tiny_run
 from tests.test_serve_browser import browser
@@ -82,13 +83,8 @@ def toggle(page: Any, layer: str) -> Any:
 def opened(browser: Any, server: Server, width: int, height: int = HEIGHT) -> tuple[Any, Any]:
     """A fresh context at ``width`` x ``height`` on the page, once its first answer is
     drawn; the page's errors end the test."""
-    context = browser.new_context(viewport={"width": width, "height": height})
-    context.add_init_script(RECORD)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    context, page, errors = open_page(browser, server.url + "/", width, height, RECORD)
     context.errors = errors
-    page.goto(server.url + "/")
     page.wait_for_function("window.netspec.updates >= 1", timeout=120_000)
     return context, page
 
