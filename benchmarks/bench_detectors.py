@@ -6,12 +6,13 @@ from `netspec train specs/yolo_digits.net`, an OverFeat FCN from `netspec conver
         [--count 500] [--seed 1] [--mnist DIR] [--threads 2]
 
 Two sets of test scenes are drawn from MNIST's test digits (128x128, 1..4 digits): with
-every randomization on, backgrounds from the training families ("randomized"), and the
-same with backgrounds only from the held-out family `cells`, which no training setting
-draws ("held out"). Each model finds its boxes as `netspec detect` does
-(netspec.runtime.detect, ONNX Runtime only), every box above a score of 0.01 kept for the
-metrics (COCO's protocol ranks them; netspec.detection.coco). Time per scene is the median
-of the per-scene times of the whole pass (one scene at a time, `--threads` ORT threads),
+every randomization on, backgrounds from the training families ("randomized"), and the same
+with backgrounds only from the held-out family `cells`, which no training setting draws
+("held out"). Each model finds its boxes as `netspec detect` does (netspec.runtime.detect,
+ONNX Runtime only), every box above a score of 0.01 kept for the metrics (COCO's protocol
+ranks them; netspec.detection.coco); a detector of one class (a Viola-Jones cascade's
+"digit") is scored class-agnostic, every digit its class. Time per scene is the median of
+the per-scene times of the whole pass (one scene at a time, `--threads` ORT threads),
 decoding and suppression included. Multiply-adds are counted from the ONNX graph at the
 shapes each scene runs at (Conv and Gemm/MatMul; a pyramid's every scale). Parameters are
 the trainable ones of the spec the file carries (the initializers' values where it does not
@@ -26,12 +27,13 @@ import argparse
 import csv
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import shape_inference
 
 from netspec.data import load_mnist
 from netspec.data.scenes import DigitPool, Scene, SceneConfig, make_scenes
@@ -66,6 +68,9 @@ def run_model(path: Path, scenes: list[Scene], threads: int) -> tuple[Metrics, f
         start = time.perf_counter()
         found.append(detect(model, image, options))
         seconds.append(time.perf_counter() - start)
+    if len(model.info.labels or ()) == 1:  # a binary detector (Viola-Jones'): any digit
+        agnostic = [replace(s, classes=np.zeros_like(s.classes)) for s in scenes]
+        return evaluate(agnostic, found, 1), statistics.median(seconds), found
     return evaluate(scenes, found, 10), statistics.median(seconds), found
 
 
@@ -84,9 +89,12 @@ def macs(path: Path, shapes: list[tuple[int, ...]]) -> int:
             v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input)
         }
-        weights = {t.name: numpy_helper.to_array(t).shape for t in inferred.graph.initializer}
+        # a fixed kernel is a computed tensor (its shape inferred), not an initializer
+        weights = sizes | {t.name: list(t.dims) for t in inferred.graph.initializer}
         for node in inferred.graph.node:
             out = sizes.get(node.output[0])
+            if out and out[0] == 0:  # a batch that inference lost (after a Reshape): one scene
+                out = [1, *out[1:]]
             if node.op_type == "Conv" and out and node.input[1] in weights:
                 w = weights[node.input[1]]  # (out, in/groups, kh, kw)
                 total += int(np.prod(out)) * int(np.prod(w[1:]))

@@ -1,6 +1,7 @@
 """Make the pictures of docs/seeing.md: `netspec show` on a trained LeNet run (runs/demo,
-made by `make demo`) and on specs/filters.net with scikit-image's public-domain camera
-photograph. Run from the repository root: `python docs/make_seeing.py [RUN]`."""
+made by `make demo`), and on specs/filters.net and specs/hog_features.net with
+scikit-image's public-domain camera photograph. Run from the repository root:
+`python docs/make_seeing.py [RUN]`."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ def main() -> None:
         camera = Image.fromarray(np.asarray(data.camera())).resize((96, 96))
         camera.save(photo)
         show("specs/filters.net", "--input", str(photo), "-o", str(IMG / "filters"))
+        # HOG's gradients and glyphs, on the photograph at 128x128 (16x16 cells of 8x8)
+        Image.fromarray(np.asarray(data.camera())).resize((128, 128)).save(photo)
+        pictures = Path(tmp) / "hog"
+        show("specs/hog_features.net", "--input", str(photo), "-o", str(pictures))
+        (IMG / "hog").mkdir(exist_ok=True)
+        for name in ("hog-gradients.png", "hog-glyphs.png"):
+            (IMG / "hog" / name).write_bytes((pictures / name).read_bytes())
 
 
 if __name__ == "__main__":

@@ -81,9 +81,20 @@ def output_infos(compiled: Compiled) -> tuple[OutputInfo, ...]:
         shape = tuple(compiled.inferred.layer(node).shape) if node in _layers(compiled) else None
         if shape is None:  # an input passed straight out
             shape = next(tuple(i.shape) for i in graph.inputs if i.name == node)
-        kind = declared.get(name) or kind_of_shape(graph, node, shape)
+        kind = (
+            declared.get(name) or _kind_of_sets(compiled, node) or kind_of_shape(graph, node, shape)
+        )
         infos.append(OutputInfo(name, kind, shape))
     return tuple(infos)
+
+
+def _kind_of_sets(compiled: Compiled, node: str) -> OutputKind | None:
+    """A RoI set, or a tensor of regions (``K x ...`` per image, after a RoI pooling), is a
+    raw tensor, whatever its shape: neither a map nor class scores of the image."""
+    if node not in _layers(compiled):
+        return None
+    layer = compiled.inferred.layer(node)
+    return "tensor" if layer.regions or REGISTRY[layer.op].makes_rois else None
 
 
 def _layers(compiled: Compiled) -> set[str]:

@@ -45,10 +45,15 @@ def _short(x: float) -> str:
 
 
 def rf_text(layer: Layer) -> str:
-    if layer.rf.whole:
+    """`5 /2`: size and jump; `all`; after a RoI pooling `bin+5 /2` (`region+5 /2` once the
+    region is reduced): the region's bin, or the region, grown by the backbone's field."""
+    if layer.rf.whole and not layer.rf.region:
         return "all"
     h, w = (_short(s) for s in layer.rf.size)
     jh, jw = (_short(j) for j in layer.rf.jump)
+    if layer.rf.region:
+        grown = f"{h}" if h == w else f"{h}x{w}"
+        return f"{'region' if layer.rf.whole else 'bin'}+{grown} /{jh}"
     if layer.rf.line:  # a 1-D signal: along its one axis
         return f"{w} /{jw}"
     size = f"{h}" if h == w else f"{h}x{w}"
@@ -145,6 +150,7 @@ def _layer_json(layer: Layer) -> dict[str, Any]:
             "jump": [_num(layer.rf.jump[i]) for i in layer.rf.axes],
             "start": [_num(layer.rf.start[i]) for i in layer.rf.axes],
             "whole_input": layer.rf.whole,
+            "region": layer.rf.region,  # a RoI's bin (or region) grown by size
         },
         "params": layer.params,
         "fixed_params": layer.fixed,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from netspec.passes.train.models import (
     CROP_RATIO,
     Augment,
+    Cascade,
     Loss,
     Normalize,
     Optimizer,
@@ -21,6 +22,7 @@ __all__ = [
     "CROP_RATIO",
     "TRAIN_KEYS",
     "Augment",
+    "Cascade",
     "Loss",
     "Normalize",
     "Optimizer",

@@ -247,7 +247,7 @@ def _spot(pixel: tuple[int, int]) -> np.ndarray:
 @pytest.mark.usefixtures("centre")
 def test_a_head_of_four_modules_compiles_trains_exports_and_detects(tmp_path: Path) -> None:
     assert "centre" in REGISTRY and "centre" in netspec.lower.BUILDERS
-    assert list(head_losses()) == ["ssd", "centre"]
+    assert list(head_losses()) == ["ssd", "faster_rcnn", "centre"]
     compiled = netspec.compile_text(SPEC.format(loss="loss centre weight=2"))
     assert compiled.train is not None
     loss = compiled.train.loss
@@ -292,7 +292,7 @@ def test_the_heads_loss_is_checked_where_the_section_is() -> None:
     with pytest.raises(SpecError) as misspelled:
         netspec.compile_text(SPEC.format(loss="loss centr"))
     (diag,) = misspelled.value.diagnostics
-    assert "'yolo', 'ssd' or 'centre', got 'centr'" in diag.message
+    assert "'yolo', 'ssd', 'faster_rcnn' or 'centre', got 'centr'" in diag.message
     assert diag.hint == "did you mean 'centre'?"
     with pytest.raises(SpecError, match="loss weight must be Extra inputs are not permitted"):
         netspec.compile_text(SPEC.format(loss="loss cross_entropy weight=2"))

@@ -101,6 +101,11 @@ def test_every_spec_matches_inference(path: Path) -> None:
     check_against_inference(compiled, batch=1)
 
 
+# Three proposals on 3x8x8 maps, for the RoI poolings' snippets.
+RPN_SNIPPET = (
+    "s = conv 1 1x1\nd = x | conv 4 1x1\nr = proposals(s, d, sizes=[4], ratios=[1], keep=3)\n"
+)
+
 OP_SNIPPETS = {
     "conv": "conv 4 3x3 stride=2 pad=1 dilation=1 groups=1",
     "local": "local 2 3x3 stride=2 pad=1",
@@ -170,6 +175,19 @@ OP_SNIPPETS = {
     # ---- issue 24 (W-HOG): HOG's orientation binning of two gradient maps, its blocks
     "orientation_bins": "conv 2 1x1 | orientation_bins 4",
     "block_norm": "relu | avgpool 2x2 | block_norm 2x2",  # 3x4x4 cells to 12x3x3 blocks
+    # ---- issue 23 (ROI): an RPN's proposals, pooled per region (netspec.ops.roi)
+    "proposals": "s = conv 2 1x1\nd = x | conv 8 1x1\n"
+    "proposals(s, d, sizes=[3, 5], ratios=[1], keep=4, pre=20, iou=0.5)",
+    "roi_pool": f"{RPN_SNIPPET}roi_pool(x, r, 2x2) | dense 4",
+    "roi_align": f"{RPN_SNIPPET}roi_align(x, r, 3x3, sampling=2, aligned=false) | conv 2 3x3",
+    "ps_roi_pool": f"{RPN_SNIPPET}f = x | conv 8 1x1\nps_roi_pool(f, r, 2x2, classes=2)",
+    # ---- issue 23 (FRCNN): the R-CNN family's head, a region's classes and box, and the RPN
+    "two_stage": f"{RPN_SNIPPET}h = roi_pool(x, r, 2x2) | dense 4\nc = h | dense 3\n"
+    "b = h | dense 4\ntwo_stage(r, c, b, s, d, classes=2, keep=3)",
+    # ---- issue 24 (VJ): summed-area tables; a cascade of Haar-like features (untrained: every
+    # window of 4x4 passes, 2 rows kept)
+    "integral": "conv 1 1x1 | integral",
+    "cascade": "conv 1 1x1 | integral | cascade window=4 haar=[[-1 1]] sizes=[2, 4] keep=2",
 }
 
 

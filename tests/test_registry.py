@@ -82,7 +82,8 @@ def test_output_kind_follows_the_registry(body: str, kind: str) -> None:
 
 
 def test_merges_are_declared_and_written_inline() -> None:
-    merges = ("add", "concat", "distance", "mul", "sub", "mean", "max", "ssd", "resize")
+    merges = ("add", "concat", "distance", "mul", "sub", "mean", "max")
+    merges += ("proposals", "roi_pool", "roi_align", "ps_roi_pool", "ssd", "two_stage", "resize")
     assert merge_names() == merges
     compiled = spec(OP_SNIPPETS["add"])
     lowered = lowerings(compiled)

@@ -28,7 +28,11 @@ TRAINABLE = {
     "digit_window.net": 184_715,
     "yolo_digits.net": 395_892,  # issue 13: 20 maps of an 8x8 grid (2 boxes, 10 classes)
     "ssd_digits.net": 528_180,  # issue 24: 3 maps of 60 (4 default boxes of 4 + 11 numbers)
+    "faster_rcnn_digits.net": 972_173,  # issue 23: an RPN of 6 anchors a cell, a RoI head
     "hog_features.net": 0,  # issue 24: HOG, fixed gradients and parameter-free binning/norms
+    "viola_jones_digits.net": 0,  # issue 24: boosted stumps, not learned by gradient descent
+    "hog_digits.net": 9_911,  # issue 24: HOG's 900 features (36x5x5) and dense 11: 900*11 + 11
+    "hog_mnist.net": 12_970,  # issue 24: HOG's 1,296 features (36x6x6) and dense 10: 1296*10 + 10
     "haar_features.net": 0,  # issue 24: Viola-Jones' Haar-like features, fixed kernels
     "ciresan2010.net": 12_115_010,
     "alexnet.net": 60_965_224,

@@ -54,8 +54,9 @@ def show_cmd(
     out: Path,
 ) -> None:
     """Draw what TARGET (a run directory, a .net spec or an exported .onnx) computes for one
-    input: maps-LAYER.png, filters.png, receptive-field.png, graph.svg, occlusion.png and,
-    for a run trained on MNIST, top-activations.png; say where each went as it is written.
+    input: maps-LAYER.png, filters.png, receptive-field.png, graph.svg, occlusion.png, for
+    a HOG network hog-gradients.png and hog-glyphs.png and, for a run trained on MNIST,
+    top-activations.png; say where each went as it is written.
     Maps are drawn for the first 16 layers unless --layer names them."""
     from netspec.fileio import make_dirs
 
@@ -179,7 +180,7 @@ def _draw_all(
     """Each picture's path as soon as it is written (the command's progress)."""
     import numpy as np
 
-    from netspec.show import pictures
+    from netspec.show import hog, pictures
     from netspec.show.graph import write_graph
 
     x = probe.prepare(pixels)
@@ -191,8 +192,11 @@ def _draw_all(
         say(f"drawing the maps of the first {len(views)} of {every} layers; --layer NAME draws any")
     yield from (pictures.draw_maps(probe, outputs, view, out).path for view in views)
     picture = _picture(seen)[0]
+    stage = hog.hog_stage(probe)
     for draw in (
         lambda: pictures.draw_filters(probe, outputs, picture, out),
+        lambda: None if stage is None else hog.draw_gradients(stage, outputs, out),
+        lambda: None if stage is None else hog.draw_glyphs(stage, outputs, picture, out),
         lambda: _receptive(probe, outputs, picture, unit, out),
         lambda: pictures.draw_occlusion(probe, x, picture, out),
     ):

@@ -20,6 +20,8 @@ from netspec.ir import Shape
 from netspec.lower.init import init_weights
 from netspec.lower.lowered import Builder, Lowered
 from netspec.lower.module import Network, assemble
+from netspec.lower.roi import per_region
+from netspec.ops import REGISTRY
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled
@@ -50,7 +52,15 @@ def lowerings(compiled: Compiled) -> dict[str, Lowered]:
         builder = BUILDERS.get(node.op)
         if builder is None:
             raise NotImplementedError(f"operation '{node.op}' has no PyTorch builder")
-        out[node.name] = builder(node.params, [shapes[i] for i in node.inputs], shapes[node.name])
+        layer = compiled.inferred.layer(node.name)
+        params = node.params if layer.placed is None else layer.placed
+        ins, shape = [shapes[i] for i in node.inputs], shapes[node.name]
+        if layer.per_region:  # built for one region, applied to each (netspec.passes.regions)
+            one = builder(params, [s[1:] for s in ins], shape[1:])
+            each = REGISTRY[node.op].locality_for(node.params) == "elementwise"
+            out[node.name] = one if each else per_region(one, layer.regions)
+        else:
+            out[node.name] = builder(params, ins, shape)
     return out
 
 

@@ -1,9 +1,9 @@
 """Region-of-interest pooling in torch, for the R-CNN family: `RoIPool` (Fast R-CNN's max over
 each bin of a fixed grid) and `RoIAlign` (Mask R-CNN's bilinear samples, averaged per bin), with
 torchvision.ops.roi_pool's and roi_align's arithmetic, written in plain torch operators (netspec
-does not depend on torchvision). No operation of the language uses them yet (issue 23): a spec
-cannot declare a set of boxes, which has no per-sample batch axis, so this module has no
-``BUILDERS``.
+does not depend on torchvision). The words `roi_pool`, `roi_align` and `ps_roi_pool`
+(netspec.ops.roi) lower to `RoiSet`, and what is applied per region after them to
+`PerRegion`: this module's ``BUILDERS``.
 
 Both read feature maps ``(N, C, H, W)`` and boxes ``(K, 5)``: each row a batch index and
 x1, y1, x2, y2 in input pixels, turned into map coordinates by ``spatial_scale`` (1 / the
@@ -19,10 +19,15 @@ Runtime computes it so (microsoft/onnxruntime#6146).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from netspec.ir import Shape
+from netspec.lower.lowered import Builder, Call, Lowered
+from netspec.ops.roi import PsRoiPoolParams, RoiAlignParams, RoiPlaced
 
 # RoIs handled at once in eager mode: the maps are gathered per RoI, K x C x H x W values
 CHUNK = 64
@@ -237,3 +242,110 @@ class RoIAlign(nn.Module):
             f"{self.output}, spatial_scale={self.spatial_scale}, sampling={self.sampling}, "
             f"aligned={self.aligned}"
         )
+
+
+def region_rows(rois: Tensor) -> Tensor:
+    """A RoI set ``(N, K, F)`` (x1, y1, x2, y2 first) as ``(N·K, 5)`` rows: each row's image
+    index, then its corners, what `RoIPool` and `RoIAlign` read."""
+    index = torch.ones_like(rois[..., :1]).cumsum(0) - 1  # (N, K, 1): the image's index
+    return torch.cat([index, rois[..., :4]], -1).flatten(0, 1)
+
+
+class RoiSet(nn.Module):
+    """Maps ``(N, C, H, W)`` and a RoI set ``(N, K, F)`` to ``(N, K, C', PH, PW)``: each image's
+    K regions pooled by ``pool`` (`RoIPool`, `RoIAlign` or `PsRoIAlign`)."""
+
+    def __init__(self, pool: nn.Module, regions: int) -> None:
+        super().__init__()
+        self.pool, self.regions = pool, regions
+
+    def forward(self, x: Tensor, rois: Tensor) -> Tensor:
+        out: Tensor = self.pool(x, region_rows(rois))  # (N·K, C', PH, PW)
+        return out.reshape(-1, self.regions, *out.shape[1:])
+
+
+class PsRoIAlign(nn.Module):
+    """R-FCN's position-sensitive pooling: maps ``(N, C·PH·PW, H, W)`` and boxes ``(K, 5)`` to
+    ``(K, C, PH, PW)``, bin (i, j) of map c pooled from map c·PH·PW + i·PW + j. ONNX has no
+    such operator: every map is pooled to every bin (`RoIAlign`, RoiAlign in ONNX), then each
+    bin keeps its own map (a product with a one-hot choice and a sum)."""
+
+    pick: Tensor  # (1, 1, PH·PW, PH, PW): bin (i, j) keeps map group i·PW + j
+
+    def __init__(
+        self, output: tuple[int, int], spatial_scale: float, sampling: int, aligned: bool
+    ) -> None:
+        super().__init__()
+        ph, pw = output
+        self.align = RoIAlign(output, spatial_scale, sampling, aligned)
+        pick = torch.eye(ph * pw).reshape(1, 1, ph * pw, ph, pw)
+        self.register_buffer("pick", pick, persistent=False)
+
+    def forward(self, x: Tensor, rois: Tensor) -> Tensor:
+        bins = self.pick.shape[2]
+        pooled: Tensor = self.align(x, rois)  # (K, C·PH·PW, PH, PW): every map at every bin
+        grouped = pooled.reshape(pooled.shape[0], -1, bins, *pooled.shape[2:])
+        return (grouped * self.pick).sum(2)
+
+
+class PerRegion(nn.Module):
+    """An operation applied to each region: ``(N, K, ...)`` folded to ``(N·K, ...)`` for
+    ``op`` (flattened per region first, for a dense stage), and unfolded after."""
+
+    def __init__(self, op: nn.Module, regions: int, flatten: bool) -> None:
+        super().__init__()
+        self.op, self.regions, self.flatten = op, regions, flatten
+
+    @property
+    def weight(self) -> Tensor:
+        """The operation's weight, which `init=` redraws."""
+        weight = self.op.weight
+        assert isinstance(weight, Tensor)
+        return weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        bias: Tensor | None = getattr(self.op, "bias", None)
+        return bias
+
+    def fans(self) -> tuple[float, float, bool]:
+        """(fan-in, fan-out, convolutional?) of the operation's weight, for `init=`."""
+        own = getattr(self.op, "fans", None)
+        if callable(own):
+            fans: tuple[float, float, bool] = own()
+            return fans
+        w = self.weight
+        receptive = w[0, 0].numel()
+        return w.shape[1] * receptive, w.shape[0] * receptive, w.dim() > 2
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        folded = [x.flatten(0, 1) for x in xs]
+        if self.flatten:
+            folded = [x.flatten(1) for x in folded]
+        out: Tensor = self.op(*folded)
+        return out.reshape(-1, self.regions, *out.shape[1:])
+
+
+def per_region(low: Lowered, regions: int) -> Lowered:
+    """A node's lowering (built from one region's shapes) applied to each of ``regions``."""
+    return Lowered(Call(PerRegion, (low.call, regions, low.flatten)), init=low.init)
+
+
+def _roi_pool(p: RoiPlaced, ins: Sequence[Shape], out: Shape) -> Lowered:
+    pool = Call(RoIPool, (p.params.size, p.scale))
+    return Lowered(Call(RoiSet, (pool, out[0])))
+
+
+def _roi_align(p: RoiPlaced, ins: Sequence[Shape], out: Shape) -> Lowered:
+    q = p.params
+    assert isinstance(q, RoiAlignParams)
+    kind = PsRoIAlign if isinstance(q, PsRoiPoolParams) else RoIAlign
+    pool = Call(kind, (q.size, p.scale, q.sampling, q.aligned))
+    return Lowered(Call(RoiSet, (pool, out[0])))
+
+
+BUILDERS: dict[str, Builder] = {
+    "roi_pool": _roi_pool,
+    "roi_align": _roi_align,
+    "ps_roi_pool": _roi_align,
+}

@@ -104,7 +104,8 @@ def choose(
     boxes = boxes.gather(1, box[..., None].expand(n, m, 4))  # (N, M, 4), best first
     same = cls[:, :, None] == cls[:, None, :]
     drops = (pairwise(boxes) > iou) & same  # (N, M, M): the first drops the second
-    drops = drops | torch.eye(m, dtype=torch.bool, device=boxes.device)  # and itself
+    # and itself (a float eye: ONNX Runtime has no boolean EyeLike, which a traced m needs)
+    drops = drops | (torch.eye(m, device=boxes.device) > 0)
     alive = score >= floor
     picks, found = [], []
     for _ in range(keep):  # the first alive (the best left) is kept; it drops its own

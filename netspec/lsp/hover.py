@@ -156,9 +156,14 @@ def _rf(layer: Layer | None, long: bool = False) -> str:
     if layer is None:
         return "?"
     rf = layer.rf
-    if rf.whole:
+    if rf.whole and not rf.region:
         return "the whole input" if long else "all"
     size, jump = _pair(rf.size, rf.axes), _pair(rf.jump, rf.axes)
+    if rf.region:  # after a RoI pooling: a region the data chooses, grown by the backbone's
+        part = "region" if rf.whole else "bin"
+        if not long:
+            return f"{part}+{size} /{jump}"
+        return f"the {part} of a RoI, grown by the backbone's field: size {size}, jump {jump}"
     if not long:
         return f"{size} /{jump}"
     return f"size {size}, jump {jump}, start {_pair(rf.start, rf.axes)}"

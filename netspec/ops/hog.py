@@ -12,7 +12,8 @@ sums each cell's votes (over its pixel count) and `block_norm 2x2` normalizes ea
 vertical gy (along H), and outputs B maps: at each position, bin k holds the gradient
 magnitude sqrt(gx² + gy²) where the unsigned orientation atan2(gy, gx) mod 180° lies in
 [180k/B, 180(k+1)/B) degrees, and 0 elsewhere: hard binning, as `skimage.feature.hog`
-does. Each position reads its own two values (`locality` "pointwise").
+does. Each position reads its own two values (`locality` "pointwise"). Its `orientations`
+fact gives each bin's centre angle, which `netspec show` draws as HOG's glyphs.
 
 `block_norm KxK` reads C maps of cells and outputs C·K·K maps over the (H-K+1) x (W-K+1)
 blocks: a block's channels are its cells' histograms, cell row by cell row, each cell's C
@@ -79,6 +80,11 @@ def _bins_shape(p: OrientationBinsParams, ins: Sequence[Shape]) -> Shape:
     return (p.bins, h, w)
 
 
+def _bin_centres(p: OrientationBinsParams) -> tuple[float, ...]:
+    """Each bin's centre, degrees: bin k holds [180k/B, 180(k+1)/B)."""
+    return tuple(180.0 * (k + 0.5) / p.bins for k in range(p.bins))
+
+
 def _bins_cost(p: OrientationBinsParams, ins: Sequence[Shape], out: Shape) -> Cost:
     positions = numel(out[1:])
     return Cost(macs=None if positions is None else positions * 2 * (p.bins + 1))
@@ -114,6 +120,7 @@ register(
         shape=_bins_shape,
         cost=_bins_cost,
         locality="pointwise",
+        orientations=_bin_centres,
         doc="HOG's orientation binning: 2 gradient maps (gx, gy) to `bins` maps, each the "
         "gradient magnitude where the unsigned orientation falls in its bin of 180/bins "
         "degrees, 0 elsewhere.",

@@ -75,6 +75,9 @@ class RF:
     jump: tuple[float, float] = (1, 1)
     start: tuple[float, float] = (0.5, 0.5)
     whole: bool = False  # sees the whole input (dense layers, global pooling, reshapes)
+    # sees a region of the input that the data chooses (after RoI pooling): the region's bin
+    # (or, with `whole`, the whole region) grown by `size`, the backbone's field, at `jump`
+    region: bool = False
     line: bool = False  # the network's input is a 1-D signal: only the W slot moves
 
     @property
@@ -125,6 +128,12 @@ OnMapsRule = Callable[[Any, tuple[int, int]], tuple[str, OpParams]]
 # its output shape and receptive field, and the network input's per-sample shape; None
 # where a symbolic size leaves it unknown.
 DecodingRule = Callable[[Any, Shape, RF, Shape], Decoding | None]
+# The parameters an operation's builder is given where its numbers come from where its inputs
+# sit, never written by hand (a RoI pooling's spatial scale from its map's jump, proposals'
+# anchor centres from the map's jump and start, and the input's size they are clipped to):
+# from the node's parameters, its inputs' receptive fields and shapes and the network input's
+# per-sample shape. May refuse with a ShapeError (anchors larger than the input).
+PlacedRule = Callable[[Any, Sequence[RF], Sequence[Shape], Shape], OpParams]
 
 
 class LossParams(BaseModel):
@@ -180,6 +189,9 @@ class OpDef:
     # picked, so `show`'s receptive-field twin sums them instead.
     selects: bool = False
     kernels: bool = False  # slides kernels over its input's maps that `show` can draw
+    # Its output's channels are bins of unsigned gradient orientation (HOG): each bin's centre
+    # in degrees from the parameters, which `show` draws as HOG's glyphs.
+    orientations: Callable[[Any], tuple[float, ...]] | None = None
     on_maps: OnMapsRule | None = None  # what a fully convolutional network has in its place
     # Why a fully convolutional network cannot slide it, where there is more to say than
     # that it has no sliding-window form.
@@ -191,6 +203,12 @@ class OpDef:
     head: bool = False  # decodes the network's raw output (`detect`): what `kinds` looks for
     decoding: DecodingRule | None = None  # a head's: what export writes as the file's decoding
     loss: HeadLoss | None = None  # a head's: the `train` section's loss that trains it
+    # ---- sets of regions (netspec.passes.regions): a RoI set is K boxes of each image
+    makes_rois: bool = False  # its output is a RoI set (`proposals`)
+    # its last input must be a RoI set, its others image maps, and its output's leading axis
+    # counts the set's regions: what follows is applied per region (`roi_pool`)
+    reads_rois: bool = False
+    placed: PlacedRule | None = None  # what its builder is given in place of its parameters
 
     def receptive_field(self, p: Any, rfs: Sequence[RF], ins: Sequence[Shape]) -> RF:
         """The node's receptive field from its inputs' (and, where needed, their shapes)."""

@@ -10,9 +10,10 @@ import math
 from dataclasses import dataclass, field
 
 from netspec.diagnostics import Collector, Diagnostic, Span
-from netspec.ir import Graph, Node, Shape
+from netspec.ir import Graph, Node, OpParams, Shape
 from netspec.ops import REGISTRY, RF, Cost, ShapeError
 from netspec.ops.registry import numel
+from netspec.passes.regions import Kinds, per_region_rf, shape_and_cost
 from netspec.passes.state import CompileState, Pass, need
 from netspec.text import fmt_shape
 
@@ -31,6 +32,11 @@ class Layer:
     shared_with: str | None
     span: Span
     in_shapes: tuple[Shape, ...] = ()
+    # its output's leading axis counts this many regions of each image (a RoI pooling's, and
+    # what is applied per region after it: `per_region`); 0 for images (netspec.passes.regions)
+    regions: int = 0
+    per_region: bool = False
+    placed: OpParams | None = None  # what its builder is given, where `OpDef.placed` says
 
     @property
     def activations(self) -> int | None:
@@ -143,26 +149,35 @@ def infer_graph(graph: Graph) -> Inferred:
     layers: dict[str, Layer] = {}
     failed: set[str] = set()
     made_at = {i.name: i.span for i in graph.inputs} | {n.name: n.span for n in graph.nodes}
+    kinds = Kinds.of(graph)
+    image = graph.inputs[0].shape if graph.inputs else ()
     for node in graph.nodes:
         if any(i in failed for i in node.inputs):
             failed.add(node.name)
             continue
         opdef = REGISTRY[node.op]
         in_shapes = [shapes[i] for i in node.inputs]
+        in_rfs = [rfs[i] for i in node.inputs]
         try:
-            shape = opdef.shape(node.params, in_shapes)
-            cost = opdef.cost(node.params, in_shapes, shape)
+            k = kinds.per_region(node, opdef)
+            shape, cost = shape_and_cost(opdef, node, in_shapes, k)
         except ShapeError as e:
             errors.add(_diag(node, e, in_shapes, made_at))
             failed.add(node.name)
             continue
-        rf = (
-            _receptive_field(node, [rfs[i] for i in node.inputs], in_shapes)
-            if _shape_ok(shape)
-            else None
-        )
+        rf = _receptive_field(node, in_rfs, in_shapes, k) if _shape_ok(shape) else None
         if rf is None:
             errors.add(_too_large(node, "output" if not _shape_ok(shape) else "receptive field"))
+            failed.add(node.name)
+            continue
+        try:
+            placed = (
+                None
+                if opdef.placed is None
+                else opdef.placed(node.params, in_rfs, in_shapes, image)
+            )
+        except ShapeError as e:
+            errors.add(_diag(node, e, in_shapes, made_at))
             failed.add(node.name)
             continue
         if node.shares is not None:
@@ -170,31 +185,39 @@ def infer_graph(graph: Graph) -> Inferred:
             if problem is not None:
                 errors.add(problem)
             cost = Cost(params=0, fixed=0, macs=cost.macs)
+        kinds.record(node, opdef, shape, k)
         shapes[node.name] = shape
         rfs[node.name] = rf
         layers[node.name] = Layer(
             node.name,
             node.op,
             shape,
-            rfs[node.name],
+            rf,
             cost.params,
             cost.fixed,
             cost.macs,
             node.shares,
             node.span,
             tuple(in_shapes),
+            regions=kinds.regions.get(node.name, 0),
+            per_region=bool(k),
+            placed=placed,
         )
     errors.raise_if_any()
     ordered = tuple(layers[n.name] for n in graph.nodes)
     return Inferred(graph, ordered, _totals(graph, ordered))
 
 
-def _receptive_field(node: Node, rfs: list[RF], in_shapes: list[Shape]) -> RF | None:
-    """The node's receptive field; None when it is too large for float arithmetic."""
+def _receptive_field(node: Node, rfs: list[RF], in_shapes: list[Shape], k: int) -> RF | None:
+    """The node's receptive field (applied per region, its input's region's); None when it
+    is too large for float arithmetic."""
+    shapes = [s[1:] for s in in_shapes] if k else in_shapes
     try:
-        rf = REGISTRY[node.op].receptive_field(node.params, rfs, in_shapes)
+        rf = REGISTRY[node.op].receptive_field(node.params, rfs, shapes)
     except OverflowError:
         return None
+    if k:
+        rf = per_region_rf(rfs[0], rf)
     return rf if _rf_ok(rf) else None
 
 

@@ -18,9 +18,9 @@ from netspec.passes.infer import Layer
 @dataclass(frozen=True)
 class LayerView:
     """One layer: its output shape (no batch axis), receptive field along each spatial axis
-    as `netspec compile` reports it (None for a layer that sees the whole input), where the
-    spec made it, its trainable parameters and multiply-adds, and for an activation the
-    layer whose maps it rectifies."""
+    as `netspec compile` reports it (None for a layer that sees the whole input, or a region
+    that the data chooses: after a RoI pooling), where the spec made it, its trainable
+    parameters and multiply-adds, and for an activation the layer whose maps it rectifies."""
 
     name: str
     op: str
@@ -72,6 +72,7 @@ def layer_views(compiled: Compiled) -> tuple[LayerView, ...]:
     for layer in compiled.layers:
         node = compiled.graph.node(layer.name)
         rf = layer.rf
+        unplaced = rf.whole or rf.region  # the whole input, or a region the data chooses
         span = layer.span
         known = span.line > 0
         source_line = sources.line(span.file, span.line) if known else None
@@ -81,9 +82,9 @@ def layer_views(compiled: Compiled) -> tuple[LayerView, ...]:
                 name=layer.name,
                 op=layer.op,
                 shape=_shape(layer),
-                rf_size=None if rf.whole else tuple(_num(rf.size[i]) for i in rf.axes),
-                rf_jump=None if rf.whole else tuple(_num(rf.jump[i]) for i in rf.axes),
-                rf_start=None if rf.whole else tuple(float(rf.start[i]) for i in rf.axes),
+                rf_size=None if unplaced else tuple(_num(rf.size[i]) for i in rf.axes),
+                rf_jump=None if unplaced else tuple(_num(rf.jump[i]) for i in rf.axes),
+                rf_start=None if unplaced else tuple(float(rf.start[i]) for i in rf.axes),
                 file=display_path(span.file) if known else None,
                 line=span.line if known else None,
                 col=span.col if known else None,

@@ -48,7 +48,7 @@ def safe_name(layer: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", layer)
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     plt.close(fig)
 
@@ -105,7 +105,7 @@ def draw_maps(probe: Probe, outputs: dict[str, FloatArray], view: LayerView, out
     where = f"{view.where}: {view.text}" if view.where and view.text else view.name
     fig.suptitle(where, fontsize=8, y=0.995)
     path = out / f"maps-{safe_name(view.name)}.png"
-    _save(fig, path)
+    save_figure(fig, path)
     return Drawn(path, arrays)
 
 
@@ -136,7 +136,7 @@ def _draw_units(
     fig.suptitle(where, fontsize=8)
     fig.tight_layout()
     path = out / f"maps-{safe_name(view.name)}.png"
-    _save(fig, path)
+    save_figure(fig, path)
     return Drawn(path, values)
 
 
@@ -218,7 +218,7 @@ def draw_filters(
         fig.text(
             0.5, 0.01, "RGB, each kernel from its minimum to its maximum", ha="center", fontsize=7
         )
-    _save(fig, path)
+    save_figure(fig, path)
     return Drawn(path, {"kernels": kernels, "layer": view.name})
 
 
@@ -274,7 +274,7 @@ def _slide(
         ax.set_visible(False)
     fig.suptitle("each kernel applied to the image (values clipped to [0, 1])", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return Drawn(path, {"input": picture, **{name: plane for name, plane, _ in panels}})
 
 
@@ -319,7 +319,7 @@ def draw_receptive_field(
     agree = "agree" if static == empirical else "DISAGREE"
     fig.suptitle(f"unit {unit.layer}:{unit.channel}:{unit.y}:{unit.x} ({agree})", fontsize=10)
     path = out / "receptive-field.png"
-    _save(fig, path)
+    save_figure(fig, path)
     return Drawn(path, {"static": static, "empirical": empirical, "unit": unit})
 
 
@@ -384,7 +384,7 @@ def draw_occlusion(probe: Probe, x: FloatArray, picture: FloatArray, out: Path) 
         ax.set_xticks([])
         ax.set_yticks([])
     path = out / "occlusion.png"
-    _save(fig, path)
+    save_figure(fig, path)
     return Drawn(path, {"drops": drops, "class": target, "size": size, "stride": stride})
 
 
@@ -439,7 +439,7 @@ def draw_top_activations(
         f"the {top} of {len(images)} test images each map's strongest unit likes most", fontsize=9
     )
     path = out / "top-activations.png"
-    _save(fig, path)
+    save_figure(fig, path)
     return Drawn(path, {"chosen": chosen})
 
 

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy.typing as npt
 import torch
+from torch import nn
 
 from netspec.artifact import OutputInfo
 from netspec.detection.coco import Metrics
 from netspec.ir import Shape
 from netspec.ops.detection import Head
-from netspec.trainspec import Augment, Loss
+from netspec.trainspec import Augment, Loss, TrainConfig
 
 if TYPE_CHECKING:
     from netspec.compiler import Compiled
@@ -139,6 +140,7 @@ class Task(ABC):
     run_out: bool = True  # `netspec run` writes its outputs to files (next steps say --out)
     outputs: int = 1  # how many network outputs it trains
     rank: int = 100  # where `target_of` asks it: lower first (a detector before a classifier)
+    trains_itself: bool = False  # fits its module in one pass (`fit_module`), not by gradients
 
     @abstractmethod
     def target(
@@ -185,6 +187,19 @@ class Task(ABC):
     def best(self, test: Tested) -> float:
         """What the best weights are chosen by: the accuracy, or the lowest loss."""
         return test.acc if self.metric else -test.loss
+
+    def fit_module(
+        self,
+        module: nn.Module,
+        train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        target: Target,
+        config: TrainConfig,
+        log: Log,
+    ) -> dict[str, float]:
+        """Set the module's weights from the training (x, y) in one pass, for a task that
+        `trains_itself` (a boosted cascade); what it measured, as metrics.csv's columns."""
+        raise NotImplementedError(f"task {self.name} trains by gradient steps")
 
     @abstractmethod
     def scores(self, loss: float, acc: float) -> str:

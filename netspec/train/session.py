@@ -337,6 +337,9 @@ def _train(run: Run, console: Console, log: Log) -> None:
     config, place = run.config, run.place
     shown = place.rank == 0 and console.is_terminal
     task = run.data.target.task
+    if task.trains_itself:
+        _fit(run, log)
+        return
     with Bar(console, shown, task.metric is not None) as bar:
         for epoch in range(run.epoch + 1, config.epochs + 1):
             bar.begin(epoch, config.epochs, run.parts.steps_per_epoch)
@@ -360,6 +363,36 @@ def _train(run: Run, console: Console, log: Log) -> None:
                 f"({result.seconds:.1f} s training)"
             )
             checkpoint(run, epoch, test, row)
+
+
+def _fit(run: Run, log: Log) -> None:
+    """A task that fits its module in one pass (a boosted cascade): what it measured in
+    fitted.json, one row of metrics and one checkpoint, as of epoch 1, which a resumed run
+    that has it does not repeat."""
+    if run.epoch >= 1:
+        return
+    data, config, place = run.data, run.config, run.place
+    start = time.perf_counter()
+    task = data.target.task
+    if not isinstance(data.train_x, torch.Tensor):
+        raise RunError(f"{task.name}: fits its module on training images held in memory")
+    train, test = (data.train_x, data.train_y), (data.test_x, data.test_y)
+    measured = task.fit_module(run.module, train, test, data.target, config, log)
+    if place.rank != 0:
+        run.epoch = 1
+        return
+    seen = len(data.test_x)  # the training loss on as many training images as test images
+    fitted = evaluate(run.module, train[0][:seen], train[1][:seen], config, place, data.target)
+    tested = evaluate(run.module, *test, config, place, data.target)
+    row = metrics_row(1, fitted.loss, fitted.acc, tested, data.target)
+    row["lr"], row["seconds"] = 0.0, time.perf_counter() - start
+    write_json(run.dir / "fitted.json", measured)
+    run.rows.append(row)
+    log(
+        f"fitted: train {task.scores(fitted.loss, fitted.acc)} | test "
+        f"{task.scores(tested.loss, tested.acc)} | {row['seconds']:.1f} s"
+    )
+    checkpoint(run, 1, tested, row)
 
 
 def metrics_row(

@@ -293,11 +293,17 @@ class Walker:
                 hint=f"write {opdef.name}(a, b) or {opdef.name} {{ one branch per line }}",
             )
         fields = opdef.params.model_fields
-        tensors = [a for a in stage.args if a.name is None or a.name not in fields]
+        # a size after the tensors is a positional parameter: `roi_pool(maps, rois, 7x7)`
+        sizes = [a for a in stage.args if a.name is None and isinstance(a.value, ast.Size)]
+        sized = sizes if opdef.positional else []
+        tensors = [
+            a for a in stage.args if (a.name is None or a.name not in fields) and a not in sized
+        ]
         inputs = [self._merged(opdef, arg, scope, src) for arg in tensors]
         _arity(opdef, len(inputs), stage.span)
         # parameters by name after the tensors: `resize(top, lateral, mode=bilinear)`
-        given = stage.model_copy(update={"args": tuple(a for a in stage.args if a.name in fields)})
+        named = tuple(a for a in stage.args if a.name in fields)
+        given = stage.model_copy(update={"args": (*sized, *named)})
         kwargs, spans = op_arguments(opdef, given, scope.values)
         params = validate(opdef, kwargs, spans, given, self.globals)
         name = scope.label(label, opdef.name)

@@ -28,6 +28,7 @@ from pydantic import (
     PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -252,6 +253,33 @@ class Scenes(SectionModel):
         return tuple(n for n, on in given.items() if (self.randomize if on is None else on))
 
 
+class Cascade(SectionModel):
+    """`cascade stages=6 features=[2, 5, 10, 20, 40, 60] detection=0.99 false_positive=0.5`:
+    a Viola-Jones cascade boosted stage by stage (netspec.tasks.cascade) instead of trained
+    by gradient steps. Stage k adds stumps, at most ``features[k]``, until it lets through
+    at most ``false_positive`` of its negatives, its threshold lowered so that it keeps at
+    least ``detection`` of its positives; ``negatives`` background windows train each stage
+    (those the stages before it let through)."""
+
+    stages: Annotated[int, Field(gt=0, le=64)]
+    features: Annotated[tuple[Annotated[int, Field(gt=0, le=10_000)], ...], Field(min_length=1)]
+    detection: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    false_positive: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    negatives: Annotated[int, Field(gt=0, le=1_000_000)] = 4000
+
+    @field_validator("features", mode="after")
+    @classmethod
+    def _one_per_stage(cls, features: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        stages = info.data.get("stages")
+        if isinstance(stages, int) and len(features) != stages:
+            raise PydanticCustomError(
+                "stage_count",
+                "{stages} counts (one per stage)",
+                {"stages": stages},
+            )
+        return features
+
+
 class TrainConfig(SectionModel):
     network: str
     dataset: str
@@ -268,3 +296,4 @@ class TrainConfig(SectionModel):
     # `resize N`: each image's shorter side scaled to N pixels (at least enough to cover
     # the input), then its centre cut to the input's size (netspec.data.sizing)
     resize: Annotated[int, Field(gt=0, le=65536)] | None = None
+    cascade: Cascade | None = None  # a Viola-Jones cascade's boosting (netspec.tasks.cascade)

@@ -31,6 +31,7 @@ from netspec.diagnostics import (
 from netspec.errors import UsageError
 from netspec.passes.hints import setting_hint
 from netspec.passes.train.models import (
+    Cascade,
     Loss,
     Normalize,
     Optimizer,
@@ -54,6 +55,7 @@ _SECTIONS: dict[str, tuple[type[SectionModel] | None, tuple[str, ...]]] = {
     "seed": (None, ("value",)),
     "scenes": (Scenes, ()),
     "resize": (None, ("value",)),
+    "cascade": (Cascade, ()),
 }
 # --set keys for training values, and where each lands
 TRAIN_KEYS: dict[str, tuple[str, ...]] = {
