@@ -196,14 +196,15 @@ def ssd_of(params: Any, inputs: Sequence[Shape], image: Shape) -> Ssd | None:
     )
 
 
-def _decoding(params: Any, shape: Shape, rf: RF, image: Shape) -> Decoding | None:
-    """The file's decoding: its `detections` read by the runtime's `ssd` decoder, with the
-    classes, the rows kept, the input's (H, W) and the thresholds."""
+def rows_decoding(decoder: str, params: Any, image: Shape) -> Decoding | None:
+    """The decoding of a head whose `detections` are kept rows (SSD's, and the two-stage
+    head's): its decoder, with the classes, the rows kept, the input's (H, W) and the
+    thresholds; None where a symbolic size leaves the input's size unknown."""
     h, w = image[-2], image[-1]
-    if not (isinstance(params, SsdParams) and isinstance(h, int) and isinstance(w, int)):
+    if not (isinstance(h, int) and isinstance(w, int)):
         return None
     return Decoding(
-        "ssd",
+        decoder,
         {
             "classes": params.classes,
             "keep": params.keep,
@@ -213,6 +214,11 @@ def _decoding(params: Any, shape: Shape, rf: RF, image: Shape) -> Decoding | Non
             "iou": params.iou,
         },
     )
+
+
+def _decoding(params: Any, shape: Shape, rf: RF, image: Shape) -> Decoding | None:
+    """The file's decoding: its `detections` read by the runtime's `ssd` decoder."""
+    return rows_decoding("ssd", params, image) if isinstance(params, SsdParams) else None
 
 
 register(

@@ -41,6 +41,7 @@ from netspec.ops.registry import (
     register,
     rf_whole,
 )
+from netspec.ops.ssd import rows_decoding
 from netspec.text import fmt_shape
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -186,20 +187,9 @@ def two_stage_of(params: Any, inputs: Sequence[Shape], image: Shape) -> TwoStage
 
 def _decoding(params: Any, shape: Shape, rf: RF, image: Shape) -> Decoding | None:
     """The file's decoding: its `detections` read by the runtime's `two_stage` decoder."""
-    h, w = image[-2], image[-1]
-    if not (isinstance(params, TwoStageParams) and isinstance(h, int) and isinstance(w, int)):
+    if not isinstance(params, TwoStageParams):
         return None
-    return Decoding(
-        "two_stage",
-        {
-            "classes": params.classes,
-            "keep": params.keep,
-            "image": (h, w),
-            "score": params.score,
-            "floor": params.floor,
-            "iou": params.iou,
-        },
-    )
+    return rows_decoding("two_stage", params, image)
 
 
 register(
