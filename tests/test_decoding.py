@@ -111,7 +111,7 @@ ROW = np.array([[[[0.0, 0.0, 1.0, 1.0, 0.9]]]], np.float32)  # one box, class 0 
 
 
 def test_the_decoders_are_discovered_by_name() -> None:
-    assert list(decoders.DECODERS) == ["single_shot", "sliding_window", "ssd"]
+    assert list(decoders.DECODERS) == ["single_shot", "sliding_window", "ssd", "two_stage"]
     assert decoders.discover() == decoders.DECODERS
     assert {d.outputs for d in decoders.DECODERS.values()} == {
         ("boxes",),
@@ -155,7 +155,7 @@ def test_a_new_decoder_is_one_module_that_detect_finds_and_runs(
         found = decoders.discover()
     finally:
         sys.modules.pop("netspec.runtime.decoders.every_row", None)
-    assert list(found) == ["every_row", "single_shot", "sliding_window", "ssd"]
+    assert list(found) == ["every_row", "single_shot", "sliding_window", "ssd", "two_stage"]
     model = tmp_path / "rows.onnx"
     info = _info(decoding=Decoding("every_row", {"least": 0.95}))
     _rows_model(model, info.to_props())
@@ -293,7 +293,7 @@ BAD = "bad netspec metadata: "
             {},
             ModelError,
             "its decoding names the decoder 'yolo9000', which this netspec does not have "
-            "(it has single_shot, sliding_window, ssd)",
+            "(it has single_shot, sliding_window, ssd, two_stage)",
         ),
         ("single_shot", {**SHOT, "grid": -1}, MetadataError, BAD + "single_shot.grid: Input"),
         ("single_shot", {**SHOT, "grid": True}, MetadataError, BAD + "single_shot.grid: Input"),
@@ -336,7 +336,7 @@ def test_netspec_detect_on_an_unknown_decoder_exits_1_naming_the_known_ones(
     result = CliRunner().invoke(main, ["detect", str(model), str(image), "--json"])
     assert result.exit_code == 1, result.output
     assert "decoder 'proposals', which this netspec does not have" in result.output
-    assert "(it has single_shot, sliding_window, ssd)" in result.output
+    assert "(it has single_shot, sliding_window, ssd, two_stage)" in result.output
     assert "Traceback" not in result.output
 
 
