@@ -14,7 +14,8 @@ ranks them; netspec.detection.coco); a detector of one class (a Viola-Jones casc
 "digit") is scored class-agnostic, every digit its class. Time per scene is the median of
 the per-scene times of the whole pass (one scene at a time, `--threads` ORT threads),
 decoding and suppression included. Multiply-adds are counted from the ONNX graph at the
-shapes each scene runs at (Conv and Gemm/MatMul; a pyramid's every scale). Parameters are
+shapes each scene runs at (Conv and Gemm/MatMul; a pyramid's every scale), and for the
+R-CNN family (a spec whose layers run per region) by netspec's compiler. Parameters are
 the trainable ones of the spec the file carries (the initializers' values where it does not
 compile, as a converted file's), and training minutes the sum of the `seconds` column of the
 metrics.csv beside the file (a run's directory), where there is one. Prints a markdown table
@@ -103,6 +104,22 @@ def macs(path: Path, shapes: list[tuple[int, ...]]) -> int:
     return total
 
 
+def region_macs(path: Path) -> int | None:
+    """netspec's own count for a file whose spec pools regions (R-CNN's family: its layers
+    after the pooling run once per region, on a batch that ONNX shape inference loses), the
+    proposals' K regions each; None for any other file."""
+    from netspec.errors import NetspecError
+    from netspec.ops import REGISTRY
+    from netspec.probe import open_probe
+
+    try:
+        compiled = open_probe(path).compiled
+    except NetspecError:
+        return None
+    pools = any(REGISTRY[node.op].makes_rois for node in compiled.graph.nodes)
+    return compiled.totals.macs if pools else None
+
+
 def parameters(path: Path) -> int:
     """The trainable parameters of the spec the file carries, else its initializers' values."""
     from netspec.errors import NetspecError
@@ -154,7 +171,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---:|---:|")
     for path in args.models:
-        work = macs(path, pyramid_shapes(path, (128, 128)))
+        work = region_macs(path) or macs(path, pyramid_shapes(path, (128, 128)))
         facts = f"{parameters(path):,} | {training_minutes(path)}"
         for name, scenes in sets.items():
             metrics, seconds, _ = run_model(path, scenes, args.threads)

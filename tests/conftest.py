@@ -66,6 +66,20 @@ def write_mnist_subset(out: Path, train: int, test: int, *, real: bool | None = 
     return out
 
 
+@pytest.fixture(scope="session")
+def quick_two_stage(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A short Faster R-CNN run (tests/test_faster_rcnn.py's QUICK) and its scenes, trained
+    once for the session: the two-stage tests of training, show, serve and parity read it."""
+    from tests.test_faster_rcnn import train_quick
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: one thread, as `one_thread` gives
+    try:
+        return train_quick(tmp_path_factory.mktemp("faster_rcnn"))
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """Small tensors on a shared 2-core machine: one thread avoids OpenMP's busy waiting.

@@ -35,7 +35,8 @@ FAST = ["lenet.net", "lenet5.net", "local.net", "siamese.net", "filters.net", "c
         "mnist_deform.net", "signal1d.net", "autoencoder.net", "fashion_mnist.net",
         "espcn.net", "cifar10_resnet.net", "ssd_digits.net", "hog_features.net",
         "haar_features.net", "hog_digits.net", "hog_mnist.net", "viola_jones_digits.net",
-        "faster_rcnn_digits.net"]  # fmt: skip
+        "faster_rcnn_digits.net", "rfcn_digits.net", "rcnn_digits.net",
+        "fast_rcnn_digits.net"]  # fmt: skip
 # 224x224 inputs and millions of weights: 2 to 30 s each to export and verify here (vgg16,
 # 138M weights, the longest; about a minute when the machine is busy).
 LARGE = ["resnet18.net", "googlenet.net", "densenet121.net", "resnet50.net", "zfnet.net",

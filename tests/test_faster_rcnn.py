@@ -141,6 +141,28 @@ def test_the_detectors_gradients_reach_the_backbone_through_roi_pooling() -> Non
         assert grad is None or not grad.any()
 
 
+@pytest.mark.parametrize("truth", [True, False])
+def test_the_true_boxes_join_the_regions_only_while_training(truth: bool) -> None:
+    compiled = netspec.compile(QUICK.replace("batch=16", f"batch=16 truth={str(truth).lower()}"))
+    target = target_of(compiled, compiled.train.loss)
+    assert target is not None
+    module, loss = to_torch(compiled).train(), compiled.train.loss
+    y = torch.tensor([[[3.0, 10, 8, 26, 30], [6, 28, 20, 44, 44]], [[1.0, 5, 6, 15, 40], [-1] * 5]])
+    x = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    joined = target.task.forward(module, x, y, loss, target)[0][:, :16, :5]
+    plain = module(x)[:, :16, :5]  # the same batch's statistics, no truth given
+    assert torch.equal(joined[:, :14], plain[:, :14])  # the proposals ranked first stay
+    assert torch.equal(joined[1, 15], plain[1, 15])  # a padding box takes no row
+    ones = torch.ones(2, 1)
+    rows, want = (joined[0, 14:], joined[1, 14]), (torch.cat([y[0, :, 1:], ones], 1), y[1, 0])
+    assert torch.equal(rows[0], want[0]) == truth
+    assert torch.equal(rows[1][:4], want[1][1:]) == truth
+    module.eval()
+    shown = target.task.forward(module, x, y, loss, target)[0][:, :16, :5]
+    assert not (shown[..., 4] == 1).any()  # a file never sees the truth
+    assert all(m.truth is None for m in module.modules() if hasattr(m, "truth"))
+
+
 def test_encoded_offsets_refine_the_roi_into_the_truth() -> None:
     rois = torch.tensor([[10.0, 12, 30, 40], [50, 50, 60, 70]])
     truth = torch.tensor([[12.0, 10, 28, 44], [48, 55, 66, 69]])
@@ -230,16 +252,33 @@ def _scene_dirs(root: Path, train: int, test: int) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A run of QUICK, one epoch of 48 scenes, and its scenes."""
-    root = tmp_path_factory.mktemp("faster_rcnn")
+def train_quick(root: Path) -> tuple[Path, Path]:
+    """A run of QUICK, one epoch of 48 scenes, and its scenes, under ``root``."""
     data = _scene_dirs(root / "data", 48, 8)
     spec = root / "quick.net"
     spec.write_text(QUICK)
     result = _invoke("train", spec, "--data", data, "--out", root / "runs", "--device", "cpu")
     assert result.exit_code == 0, result.output
     return root / "runs" / "quick", data
+
+
+@pytest.fixture(scope="session")
+def trained(quick_two_stage: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The session's run of QUICK (conftest.py's `quick_two_stage`: trained once for every
+    module that reads it) and its scenes. Tests read it; none writes into it."""
+    return quick_two_stage
+
+
+def _rows_agree(got: np.ndarray, want: np.ndarray) -> int:
+    """Two engines' detections ``(R, 6)`` agree row by row up to the first near-tie (two
+    scores within 1e-4: a barely trained head scores many boxes alike, and either engine
+    may rank either first, which changes what suppression keeps after it); the rows that
+    hold a box among those compared."""
+    ties = np.flatnonzero(np.abs(np.diff(want[:, 4])) < 1e-4)
+    n = int(ties[0]) if len(ties) else len(want)
+    assert np.array_equal(got[:n, 5], want[:n, 5])  # the same classes in the same rows
+    assert np.allclose(got[:n, :5], want[:n, :5], atol=TOLERANCE)
+    return int((want[:n, 5] >= 0).sum())
 
 
 def test_one_file_holds_the_pipeline_and_onnx_runtime_agrees(trained: tuple[Path, Path]) -> None:
@@ -250,7 +289,10 @@ def test_one_file_holds_the_pipeline_and_onnx_runtime_agrees(trained: tuple[Path
     load_weights(run / "weights" / "best.safetensors", module)
     scenes = read_scenes(data / "test").scenes
     x = (np.stack([s.image for s in scenes])[:, None] / 255.0).astype(np.float32)
-    x = np.concatenate([x, np.zeros_like(x[:1])])  # and an empty scene
+    # and a scene of no digit: a ramp, as a constant image ties every inner cell's scores
+    # exactly, and either engine may rank either first (tests/test_two_stage_parity.py)
+    ramp = np.broadcast_to(np.linspace(0, 0.5, x.shape[-1], dtype=np.float32), x.shape[1:])
+    x = np.concatenate([x, ramp[None]])
     session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
     ops = {n.op_type for n in __import__("onnx").load(str(run / "model.onnx")).graph.node}
     assert {"NonMaxSuppression", "RoiAlign", "TopK"} <= ops
@@ -260,10 +302,8 @@ def test_one_file_holds_the_pipeline_and_onnx_runtime_agrees(trained: tuple[Path
             want = decoded(compiled, module.eval())(torch.from_numpy(image[None])).numpy()
         (got,) = session.run(None, {"image": image[None]})
         assert got.shape == want.shape == (1, 20, 6)
-        assert np.array_equal(got[..., 5], want[..., 5])  # the same classes in the same rows
-        assert np.allclose(got[..., :5], want[..., :5], atol=TOLERANCE)
-        held += int((got[..., 5] >= 0).sum())
-    assert held >= len(x)  # rows that hold boxes were compared, not only empty ones
+        held += _rows_agree(got[0], want[0])
+    assert held >= len(x) // 2, held  # rows that hold boxes were compared, not only empty ones
 
 
 def test_netspec_detect_draws_the_boxes(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -184,6 +184,8 @@ OP_SNIPPETS = {
     # ---- issue 23 (FRCNN): the R-CNN family's head, a region's classes and box, and the RPN
     "two_stage": f"{RPN_SNIPPET}h = roi_pool(x, r, 2x2) | dense 4\nc = h | dense 3\n"
     "b = h | dense 4\ntwo_stage(r, c, b, s, d, classes=2, keep=3)",
+    # ---- issue 23 (WIN): R-CNN's proposals from edge contrast, without weights
+    "edge_windows": "edge_windows sizes=[3, 5] ratios=[0.5, 1] stride=2 keep=4 iou=0.7",
     # ---- issue 24 (VJ): summed-area tables; a cascade of Haar-like features (untrained: every
     # window of 4x4 passes, 2 rows kept)
     "integral": "conv 1 1x1 | integral",

@@ -28,7 +28,10 @@ TRAINABLE = {
     "digit_window.net": 184_715,
     "yolo_digits.net": 395_892,  # issue 13: 20 maps of an 8x8 grid (2 boxes, 10 classes)
     "ssd_digits.net": 528_180,  # issue 24: 3 maps of 60 (4 default boxes of 4 + 11 numbers)
-    "faster_rcnn_digits.net": 972_173,  # issue 23: an RPN of 6 anchors a cell, a RoI head
+    "faster_rcnn_digits.net": 973_148,  # issue 23: an RPN of 9 anchors a cell, a RoI head
+    "rfcn_digits.net": 126_164,  # issue 23: the same RPN (9 anchors), score maps that vote
+    "rcnn_digits.net": 44_927,  # issue 23: edge_windows' proposals, a small CNN per crop
+    "fast_rcnn_digits.net": 933_295,  # issue 23: the same proposals, RoI pooling on one pass
     "hog_features.net": 0,  # issue 24: HOG, fixed gradients and parameter-free binning/norms
     "viola_jones_digits.net": 0,  # issue 24: boosted stumps, not learned by gradient descent
     "hog_digits.net": 9_911,  # issue 24: HOG's 900 features (36x5x5) and dense 11: 900*11 + 11

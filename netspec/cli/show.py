@@ -55,8 +55,10 @@ def show_cmd(
 ) -> None:
     """Draw what TARGET (a run directory, a .net spec or an exported .onnx) computes for one
     input: maps-LAYER.png, filters.png, receptive-field.png, graph.svg, occlusion.png, for
-    a HOG network hog-gradients.png and hog-glyphs.png and, for a run trained on MNIST,
-    top-activations.png; say where each went as it is written.
+    a HOG network hog-gradients.png and hog-glyphs.png, for a two-stage detector
+    proposals.png (the RPN's best anchors, the proposals and the detections side by side)
+    and, for a run trained on MNIST, top-activations.png; say where each went as it is
+    written.
     Maps are drawn for the first 16 layers unless --layer names them."""
     from netspec.fileio import make_dirs
 
@@ -182,6 +184,7 @@ def _draw_all(
 
     from netspec.show import hog, pictures
     from netspec.show.graph import write_graph
+    from netspec.show.proposals import draw_proposals
 
     x = probe.prepare(pixels)
     seen = np.clip(probe.input.pixels(x), 0, 1)
@@ -199,6 +202,7 @@ def _draw_all(
         lambda: None if stage is None else hog.draw_glyphs(stage, outputs, picture, out),
         lambda: _receptive(probe, outputs, picture, unit, out),
         lambda: pictures.draw_occlusion(probe, x, picture, out),
+        lambda: draw_proposals(probe, outputs, picture, out),
     ):
         drawn = draw()
         if drawn is not None:

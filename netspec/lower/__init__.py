@@ -57,7 +57,10 @@ def lowerings(compiled: Compiled) -> dict[str, Lowered]:
         ins, shape = [shapes[i] for i in node.inputs], shapes[node.name]
         if layer.per_region:  # built for one region, applied to each (netspec.passes.regions)
             one = builder(params, [s[1:] for s in ins], shape[1:])
-            each = REGISTRY[node.op].locality_for(node.params) == "elementwise"
+            # an elementwise op takes the regions' axis as it is, unless its weights are per
+            # channel (batchnorm): those read the channels at axis 1, so regions are folded
+            opdef = REGISTRY[node.op]
+            each = opdef.locality_for(node.params) == "elementwise" and not opdef.weighted
             out[node.name] = one if each else per_region(one, layer.regions)
         else:
             out[node.name] = builder(params, ins, shape)

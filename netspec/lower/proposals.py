@@ -128,7 +128,27 @@ def fixed_rows(chosen: Tensor, boxes: Tensor, scores: Tensor, keep: int) -> Tens
     return out.reshape(n, keep, 5)
 
 
-class Proposals(nn.Module):
+class TakesTruth(nn.Module):
+    """A module that makes RoI sets and, while training, puts the true boxes among them:
+    Fast and Faster R-CNN's way of giving the detector its best positives from the first
+    step. The task sets `truth` (padded boxes ``(N, G, 5)``: class, x1, y1, x2, y2; class -1
+    pads) for one training forward (netspec.tasks.two_stage); it is None otherwise."""
+
+    truth: Tensor | None = None
+
+    def with_truth(self, rows: Tensor) -> Tensor:
+        """RoI rows ``(N, keep, 5)``, their last G rows the true boxes (score 1) where an
+        image has them, while training with a truth set."""
+        if self.truth is None or not self.training:
+            return rows
+        g = min(self.truth.shape[1], rows.shape[1])
+        truth, kept = self.truth[:, :g].to(rows), rows.shape[1] - g
+        real = truth[..., :1] >= 0
+        boxes = torch.cat([truth[..., 1:], torch.ones_like(truth[..., :1])], -1)
+        return torch.cat([rows[:, :kept], torch.where(real, boxes, rows[:, kept:])], 1)
+
+
+class Proposals(TakesTruth):
     """Objectness ``(N, A, H, W)`` and deltas ``(N, 4A, H, W)`` to a RoI set ``(N, keep, 5)``:
     x1, y1, x2, y2, score."""
 
@@ -171,7 +191,7 @@ class Proposals(nn.Module):
         top, order = ranked(scores, self.pre)  # (N, pre), best first
         boxes = boxes.gather(1, order[..., None].expand(n, self.pre, 4))
         chosen = nms(boxes, top, self.keep, self.iou, self.score)
-        return fixed_rows(chosen, boxes, top, self.keep)
+        return self.with_truth(fixed_rows(chosen, boxes, top, self.keep))
 
 
 def _proposals(p: ProposalsPlaced, ins: Sequence[Shape], out: Shape) -> Lowered:

@@ -270,7 +270,9 @@ class PsRoIAlign(nn.Module):
     such operator: every map is pooled to every bin (`RoIAlign`, RoiAlign in ONNX), then each
     bin keeps its own map (a product with a one-hot choice and a sum)."""
 
-    pick: Tensor  # (1, 1, PH·PW, PH, PW): bin (i, j) keeps map group i·PW + j
+    # (PH·PW, PH, PW): bin (i, j) keeps map group i·PW + j. Three axes, not five: a module
+    # moved channels-last (training) re-lays every 4- and 5-axis tensor, a 5-axis one fails
+    pick: Tensor
 
     def __init__(
         self, output: tuple[int, int], spatial_scale: float, sampling: int, aligned: bool
@@ -278,11 +280,11 @@ class PsRoIAlign(nn.Module):
         super().__init__()
         ph, pw = output
         self.align = RoIAlign(output, spatial_scale, sampling, aligned)
-        pick = torch.eye(ph * pw).reshape(1, 1, ph * pw, ph, pw)
+        pick = torch.eye(ph * pw).reshape(ph * pw, ph, pw)
         self.register_buffer("pick", pick, persistent=False)
 
     def forward(self, x: Tensor, rois: Tensor) -> Tensor:
-        bins = self.pick.shape[2]
+        bins = self.pick.shape[0]
         pooled: Tensor = self.align(x, rois)  # (K, C·PH·PW, PH, PW): every map at every bin
         grouped = pooled.reshape(pooled.shape[0], -1, bins, *pooled.shape[2:])
         return (grouped * self.pick).sum(2)

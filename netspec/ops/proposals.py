@@ -69,6 +69,20 @@ class ProposalsPlaced(OpParams):
     image: tuple[int, int]
     pre: int
 
+    def anchor_boxes(self) -> list[tuple[float, float, float, float]]:
+        """Every anchor as placed, before any deltas move it: x1, y1, x2, y2 in input pixels
+        (not clipped), cell by cell (row-major), anchor by anchor: the order of the
+        objectness map's logits, and of netspec.lower.proposals' anchors. What `show` and
+        `serve` draw the RPN's best anchors from, without torch."""
+        (h, w), (sy, sx), (jy, jx) = self.cells, self.start, self.jump
+        sizes = self.params.anchor_sizes()
+        return [
+            (sx + jx * j - aw / 2, sy + jy * i - ah / 2, sx + jx * j + aw / 2, sy + jy * i + ah / 2)
+            for i in range(h)
+            for j in range(w)
+            for aw, ah in sizes
+        ]
+
 
 def _cells(p: ProposalsParams, ins: Sequence[Shape]) -> tuple[int, int]:
     """The maps' H x W, checked: one logit and four deltas per anchor, over the same cells."""

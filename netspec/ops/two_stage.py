@@ -74,7 +74,8 @@ class FasterRcnnLoss(LossParams):
     negative below `rpn_negative`; `rpn_batch` anchors per image are drawn, at most
     `rpn_fraction` of them positive. A region is positive from IoU `positive`, background
     below `negative`; `batch` per image, at most `fraction` positive. Between the two
-    thresholds a box trains nothing."""
+    thresholds a box trains nothing. With `truth` (the default, the papers'), the true boxes
+    join the regions while training, in place of the proposals ranked last."""
 
     rpn_positive: Annotated[float, Field(gt=0, le=1)] = 0.7
     rpn_negative: Fraction = 0.3
@@ -84,6 +85,7 @@ class FasterRcnnLoss(LossParams):
     negative: Fraction = 0.5
     batch: Count = 64
     fraction: Fraction = 0.25
+    truth: bool = True
 
     @field_validator("rpn_negative", "negative")
     @classmethod

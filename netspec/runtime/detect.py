@@ -35,9 +35,12 @@ def detector(info: ModelInfo, source: str) -> Detector[Any]:
     kinds = tuple(o.kind for o in info.outputs)
     decoding = info.decoding
     if decoding is None:
-        for known in DECODERS.values():
-            if known.outputs == kinds:
-                raise ModelError(f"{source}: {known.missing} (no {known.name})")
+        readers = [d for d in DECODERS.values() if d.outputs == kinds]
+        if len(readers) == 1:
+            raise ModelError(f"{source}: {readers[0].missing} (no {readers[0].name})")
+        if readers:  # one kind of output, several heads (ssd, two_stage): say each
+            names = " or ".join(d.name for d in readers)
+            raise ModelError(f"{source}: {' and '.join(kinds)} without their decoding (no {names})")
         raise ModelError(
             f"{source}: not a detector (its output is {', '.join(kinds)}); netspec detect "
             f"takes a model whose output is {' or '.join(_outputs())}",

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from netspec.data.scenefiles import read_scenes
+from netspec.data.scenes import Scene
 from netspec.detection.boxes import Detections
 from netspec.detection.coco import evaluate
 from netspec.detection.plots import detections_grid, plot_pr
-from netspec.errors import InputError
+from netspec.errors import InputError, ModelError
 from netspec.fileio import make_dirs, write_text
 from netspec.runtime.detect import DetectOptions, Detector, detector
 from netspec.runtime.session import Model, open_model
@@ -37,6 +38,7 @@ def evaluate_detector(model: Path, scenes: Path, log: Callable[[str], None]) -> 
     labels = opened.info.labels or ()
     classes = _object_classes(opened, found_by, labels)
     found_set = read_scenes(scenes)
+    _scored(found_set.scenes, classes, scenes, model)
     info = opened.info.inputs[0]
     options = DetectOptions(threshold=EVAL_THRESHOLD)
     found: list[Detections] = []
@@ -75,6 +77,11 @@ def _object_classes(model: Model, found_by: Detector[Any], labels: tuple[str, ..
     """The classes a scene's boxes can have: every label but the background (where the
     detector has one), which must be the last (the scenes' classes are 0..9 and the
     windows' background 10)."""
+    if not labels:
+        raise ModelError(
+            f"{model.path}: its metadata names no class labels; netspec eval scores a "
+            "detector's boxes class by class, by its labels"
+        )
     background = found_by.background
     if background is not None and background != len(labels) - 1:
         raise InputError(
@@ -82,3 +89,13 @@ def _object_classes(model: Model, found_by: Detector[Any], labels: tuple[str, ..
             "are evaluated with the background last"
         )
     return len(labels) - (background is not None)
+
+
+def _scored(found: Sequence[Scene], classes: int, scenes: Path, model: Path) -> None:
+    """Refuse scenes holding a digit of a class the model does not detect (0..classes-1)."""
+    top = max((int(s.classes.max()) for s in found if len(s.classes)), default=-1)
+    if top >= classes:
+        raise InputError(
+            f"{scenes}: its scenes hold class {top}, but {model} detects only classes 0 to "
+            f"{classes - 1}"
+        )

@@ -12,6 +12,7 @@ anything is allocated for them: a file is data someone may have crafted.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from netspec.artifact import InputInfo, ModelInfo, check_shape, from_props
+from netspec.artifact import InputInfo, ModelInfo, OutputInfo, check_shape, from_props
 from netspec.errors import MetadataError, ModelError, ProviderError
 from netspec.text import UNBOUND_SIZE, bound_shape, first_line, fmt_shape
 
@@ -58,23 +59,46 @@ def check_declared(info: ModelInfo, source: str) -> None:
 
 
 def check_graph(info: ModelInfo, session: ort.InferenceSession, source: str) -> None:
-    """Refuse metadata whose input shapes disagree with the graph's fixed sizes: inputs
-    would be fitted to the one and fail in the other."""
-    graph = session.get_inputs()
-    if len(graph) != len(info.inputs):
+    """Refuse metadata that disagrees with the graph: another number of inputs or outputs,
+    another fixed size, or another output name. Inputs would be fitted to the one and fail
+    in the other, and each output is read as the kind its metadata gives it, in the graph's
+    order. An input's name is not compared: inputs are fed in the graph's order, and the
+    exporter renames an input that is also an output (`image` to `image.1`)."""
+    _agree("input", info.inputs, session.get_inputs(), source)
+    _agree("output", info.outputs, session.get_outputs(), source)
+
+
+def _agree(
+    what: str,
+    declared: Sequence[InputInfo | OutputInfo],
+    graph: Sequence[Any],
+    source: str,
+) -> None:
+    """The metadata's `declared` inputs (or outputs) against the graph's, in order: their
+    number, an output's name, and per-sample sizes (axis 0 is the batch; a size either side
+    leaves free is not compared, nor a shape either side does not record)."""
+    if len(graph) != len(declared):
         raise MetadataError(
-            f"{source}: the metadata declares {len(info.inputs)} inputs; the graph has {len(graph)}"
+            f"{source}: the metadata declares {len(declared)} {what}s; the graph has {len(graph)}"
         )
-    for declared, actual in zip(info.inputs, graph, strict=True):
-        sizes = list(actual.shape)[1:]  # the graph's per-sample sizes (axis 0 is the batch)
-        if len(sizes) != len(declared.shape) or any(
+    for mine, actual in zip(declared, graph, strict=True):
+        if what == "output" and mine.name != actual.name:
+            raise MetadataError(
+                f"{source}: the metadata names {what} '{mine.name}' where the graph has "
+                f"'{actual.name}'"
+            )
+        sizes = list(actual.shape or ())[1:]  # the graph's per-sample sizes
+        if mine.shape is None or not actual.shape:
+            continue
+        if len(sizes) != len(mine.shape) or any(
             isinstance(d, int) and isinstance(g, int) and d != g
-            for d, g in zip(declared.shape, sizes, strict=True)
+            for d, g in zip(mine.shape, sizes, strict=True)
         ):
             graph_shape = fmt_shape(tuple(g if isinstance(g, int) else "?" for g in sizes))
+            verb = "takes" if what == "input" else "gives"
             raise MetadataError(
-                f"{source}: the metadata declares input '{declared.name}' as "
-                f"{fmt_shape(declared.shape)} per sample; the graph takes {graph_shape}"
+                f"{source}: the metadata declares {what} '{mine.name}' as "
+                f"{fmt_shape(mine.shape)} per sample; the graph {verb} {graph_shape}"
             )
 
 

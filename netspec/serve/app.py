@@ -11,9 +11,11 @@ GET  /api/digit/N      test digit N (`random` for any one)
 POST /api/explain      an image, a layer and a unit -> how the unit's value is computed, with
                        the numbers (netspec.serve.explain)
 GET  /api/detector     a detector's decoder, class names, thresholds, and its grid's or its
-                       default boxes' geometry (404 for a network that finds no boxes)
+                       default boxes' geometry, or what makes a two-stage detector's regions
+                       (404 for a network that finds no boxes)
 POST /api/detect       a drawn image (and a threshold) -> the detector's boxes, as `netspec
-                       detect --json` gives them, and its grid's cells or best default boxes
+                       detect --json` gives them, and its grid's cells or best default boxes,
+                       or a two-stage detector's proposals and its RPN's best anchors
 GET  /api/scene?seed=N a generated scene (netspec.serve.scenes) and its digits' true boxes
 POST /api/run answers a detector's image with its `detection` too (netspec.serve.detector).
 

@@ -1,7 +1,9 @@
 """A detector on the page: the boxes in what is drawn, uploaded or generated, found by the
 detector file through the decoder `netspec detect` uses (netspec.runtime.detect), and what
 its head looks at: the grid of a single-shot head (YOLO) with each cell's confidence, or
-the default boxes (anchors) of an SSD head with their scores.
+the default boxes (anchors) of an SSD head with their scores; and for a two-stage detector
+(a network that makes regions, netspec.probe.regions) its proposals with their scores and
+its RPN's best anchors, as `netspec show` draws them in proposals.png.
 
 The file is a run's `model.onnx` (or the ONNX file served); a spec's is exported once, at
 start, with the seeded weights the probe draws (netspec.probe.torch_side), into a temporary
@@ -34,6 +36,7 @@ from netspec.ops import REGISTRY
 from netspec.ops.detection import Head, head_of
 from netspec.ops.ssd import DELTAS, Ssd, ssd_of
 from netspec.probe import Probe
+from netspec.probe.regions import TOP_ANCHORS, Ranked, Regions, regions_of
 from netspec.runtime.decoders.base import run_image
 from netspec.runtime.detect import DetectOptions, Detector, detector
 from netspec.runtime.session import Model, open_model
@@ -49,7 +52,8 @@ BEST_ANCHORS = 12  # an SSD head's default boxes shown by their score, best firs
 @dataclass(frozen=True)
 class Detecting:
     """The detector file (`model`) and its decoder (`found_by`), the head's layer and what
-    the head is: a single-shot `grid` or SSD `anchors` (None for the other)."""
+    the head is: a single-shot `grid` or SSD `anchors` (None for the other), and the
+    network's region stages where it makes regions (a two-stage detector)."""
 
     model: Model
     found_by: Detector[Any]
@@ -57,6 +61,7 @@ class Detecting:
     grid: Head | None
     anchors: Ssd | None
     priors: FloatArray = field(repr=False)  # (R, 4) the anchors' x1, y1, x2, y2 in input px
+    regions: Regions | None = field(default=None, repr=False)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -64,9 +69,13 @@ class Detecting:
 
     @property
     def threshold(self) -> float:
-        """The file's own least score, where its head says one (`netspec detect`'s default)."""
+        """The file's own least score, where its head or its decoding says one (a two-stage
+        head's `score`): `netspec detect`'s default."""
         own = self.grid or self.anchors
-        return own.score if own is not None else DetectOptions().chosen()[0]
+        if own is not None:
+            return own.score
+        said = getattr(self.found_by.params, "score", None)
+        return float(said) if isinstance(said, float) else DetectOptions().chosen()[0]
 
     @property
     def classes(self) -> int:
@@ -76,8 +85,9 @@ class Detecting:
 
     def info(self) -> dict[str, Any]:
         """GET /api/detector: the decoder, the class names and colours (those of `netspec
-        detect`'s pictures), the thresholds, and the grid's or the default boxes' geometry
-        (in input pixels), which no image changes."""
+        detect`'s pictures), the thresholds, the grid's or the default boxes' geometry (in
+        input pixels), which no image changes, and what makes a two-stage detector's
+        regions: the layer, its rows, and its RPN's objectness map and anchors."""
         return {
             "decoder": self.found_by.decoder.name,
             "labels": [label(self.labels, k) for k in range(self.classes)],
@@ -87,6 +97,7 @@ class Detecting:
             "head": self.head,
             "grid": None if self.grid is None else _grid_info(self.grid),
             "anchors": None if self.anchors is None else _anchor_info(self.anchors),
+            "proposals": None if self.regions is None else _regions_info(self.regions),
         }
 
     def detect_json(self, probe: Probe, image: npt.NDArray[np.uint8], threshold: float) -> Any:
@@ -100,7 +111,8 @@ class Detecting:
     ) -> dict[str, Any]:
         """The boxes in one model-ready image ``(1, C, H, W)`` at the input's size (the
         decoder's, of at least ``threshold``), and the grid's cells or the best default
-        boxes, from the probe's ``outputs`` for that image."""
+        boxes, or a two-stage detector's proposals and its RPN's best anchors, from the
+        probe's ``outputs`` for that image."""
         options = DetectOptions(threshold=threshold)
         boxes = self.found_by.decode(self.model, prepared, options).records(self.labels)
         answer: dict[str, Any] = {"threshold": threshold, "boxes": boxes}
@@ -108,6 +120,8 @@ class Detecting:
             answer["cells"] = self._cells(prepared, self.grid)
         if self.anchors is not None:
             answer["anchors"] = self._anchors(np.asarray(outputs[self.head][0]), self.anchors)
+        if self.regions is not None:
+            answer["proposals"] = _proposals(self.regions, outputs)
         return answer
 
     def _cells(self, prepared: FloatArray, grid: Head) -> dict[str, Any]:
@@ -185,6 +199,40 @@ def _corners(head: Ssd | None) -> FloatArray:
     return np.stack(corners, 1).astype(np.float32)
 
 
+def _regions_info(regions: Regions) -> dict[str, Any]:
+    """The RoI-making layer and its rows per image; for an RPN, its objectness map, how
+    many anchors it scores and how many of the best each answer carries."""
+    return {
+        "layer": regions.layer,
+        "keep": regions.keep,
+        "objectness": regions.objectness,
+        "anchors": len(regions.anchors),
+        "best": TOP_ANCHORS if regions.objectness is not None else 0,
+    }
+
+
+def _proposals(regions: Regions, outputs: Mapping[str, FloatArray]) -> dict[str, Any]:
+    """The image's RoI set, each box that a row holds with its score and row, best first,
+    and its RPN's best anchors, as placed, with their scores and indices (None without)."""
+    anchors = regions.best_anchors(outputs)
+    return {
+        "layer": regions.layer,
+        "boxes": _ranked(regions.rois(outputs), "row"),
+        "anchors": None if anchors is None else _ranked(anchors, "index"),
+    }
+
+
+def _ranked(ranked: Ranked, where: str) -> list[dict[str, Any]]:
+    return [
+        {
+            where: int(ranked.index[k]),
+            "xyxy": [round(_number(v), 2) for v in ranked.boxes[k]],
+            "score": round(_number(ranked.scores[k]), 4),
+        }
+        for k in range(len(ranked))
+    ]
+
+
 def _grid_info(grid: Head) -> dict[str, Any]:
     h, w = grid.image
     return {
@@ -228,7 +276,8 @@ def open_detecting(probe: Probe, target: Path, threads: int | None, log: Log) ->
     grid = head_of(site.params, site.shape, site.rf, site.image)
     anchors = ssd_of(site.params, site.inputs, site.image)
     log(f"detector: {model.path.name}, decoded by {found_by.decoder.name}")
-    return Detecting(model, found_by, node.name, grid, anchors, _corners(anchors))
+    regions = regions_of(probe.compiled)
+    return Detecting(model, found_by, node.name, grid, anchors, _corners(anchors), regions)
 
 
 def _detector_file(compiled: Compiled, target: Path, threads: int | None, log: Log) -> Model | None:

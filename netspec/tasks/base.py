@@ -172,6 +172,13 @@ class Task(ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A training batch deformed, its targets moved with it where they move."""
 
+    def forward(
+        self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss, target: Target
+    ) -> Outputs:
+        """A training step's outputs of the module for inputs ``x`` whose targets are ``y``
+        (a task whose network sees the targets while it trains overrides this)."""
+        return as_outputs(module(x))
+
     @abstractmethod
     def loss_sum(self, outs: Outputs, y: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
         """The batch's summed per-sample loss."""

@@ -17,7 +17,9 @@ network makes in the same step, its sampling as the `train` section declares it:
   smooth L1 between the positives' offsets and those that make their RoI the true box
   (over the variances 0.1 and 0.2, netspec.lower.two_stage decodes them), over the count.
 
-The four terms are summed per image. The RoIs carry no gradient (the proposal layer's boxes
+With `truth` (the default), the batch's true boxes join the proposals while training, in
+place of those ranked last (netspec.lower.proposals.TakesTruth), as in Fast and Faster
+R-CNN. The four terms are summed per image. The RoIs carry no gradient (the proposal layer's boxes
 are data to the detector); the detector's gradients reach the backbone through the RoI
 pooling. The loss depends on the proposals, which improve as it trains, so the lowest loss
 is no sign of the best weights: each scene's F1 of the boxes the file would show (IoU
@@ -31,19 +33,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn import functional
 
 from netspec.artifact import OutputInfo
 from netspec.compiler import Compiled
 from netspec.errors import DataError
 from netspec.kinds import head_node, head_site
-from netspec.lower.proposals import anchors
+from netspec.lower.proposals import TakesTruth, anchors
 from netspec.lower.two_stage import TwoStageDecoding, to_centres
 from netspec.ops import REGISTRY
 from netspec.ops.proposals import DELTAS, ProposalsPlaced
 from netspec.ops.ssd import VARIANCES
 from netspec.ops.two_stage import ROI_FIELDS, FasterRcnnLoss, TwoStage, two_stage_of
-from netspec.tasks.base import Fitted, Given, Log, Outputs, Target, Tested, Trained
+from netspec.tasks.base import (
+    Fitted,
+    Given,
+    Log,
+    Outputs,
+    Target,
+    Tested,
+    Trained,
+    as_outputs,
+)
 from netspec.tasks.boxes import SceneBoxes, fitted, scene_boxes
 from netspec.trainspec import Loss
 
@@ -125,6 +137,21 @@ class TwoStageTask(SceneBoxes):
             given.train_y, given.test_y, given.read, given.size, head.classes, given.source
         )
         return fitted(given, target, (train, test), device)
+
+    def forward(
+        self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss, target: Target
+    ) -> Outputs:
+        """While training with `truth`, the RoI-making layers see the batch's true boxes."""
+        makers = [m for m in module.modules() if isinstance(m, TakesTruth)]
+        if not (module.training and makers and loss.params(FasterRcnnLoss).truth):
+            return super().forward(module, x, y, loss, target)
+        for maker in makers:
+            maker.truth = y
+        try:
+            return as_outputs(module(x))
+        finally:
+            for maker in makers:
+                maker.truth = None
 
     def loss_sum(self, outs: Outputs, y: torch.Tensor, loss: Loss, target: Target) -> torch.Tensor:
         t = _head(target)

@@ -234,7 +234,7 @@ def train_epoch(
     for step, (x, y, samples) in enumerate(batches):
         x = place.batch(x if data.normalized else normalized(x, config.normalize))
         with place.autocast():
-            outs = as_outputs(parts.module(x))
+            outs = data.target.task.forward(parts.module, x, y, config.loss, data.target)
         summed = data.target.task.loss_sum(outs, y, config.loss, data.target)
         parts.optimizer.zero_grad(set_to_none=True)
         if parts.scaler.is_enabled():

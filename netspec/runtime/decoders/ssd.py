@@ -7,7 +7,9 @@ the class, best first, after the graph's own threshold (`floor`), per-class supp
 (`iou`) and cut to `keep`; a row of class -1 holds no box. What is left is the image resized
 to the input, the least score shown (the file's `score`, or `--threshold`: one below the
 graph's `floor` cannot bring back what the graph dropped), a stricter suppression where
-`--iou` asks for one, and the boxes scaled back to the image's own pixels.
+`--iou` asks for one, and the boxes scaled back to the image's own pixels. Rows the file's
+metadata does not describe (another number of them, a class it does not have) are a
+ModelError, never boxes: a file's metadata may have been edited apart from its graph.
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ class Chosen:
         chosen: Chosen = read_record(_SCHEMA, params, NAME, source)
         return chosen
 
-    def not_the_rows(self, shape: tuple[int | str, ...]) -> str:
-        """Why an output of `shape` is not these rows."""
-        return f"its output is {fmt_shape(shape)}, but its ssd keeps {self.keep} rows of 6"
+    def not_the_rows(self, shape: tuple[int | str, ...], head: str = NAME) -> str:
+        """Why an output of `shape` is not these rows (`head` names what keeps them)."""
+        return f"its output is {fmt_shape(shape)}, but its {head} keeps {self.keep} rows of 6"
 
 
 _SHARE_OF_ONE = cs.float_schema(ge=0, le=1, allow_inf_nan=False)
@@ -109,12 +111,27 @@ def decode(model: Model, chosen: Chosen, image: FloatArray, options: DetectOptio
     """The image resized to the model's input, one pass, the rows holding a box of at least
     the threshold (the file's `score`, or `--threshold`), suppressed again where `--iou`
     is stricter than the file's, the boxes scaled back to the image's own pixels."""
+    return decode_rows(model, chosen, image, options, NAME)
+
+
+def decode_rows(
+    model: Model, chosen: Chosen, image: FloatArray, options: DetectOptions, head: str
+) -> Detections:
+    """`decode` for any head whose file holds these rows, `head` naming it in errors: a
+    ModelError where the graph's rows are not what the metadata says (another number of
+    rows, a class it does not have)."""
     height, width = image.shape[2:]
     rows = run_image(model, resize(image, *chosen.image))
     if rows.shape[1:] != (chosen.keep, COLUMNS):
-        raise ModelError(f"{model.path}: {chosen.not_the_rows(rows.shape[1:])}")
-    threshold, overlap = options.chosen(chosen.score, chosen.iou)
+        raise ModelError(f"{model.path}: {chosen.not_the_rows(rows.shape[1:], head)}")
     out = rows[0]
+    strange = (out[:, 5] != np.round(out[:, 5])) | (out[:, 5] < -1) | (out[:, 5] >= chosen.classes)
+    if strange.any():
+        raise ModelError(
+            f"{model.path}: its output holds a row of class {out[strange][0, 5]:g}, but its "
+            f"{head} has {chosen.classes} classes (0 to {chosen.classes - 1}; -1 for no box)"
+        )
+    threshold, overlap = options.chosen(chosen.score, chosen.iou)
     held = out[(out[:, 5] >= 0) & (out[:, 4] >= threshold)]
     scale = np.array([width, height, width, height], np.float32) / np.array(
         [chosen.image[1], chosen.image[0]] * 2, np.float32

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from netspec.runtime.session import Model
 
 NAME = "two_stage"
+HEAD = "two_stage head"  # what keeps the rows, in errors
 MAX_KEEP = 1000  # rows an image's output may hold (netspec.ops.two_stage.MAX_KEEP)
 
 _SHARE_OF_ONE = cs.float_schema(ge=0, le=1, allow_inf_nan=False)
@@ -66,13 +67,10 @@ def read(params: Params, info: ModelInfo, source: str) -> ssd.Chosen:
         )
     shape = info.outputs[0].shape
     if shape is not None and tuple(shape) != (chosen.keep, ssd.COLUMNS):
-        raise ModelError(
-            f"{source}: its output is {'x'.join(map(str, shape))}, but its two_stage head "
-            f"keeps {chosen.keep} rows of {ssd.COLUMNS}"
-        )
+        raise ModelError(f"{source}: {chosen.not_the_rows(shape, HEAD)}")
     if info.labels is not None and len(info.labels) != chosen.classes:
         raise ModelError(
-            f"{source}: its two_stage head has {chosen.classes} classes but it has "
+            f"{source}: its {HEAD} has {chosen.classes} classes but it has "
             f"{len(info.labels)} labels"
         )
     return chosen
@@ -82,7 +80,7 @@ def decode(
     model: Model, chosen: ssd.Chosen, image: FloatArray, options: DetectOptions
 ) -> Detections:
     """The rows of at least the threshold, scaled to the image, as an SSD file's."""
-    return ssd.decode(model, chosen, image, options)
+    return ssd.decode_rows(model, chosen, image, options, HEAD)
 
 
 RECORDS = (

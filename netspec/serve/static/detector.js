@@ -5,8 +5,11 @@
 // `netspec detect --json` gives them; the threshold slider filters them without a request),
 // and what the head looks at: a single-shot head's grid, each cell shaded by its best
 // class-specific confidence, or an SSD head's default boxes, the best-scoring ones or every
-// one of a map. "Generated scene" loads scene N (GET /api/scene?seed=N) into the page as a
-// test digit is loaded, so every layer follows, and shows its true boxes dashed.
+// one of a map. For a two-stage detector (its answers carry "proposals") two views come
+// before the boxes: its RPN's best anchors as placed, and its proposals (the RoI set), each
+// box shaded by its score as `netspec show` draws them in proposals.png. "Generated scene"
+// loads scene N (GET /api/scene?seed=N) into the page as a test digit is loaded, so every
+// layer follows, and shows its true boxes dashed.
 //
 // It follows app.js through what app.js offers other scripts (see the top of app.js): the
 // "netspec:model" and "netspec:answer" events and window.netspecPage (its state, and load,
@@ -15,6 +18,7 @@
 
 (() => {
   const VIEW = 256;  // screen pixels of the view's longer side (a whole multiple of the input)
+  const STAGE_GAPS = 32;  // screen pixels between a two-stage detector's three views and their borders
   const det = {
     info: null,       // GET /api/detector
     size: null,       // {c, h, w} of the input
@@ -42,7 +46,9 @@
     det.info = info;
     const [c, h, w] = model.input_shape;
     det.size = { c, h, w };
-    det.scale = Math.max(1, Math.floor(VIEW / Math.max(h, w)));
+    // a two-stage detector's three views side by side in the column: each a third of it
+    const room = info.proposals ? Math.floor(($("maps").clientWidth - STAGE_GAPS) / 3) : VIEW;
+    det.scale = Math.max(1, Math.floor(Math.min(VIEW, room) / Math.max(h, w)));
     const section = make("section");
     section.id = "detector";
     section.setAttribute("aria-label", "the detector's boxes");
@@ -58,6 +64,7 @@
       frame.append(canvas);
     }
     frame.firstChild.setAttribute("aria-label", "the input as the network sees it, with its boxes");
+    const shown = info.proposals ? stages(info.proposals, frame) : frame;
     const side = make("div", "det-side");
     side.append(controls(info), make("p", "det-about", about(info)));
     const list = make("ol");
@@ -67,11 +74,39 @@
     status.id = "det-status";
     side.append(status);
     const body = make("div", "det-body");
-    body.append(frame, side);
+    body.append(shown, side);
     section.append(title, body);
     const maps = $("maps");
     maps.insertBefore(section, maps.firstChild);
     if (det.answer) render(det.answer);
+  }
+
+  // A two-stage detector's views side by side: the RPN's best anchors (where an RPN makes
+  // the regions), the proposals, then the frame of the boxes.
+  function stages(proposals, frame) {
+    const row = make("div", "det-stages");
+    if (proposals.best) {
+      row.append(stage("det-rpn", `RPN: the ${proposals.best} best of ` +
+        `${proposals.anchors.toLocaleString("en")} anchors, as placed`));
+    }
+    row.append(stage("det-rois", `proposals of ${proposals.layer}`));
+    const last = make("figure", "det-stage");
+    last.append(frame, make("figcaption", "", "detections"));
+    row.append(last);
+    return row;
+  }
+
+  function stage(id, caption) {
+    const figure = make("figure", "det-stage");
+    const frame = make("div", "det-frame");
+    const canvas = make("canvas");
+    canvas.id = id; canvas.width = det.size.w * det.scale; canvas.height = det.size.h * det.scale;
+    canvas.setAttribute("aria-label", caption);
+    frame.append(canvas);
+    const text = make("figcaption", "", caption);
+    text.id = `${id}-caption`;
+    figure.append(frame, text);
+    return figure;
   }
 
   function controls(info) {
@@ -171,6 +206,34 @@
     if (!found) return;
     drawHeat(found);
     drawBoxes(found);
+    if (found.proposals) drawStages(found.proposals);
+  }
+
+  // A box's colour for its score: from blue (0) to yellow (1), proposals.png's shades.
+  const shade = (score) => {
+    const t = Math.min(1, Math.max(0, score));
+    return `rgb(${Math.round(40 + 215 * t)}, ${Math.round(80 + 140 * t)}, ${Math.round(200 - 200 * t)})`;
+  };
+
+  function drawStages(proposals) {
+    const views = [["det-rpn", proposals.anchors], ["det-rois", proposals.boxes]];
+    for (const [id, boxes] of views) {
+      const canvas = $(id);
+      if (!canvas || !boxes) continue;
+      const ctx = canvas.getContext("2d"), s = det.scale;
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage($("det-image"), 0, 0, canvas.width, canvas.height);
+      ctx.lineWidth = 2;
+      for (const b of [...boxes].reverse()) {  // the best drawn last, on top
+        const [x0, y0, x1, y1] = b.xyxy.map((v) => v * s);
+        ctx.strokeStyle = shade(b.score);
+        ctx.strokeRect(x0 + 1, y0 + 1, x1 - x0 - 2, y1 - y0 - 2);
+      }
+      canvas.dataset.boxes = String(boxes.length);
+    }
+    const scores = proposals.boxes.map((b) => b.score);
+    $("det-rois-caption").textContent = `proposals of ${proposals.layer}: ${scores.length} RoIs` +
+      (scores.length ? `, scores ${Math.min(...scores).toFixed(2)} to ${Math.max(...scores).toFixed(2)}` : "");
   }
 
   function drawInput(encoded) {
