@@ -6,7 +6,6 @@ and `netspec detect` reads; and rcnn_digits' RoIs in its exported graph equal Py
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +13,20 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image
 
 import netspec
 from netspec.data import MnistData, load_mnist
 from netspec.data.scenefiles import read_scenes
 from netspec.data.scenes import DigitPool, SceneConfig, make_scenes
 from netspec.export import export_compiled
-from netspec.export.detection import decoded, exported_outputs
+from netspec.export.detection import exported_outputs
 from netspec.kinds import output_infos
 from netspec.lower import to_torch
 from netspec.lower.weights import load_weights
 from netspec.tasks import target_of
 from netspec.tasks.two_stage import TwoStageTarget
 from tests.conftest import REAL_MNIST, synthetic_digits
-from tests.test_faster_rcnn import TOLERANCE, _invoke, _scene_dirs
+from tests.test_faster_rcnn import _invoke, _scene_dirs, detect_draws, file_agrees
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),  # conftest.py: small tensors, one thread
@@ -142,38 +140,18 @@ def test_one_file_holds_the_pipeline_and_onnx_runtime_agrees(
     x = np.stack([s.image for s in read_scenes(scenes / "test").scenes])[:, None] / 255.0
     x = np.concatenate([x, np.zeros_like(x[:1])]).astype(np.float32)  # and an empty scene
     path = run / "model.onnx"
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     pooling = {"rcnn": "RoiAlign", "fast": "MaxRoiPool"}[kind]
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"CumSum", "TopK", "NonMaxSuppression", pooling} <= ops
-    held = 0
-    for image in x:  # one scene at a time: the proposals of each alone
-        with torch.no_grad():
-            want = decoded(compiled, module.eval())(torch.from_numpy(image[None])).numpy()
-        (got,) = session.run(None, {"image": image[None]})
-        assert got.shape == want.shape == (1, 20, 6)
-        assert np.array_equal(got[..., 5], want[..., 5])  # the same classes in the same rows
-        assert np.allclose(got[..., :5], want[..., :5], atol=TOLERANCE)
-        held += int((got[..., 5] >= 0).sum())
-    assert held >= len(x) - 1  # rows that hold boxes were compared (none in the empty scene)
+    held = file_agrees(compiled, module, path, x)
+    assert held >= len(x) // 2, held  # rows that hold boxes were compared, not only empty ones
 
 
 def test_netspec_detect_draws_the_boxes(
     trained: tuple[str, Path], scenes: Path, tmp_path: Path
 ) -> None:
     _, run = trained
-    scene = tmp_path / "scene.png"
-    Image.fromarray(read_scenes(scenes / "test").scenes[0].image).save(scene)
-    found = tmp_path / "found"
-    result = _invoke(
-        "detect", run / "model.onnx", scene, "-o", found, "--json", "--threshold", "0.01"
-    )
-    assert result.exit_code == 0, result.output
-    (record,) = json.loads(result.stdout)
-    assert record["detections"] and all(d["score"] >= 0.01 for d in record["detections"])
-    drawn = np.asarray(Image.open(found / "scene.png").convert("RGB"))
-    assert drawn.shape[:2] == (48, 48)
-    assert (drawn[..., 0] != drawn[..., 1]).any()  # coloured boxes on a grey scene
+    detect_draws(run / "model.onnx", scenes, tmp_path)
 
 
 # ---- rcnn_digits' proposals in its exported graph -------------------------------------------
