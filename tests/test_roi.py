@@ -159,6 +159,38 @@ def test_gradients_reach_the_maps() -> None:
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
+def ref_roi_pool_grad(x: np.ndarray, rois: np.ndarray, out: tuple[int, int]) -> np.ndarray:
+    """The gradient of the pooled values' sum: one for each bin's largest cell (the values are
+    distinct), counted once per bin that reads it."""
+    grad = np.zeros_like(x)
+    _, _, h, w = x.shape
+    for b, x1, y1, x2, y2 in rois:
+        sx, sy, ex, ey = (c_round(v * SCALE) for v in (x1, y1, x2, y2))
+        bh, bw = max(ey - sy + 1, 1) / out[0], max(ex - sx + 1, 1) / out[1]
+        for i in range(out[0]):
+            h0 = min(max(math.floor(i * bh) + sy, 0), h)
+            h1 = min(max(math.ceil((i + 1) * bh) + sy, 0), h)
+            for j in range(out[1]):
+                w0 = min(max(math.floor(j * bw) + sx, 0), w)
+                w1 = min(max(math.ceil((j + 1) * bw) + sx, 0), w)
+                if h1 > h0 and w1 > w0:
+                    for ch in range(x.shape[1]):
+                        window = x[int(b), ch, h0:h1, w0:w1]
+                        r, q = np.unravel_index(window.argmax(), window.shape)
+                        grad[int(b), ch, h0 + r, w0 + q] += 1
+    return grad
+
+
+def test_roi_pool_sends_each_bins_gradient_to_its_largest_cell() -> None:
+    x, rois = make(40, seed=4)
+    rois[:5] = FIXED
+    x.requires_grad_(True)
+    RoIPool((3, 4), SCALE)(x, rois).sum().backward()
+    assert x.grad is not None
+    want = ref_roi_pool_grad(x.detach().numpy(), rois.numpy(), (3, 4))
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+
+
 def test_sampling_must_be_positive() -> None:
     with pytest.raises(ValueError, match="sampling"):
         RoIAlign((2, 2), SCALE, 0, True)

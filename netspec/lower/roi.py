@@ -19,11 +19,13 @@ Runtime computes it so (microsoft/onnxruntime#6146).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.jit._trace import TracerWarning
 
 from netspec.ir import Shape
 from netspec.lower.lowered import Builder, Call, Lowered
@@ -39,42 +41,62 @@ def _round(v: Tensor) -> Tensor:
     return torch.sign(v) * torch.floor(v.abs() + 0.5)
 
 
-def _bins(start: Tensor, length: Tensor, bins: int, size: int) -> Tensor:
-    """Which of ``size`` cells each of ``bins`` bins of each RoI covers: ``(K, bins, size)``
-    booleans. Bin b of a RoI starting at cell ``start``, ``length`` cells long, spans
+def _spans(start: Tensor, length: Tensor, bins: int, size: int) -> tuple[Tensor, Tensor]:
+    """Each of ``bins`` bins of each RoI as its first cell and one past its last, ``(K, bins)``
+    each: bin b of a RoI starting at cell ``start``, ``length`` cells long, spans
     [floor(b·length/bins), ceil((b+1)·length/bins)) from the start, clipped to the map."""
     step = (length / bins)[:, None]
     b = torch.arange(bins, dtype=step.dtype, device=step.device)[None]
     low = (torch.floor(b * step) + start[:, None]).clamp(0, size)
     high = (torch.ceil((b + 1) * step) + start[:, None]).clamp(0, size)
-    cell = torch.arange(size, dtype=step.dtype, device=step.device)[None, None]
-    return (cell >= low[..., None]) & (cell < high[..., None])
+    return low.long(), high.long()
+
+
+def _maxima(x: Tensor, axis: int) -> Tensor:
+    """The sparse table of ``x``'s maxima along ``axis``, its levels on a new axis there:
+    level l holds at cell i the max of cells i .. i + 2^l - 1 (the last cell past the end).
+    Any span's max is then the max of two overlapping power-of-two spans."""
+    size = x.shape[axis]
+    levels = [x]
+    while 2 ** len(levels) <= size:
+        ahead = torch.arange(size, device=x.device) + 2 ** (len(levels) - 1)
+        levels.append(
+            torch.maximum(levels[-1], levels[-1].index_select(axis, ahead.clamp(max=size - 1)))
+        )
+    return torch.stack(levels, axis)
+
+
+def _lookups(low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
+    """A span's level, floor(log2(length)), and the first cells of its two overlapping
+    power-of-two spans, ``(K, bins, 2)``."""
+    level = torch.log2((high - low).clamp(min=1).double()).floor().long()
+    return level, torch.stack([low, (high - (1 << level)).clamp(min=0)], -1)
 
 
 def roi_pool(x: Tensor, rois: Tensor, output: tuple[int, int], spatial_scale: float) -> Tensor:
     """torchvision.ops.roi_pool: each RoI's corners rounded to map cells (at least one cell
     wide), divided into ``output`` bins, the max of each bin; an empty bin (past the map) is 0.
-    Separable: the max over each bin's columns, then over its rows."""
+    Each bin's max is read from a sparse table of the maps' maxima (rows, then columns) in
+    four lookups, whatever its size."""
     ph, pw = output
     c, h, w = x.shape[1:]
     start_x, start_y = _round(rois[:, 1] * spatial_scale), _round(rois[:, 2] * spatial_scale)
     end_x, end_y = _round(rois[:, 3] * spatial_scale), _round(rois[:, 4] * spatial_scale)
-    cols = _bins(start_x, (end_x - start_x + 1).clamp(min=1), pw, w)  # (K, PW, W)
-    rows = _bins(start_y, (end_y - start_y + 1).clamp(min=1), ph, h)  # (K, PH, H)
-    low = torch.finfo(x.dtype).min
-    pieces = []
-    for index, col, row in zip(
-        torch.split(rois[:, 0].long(), CHUNK),
-        torch.split(cols, CHUNK),
-        torch.split(rows, CHUNK),
-        strict=True,
-    ):
-        maps = x[index]  # (k, C, H, W)
-        across = maps[:, :, :, None, :].masked_fill(~col[:, None, None], low).amax(-1)
-        down = across[:, :, None].masked_fill(~row[:, None, :, :, None], low).amax(3)
-        empty = ~(row.any(-1)[:, :, None] & col.any(-1)[:, None, :])  # (k, PH, PW)
-        pieces.append(down.masked_fill(empty[:, None], 0))
-    return torch.cat(pieces) if pieces else x.new_zeros(0, c, ph, pw)
+    x0, x1 = _spans(start_x, (end_x - start_x + 1).clamp(min=1), pw, w)  # (K, PW)
+    y0, y1 = _spans(start_y, (end_y - start_y + 1).clamp(min=1), ph, h)  # (K, PH)
+    table = _maxima(_maxima(x, 2), 4)  # (N, C, LH, H, LW, W)
+    levels_h, levels_w = table.shape[2], table.shape[4]
+    cells = table.permute(0, 2, 3, 4, 5, 1).reshape(-1, c)  # one row per (n, lh, y, lw, x)
+    level_y, ys = _lookups(y0, y1)
+    level_x, xs = _lookups(x0, x1)
+    image = rois[:, 0].long()[:, None, None]
+    plane = ((image * levels_h + level_y[:, :, None]) * h)[..., None, None] + ys[
+        :, :, None, :, None
+    ]
+    at = (plane * levels_w + level_x[:, None, :, None, None]) * w + xs[:, None, :, None, :]
+    found = cells[at.reshape(-1)].reshape(*at.shape, c).amax((3, 4))  # (K, PH, PW, C)
+    empty = (y1 <= y0)[:, :, None] | (x1 <= x0)[:, None, :]
+    return found.masked_fill(empty[..., None], 0).permute(0, 3, 1, 2)
 
 
 def _weights(start: Tensor, bin_size: Tensor, bins: int, grid: int, size: int) -> Tensor:
@@ -135,7 +157,11 @@ class _MaxRoiPoolOnnx(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, rois: Tensor, output: tuple[int, int], scale: float) -> Tensor:
-        return roi_pool(x, rois, output, scale)
+        # the trace records `symbolic`, not these steps: the sparse table's levels, counted
+        # from the map's size, are no data flow the graph could lose
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TracerWarning)
+            return roi_pool(x, rois, output, scale)
 
     @staticmethod
     def symbolic(g: Any, x: Any, rois: Any, output: tuple[int, int], scale: float) -> Any:
